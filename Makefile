@@ -1,0 +1,47 @@
+# One task runner for developers and CI. Everything is installed into ./.venv by these targets.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.deps-installed
+
+.PHONY: demo test test-rust test-python compat lint fmt develop clean
+
+$(STAMP): requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	touch $(STAMP)
+
+# Build the extension into the venv (incremental; stale copies removed first).
+develop: $(STAMP)
+	rm -f python/ambervault/_ambervault*.so
+	$(BIN)/maturin develop --quiet
+
+demo: develop
+	$(BIN)/python examples/demo.py
+
+test-rust:
+	cargo test -p kvault
+
+test-python: develop
+	$(BIN)/python -m pytest
+
+# The kohakuvault 1.1.0 sdist's own KV tests, run against ambervault through a shim.
+compat: develop
+	$(BIN)/python scripts/run_kohakuvault_tests.py
+
+test: test-rust test-python compat
+
+lint: $(STAMP)
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	$(BIN)/ruff check python examples scripts
+	$(BIN)/ruff format --check python examples scripts
+
+fmt: $(STAMP)
+	cargo fmt --all
+	$(BIN)/ruff format python examples scripts
+	$(BIN)/ruff check --fix python examples scripts
+
+clean:
+	rm -rf $(VENV) target python/ambervault/_ambervault*.so

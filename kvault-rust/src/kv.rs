@@ -1,0 +1,1166 @@
+//! The key-value blob table: small values inline in the key row, large values as ordered chunk
+//! rows, switched in atomically.
+//!
+//! Tables of a table named `T` (see `docs/format.md`):
+//! - `T` (WITHOUT ROWID, keyed by the key bytes): one row per key with its metadata and either
+//!   the inline value or the id of its chunked blob.
+//! - `T__chunks`: chunk rows. A chunk's rowid is `blob_id << 32 | seq`, so a chunk is found by
+//!   arithmetic alone and all chunks of one blob form one contiguous rowid range.
+//! - `T__pending`: blob ids handed out to writers that have not finished. The AUTOINCREMENT
+//!   sequence guarantees a blob id is never reused, so an open reader can never see another
+//!   value's bytes under its id.
+//!
+//! Triggers on `T` delete a blob's chunks when its key row is deleted or switched to another
+//! blob, in the same transaction, so no chunk is ever referenced but missing.
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::error::{Error, Result};
+use crate::store::{now_ms, Store};
+
+/// Largest accepted key, in bytes.
+pub const MAX_KEY_LEN: usize = 1 << 20;
+/// Largest accepted chunk size (well below SQLite's 1 GB value limit).
+pub const MAX_CHUNK_SIZE: usize = 256 << 20;
+/// Default chunk size (and inline limit): 1 MiB.
+pub const DEFAULT_CHUNK_SIZE: usize = 1 << 20;
+/// Blob ids must fit in the upper 31 bits of a chunk rowid.
+const MAX_BLOB_ID: i64 = (1 << 31) - 1;
+/// Chunks per blob are addressed by the lower 32 bits of a chunk rowid.
+const MAX_CHUNKS_PER_BLOB: u64 = 1 << 32;
+
+/// How a key was given, so it can be returned as the same type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    /// Raw bytes.
+    Bytes = 0,
+    /// A UTF-8 string (stored as its bytes).
+    Str = 1,
+}
+
+impl KeyKind {
+    fn from_i64(value: i64) -> Result<Self> {
+        match value {
+            0 => Ok(Self::Bytes),
+            1 => Ok(Self::Str),
+            other => Err(Error::Corrupted(format!("unknown key kind {other}"))),
+        }
+    }
+}
+
+/// How a value's bytes are to be interpreted. Kept beside the value, never inside it, so raw
+/// bytes are never misread as a packed object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    /// Raw bytes, returned as they were given.
+    Raw = 0,
+}
+
+/// Where a value's bytes are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ValueLocation {
+    /// The whole value, read from the key row.
+    Inline(Vec<u8>),
+    /// A chunked blob.
+    Chunked(BlobRef),
+}
+
+/// A chunked blob: enough to read any byte range of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlobRef {
+    /// The blob's id (upper bits of its chunk rowids).
+    pub blob_id: i64,
+    /// Total length in bytes.
+    pub size: u64,
+    /// Length of every chunk but the last.
+    pub chunk_size: u64,
+}
+
+impl BlobRef {
+    /// Rowid of chunk `seq` of this blob.
+    #[must_use]
+    pub fn chunk_rowid(&self, seq: u64) -> i64 {
+        chunk_rowid(self.blob_id, seq)
+    }
+
+    /// Number of chunks.
+    #[must_use]
+    pub fn chunk_count(&self) -> u64 {
+        self.size.div_ceil(self.chunk_size.max(1))
+    }
+}
+
+fn chunk_rowid(blob_id: i64, seq: u64) -> i64 {
+    // blob_id < 2^31 and seq < 2^32, so this never overflows i64.
+    (blob_id << 32) | i64::try_from(seq).unwrap_or(0)
+}
+
+/// A value prepared for [`KvTable::commit_staged`]: either bytes to store inline or a blob whose
+/// chunks are already written under a pending id.
+#[derive(Debug)]
+pub enum Staged<'a> {
+    /// Stored inline in the key row.
+    Inline(&'a [u8]),
+    /// Chunks already written; the pending row is removed when the key switches to it.
+    Chunked(BlobRef),
+}
+
+/// Metadata of one key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryInfo {
+    /// Value length in bytes.
+    pub size: u64,
+    /// Per-key write counter, starting at 1.
+    pub version: i64,
+    /// Creation time, ms since the epoch.
+    pub created_at_ms: i64,
+    /// Last write time, ms since the epoch.
+    pub updated_at_ms: i64,
+    /// Whether the value is stored as chunks.
+    pub chunked: bool,
+}
+
+/// Checks a table name: identifier characters only, so it can never inject SQL.
+///
+/// # Errors
+/// [`Error::InvalidArgument`] naming the rule that was broken.
+pub fn validate_table_name(name: &str) -> Result<()> {
+    let ok_chars = !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && !name.as_bytes()[0].is_ascii_digit();
+    if !ok_chars {
+        return Err(Error::InvalidArgument(format!(
+            "table name must be 1-64 ASCII letters, digits or underscores, not starting with a \
+             digit; got {name:?}"
+        )));
+    }
+    let lower = name.to_ascii_lowercase();
+    if lower.starts_with("sqlite_") || lower.starts_with("ambervault_") || name.contains("__") {
+        return Err(Error::InvalidArgument(format!(
+            "table name {name:?} is reserved (names may not start with 'sqlite_' or \
+             'ambervault_' or contain '__')"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks a chunk size.
+///
+/// # Errors
+/// [`Error::InvalidArgument`] unless `1 <= size <= MAX_CHUNK_SIZE`.
+pub fn validate_chunk_size(size: usize) -> Result<()> {
+    if size == 0 || size > MAX_CHUNK_SIZE {
+        return Err(Error::InvalidArgument(format!(
+            "chunk_size must be between 1 and {MAX_CHUNK_SIZE} bytes, not {size}"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks a key's length.
+///
+/// # Errors
+/// [`Error::InvalidArgument`] for keys longer than [`MAX_KEY_LEN`].
+pub fn validate_key(key: &[u8]) -> Result<()> {
+    if key.len() > MAX_KEY_LEN {
+        return Err(Error::InvalidArgument(format!(
+            "key is {} bytes; keys may be at most {MAX_KEY_LEN} bytes",
+            key.len()
+        )));
+    }
+    Ok(())
+}
+
+/// SQL text for one table, built once (the table name is validated before it is spliced in).
+#[derive(Debug)]
+struct Sql {
+    get: String,
+    locate: String,
+    upsert: String,
+    delete: String,
+    exists: String,
+    count: String,
+    info: String,
+    insert_chunk: String,
+    new_pending: String,
+    drop_pending: String,
+    drop_chunks: String,
+    list_pending: String,
+    chunks_table: String,
+    clear: String,
+}
+
+impl Sql {
+    fn new(t: &str) -> Self {
+        let c = format!("{t}__chunks");
+        let p = format!("{t}__pending");
+        Self {
+            get: format!(
+                "SELECT inline_data, blob_id, size, chunk_size FROM \"{t}\" WHERE key = ?1"
+            ),
+            locate: format!("SELECT blob_id, size, chunk_size FROM \"{t}\" WHERE key = ?1"),
+            upsert: format!(
+                "INSERT INTO \"{t}\" (key, key_kind, encoding, size, inline_data, blob_id, \
+                 chunk_size, version, created_at, updated_at) \
+                 VALUES (?1, ?2, 0, ?3, ?4, ?5, ?6, 1, ?7, ?7) \
+                 ON CONFLICT(key) DO UPDATE SET key_kind = excluded.key_kind, \
+                 encoding = excluded.encoding, size = excluded.size, \
+                 inline_data = excluded.inline_data, blob_id = excluded.blob_id, \
+                 chunk_size = excluded.chunk_size, version = version + 1, \
+                 updated_at = excluded.updated_at, expires_at = NULL, content_hash = NULL"
+            ),
+            delete: format!("DELETE FROM \"{t}\" WHERE key = ?1"),
+            exists: format!("SELECT 1 FROM \"{t}\" WHERE key = ?1"),
+            count: format!("SELECT count(*) FROM \"{t}\""),
+            info: format!(
+                "SELECT size, version, created_at, updated_at, blob_id IS NOT NULL \
+                 FROM \"{t}\" WHERE key = ?1"
+            ),
+            insert_chunk: format!("INSERT INTO \"{c}\" (id, data) VALUES (?1, ?2)"),
+            new_pending: format!("INSERT INTO \"{p}\" (pid, started_at) VALUES (?1, ?2)"),
+            drop_pending: format!("DELETE FROM \"{p}\" WHERE blob_id = ?1"),
+            drop_chunks: format!("DELETE FROM \"{c}\" WHERE id BETWEEN ?1 AND ?2"),
+            list_pending: format!("SELECT blob_id, pid FROM \"{p}\""),
+            chunks_table: c,
+            clear: format!("DELETE FROM \"{t}\""),
+        }
+    }
+}
+
+/// Which keys a scan visits, in bytewise order.
+#[derive(Debug, Clone, Default)]
+pub struct KeyRange {
+    /// Only keys starting with these bytes.
+    pub prefix: Option<Vec<u8>>,
+    /// Only keys strictly after this one (continuation of a paged scan).
+    pub after: Option<Vec<u8>>,
+}
+
+impl KeyRange {
+    /// A WHERE clause (with numbered parameters) selecting this range, written as plain index
+    /// bounds so SQLite seeks to the first key and stops at the last.
+    fn sql_filter(&self) -> (String, Vec<rusqlite::types::Value>) {
+        use rusqlite::types::Value;
+        let (lo, hi) = prefix_bounds(self.prefix.as_deref());
+        let mut clauses = Vec::new();
+        let mut args = Vec::new();
+        match &self.after {
+            Some(after) if after.as_slice() >= lo.as_slice() => {
+                args.push(Value::Blob(after.clone()));
+                clauses.push(format!("key > ?{}", args.len()));
+            }
+            _ => {
+                args.push(Value::Blob(lo));
+                clauses.push(format!("key >= ?{}", args.len()));
+            }
+        }
+        if let Some(hi) = hi {
+            args.push(Value::Blob(hi));
+            clauses.push(format!("key < ?{}", args.len()));
+        }
+        (clauses.join(" AND "), args)
+    }
+}
+
+/// One key-value table in a [`Store`]. Cheap to clone; holds no connection of its own.
+#[derive(Debug, Clone)]
+pub struct KvTable {
+    name: String,
+    chunk_size: usize,
+    sql: std::sync::Arc<Sql>,
+}
+
+impl KvTable {
+    /// Opens table `name` in `store`, creating it if the store is writable.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a bad name or chunk size; [`Error::ReadOnly`] if the table
+    /// does not exist in a read-only store; SQLite errors.
+    pub fn open(store: &mut Store, name: &str, chunk_size: usize) -> Result<Self> {
+        validate_table_name(name)?;
+        validate_chunk_size(chunk_size)?;
+        let table = Self {
+            name: name.to_string(),
+            chunk_size,
+            sql: std::sync::Arc::new(Sql::new(name)),
+        };
+        if store.is_read_only() {
+            let exists: bool = store.conn()?.query_row(
+                "SELECT EXISTS(SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1)",
+                [name],
+                |r| r.get(0),
+            )?;
+            if !exists {
+                return Err(Error::ReadOnly(format!(
+                    "table {name:?} does not exist and the vault cannot be written"
+                )));
+            }
+        } else {
+            store.write(|conn| table.create_schema(conn))?;
+            table.reclaim_orphans(store)?;
+        }
+        Ok(table)
+    }
+
+    fn create_schema(&self, conn: &Connection) -> Result<()> {
+        let t = &self.name;
+        conn.execute_batch(&format!(
+            "CREATE TABLE IF NOT EXISTS \"{t}\" (
+                key BLOB PRIMARY KEY NOT NULL,
+                key_kind INTEGER NOT NULL,
+                encoding INTEGER NOT NULL DEFAULT 0,
+                size INTEGER NOT NULL,
+                inline_data BLOB,
+                blob_id INTEGER,
+                chunk_size INTEGER,
+                version INTEGER NOT NULL DEFAULT 1,
+                created_at INTEGER NOT NULL,
+                updated_at INTEGER NOT NULL,
+                expires_at INTEGER,
+                content_hash BLOB
+             ) WITHOUT ROWID;
+             CREATE TABLE IF NOT EXISTS \"{t}__chunks\" (id INTEGER PRIMARY KEY, data BLOB NOT NULL);
+             CREATE TABLE IF NOT EXISTS \"{t}__pending\" (
+                blob_id INTEGER PRIMARY KEY AUTOINCREMENT,
+                pid INTEGER NOT NULL,
+                started_at INTEGER NOT NULL);
+             CREATE TRIGGER IF NOT EXISTS \"{t}__release_on_switch\"
+                AFTER UPDATE OF blob_id ON \"{t}\"
+                WHEN old.blob_id IS NOT NULL AND old.blob_id IS NOT new.blob_id
+                BEGIN DELETE FROM \"{t}__chunks\"
+                      WHERE id BETWEEN (old.blob_id << 32) AND (old.blob_id << 32) + 4294967295;
+                END;
+             CREATE TRIGGER IF NOT EXISTS \"{t}__release_on_delete\"
+                AFTER DELETE ON \"{t}\"
+                WHEN old.blob_id IS NOT NULL
+                BEGIN DELETE FROM \"{t}__chunks\"
+                      WHERE id BETWEEN (old.blob_id << 32) AND (old.blob_id << 32) + 4294967295;
+                END;"
+        ))?;
+        Ok(())
+    }
+
+    /// The table's name.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Chunk size used for new chunked values (also the largest value stored inline).
+    #[must_use]
+    pub fn chunk_size(&self) -> usize {
+        self.chunk_size
+    }
+
+    /// Returns where key's value is, or `None` if the key is absent.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn locate(&self, conn: &Connection, key: &[u8]) -> Result<Option<ValueLocation>> {
+        let mut stmt = conn.prepare_cached(&self.sql.get)?;
+        let row = stmt
+            .query_row([key], |row| {
+                let blob_id: Option<i64> = row.get(1)?;
+                match blob_id {
+                    None => Ok(ValueLocation::Inline(
+                        row.get_ref(0)?.as_blob_or_null()?.unwrap_or_default().to_vec(),
+                    )),
+                    Some(blob_id) => Ok(ValueLocation::Chunked(BlobRef {
+                        blob_id,
+                        size: row.get::<_, i64>(2)?.try_into().unwrap_or(0),
+                        chunk_size: row.get::<_, Option<i64>>(3)?.unwrap_or(1).try_into().unwrap_or(1),
+                    })),
+                }
+            })
+            .optional()?;
+        Ok(row)
+    }
+
+    /// Returns the blob of a chunked value without reading inline bytes (None when absent or
+    /// inline).
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn locate_blob(&self, conn: &Connection, key: &[u8]) -> Result<Option<BlobRef>> {
+        let mut stmt = conn.prepare_cached(&self.sql.locate)?;
+        let found = stmt
+            .query_row([key], |row| {
+                Ok((
+                    row.get::<_, Option<i64>>(0)?,
+                    row.get::<_, i64>(1)?,
+                    row.get::<_, Option<i64>>(2)?,
+                ))
+            })
+            .optional()?;
+        Ok(found.and_then(|(blob, size, chunk)| {
+            blob.map(|blob_id| BlobRef {
+                blob_id,
+                size: size.try_into().unwrap_or(0),
+                chunk_size: chunk.unwrap_or(1).try_into().unwrap_or(1),
+            })
+        }))
+    }
+
+    /// Reads a whole value into memory, or `None` if the key is absent.
+    ///
+    /// # Errors
+    /// [`Error::Corrupted`] if a chunk is missing or has the wrong length; SQLite errors.
+    pub fn get(&self, store: &mut Store, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        // Inline values need one statement; chunked ones a snapshot so the key row and the
+        // chunks come from the same moment.
+        let conn = store.conn()?;
+        match self.locate(conn, key)? {
+            None => Ok(None),
+            Some(ValueLocation::Inline(bytes)) => Ok(Some(bytes)),
+            Some(ValueLocation::Chunked(_)) => store.read(|conn| {
+                match self.locate(conn, key)? {
+                    None => Ok(None),
+                    Some(ValueLocation::Inline(bytes)) => Ok(Some(bytes)),
+                    Some(ValueLocation::Chunked(blob)) => {
+                        let mut out = vec![0u8; usize_of(blob.size)?];
+                        self.read_blob_range(conn, &blob, 0, &mut out)?;
+                        Ok(Some(out))
+                    }
+                }
+            }),
+        }
+    }
+
+    /// Fills `out` with bytes `offset .. offset + out.len()` of a chunked blob.
+    ///
+    /// # Errors
+    /// [`Error::ValueChanged`] if the blob's chunks are gone (the value was replaced or deleted),
+    /// [`Error::Corrupted`] if a chunk has the wrong length, [`Error::InvalidArgument`] if the
+    /// range runs past the end.
+    pub fn read_blob_range(
+        &self,
+        conn: &Connection,
+        blob: &BlobRef,
+        offset: u64,
+        out: &mut [u8],
+    ) -> Result<()> {
+        let end = offset + out.len() as u64;
+        if end > blob.size {
+            return Err(Error::InvalidArgument(format!(
+                "read of bytes {offset}..{end} runs past the end of a {}-byte value",
+                blob.size
+            )));
+        }
+        let mut pos = offset;
+        let mut written = 0usize;
+        let mut handle: Option<rusqlite::blob::Blob<'_>> = None;
+        while written < out.len() {
+            let seq = pos / blob.chunk_size;
+            let within = pos % blob.chunk_size;
+            let this_chunk_len = (blob.size - seq * blob.chunk_size).min(blob.chunk_size);
+            let take = usize_of((this_chunk_len - within).min((out.len() - written) as u64))?;
+            let rowid = blob.chunk_rowid(seq);
+            let opened = match handle.as_mut() {
+                Some(h) => h.reopen(rowid).map(|()| ()),
+                None => conn
+                    .blob_open(
+                        rusqlite::MAIN_DB,
+                        self.sql.chunks_table.as_str(),
+                        "data",
+                        rowid,
+                        true,
+                    )
+                    .map(|h| handle = Some(h)),
+            };
+            if let Err(err) = opened {
+                // SQLITE_ERROR with "no such rowid": the value was switched away under us.
+                return Err(match Error::from(err) {
+                    Error::Sqlite(_) => Error::ValueChanged,
+                    other => other,
+                });
+            }
+            let h = handle.as_ref().expect("blob handle opened above");
+            if h.len() as u64 != this_chunk_len {
+                return Err(Error::Corrupted(format!(
+                    "chunk {seq} of blob {} has {} bytes, expected {this_chunk_len}",
+                    blob.blob_id,
+                    h.len()
+                )));
+            }
+            h.read_at_exact(&mut out[written..written + take], usize_of(within)?)?;
+            written += take;
+            pos += take as u64;
+        }
+        Ok(())
+    }
+
+    /// Stores `value` under `key`, replacing any old value atomically. Values larger than the
+    /// chunk size are written as chunks first (in short transactions) and switched in at the end.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for an oversized key; [`Error::ReadOnly`]; [`Error::Busy`].
+    pub fn put(&self, store: &mut Store, key: &[u8], kind: KeyKind, value: &[u8]) -> Result<()> {
+        validate_key(key)?;
+        if value.len() <= self.chunk_size {
+            let now = now_ms();
+            return store.write_one(|conn| {
+                self.upsert(conn, key, kind, &Staged::Inline(value), now)?;
+                Ok(())
+            });
+        }
+        let mut writer = BlobWriter::new(self.clone(), None);
+        let staged = writer.write(store, value).and_then(|()| writer.stage(store));
+        let staged = match staged {
+            Ok(s) => s,
+            Err(err) => {
+                let _ = writer.abort(store);
+                return Err(err);
+            }
+        };
+        let result = store.write(|conn| self.commit_staged(conn, key, kind, &staged.as_staged()));
+        if result.is_err() {
+            let _ = writer.abort(store);
+        }
+        result
+    }
+
+    fn upsert(
+        &self,
+        conn: &Connection,
+        key: &[u8],
+        kind: KeyKind,
+        value: &Staged<'_>,
+        now: i64,
+    ) -> Result<()> {
+        let mut stmt = conn.prepare_cached(&self.sql.upsert)?;
+        match value {
+            Staged::Inline(bytes) => stmt.execute(params![
+                key,
+                kind as i64,
+                bytes.len() as i64,
+                bytes,
+                None::<i64>,
+                None::<i64>,
+                now
+            ])?,
+            Staged::Chunked(blob) => stmt.execute(params![
+                key,
+                kind as i64,
+                i64::try_from(blob.size).unwrap_or(i64::MAX),
+                None::<&[u8]>,
+                blob.blob_id,
+                i64::try_from(blob.chunk_size).unwrap_or(i64::MAX),
+                now
+            ])?,
+        };
+        Ok(())
+    }
+
+    /// Points `key` at a staged value inside the caller's write transaction. A chunked value's
+    /// pending row must still exist (it is removed here); if maintenance reclaimed it, the
+    /// switch is refused rather than pointing at missing chunks.
+    ///
+    /// # Errors
+    /// [`Error::Corrupted`] if the pending upload was reclaimed; SQLite errors.
+    pub fn commit_staged(
+        &self,
+        conn: &Connection,
+        key: &[u8],
+        kind: KeyKind,
+        value: &Staged<'_>,
+    ) -> Result<()> {
+        validate_key(key)?;
+        if let Staged::Chunked(blob) = value {
+            let removed = conn
+                .prepare_cached(&self.sql.drop_pending)?
+                .execute([blob.blob_id])?;
+            if removed != 1 {
+                return Err(Error::Corrupted(format!(
+                    "upload {} was reclaimed before it finished; write the value again",
+                    blob.blob_id
+                )));
+            }
+        }
+        self.upsert(conn, key, kind, value, now_ms())
+    }
+
+    /// Stores many values in one transaction: after it, either all are visible or none.
+    ///
+    /// # Errors
+    /// As [`KvTable::put`]; on error nothing of the batch is visible.
+    pub fn put_many<'a>(
+        &self,
+        store: &mut Store,
+        items: &[(&'a [u8], KeyKind, &'a [u8])],
+    ) -> Result<()> {
+        for (key, _, _) in items {
+            validate_key(key)?;
+        }
+        // Large values are staged first, each in short transactions, so the final transaction
+        // only switches keys and stays small.
+        let mut writers: Vec<Option<BlobWriter>> = Vec::with_capacity(items.len());
+        let mut staged: Vec<Option<BlobRef>> = Vec::with_capacity(items.len());
+        let mut failure = None;
+        for (_, _, value) in items {
+            if value.len() <= self.chunk_size {
+                writers.push(None);
+                staged.push(None);
+                continue;
+            }
+            let mut writer = BlobWriter::new(self.clone(), None);
+            let result = writer.write(store, value).and_then(|()| writer.stage(store));
+            match result {
+                Ok(StagedOwned::Chunked(blob)) => staged.push(Some(blob)),
+                Ok(StagedOwned::Inline(_)) => staged.push(None),
+                Err(err) => {
+                    failure = Some(err);
+                    writers.push(Some(writer));
+                    break;
+                }
+            }
+            writers.push(Some(writer));
+        }
+        let result = match failure {
+            Some(err) => Err(err),
+            None => store.write(|conn| {
+                let now = now_ms();
+                for ((key, kind, value), blob) in items.iter().zip(&staged) {
+                    match blob {
+                        Some(blob) => self.commit_staged(conn, key, *kind, &Staged::Chunked(*blob))?,
+                        None => self.upsert(conn, key, *kind, &Staged::Inline(value), now)?,
+                    }
+                }
+                Ok(())
+            }),
+        };
+        if result.is_err() {
+            for writer in writers.iter_mut().flatten() {
+                let _ = writer.abort(store);
+            }
+        }
+        result
+    }
+
+    /// Removes `key`; returns whether it existed. A chunked value's chunks go in the same
+    /// transaction.
+    ///
+    /// # Errors
+    /// [`Error::ReadOnly`], [`Error::Busy`].
+    pub fn delete(&self, store: &mut Store, key: &[u8]) -> Result<bool> {
+        let sql = &self.sql.delete;
+        store.write_one(|conn| Ok(conn.prepare_cached(sql)?.execute([key])? > 0))
+    }
+
+    /// Removes every key of the table.
+    ///
+    /// # Errors
+    /// [`Error::ReadOnly`], [`Error::Busy`].
+    pub fn clear(&self, store: &mut Store) -> Result<u64> {
+        store.write(|conn| {
+            let removed = conn.prepare_cached(&self.sql.clear)?.execute([])?;
+            Ok(removed as u64)
+        })
+    }
+
+    /// Whether `key` is present.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn exists(&self, store: &mut Store, key: &[u8]) -> Result<bool> {
+        let conn = store.conn()?;
+        let mut stmt = conn.prepare_cached(&self.sql.exists)?;
+        Ok(stmt.exists([key])?)
+    }
+
+    /// Metadata of `key`, or `None` when absent.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn info(&self, store: &mut Store, key: &[u8]) -> Result<Option<EntryInfo>> {
+        let conn = store.conn()?;
+        let mut stmt = conn.prepare_cached(&self.sql.info)?;
+        Ok(stmt
+            .query_row([key], |r| {
+                Ok(EntryInfo {
+                    size: r.get::<_, i64>(0)?.try_into().unwrap_or(0),
+                    version: r.get(1)?,
+                    created_at_ms: r.get(2)?,
+                    updated_at_ms: r.get(3)?,
+                    chunked: r.get(4)?,
+                })
+            })
+            .optional()?)
+    }
+
+    /// Number of keys.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn len(&self, store: &mut Store) -> Result<u64> {
+        let conn = store.conn()?;
+        let n: i64 = conn.prepare_cached(&self.sql.count)?.query_row([], |r| r.get(0))?;
+        Ok(n.try_into().unwrap_or(0))
+    }
+
+    /// Number of keys starting with `prefix` (all keys when `None`).
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn count_prefix(&self, store: &mut Store, prefix: Option<&[u8]>) -> Result<u64> {
+        let range = KeyRange { prefix: prefix.map(<[u8]>::to_vec), after: None };
+        let (filter, args) = range.sql_filter();
+        let sql = format!("SELECT count(*) FROM \"{}\" WHERE {filter}", self.name);
+        let conn = store.conn()?;
+        let n: i64 = conn
+            .prepare_cached(&sql)?
+            .query_row(rusqlite::params_from_iter(args.iter()), |r| r.get(0))?;
+        Ok(n.try_into().unwrap_or(0))
+    }
+
+    /// Whether the table has no keys.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn is_empty(&self, store: &mut Store) -> Result<bool> {
+        Ok(self.len(store)? == 0)
+    }
+
+    /// One page of keys in bytewise order: at most `limit` keys of `range`.
+    /// Continue with `range.after` set to the last key returned.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn scan_keys(
+        &self,
+        store: &mut Store,
+        range: &KeyRange,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, KeyKind)>> {
+        let (filter, mut args) = range.sql_filter();
+        let sql = format!(
+            "SELECT key, key_kind FROM \"{}\" WHERE {filter} ORDER BY key LIMIT ?{}",
+            self.name,
+            args.len() + 1
+        );
+        args.push(rusqlite::types::Value::Integer(i64::try_from(limit).unwrap_or(i64::MAX)));
+        let conn = store.conn()?;
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), |r| {
+            Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (key, kind) = row?;
+            out.push((key, KeyKind::from_i64(kind)?));
+        }
+        Ok(out)
+    }
+
+    /// Deletes chunks of uploads whose writer process is gone (a crash mid-stream). Uploads of
+    /// live processes, this one included, are left alone. Returns the number reclaimed.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn reclaim_orphans(&self, store: &mut Store) -> Result<u64> {
+        if store.is_read_only() {
+            return Ok(0);
+        }
+        let pending: Vec<(i64, i64)> = {
+            let conn = store.conn()?;
+            let mut stmt = conn.prepare_cached(&self.sql.list_pending)?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
+        let mut reclaimed = 0;
+        for (blob_id, pid) in pending {
+            if process_alive(pid) {
+                continue;
+            }
+            store.write(|conn| self.drop_blob(conn, blob_id))?;
+            reclaimed += 1;
+        }
+        Ok(reclaimed)
+    }
+
+    fn drop_blob(&self, conn: &Connection, blob_id: i64) -> Result<()> {
+        conn.prepare_cached(&self.sql.drop_chunks)?
+            .execute([chunk_rowid(blob_id, 0), chunk_rowid(blob_id, MAX_CHUNKS_PER_BLOB - 1)])?;
+        conn.prepare_cached(&self.sql.drop_pending)?.execute([blob_id])?;
+        Ok(())
+    }
+}
+
+/// `[lo, hi)` bounds of all keys starting with `prefix` (hi is `None` when unbounded).
+fn prefix_bounds(prefix: Option<&[u8]>) -> (Vec<u8>, Option<Vec<u8>>) {
+    let Some(prefix) = prefix else {
+        return (Vec::new(), None);
+    };
+    // The smallest key greater than every key with this prefix: drop trailing 0xFF bytes and
+    // increment the last remaining byte. A prefix of only 0xFF bytes has no upper bound.
+    let mut hi = prefix.to_vec();
+    while let Some(&last) = hi.last() {
+        if last == 0xFF {
+            hi.pop();
+        } else {
+            *hi.last_mut().expect("non-empty") += 1;
+            return (prefix.to_vec(), Some(hi));
+        }
+    }
+    (prefix.to_vec(), None)
+}
+
+fn usize_of(n: u64) -> Result<usize> {
+    usize::try_from(n)
+        .map_err(|_| Error::InvalidArgument(format!("{n} bytes do not fit in memory here")))
+}
+
+#[cfg(unix)]
+fn process_alive(pid: i64) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    if pid <= 0 {
+        return false;
+    }
+    if i64::from(pid) == i64::from(std::process::id()) {
+        return true;
+    }
+    // SAFETY: kill with signal 0 only checks whether the process exists.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+}
+
+#[cfg(not(unix))]
+fn process_alive(_pid: i64) -> bool {
+    // Without a cheap liveness check, never reclaim: a leak is safe, a wrong reclaim is not.
+    true
+}
+
+/// A staged value owned by a [`BlobWriter`].
+#[derive(Debug, Clone)]
+pub enum StagedOwned {
+    /// Small enough to store inline.
+    Inline(Vec<u8>),
+    /// Chunks written under a pending blob id.
+    Chunked(BlobRef),
+}
+
+impl StagedOwned {
+    /// Borrowed view for [`KvTable::commit_staged`].
+    #[must_use]
+    pub fn as_staged(&self) -> Staged<'_> {
+        match self {
+            Self::Inline(bytes) => Staged::Inline(bytes),
+            Self::Chunked(blob) => Staged::Chunked(*blob),
+        }
+    }
+}
+
+/// Writes a value of any size as chunks, each in its own short transaction, under a pending
+/// blob id. Nothing is visible under a key until [`BlobWriter::finish`] switches it in.
+#[derive(Debug)]
+pub struct BlobWriter {
+    table: KvTable,
+    chunk_size: usize,
+    buffer: Vec<u8>,
+    blob_id: Option<i64>,
+    chunks_written: u64,
+    total: u64,
+    done: bool,
+}
+
+impl BlobWriter {
+    /// A writer for `table`; `chunk_size` overrides the table's (validated by the caller).
+    #[must_use]
+    pub fn new(table: KvTable, chunk_size: Option<usize>) -> Self {
+        let chunk_size = chunk_size.unwrap_or(table.chunk_size);
+        Self {
+            table,
+            chunk_size,
+            buffer: Vec::new(),
+            blob_id: None,
+            chunks_written: 0,
+            total: 0,
+            done: false,
+        }
+    }
+
+    /// Bytes accepted so far.
+    #[must_use]
+    pub fn bytes_written(&self) -> u64 {
+        self.total
+    }
+
+    /// Appends bytes. Full chunks are written to the file as they fill.
+    ///
+    /// # Errors
+    /// [`Error::Closed`] after finish/abort; SQLite errors (the upload can then only be aborted).
+    pub fn write(&mut self, store: &mut Store, mut data: &[u8]) -> Result<()> {
+        if self.done {
+            return Err(Error::Closed("writer"));
+        }
+        store.check_writable()?;
+        while !data.is_empty() {
+            if self.buffer.is_empty() && data.len() > self.chunk_size {
+                // Whole chunks straight from the caller's buffer, no copy into ours. A chunk is
+                // flushed only when more bytes follow it, so a value of exactly one chunk stays
+                // inline.
+                let (chunk, rest) = data.split_at(self.chunk_size);
+                self.flush_chunk(store, chunk)?;
+                self.total += chunk.len() as u64;
+                data = rest;
+                continue;
+            }
+            if self.buffer.len() == self.chunk_size {
+                let full = std::mem::take(&mut self.buffer);
+                self.flush_chunk(store, &full)?;
+                self.buffer = full;
+                self.buffer.clear();
+            }
+            let room = self.chunk_size - self.buffer.len();
+            let take = room.min(data.len());
+            if self.buffer.capacity() == 0 {
+                self.buffer.reserve_exact(self.chunk_size.min(data.len().max(64 << 10)));
+            }
+            self.buffer.extend_from_slice(&data[..take]);
+            self.total += take as u64;
+            data = &data[take..];
+        }
+        Ok(())
+    }
+
+    fn flush_chunk(&mut self, store: &mut Store, chunk: &[u8]) -> Result<()> {
+        if self.chunks_written >= MAX_CHUNKS_PER_BLOB {
+            return Err(Error::InvalidArgument(
+                "value has too many chunks; use a larger chunk_size".into(),
+            ));
+        }
+        let blob_id = match self.blob_id {
+            Some(id) => id,
+            None => {
+                let sql = &self.table.sql.new_pending;
+                let id = store.write(|conn| {
+                    conn.prepare_cached(sql)?
+                        .execute(params![i64::from(std::process::id()), now_ms()])?;
+                    Ok(conn.last_insert_rowid())
+                })?;
+                if id > MAX_BLOB_ID {
+                    return Err(Error::InvalidArgument("the vault ran out of blob ids".into()));
+                }
+                self.blob_id = Some(id);
+                id
+            }
+        };
+        let rowid = chunk_rowid(blob_id, self.chunks_written);
+        let sql = &self.table.sql.insert_chunk;
+        store.write(|conn| {
+            conn.prepare_cached(sql)?.execute(params![rowid, chunk])?;
+            Ok(())
+        })?;
+        self.chunks_written += 1;
+        Ok(())
+    }
+
+    /// Writes out what is buffered and returns the value ready to be switched in. Afterwards
+    /// the writer only accepts [`BlobWriter::abort`] (to drop the staged chunks if the switch
+    /// fails).
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn stage(&mut self, store: &mut Store) -> Result<StagedOwned> {
+        if self.done {
+            return Err(Error::Closed("writer"));
+        }
+        self.done = true;
+        if self.chunks_written == 0 {
+            return Ok(StagedOwned::Inline(std::mem::take(&mut self.buffer)));
+        }
+        if !self.buffer.is_empty() {
+            let last = std::mem::take(&mut self.buffer);
+            self.flush_chunk(store, &last)?;
+        }
+        Ok(StagedOwned::Chunked(BlobRef {
+            blob_id: self.blob_id.expect("chunks were written"),
+            size: self.total,
+            chunk_size: self.chunk_size as u64,
+        }))
+    }
+
+    /// Finishes the upload and switches `key` to it in one short transaction. Returns the
+    /// value's length.
+    ///
+    /// # Errors
+    /// SQLite errors; on error the upload is discarded and the old value stays.
+    pub fn finish(mut self, store: &mut Store, key: &[u8], kind: KeyKind) -> Result<u64> {
+        let result = self.stage(store).and_then(|staged| {
+            let table = self.table.clone();
+            store.write(|conn| table.commit_staged(conn, key, kind, &staged.as_staged()))
+        });
+        match result {
+            Ok(()) => Ok(self.total),
+            Err(err) => {
+                let _ = self.abort(store);
+                Err(err)
+            }
+        }
+    }
+
+    /// Discards the upload: its chunks and pending row are deleted. Idempotent.
+    ///
+    /// # Errors
+    /// SQLite errors (the chunks are then reclaimed when the vault is next opened).
+    pub fn abort(&mut self, store: &mut Store) -> Result<()> {
+        self.done = true;
+        self.buffer = Vec::new();
+        if let Some(blob_id) = self.blob_id.take() {
+            let table = self.table.clone();
+            store.write(|conn| table.drop_blob(conn, blob_id))?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads one value sequentially or at random offsets, a chunk at a time.
+///
+/// Inline values are held in memory. Chunked values are read through the connection on demand;
+/// the current chunk is kept, so small sequential reads cost one chunk read per chunk. Because
+/// blob ids are never reused, a reader returns the bytes of the value it was opened on or fails
+/// with [`Error::ValueChanged`], never a mix of two values.
+#[derive(Debug)]
+pub struct BlobReader {
+    table: KvTable,
+    source: ValueLocation,
+    position: u64,
+    cached_seq: Option<u64>,
+    cached: Vec<u8>,
+}
+
+impl BlobReader {
+    /// Opens `key` for reading, or `None` if it is absent.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn open(table: &KvTable, store: &mut Store, key: &[u8]) -> Result<Option<Self>> {
+        let conn = store.conn()?;
+        Ok(table.locate(conn, key)?.map(|source| Self {
+            table: table.clone(),
+            source,
+            position: 0,
+            cached_seq: None,
+            cached: Vec::new(),
+        }))
+    }
+
+    /// Total length in bytes.
+    #[must_use]
+    pub fn size(&self) -> u64 {
+        match &self.source {
+            ValueLocation::Inline(bytes) => bytes.len() as u64,
+            ValueLocation::Chunked(blob) => blob.size,
+        }
+    }
+
+    /// Current position.
+    #[must_use]
+    pub fn position(&self) -> u64 {
+        self.position
+    }
+
+    /// Moves to absolute position `pos` (may be past the end; reads there return nothing).
+    pub fn seek(&mut self, pos: u64) {
+        self.position = pos;
+    }
+
+    /// Reads up to `out.len()` bytes at the current position; returns how many were read
+    /// (0 at the end).
+    ///
+    /// # Errors
+    /// [`Error::ValueChanged`] if the value was replaced or deleted meanwhile; SQLite errors.
+    pub fn read(&mut self, store: &mut Store, out: &mut [u8]) -> Result<usize> {
+        let size = self.size();
+        if self.position >= size || out.is_empty() {
+            return Ok(0);
+        }
+        let n = usize_of((size - self.position).min(out.len() as u64))?;
+        let out = &mut out[..n];
+        match &self.source {
+            ValueLocation::Inline(bytes) => {
+                let start = usize_of(self.position)?;
+                out.copy_from_slice(&bytes[start..start + n]);
+            }
+            ValueLocation::Chunked(blob) => {
+                let blob = *blob;
+                let mut done = 0;
+                while done < n {
+                    let pos = self.position + done as u64;
+                    let seq = pos / blob.chunk_size;
+                    let within = usize_of(pos % blob.chunk_size)?;
+                    let chunk_len = usize_of((size - seq * blob.chunk_size).min(blob.chunk_size))?;
+                    let want = (chunk_len - within).min(n - done);
+                    if self.cached_seq == Some(seq) {
+                        out[done..done + want].copy_from_slice(&self.cached[within..within + want]);
+                    } else if want == chunk_len {
+                        // A whole chunk goes straight into the caller's buffer.
+                        let conn = store.conn()?;
+                        self.table.read_blob_range(conn, &blob, pos, &mut out[done..done + want])?;
+                    } else {
+                        self.cached.resize(chunk_len, 0);
+                        let conn = store.conn()?;
+                        self.table.read_blob_range(
+                            conn,
+                            &blob,
+                            seq * blob.chunk_size,
+                            &mut self.cached,
+                        )?;
+                        self.cached_seq = Some(seq);
+                        out[done..done + want].copy_from_slice(&self.cached[within..within + want]);
+                    }
+                    done += want;
+                }
+            }
+        }
+        self.position += n as u64;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_bounds_handle_ff_bytes() {
+        assert_eq!(prefix_bounds(None), (vec![], None));
+        assert_eq!(prefix_bounds(Some(b"ab")), (b"ab".to_vec(), Some(b"ac".to_vec())));
+        assert_eq!(
+            prefix_bounds(Some(&[0x61, 0xFF, 0xFF])),
+            (vec![0x61, 0xFF, 0xFF], Some(vec![0x62]))
+        );
+        assert_eq!(prefix_bounds(Some(&[0xFF])), (vec![0xFF], None));
+        assert_eq!(prefix_bounds(Some(b"")), (vec![], None));
+    }
+
+    #[test]
+    fn table_names_are_identifiers_only() {
+        for good in ["kvault", "media_2", "_x", "A"] {
+            assert!(validate_table_name(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "1abc",
+            "a b",
+            "x\"; DROP TABLE kvault; --",
+            "sqlite_master",
+            "ambervault_meta",
+            "a__chunks",
+            "é",
+            &"a".repeat(65),
+        ] {
+            assert!(matches!(validate_table_name(bad), Err(Error::InvalidArgument(_))), "{bad}");
+        }
+    }
+
+    #[test]
+    fn chunk_rowids_are_contiguous_per_blob() {
+        let blob = BlobRef { blob_id: 3, size: 10, chunk_size: 4 };
+        assert_eq!(blob.chunk_count(), 3);
+        assert_eq!(blob.chunk_rowid(1) - blob.chunk_rowid(0), 1);
+        assert!(chunk_rowid(2, MAX_CHUNKS_PER_BLOB - 1) < chunk_rowid(3, 0));
+    }
+}

@@ -1,0 +1,602 @@
+//! The connection layer: opening a vault file, PRAGMAs, format version, write transactions with
+//! busy retries, and reopening after `fork()`.
+//!
+//! One [`Store`] is one SQLite connection. Key-value tables ([`crate::KvTable`]) and columns
+//! borrow it, so several stores of data can share one file, one connection and one transaction.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Once;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, OpenFlags};
+
+use crate::error::{Error, Result};
+
+/// `PRAGMA application_id` of every ambervault file: the bytes "AMBV".
+pub const APPLICATION_ID: i32 = 0x414D_4256;
+/// The on-disk format version this build writes (`PRAGMA user_version` and the meta table).
+pub const FORMAT_VERSION: i64 = 1;
+
+/// How hard SQLite syncs on commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Synchronous {
+    /// No syncs: fastest; an OS crash or power loss may corrupt the file.
+    Off,
+    /// WAL default: a commit survives a process crash; the last commits may be lost on power loss.
+    Normal,
+    /// Sync the WAL on every commit: commits survive power loss too.
+    Full,
+    /// Like `Full`, and also sync the directory after deleting a journal.
+    Extra,
+}
+
+impl Synchronous {
+    /// Parses `"off" | "normal" | "full" | "extra"` (any case).
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for any other string.
+    pub fn parse(text: &str) -> Result<Self> {
+        match text.to_ascii_lowercase().as_str() {
+            "off" => Ok(Self::Off),
+            "normal" => Ok(Self::Normal),
+            "full" => Ok(Self::Full),
+            "extra" => Ok(Self::Extra),
+            _ => Err(Error::InvalidArgument(format!(
+                "synchronous must be one of 'off', 'normal', 'full', 'extra', not {text:?}"
+            ))),
+        }
+    }
+
+    fn pragma_value(self) -> &'static str {
+        match self {
+            Self::Off => "OFF",
+            Self::Normal => "NORMAL",
+            Self::Full => "FULL",
+            Self::Extra => "EXTRA",
+        }
+    }
+}
+
+/// Settings for opening a [`Store`]. Defaults follow the Python API.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Retries after SQLite reports the database busy, each after an exponential backoff.
+    pub retries: u32,
+    /// First backoff delay in seconds; each retry doubles it (with jitter).
+    pub backoff_base: f64,
+    /// Use write-ahead logging (readers never block writers).
+    pub enable_wal: bool,
+    /// SQLite page size in bytes; only takes effect when the file is created.
+    pub page_size: u32,
+    /// Bytes of the file SQLite may memory-map for reads (0 disables mmap).
+    pub mmap_size: u64,
+    /// SQLite page cache size in KiB.
+    pub cache_kb: u32,
+    /// Open without write access; every write is refused with [`Error::ReadOnly`].
+    pub read_only: bool,
+    /// Sync mode; `Normal` by default.
+    pub synchronous: Synchronous,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            retries: 4,
+            backoff_base: 0.02,
+            enable_wal: true,
+            page_size: 4096,
+            mmap_size: 256 << 20,
+            cache_kb: 20_000,
+            read_only: false,
+            synchronous: Synchronous::Normal,
+        }
+    }
+}
+
+impl StoreOptions {
+    fn validate(&self) -> Result<()> {
+        if !self.page_size.is_power_of_two() || !(512..=65536).contains(&self.page_size) {
+            return Err(Error::InvalidArgument(format!(
+                "page_size must be a power of two between 512 and 65536, not {}",
+                self.page_size
+            )));
+        }
+        if !(self.backoff_base.is_finite() && self.backoff_base >= 0.0 && self.backoff_base <= 60.0) {
+            return Err(Error::InvalidArgument(format!(
+                "backoff_base must be between 0 and 60 seconds, not {}",
+                self.backoff_base
+            )));
+        }
+        if self.retries > 1000 {
+            return Err(Error::InvalidArgument(format!(
+                "retries must be at most 1000, not {}",
+                self.retries
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Where the vault lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// A private in-memory database (`":memory:"`), gone when the store closes.
+    Memory,
+    /// A file on disk.
+    File(PathBuf),
+}
+
+impl Location {
+    /// `":memory:"` means in-memory; anything else is a file path.
+    #[must_use]
+    pub fn from_path(path: &Path) -> Self {
+        if path.as_os_str() == ":memory:" {
+            Self::Memory
+        } else {
+            Self::File(path.to_path_buf())
+        }
+    }
+}
+
+// Incremented in the child after every fork(). A store remembers the value it was opened under;
+// a mismatch means this process is a fork child whose inherited SQLite connection must not be used.
+static FORK_GENERATION: AtomicU64 = AtomicU64::new(0);
+static FORK_HOOK: Once = Once::new();
+
+extern "C" fn after_fork_in_child() {
+    FORK_GENERATION.fetch_add(1, Ordering::SeqCst);
+}
+
+fn install_fork_hook() {
+    #[cfg(unix)]
+    FORK_HOOK.call_once(|| {
+        // SAFETY: registering a handler that only touches an atomic is async-signal-safe.
+        unsafe {
+            libc::pthread_atfork(None, None, Some(after_fork_in_child));
+        }
+    });
+}
+
+/// An open vault file: one SQLite connection plus the settings it was opened with.
+#[derive(Debug)]
+pub struct Store {
+    conn: Option<Connection>,
+    location: Location,
+    options: StoreOptions,
+    fork_generation: u64,
+    read_only: bool,
+}
+
+impl Store {
+    /// Opens (creating if needed) the vault file at `location`.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the parent directory is missing or the path is a directory,
+    /// [`Error::Corrupted`] for a file that is not a SQLite database,
+    /// [`Error::IncompatibleFormat`] for a file written by a newer ambervault,
+    /// [`Error::InvalidArgument`] for bad options. Nothing is written in any of these cases.
+    pub fn open(location: Location, options: StoreOptions) -> Result<Self> {
+        options.validate()?;
+        install_fork_hook();
+        let fork_generation = FORK_GENERATION.load(Ordering::SeqCst);
+        let conn = open_connection(&location, &options)?;
+        let read_only = options.read_only || conn.is_readonly(rusqlite::MAIN_DB)?;
+        let mut store = Self {
+            conn: Some(conn),
+            location,
+            options,
+            fork_generation,
+            read_only,
+        };
+        store.initialize()?;
+        Ok(store)
+    }
+
+    /// Opens an in-memory store with default options (handy in tests and examples).
+    ///
+    /// # Errors
+    /// Only if SQLite cannot allocate the database.
+    pub fn open_in_memory() -> Result<Self> {
+        Self::open(Location::Memory, StoreOptions::default())
+    }
+
+    /// Where this store lives.
+    #[must_use]
+    pub fn location(&self) -> &Location {
+        &self.location
+    }
+
+    /// The options this store was opened with.
+    #[must_use]
+    pub fn options(&self) -> &StoreOptions {
+        &self.options
+    }
+
+    /// Whether writes are refused (opened read-only, or the file is not writable).
+    #[must_use]
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// Whether [`Store::close`] has been called.
+    #[must_use]
+    pub fn is_closed(&self) -> bool {
+        self.conn.is_none()
+    }
+
+    /// The live connection, reopened first if this process is a fork child of the one that
+    /// opened it.
+    ///
+    /// # Errors
+    /// [`Error::Closed`] after [`Store::close`]; open errors when reopening after a fork.
+    pub fn conn(&mut self) -> Result<&Connection> {
+        let generation = FORK_GENERATION.load(Ordering::SeqCst);
+        if generation != self.fork_generation && self.conn.is_some() {
+            self.reopen_after_fork(generation)?;
+        }
+        self.conn.as_ref().ok_or(Error::Closed("vault"))
+    }
+
+    fn reopen_after_fork(&mut self, generation: u64) -> Result<()> {
+        if self.location == Location::Memory {
+            // The child owns a private copy of an in-memory database: keep using it.
+            self.fork_generation = generation;
+            return Ok(());
+        }
+        // The inherited connection shares file locks and WAL state with the parent. Closing it
+        // could checkpoint or unlink the parent's WAL, so it is deliberately leaked.
+        if let Some(inherited) = self.conn.take() {
+            std::mem::forget(inherited);
+        }
+        self.conn = Some(open_connection(&self.location, &self.options)?);
+        self.fork_generation = generation;
+        Ok(())
+    }
+
+    /// Refuses writes on a read-only store.
+    ///
+    /// # Errors
+    /// [`Error::ReadOnly`] when the store cannot be written.
+    pub fn check_writable(&self) -> Result<()> {
+        if self.read_only {
+            return Err(Error::ReadOnly(match &self.location {
+                Location::File(p) if !self.options.read_only => {
+                    format!("{} is not writable", p.display())
+                }
+                _ => "opened with read_only=True".to_string(),
+            }));
+        }
+        Ok(())
+    }
+
+    /// Runs `f` inside a write transaction (`BEGIN IMMEDIATE` ... `COMMIT`), retrying the lock
+    /// acquisition with exponential backoff. If a transaction is already open on this
+    /// connection, `f` runs inside a savepoint of it instead. Any error rolls back everything
+    /// `f` did.
+    ///
+    /// # Errors
+    /// [`Error::Busy`] when the lock stays taken through all retries; whatever `f` returns.
+    pub fn write<T>(&mut self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        self.check_writable()?;
+        let retries = self.options.retries;
+        let backoff = self.options.backoff_base;
+        let conn = self.conn()?;
+        if !conn.is_autocommit() {
+            conn.execute_batch("SAVEPOINT ambervault_op")?;
+            return match f(conn) {
+                Ok(value) => {
+                    conn.execute_batch("RELEASE ambervault_op")?;
+                    Ok(value)
+                }
+                Err(err) => {
+                    let _ = conn.execute_batch("ROLLBACK TO ambervault_op; RELEASE ambervault_op");
+                    Err(err)
+                }
+            };
+        }
+        with_retries(retries, backoff, || {
+            conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+            Ok(())
+        })?;
+        match f(conn) {
+            Ok(value) => {
+                let committed = with_retries(retries, backoff, || {
+                    conn.prepare_cached("COMMIT")?.execute([])?;
+                    Ok(())
+                });
+                match committed {
+                    Ok(()) => Ok(value),
+                    Err(err) => {
+                        let _ = conn.execute_batch("ROLLBACK");
+                        Err(err)
+                    }
+                }
+            }
+            Err(err) => {
+                if !conn.is_autocommit() {
+                    let _ = conn.execute_batch("ROLLBACK");
+                }
+                Err(err)
+            }
+        }
+    }
+
+    /// Runs `f` inside a read transaction so everything it reads comes from one snapshot.
+    /// Inside an already open transaction `f` simply runs in it.
+    ///
+    /// # Errors
+    /// [`Error::Busy`] if the snapshot cannot be taken; whatever `f` returns.
+    pub fn read<T>(&mut self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let retries = self.options.retries;
+        let backoff = self.options.backoff_base;
+        let conn = self.conn()?;
+        if !conn.is_autocommit() {
+            return f(conn);
+        }
+        conn.prepare_cached("BEGIN")?.execute([])?;
+        let result = f(conn);
+        // COMMIT of a read transaction only releases the snapshot; it cannot lose anything.
+        let ended = with_retries(retries, backoff, || {
+            conn.prepare_cached("COMMIT")?.execute([])?;
+            Ok(())
+        });
+        if ended.is_err() && !conn.is_autocommit() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        let value = result?;
+        ended?;
+        Ok(value)
+    }
+
+    /// Runs a single self-contained statement (already atomic in autocommit mode) with
+    /// busy retries.
+    ///
+    /// # Errors
+    /// [`Error::Busy`] after the retries; whatever `f` returns.
+    pub fn write_one<T>(&mut self, mut f: impl FnMut(&Connection) -> Result<T>) -> Result<T> {
+        self.check_writable()?;
+        let retries = self.options.retries;
+        let backoff = self.options.backoff_base;
+        let conn = self.conn()?;
+        with_retries(retries, backoff, || f(conn))
+    }
+
+    /// Copies the WAL back into the main file and truncates it.
+    ///
+    /// # Errors
+    /// SQLite errors; a busy checkpoint is not an error (it simply does less).
+    pub fn checkpoint(&mut self) -> Result<()> {
+        if self.read_only {
+            return Ok(());
+        }
+        let conn = self.conn()?;
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        Ok(())
+    }
+
+    /// Rebuilds the file to reclaim free pages (`VACUUM`), then checkpoints.
+    ///
+    /// # Errors
+    /// [`Error::ReadOnly`], [`Error::Busy`], I/O errors.
+    pub fn vacuum(&mut self) -> Result<()> {
+        self.check_writable()?;
+        let retries = self.options.retries;
+        let backoff = self.options.backoff_base;
+        let conn = self.conn()?;
+        if !conn.is_autocommit() {
+            return Err(Error::InvalidArgument(
+                "optimize() cannot run inside a transaction".into(),
+            ));
+        }
+        with_retries(retries, backoff, || Ok(conn.execute_batch("VACUUM")?))?;
+        self.checkpoint()
+    }
+
+    /// Closes the connection. Idempotent. After a fork, the inherited connection is leaked
+    /// rather than closed (see [`Store::conn`]).
+    ///
+    /// # Errors
+    /// SQLite errors while closing (the store is closed regardless).
+    pub fn close(&mut self) -> Result<()> {
+        let Some(conn) = self.conn.take() else {
+            return Ok(());
+        };
+        if FORK_GENERATION.load(Ordering::SeqCst) != self.fork_generation
+            && self.location != Location::Memory
+        {
+            std::mem::forget(conn);
+            return Ok(());
+        }
+        conn.close().map_err(|(_, err)| Error::from(err))
+    }
+
+    fn initialize(&mut self) -> Result<()> {
+        let read_only = self.read_only;
+        let conn = self.conn()?;
+        // The first read of the header: fails with NOTADB on a file that is not SQLite.
+        let application_id: i32 = conn.query_row("PRAGMA application_id", [], |r| r.get(0))?;
+        let user_version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if application_id == APPLICATION_ID && user_version > FORMAT_VERSION {
+            return Err(Error::IncompatibleFormat {
+                found: user_version,
+                supported: FORMAT_VERSION,
+            });
+        }
+        if application_id != 0 && application_id != APPLICATION_ID {
+            return Err(Error::Corrupted(format!(
+                "this SQLite file belongs to another application (application_id {application_id:#x})"
+            )));
+        }
+        if read_only {
+            return Ok(());
+        }
+        self.write(|conn| {
+            conn.execute_batch(
+                "CREATE TABLE IF NOT EXISTS ambervault_meta (\
+                   name TEXT PRIMARY KEY NOT NULL, value ANY) WITHOUT ROWID;",
+            )?;
+            if application_id == 0 {
+                conn.execute_batch(&format!(
+                    "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {FORMAT_VERSION};"
+                ))?;
+                conn.execute(
+                    "INSERT OR IGNORE INTO ambervault_meta(name, value) VALUES \
+                     ('format_version', ?1), ('created_at_ms', ?2)",
+                    (FORMAT_VERSION, now_ms()),
+                )?;
+            }
+            Ok(())
+        })
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        let _ = self.close();
+    }
+}
+
+fn open_connection(location: &Location, options: &StoreOptions) -> Result<Connection> {
+    let mut flags = OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    flags |= if options.read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE
+    };
+    let conn = match location {
+        Location::Memory => Connection::open_in_memory_with_flags(flags)?,
+        Location::File(path) => {
+            check_path(path, options.read_only)?;
+            match Connection::open_with_flags(path, flags) {
+                Ok(conn) => conn,
+                Err(err) if options.read_only => {
+                    // A read-only directory cannot hold the WAL's -shm file; a file nobody can
+                    // write is immutable, so SQLite may read it without any locking.
+                    open_immutable(path).map_err(|_| Error::from(err))?
+                }
+                Err(err) => return Err(err.into()),
+            }
+        }
+    };
+    configure(&conn, location, options)?;
+    Ok(conn)
+}
+
+fn open_immutable(path: &Path) -> Result<Connection> {
+    let absolute = std::fs::canonicalize(path)?;
+    let uri = format!("file:{}?immutable=1", percent_encode_path(&absolute.to_string_lossy()));
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+        | OpenFlags::SQLITE_OPEN_URI
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    Ok(Connection::open_with_flags(uri, flags)?)
+}
+
+fn percent_encode_path(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for byte in path.bytes() {
+        if byte.is_ascii_alphanumeric() || b"/-_.~".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+fn check_path(path: &Path, read_only: bool) -> Result<()> {
+    if path.is_dir() {
+        return Err(Error::Io(std::io::Error::new(
+            std::io::ErrorKind::IsADirectory,
+            format!("{} is a directory, not a vault file", path.display()),
+        )));
+    }
+    if read_only && !path.exists() {
+        return Err(Error::Io(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("{} does not exist (read_only=True never creates a file)", path.display()),
+        )));
+    }
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
+    if let Some(parent) = parent {
+        if !parent.is_dir() {
+            return Err(Error::Io(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("directory {} does not exist", parent.display()),
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn configure(conn: &Connection, location: &Location, options: &StoreOptions) -> Result<()> {
+    // SQLite's own busy handler absorbs short waits; `with_retries` adds the backoff on top.
+    let first_wait = Duration::from_secs_f64(options.backoff_base.max(0.001));
+    conn.busy_timeout(first_wait)?;
+    conn.set_prepared_statement_cache_capacity(64);
+    conn.execute_batch(&format!(
+        "PRAGMA cache_size = -{}; PRAGMA mmap_size = {}; PRAGMA temp_store = MEMORY;",
+        options.cache_kb, options.mmap_size
+    ))?;
+    let writable = !options.read_only && !conn.is_readonly(rusqlite::MAIN_DB)?;
+    if writable {
+        // Reading the header first turns a non-SQLite file into a clean NOTADB error before any
+        // PRAGMA that could write.
+        conn.query_row("PRAGMA schema_version", [], |_| Ok(()))?;
+        conn.execute_batch(&format!("PRAGMA page_size = {};", options.page_size))?;
+        if options.enable_wal && *location != Location::Memory {
+            conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
+            // Keep the WAL file from staying huge after a burst of writes.
+            conn.execute_batch("PRAGMA journal_size_limit = 67108864;")?;
+        }
+        conn.execute_batch(&format!(
+            "PRAGMA synchronous = {};",
+            options.synchronous.pragma_value()
+        ))?;
+    }
+    Ok(())
+}
+
+/// Runs `op`, retrying while SQLite reports the database busy: `retries` more attempts, the
+/// n-th after sleeping `backoff_base * 2^n` seconds plus up to 50% jitter.
+pub(crate) fn with_retries<T>(
+    retries: u32,
+    backoff_base: f64,
+    mut op: impl FnMut() -> Result<T>,
+) -> Result<T> {
+    let mut attempt: u32 = 0;
+    loop {
+        match op() {
+            Err(err) if err.is_busy() => {
+                if attempt >= retries {
+                    let detail = match err {
+                        Error::Busy { detail, .. } => detail,
+                        other => other.to_string(),
+                    };
+                    return Err(Error::Busy { retries, detail });
+                }
+                let base = backoff_base * f64::from(1u32 << attempt.min(20));
+                std::thread::sleep(Duration::from_secs_f64(base * (1.0 + 0.5 * jitter())));
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+// Cheap jitter in [0, 1) without a RNG dependency: sub-second clock noise is enough to keep
+// competing processes from retrying in lockstep.
+fn jitter() -> f64 {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    f64::from(nanos % 1000) / 1000.0
+}
+
+/// Milliseconds since the Unix epoch (the unit of every timestamp in the format).
+#[must_use]
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}

@@ -1,0 +1,237 @@
+//! Behaviour of the key-value table through the public Rust API: inline and chunked values,
+//! replacement, deletion, scans, format checks and bad input.
+
+use kvault::{
+    Error, KeyKind, KeyRange, KvTable, Location, Store, StoreOptions, Vault, APPLICATION_ID,
+};
+
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
+}
+
+fn chunk_rows(vault: &mut Vault) -> i64 {
+    let name = format!("{}__chunks", vault.table().name());
+    vault
+        .store_mut()
+        .conn()
+        .unwrap()
+        .query_row(&format!("SELECT count(*) FROM \"{name}\""), [], |r| r.get(0))
+        .unwrap()
+}
+
+#[test]
+fn inline_and_chunked_values_round_trip_at_every_boundary() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut vault =
+        Vault::open_with(dir.path().join("v.db"), StoreOptions::default(), "kv", 100).unwrap();
+    for len in [0usize, 1, 99, 100, 101, 199, 200, 201, 1000, 12_345] {
+        let value = pattern(len, len as u8);
+        let key = format!("k{len}");
+        vault.put(key.as_bytes(), &value).unwrap();
+        assert_eq!(vault.get(key.as_bytes()).unwrap().unwrap(), value, "len {len}");
+    }
+    // 12_345 bytes at 100 per chunk = 124 chunks; 1000 = 10; 201 = 3; 200 = 2; 199 = 2; 101 = 2
+    assert_eq!(chunk_rows(&mut vault), 124 + 10 + 3 + 2 + 2 + 2);
+}
+
+#[test]
+fn overwrite_and_delete_release_chunks() {
+    let mut vault = Vault::open_with(":memory:", StoreOptions::default(), "kv", 10).unwrap();
+    vault.put(b"a", &pattern(95, 1)).unwrap();
+    assert_eq!(chunk_rows(&mut vault), 10);
+    vault.put(b"a", &pattern(25, 2)).unwrap();
+    assert_eq!(chunk_rows(&mut vault), 3);
+    vault.put(b"a", b"small").unwrap();
+    assert_eq!(chunk_rows(&mut vault), 0);
+    vault.put(b"a", &pattern(31, 3)).unwrap();
+    assert_eq!(vault.get(b"a").unwrap().unwrap(), pattern(31, 3));
+    assert!(vault.delete(b"a").unwrap());
+    assert!(!vault.delete(b"a").unwrap());
+    assert_eq!(chunk_rows(&mut vault), 0);
+    assert_eq!(vault.get(b"a").unwrap(), None);
+}
+
+#[test]
+fn reader_seeks_and_reads_ranges() {
+    let mut vault = Vault::open_with(":memory:", StoreOptions::default(), "kv", 7).unwrap();
+    let value = pattern(100, 9);
+    vault.put(b"v", &value).unwrap();
+    let mut reader = vault.reader(b"v").unwrap().unwrap();
+    assert_eq!(reader.size(), 100);
+    for (start, len) in [(0u64, 3usize), (5, 10), (13, 1), (14, 30), (95, 10), (99, 1), (100, 5)] {
+        reader.seek(start);
+        let mut buf = vec![0u8; len];
+        let n = reader.read(vault.store_mut(), &mut buf).unwrap();
+        let end = (start as usize + len).min(100);
+        assert_eq!(n, end.saturating_sub(start as usize));
+        assert_eq!(&buf[..n], &value[start as usize..end]);
+    }
+}
+
+#[test]
+fn reader_fails_cleanly_when_value_is_replaced() {
+    let mut vault = Vault::open_with(":memory:", StoreOptions::default(), "kv", 4).unwrap();
+    vault.put(b"v", &pattern(40, 1)).unwrap();
+    let mut reader = vault.reader(b"v").unwrap().unwrap();
+    let mut buf = [0u8; 4];
+    reader.read(vault.store_mut(), &mut buf).unwrap();
+    vault.put(b"v", &pattern(40, 2)).unwrap();
+    let err = reader.read(vault.store_mut(), &mut buf).unwrap_err();
+    assert!(matches!(err, Error::ValueChanged), "{err:?}");
+}
+
+#[test]
+fn writer_value_is_invisible_until_finished_and_abort_leaves_nothing() {
+    let mut vault = Vault::open_with(":memory:", StoreOptions::default(), "kv", 8).unwrap();
+    vault.put(b"k", b"old").unwrap();
+    let mut writer = vault.writer();
+    writer.write(vault.store_mut(), &pattern(50, 4)).unwrap();
+    assert_eq!(vault.get(b"k").unwrap().unwrap(), b"old");
+    writer.abort(vault.store_mut()).unwrap();
+    assert_eq!(vault.get(b"k").unwrap().unwrap(), b"old");
+    assert_eq!(chunk_rows(&mut vault), 0);
+
+    let mut writer = vault.writer();
+    for piece in pattern(50, 5).chunks(3) {
+        writer.write(vault.store_mut(), piece).unwrap();
+    }
+    assert_eq!(writer.finish(vault.store_mut(), b"k", KeyKind::Str).unwrap(), 50);
+    assert_eq!(vault.get(b"k").unwrap().unwrap(), pattern(50, 5));
+}
+
+#[test]
+fn put_many_is_all_or_nothing() {
+    let mut vault = Vault::open_with(":memory:", StoreOptions::default(), "kv", 16).unwrap();
+    let big = pattern(100, 1);
+    let too_long_key = vec![b'x'; kvault::MAX_KEY_LEN + 1];
+    let table = vault.table().clone();
+    let bad: Vec<(&[u8], KeyKind, &[u8])> =
+        vec![(b"a", KeyKind::Bytes, b"1"), (&too_long_key, KeyKind::Bytes, &big)];
+    assert!(matches!(
+        table.put_many(vault.store_mut(), &bad),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert_eq!(vault.len().unwrap(), 0);
+    let good: Vec<(&[u8], KeyKind, &[u8])> =
+        vec![(b"a", KeyKind::Bytes, b"1"), (b"b", KeyKind::Str, &big)];
+    table.put_many(vault.store_mut(), &good).unwrap();
+    assert_eq!(vault.get(b"b").unwrap().unwrap(), big);
+    assert_eq!(vault.len().unwrap(), 2);
+}
+
+#[test]
+fn scans_are_bytewise_ordered_and_prefix_bounded() {
+    let mut vault = Vault::open_in_memory().unwrap();
+    let keys: Vec<Vec<u8>> = vec![
+        b"a".to_vec(),
+        b"a\x00".to_vec(),
+        b"a\xff".to_vec(),
+        b"a\xff\xff".to_vec(),
+        b"ab".to_vec(),
+        b"b".to_vec(),
+        vec![0xFF],
+        vec![0xFF, 0x00],
+    ];
+    for key in keys.iter().rev() {
+        vault.put(key, b"v").unwrap();
+    }
+    let table = vault.table().clone();
+    let scan = |vault: &mut Vault, prefix: Option<&[u8]>, page: usize| {
+        let mut out = Vec::new();
+        let mut range = KeyRange { prefix: prefix.map(<[u8]>::to_vec), after: None };
+        loop {
+            let rows = table.scan_keys(vault.store_mut(), &range, page).unwrap();
+            if rows.is_empty() {
+                break out;
+            }
+            range.after = Some(rows.last().unwrap().0.clone());
+            out.extend(rows.into_iter().map(|(k, _)| k));
+        }
+    };
+    let mut sorted = keys.clone();
+    sorted.sort();
+    assert_eq!(scan(&mut vault, None, 3), sorted);
+    assert_eq!(scan(&mut vault, Some(b"a\xff"), 1), vec![b"a\xff".to_vec(), b"a\xff\xff".to_vec()]);
+    assert_eq!(scan(&mut vault, Some(&[0xFF]), 2), vec![vec![0xFF], vec![0xFF, 0x00]]);
+    assert_eq!(table.count_prefix(vault.store_mut(), Some(b"a")).unwrap(), 5);
+}
+
+#[test]
+fn format_markers_are_written_and_newer_versions_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v.db");
+    {
+        let mut vault = Vault::open(&path).unwrap();
+        vault.put(b"x", b"y").unwrap();
+        let conn = vault.store_mut().conn().unwrap();
+        let app: i32 = conn.query_row("PRAGMA application_id", [], |r| r.get(0)).unwrap();
+        assert_eq!(app, APPLICATION_ID);
+        conn.execute_batch("PRAGMA user_version = 99").unwrap();
+    }
+    let err = Vault::open(&path).unwrap_err();
+    assert!(matches!(err, Error::IncompatibleFormat { found: 99, .. }), "{err:?}");
+}
+
+#[test]
+fn non_sqlite_files_are_refused_without_being_modified() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notes.txt");
+    let content = b"this is not a database, just some text that is long enough to matter".repeat(100);
+    std::fs::write(&path, &content).unwrap();
+    let err = Vault::open(&path).unwrap_err();
+    assert!(matches!(err, Error::Corrupted(_)), "{err:?}");
+    assert_eq!(std::fs::read(&path).unwrap(), content);
+    assert!(!dir.path().join("notes.txt-wal").exists());
+}
+
+#[test]
+fn paths_that_cannot_hold_a_vault_are_clear_io_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = Vault::open(dir.path()).unwrap_err();
+    assert!(matches!(&err, Error::Io(e) if e.kind() == std::io::ErrorKind::IsADirectory), "{err:?}");
+    let err = Vault::open(dir.path().join("missing/v.db")).unwrap_err();
+    assert!(matches!(&err, Error::Io(e) if e.kind() == std::io::ErrorKind::NotFound), "{err:?}");
+}
+
+#[test]
+fn read_only_store_reads_and_refuses_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v.db");
+    Vault::open(&path).unwrap().put(b"k", b"v").unwrap();
+    let options = StoreOptions { read_only: true, ..StoreOptions::default() };
+    let mut vault = Vault::open_with(&path, options.clone(), "kvault", 1 << 20).unwrap();
+    assert_eq!(vault.get(b"k").unwrap().unwrap(), b"v");
+    assert!(matches!(vault.put(b"k", b"w"), Err(Error::ReadOnly(_))));
+    assert!(matches!(
+        Vault::open_with(&path, options, "other", 1 << 20),
+        Err(Error::ReadOnly(_))
+    ));
+}
+
+#[test]
+fn several_tables_share_one_store() {
+    let mut store = Store::open(Location::Memory, StoreOptions::default()).unwrap();
+    let a = KvTable::open(&mut store, "a", 1 << 20).unwrap();
+    let b = KvTable::open(&mut store, "b", 1 << 20).unwrap();
+    a.put(&mut store, b"k", KeyKind::Bytes, b"from a").unwrap();
+    b.put(&mut store, b"k", KeyKind::Bytes, b"from b").unwrap();
+    assert_eq!(a.get(&mut store, b"k").unwrap().unwrap(), b"from a");
+    assert_eq!(b.get(&mut store, b"k").unwrap().unwrap(), b"from b");
+}
+
+#[test]
+fn busy_writers_back_off_then_report_busy() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v.db");
+    let options = StoreOptions { retries: 2, backoff_base: 0.01, ..StoreOptions::default() };
+    let mut holder = Vault::open_with(&path, options.clone(), "kvault", 1 << 20).unwrap();
+    let mut other = Vault::open_with(&path, options, "kvault", 1 << 20).unwrap();
+    holder.store_mut().conn().unwrap().execute_batch("BEGIN IMMEDIATE").unwrap();
+    let started = std::time::Instant::now();
+    let err = other.put(b"k", b"v").unwrap_err();
+    assert!(matches!(err, Error::Busy { retries: 2, .. }), "{err:?}");
+    assert!(started.elapsed() >= std::time::Duration::from_millis(30));
+    holder.store_mut().conn().unwrap().execute_batch("COMMIT").unwrap();
+    other.put(b"k", b"v").unwrap();
+    assert_eq!(holder.get(b"k").unwrap().unwrap(), b"v");
+}

@@ -1,0 +1,49 @@
+"""ambervault: blobs and typed columns in one SQLite file.
+
+>>> import ambervault
+>>> with ambervault.KVault(":memory:") as vault:
+...     vault["greeting"] = b"hello"
+...     vault["greeting"]
+b'hello'
+"""
+
+from __future__ import annotations
+
+from . import exceptions
+from ._ambervault import FORMAT_VERSION, SQLITE_VERSION, __version__
+from .exceptions import (
+    ClosedError,
+    CorruptionError,
+    DatabaseBusy,
+    IncompatibleFormatError,
+    InvalidArgument,
+    IoError,
+    KohakuVaultError,
+    NotFound,
+    ReadOnlyError,
+    ValueChangedError,
+    VaultError,
+)
+from .kvault import KVault
+from .streams import VaultReader, VaultWriter
+
+__all__ = [
+    "KVault",
+    "VaultReader",
+    "VaultWriter",
+    "VaultError",
+    "KohakuVaultError",
+    "NotFound",
+    "DatabaseBusy",
+    "InvalidArgument",
+    "IoError",
+    "ReadOnlyError",
+    "CorruptionError",
+    "IncompatibleFormatError",
+    "ClosedError",
+    "ValueChangedError",
+    "exceptions",
+    "FORMAT_VERSION",
+    "SQLITE_VERSION",
+    "__version__",
+]

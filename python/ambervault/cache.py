@@ -1,0 +1,172 @@
+"""The write-back cache shared by KVault (and later by columns).
+
+Writes are held in memory and written in one transaction when the cache reaches its flush
+threshold, when it would exceed its capacity, when the optional background thread finds it idle
+for ``flush_interval`` seconds, or when flushed explicitly. What the cache holds is lost if the
+process crashes before a flush: that is the trade it makes for speed.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from .exceptions import InvalidArgument
+
+
+def _check_size(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    if value <= 0:
+        raise InvalidArgument(f"{name} must be positive, not {value}")
+    return value
+
+
+class WriteBackCache:
+    """Latest value per key, flushed in batches through ``flush_fn(list_of_pairs)``.
+
+    All methods are thread-safe. ``flush_fn`` must be atomic: after it returns, every pair is
+    stored; if it raises, none is, and the cache keeps them.
+    """
+
+    def __init__(
+        self,
+        flush_fn: Callable[[List[Tuple[Any, bytes]]], None],
+        cap_bytes: int,
+        flush_threshold: int,
+        flush_interval: Optional[float],
+        auto_flush: bool = True,
+    ) -> None:
+        self.cap_bytes = _check_size("cap_bytes", cap_bytes)
+        self.flush_threshold = _check_size("flush_threshold", flush_threshold)
+        if flush_interval is not None:
+            if isinstance(flush_interval, bool) or not isinstance(flush_interval, (int, float)):
+                raise TypeError("flush_interval must be a number of seconds or None")
+            if not flush_interval > 0:
+                raise InvalidArgument(f"flush_interval must be positive, not {flush_interval}")
+        self.flush_interval = flush_interval
+        self.auto_flush = auto_flush
+        self._flush_fn = flush_fn
+        self._entries: Dict[bytes, Tuple[Any, bytes]] = {}
+        self._nbytes = 0
+        self._locks = 0
+        self._last_write = time.monotonic()
+        self.lock = threading.RLock()
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        self.start_daemon()
+
+    # -- daemon -------------------------------------------------------------------------------
+    def start_daemon(self) -> None:
+        """Start the idle-flush thread if a flush interval is set."""
+        if self.flush_interval is None or not self.auto_flush:
+            return
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run_daemon, name="ambervault-cache-flush", daemon=True
+        )
+        self._thread.start()
+
+    def _run_daemon(self) -> None:
+        interval = float(self.flush_interval or 1.0)
+        poll = max(0.01, interval / 5)
+        while not self._stop.wait(poll):
+            with self.lock:
+                idle = time.monotonic() - self._last_write
+                if self._entries and self._locks == 0 and idle >= interval:
+                    try:
+                        self.flush()
+                    except Exception:
+                        # Kept in the cache; the next flush (or close) retries and reports.
+                        pass
+
+    def stop_daemon(self) -> None:
+        """Stop the idle-flush thread (without flushing)."""
+        self._stop.set()
+        thread, self._thread = self._thread, None
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+
+    def forget_after_fork(self) -> None:
+        """In a fork child: drop the parent's pending writes (the parent flushes them)."""
+        self.lock = threading.RLock()
+        self._entries.clear()
+        self._nbytes = 0
+        self._locks = 0
+        self._thread = None
+        self.start_daemon()
+
+    # -- data ---------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held (keys plus values)."""
+        return self._nbytes
+
+    def lookup(self, raw_key: bytes) -> Optional[bytes]:
+        """The cached value of ``raw_key``, or None."""
+        entry = self._entries.get(raw_key)
+        return None if entry is None else entry[1]
+
+    def __contains__(self, raw_key: bytes) -> bool:
+        return raw_key in self._entries
+
+    def put(self, raw_key: bytes, key: Any, value: bytes) -> bool:
+        """Cache a write. Returns False (caching nothing) when the value is larger than the
+        whole cache: the caller then writes it directly, after this flush of older entries."""
+        size = len(raw_key) + len(value)
+        with self.lock:
+            self._last_write = time.monotonic()
+            old = self._entries.pop(raw_key, None)
+            if old is not None:
+                self._nbytes -= len(raw_key) + len(old[1])
+            if size > self.cap_bytes:
+                self.flush()
+                return False
+            if self._nbytes + size > self.cap_bytes:
+                self.flush()
+            self._entries[raw_key] = (key, value)
+            self._nbytes += size
+            if self.auto_flush and self._locks == 0 and self._nbytes >= self.flush_threshold:
+                self.flush()
+            return True
+
+    def discard(self, raw_key: bytes) -> bool:
+        """Forget a cached write (the key is being deleted or replaced directly)."""
+        with self.lock:
+            old = self._entries.pop(raw_key, None)
+            if old is None:
+                return False
+            self._nbytes -= len(raw_key) + len(old[1])
+            return True
+
+    def clear(self) -> None:
+        """Forget every cached write."""
+        with self.lock:
+            self._entries.clear()
+            self._nbytes = 0
+
+    def flush(self) -> int:
+        """Write every cached entry in one atomic batch; returns how many were written."""
+        with self.lock:
+            if not self._entries:
+                return 0
+            pairs = list(self._entries.values())
+            self._flush_fn(pairs)
+            self._entries.clear()
+            self._nbytes = 0
+            return len(pairs)
+
+    # -- locking ------------------------------------------------------------------------------
+    def acquire(self) -> None:
+        """Hold off automatic flushes (threshold and idle thread) until :meth:`release`."""
+        self.lock.acquire()
+        self._locks += 1
+
+    def release(self) -> None:
+        """Undo one :meth:`acquire`."""
+        self._locks -= 1
+        self.lock.release()

@@ -1,0 +1,67 @@
+"""Exceptions raised by ambervault.
+
+Every exception derives from :class:`VaultError`. Where Python already has a meaning for the
+situation, the exception also derives from the matching built-in, so ordinary code keeps
+working: a missing key is a :class:`KeyError`, a bad argument a :class:`ValueError`, a failed
+file operation an :class:`OSError`.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "VaultError",
+    "KohakuVaultError",
+    "NotFound",
+    "DatabaseBusy",
+    "InvalidArgument",
+    "IoError",
+    "ReadOnlyError",
+    "CorruptionError",
+    "IncompatibleFormatError",
+    "ClosedError",
+    "ValueChangedError",
+]
+
+
+class VaultError(Exception):
+    """Base class of every ambervault error."""
+
+
+#: Alias kept so code written for KohakuVault runs unchanged.
+KohakuVaultError = VaultError
+
+
+class NotFound(VaultError, KeyError):
+    """The key (or column) does not exist. Also a :class:`KeyError`."""
+
+
+class DatabaseBusy(VaultError):
+    """Another connection held the write lock through every retry (see ``retries``/``backoff_base``)."""
+
+
+class InvalidArgument(VaultError, ValueError):
+    """An argument has the right type but an unacceptable value. Nothing was written."""
+
+
+class IoError(VaultError, OSError):
+    """The operating system refused a file operation (missing directory, disk full, ...)."""
+
+
+class ReadOnlyError(IoError):
+    """A write was attempted on a vault opened read-only or stored in a read-only file."""
+
+
+class CorruptionError(VaultError):
+    """The file is not a vault, or its contents are damaged."""
+
+
+class IncompatibleFormatError(VaultError):
+    """The file was written by a newer ambervault format than this version can read."""
+
+
+class ClosedError(VaultError, ValueError):
+    """The vault, reader or writer was already closed. Also a :class:`ValueError`, like files."""
+
+
+class ValueChangedError(VaultError):
+    """A value was overwritten or deleted while a reader was reading it."""

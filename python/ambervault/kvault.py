@@ -1,0 +1,739 @@
+"""KVault: a dict of keys to byte values of any size, in one SQLite file."""
+
+from __future__ import annotations
+
+import atexit
+import collections.abc
+import contextlib
+import os
+import weakref
+from typing import (
+    Any,
+    BinaryIO,
+    Dict,
+    Iterable,
+    Iterator,
+    List,
+    Mapping,
+    Optional,
+    Tuple,
+    Union,
+)
+
+from ._ambervault import KVaultCore
+from .cache import WriteBackCache
+from .exceptions import ClosedError, InvalidArgument, NotFound
+from .streams import VaultReader, VaultWriter
+
+Key = Union[str, bytes]
+BytesLike = Union[bytes, bytearray, memoryview]
+
+_MISSING: Any = object()
+_PAGE = 1000  # keys per round trip when scanning
+_ITEMS_PAGE_BYTES = 16 << 20  # value bytes per round trip when scanning items
+_UPDATE_BATCH = 1000
+
+# Vaults alive in this process: their caches are dropped in fork children and flushed at exit.
+_LIVE: "weakref.WeakValueDictionary[int, KVault]" = weakref.WeakValueDictionary()
+
+
+def _after_fork_in_child() -> None:
+    for vault in list(_LIVE.values()):
+        cache = vault._cache
+        if cache is not None:
+            cache.forget_after_fork()
+
+
+def _flush_all_at_exit() -> None:
+    for vault in list(_LIVE.values()):
+        with contextlib.suppress(Exception):
+            if vault._cache is not None:
+                vault._cache.stop_daemon()
+                vault._cache.flush()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+atexit.register(_flush_all_at_exit)
+
+
+def _raw_key(key: Any) -> bytes:
+    """Key bytes as stored: str keys are their UTF-8 encoding."""
+    if type(key) is str or isinstance(key, str):
+        return key.encode("utf-8")
+    if isinstance(key, bytes):
+        return bytes(key)
+    raise TypeError(f"keys must be str or bytes, not {type(key).__name__}")
+
+
+def _value_bytes(value: Any) -> bytes:
+    """An immutable snapshot of a bytes-like value (a later change to a bytearray must not
+    change what was written)."""
+    if type(value) is bytes:
+        return value
+    if isinstance(value, str):
+        raise TypeError("values must be bytes-like, not str (encode it, e.g. text.encode())")
+    try:
+        view = memoryview(value)
+    except TypeError:
+        raise TypeError(
+            "values must be bytes-like (bytes, bytearray, memoryview or another buffer), "
+            f"not {type(value).__name__}"
+        ) from None
+    if not view.c_contiguous:
+        raise TypeError("value buffer must be C-contiguous (copy it, e.g. with bytes(...))")
+    return view.tobytes()
+
+
+def _check_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    return value
+
+
+def _check_limit(limit: Optional[int]) -> Optional[int]:
+    if limit is None:
+        return None
+    _check_int("limit", limit)
+    if limit < 0:
+        raise InvalidArgument(f"limit must be >= 0, not {limit}")
+    return limit
+
+
+class KVault(collections.abc.MutableMapping):  # type: ignore[type-arg]
+    """A persistent mapping of ``str``/``bytes`` keys to ``bytes`` values in a SQLite file.
+
+    Small values are stored inline; values larger than ``chunk_size`` are stored as chunks and
+    can be streamed in and out in constant memory (:meth:`put_file`, :meth:`get_to_file`,
+    :meth:`open`). A ``str`` key is its UTF-8 bytes, so ``vault["k"]`` and ``vault[b"k"]`` are the
+    same entry; iteration returns each key as the type it was last written with.
+
+    :param path: file path (``str`` or ``os.PathLike``), or ``":memory:"``.
+    :param chunk_size: chunk size for large values, in bytes (also the largest inline value).
+    :param retries: retries when another process holds the write lock.
+    :param backoff_base: first retry delay in seconds; doubles each retry.
+    :param table: table name (letters, digits, underscores); several tables may share a file.
+    :param enable_wal: use write-ahead logging (readers never block the writer).
+    :param page_size: SQLite page size for a new file.
+    :param mmap_size: bytes of the file SQLite may memory-map.
+    :param cache_kb: SQLite page cache size in KiB.
+    :param read_only: open without write access (the file must exist).
+    :param synchronous: ``"normal"`` (default: survives a process crash) or ``"full"``
+        (survives power loss too); ``"off"`` and ``"extra"`` are also accepted.
+
+    >>> vault = KVault(":memory:")
+    >>> vault["a"] = b"1"
+    >>> vault.put(b"b", bytearray(b"2"))
+    >>> sorted(vault.items())
+    [('a', b'1'), (b'b', b'2')]
+    """
+
+    def __init__(
+        self,
+        path: Union[str, "os.PathLike[str]"],
+        chunk_size: int = 1 << 20,
+        retries: int = 4,
+        backoff_base: float = 0.02,
+        table: str = "kvault",
+        enable_wal: bool = True,
+        page_size: int = 4096,
+        mmap_size: int = 256 << 20,
+        cache_kb: int = 20000,
+        read_only: bool = False,
+        synchronous: str = "normal",
+    ) -> None:
+        self._core: Optional[KVaultCore] = None
+        self._cache: Optional[WriteBackCache] = None
+        if isinstance(path, bytes):
+            path = os.fsdecode(path)
+        try:
+            path = os.fspath(path)
+        except TypeError:
+            raise TypeError(f"path must be str or os.PathLike, not {type(path).__name__}") from None
+        if not isinstance(table, str):
+            raise TypeError(f"table must be a str, not {type(table).__name__}")
+        if not isinstance(synchronous, str):
+            raise TypeError(f"synchronous must be a str, not {type(synchronous).__name__}")
+        for name, value in (
+            ("chunk_size", chunk_size),
+            ("retries", retries),
+            ("page_size", page_size),
+            ("mmap_size", mmap_size),
+            ("cache_kb", cache_kb),
+        ):
+            _check_int(name, value)
+        if isinstance(backoff_base, bool) or not isinstance(backoff_base, (int, float)):
+            raise TypeError(f"backoff_base must be a number, not {type(backoff_base).__name__}")
+        self._open_args: Dict[str, Any] = dict(
+            path=path,
+            chunk_size=chunk_size,
+            retries=retries,
+            backoff_base=backoff_base,
+            table=table,
+            enable_wal=bool(enable_wal),
+            page_size=page_size,
+            mmap_size=mmap_size,
+            cache_kb=cache_kb,
+            read_only=bool(read_only),
+            synchronous=synchronous,
+        )
+        self._core = KVaultCore(
+            path,
+            table,
+            chunk_size,
+            retries,
+            float(backoff_base),
+            bool(enable_wal),
+            page_size,
+            mmap_size,
+            cache_kb,
+            bool(read_only),
+            synchronous,
+        )
+        self.path = path
+        self.table = table
+        _LIVE[id(self)] = self
+
+    # -- basics ------------------------------------------------------------------------------
+    @property
+    def chunk_size(self) -> int:
+        """Chunk size for large values, in bytes."""
+        return self._open_args["chunk_size"]
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._core is None or self._core.closed
+
+    @property
+    def read_only(self) -> bool:
+        """Whether writes are refused."""
+        return self._native.read_only
+
+    @property
+    def _native(self) -> KVaultCore:
+        core = self._core
+        if core is None:
+            raise ClosedError("vault is closed")
+        return core
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "open"
+        return f"<ambervault.KVault {self.path!r} table={self.table!r} {state}>"
+
+    def __enter__(self) -> "KVault":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __reduce__(self) -> Tuple[Any, ...]:
+        if self.path == ":memory:":
+            raise TypeError("an in-memory KVault cannot be pickled (it has no file to reopen)")
+        return (_reopen, (self._open_args,))
+
+    # -- single keys -------------------------------------------------------------------------
+    def put(self, key: Key, value: BytesLike) -> None:
+        """Store ``value`` under ``key``, replacing any previous value atomically.
+
+        >>> v = KVault(":memory:"); v.put("k", b"v"); v.get("k")
+        b'v'
+        """
+        cache = self._cache
+        if cache is None:
+            self._native.put(key, value)
+            return
+        raw = _raw_key(key)
+        data = _value_bytes(value)
+        if not cache.put(raw, key, data):
+            self._native.put(key, data)
+
+    def get(self, key: Key, default: Any = None) -> Any:
+        """The value of ``key``, or ``default`` when it is absent.
+
+        >>> KVault(":memory:").get("missing", b"fallback")
+        b'fallback'
+        """
+        cache = self._cache
+        if cache is not None:
+            hit = cache.lookup(_raw_key(key))
+            if hit is not None:
+                return hit
+        value = self._native.get(key)
+        return default if value is None else value
+
+    def delete(self, key: Key) -> bool:
+        """Remove ``key``; returns whether it existed.
+
+        >>> v = KVault(":memory:"); v["k"] = b"v"; v.delete("k"), v.delete("k")
+        (True, False)
+        """
+        cache = self._cache
+        was_cached = cache.discard(_raw_key(key)) if cache is not None else False
+        existed = self._native.delete(key)
+        return existed or was_cached
+
+    def exists(self, key: Key) -> bool:
+        """Whether ``key`` is present.
+
+        >>> v = KVault(":memory:"); v[b"k"] = b""; v.exists("k")
+        True
+        """
+        cache = self._cache
+        if cache is not None and _raw_key(key) in cache:
+            return True
+        return self._native.exists(key)
+
+    def __getitem__(self, key: Key) -> bytes:
+        value = self.get(key, _MISSING)
+        if value is _MISSING:
+            raise NotFound(key)
+        return value
+
+    def __setitem__(self, key: Key, value: BytesLike) -> None:
+        self.put(key, value)
+
+    def __delitem__(self, key: Key) -> None:
+        if not self.delete(key):
+            raise NotFound(key)
+
+    def __contains__(self, key: object) -> bool:
+        return self.exists(key)  # type: ignore[arg-type]
+
+    def info(self, key: Key) -> Optional[Dict[str, Any]]:
+        """Metadata of ``key`` (size, version, created/updated time in ms, chunked), or None.
+
+        >>> v = KVault(":memory:"); v["k"] = b"abc"; v["k"] = b"abcd"
+        >>> meta = v.info("k"); meta["size"], meta["version"]
+        (4, 2)
+        """
+        self._flush_key(key)
+        found = self._native.info(key)
+        if found is None:
+            return None
+        size, version, created, updated, chunked = found
+        return {
+            "size": size,
+            "version": version,
+            "created_at_ms": created,
+            "updated_at_ms": updated,
+            "chunked": chunked,
+        }
+
+    # -- batches -----------------------------------------------------------------------------
+    def put_many(self, items: Union[Mapping[Key, BytesLike], Iterable[Tuple[Key, BytesLike]]]) -> None:
+        """Store many pairs in one transaction: afterwards all are stored, or (on error) none.
+
+        >>> v = KVault(":memory:"); v.put_many({"a": b"1", "b": b"2"}); len(v)
+        2
+        """
+        pairs = list(items.items()) if isinstance(items, Mapping) else list(items)
+        cache = self._cache
+        if cache is not None:
+            with cache.lock:
+                for pair in pairs:
+                    if isinstance(pair, tuple) and len(pair) == 2:
+                        cache.discard(_raw_key(pair[0]))
+                self._native.put_many(pairs)
+            return
+        self._native.put_many(pairs)
+
+    def get_many(self, keys: Iterable[Key]) -> List[Optional[bytes]]:
+        """Values of ``keys`` in order (None where absent), read in one round trip.
+
+        >>> v = KVault(":memory:"); v["a"] = b"1"; v.get_many(["a", "zz"])
+        [b'1', None]
+        """
+        keys = list(keys)
+        values = self._native.get_many(keys)
+        cache = self._cache
+        if cache is not None:
+            for i, key in enumerate(keys):
+                hit = cache.lookup(_raw_key(key))
+                if hit is not None:
+                    values[i] = hit
+        return values
+
+    def update(self, other: Any = (), /, **kwargs: BytesLike) -> None:  # type: ignore[override]
+        """Like ``dict.update``; pairs are written in batches of one transaction each."""
+        if isinstance(other, Mapping):
+            source: Iterable[Tuple[Any, Any]] = other.items()
+        elif hasattr(other, "keys"):
+            source = ((k, other[k]) for k in other.keys())
+        else:
+            source = other
+        batch: List[Tuple[Any, Any]] = []
+        for pair in source:
+            key, value = pair
+            if self._cache is not None:
+                self.put(key, value)
+                continue
+            batch.append((key, value))
+            if len(batch) >= _UPDATE_BATCH:
+                self.put_many(batch)
+                batch = []
+        batch.extend(kwargs.items())
+        if batch:
+            if self._cache is not None:
+                for key, value in batch:
+                    self.put(key, value)
+            else:
+                self.put_many(batch)
+
+    def clear(self) -> None:
+        """Remove every key of this table."""
+        if self._cache is not None:
+            self._cache.clear()
+        self._native.clear()
+
+    # -- iteration ---------------------------------------------------------------------------
+    def __len__(self) -> int:
+        self._flush_for_scan()
+        return self._native.count(None)
+
+    def __iter__(self) -> Iterator[Key]:
+        return self._iter_keys(None, None)
+
+    def _iter_keys(self, prefix: Optional[Key], limit: Optional[int]) -> Iterator[Key]:
+        self._flush_for_scan()
+        core = self._native
+        after: Optional[bytes] = None
+        remaining = limit
+        while remaining is None or remaining > 0:
+            page = _PAGE if remaining is None else min(_PAGE, remaining)
+            keys, after = core.scan_keys(prefix, after, page)
+            if not keys:
+                return
+            yield from keys
+            if remaining is not None:
+                remaining -= len(keys)
+
+    def _iter_items(self, prefix: Optional[Key], limit: Optional[int]) -> Iterator[Tuple[Key, bytes]]:
+        self._flush_for_scan()
+        core = self._native
+        after: Optional[bytes] = None
+        remaining = limit
+        while remaining is None or remaining > 0:
+            page = _PAGE if remaining is None else min(_PAGE, remaining)
+            items, after = core.scan_items(prefix, after, page, _ITEMS_PAGE_BYTES)
+            if after is None:
+                return
+            yield from items
+            if remaining is not None:
+                remaining -= len(items)
+
+    def keys(self, prefix: Optional[Key] = None, limit: Optional[int] = None) -> "KeysView":  # type: ignore[override]
+        """Keys in bytewise order, optionally only those starting with ``prefix``, at most
+        ``limit`` of them. Streams in pages: memory stays constant however many keys there are.
+
+        >>> v = KVault(":memory:"); v.update({"img:1": b"", "img:2": b"", "txt:1": b""})
+        >>> list(v.keys(prefix="img:"))
+        ['img:1', 'img:2']
+        """
+        return KeysView(self, prefix, _check_limit(limit))
+
+    def values(self, prefix: Optional[Key] = None, limit: Optional[int] = None) -> "ValuesView":  # type: ignore[override]
+        """Values in key order, with the same ``prefix``/``limit`` filters as :meth:`keys`."""
+        return ValuesView(self, prefix, _check_limit(limit))
+
+    def items(self, prefix: Optional[Key] = None, limit: Optional[int] = None) -> "ItemsView":  # type: ignore[override]
+        """``(key, value)`` pairs in key order, with the same filters as :meth:`keys`."""
+        return ItemsView(self, prefix, _check_limit(limit))
+
+    # -- streaming ---------------------------------------------------------------------------
+    def put_file(
+        self,
+        key: Key,
+        reader: Any,
+        size: Optional[int] = None,
+        chunk_size: Optional[int] = None,
+    ) -> int:
+        """Stream a value from a binary file-like ``reader`` (anything with ``read(n)``, or an
+        iterable of bytes chunks) without holding it in memory. With ``size``, exactly that many
+        bytes are read (a shorter stream is an error and stores nothing); without it, the
+        stream is read to its end. The value becomes visible only when complete. Returns the
+        number of bytes stored.
+
+        >>> import io
+        >>> v = KVault(":memory:"); v.put_file("f", io.BytesIO(b"x" * 10))
+        10
+        """
+        raw = _raw_key(key)
+        if size is not None:
+            _check_int("size", size)
+            if size < 0:
+                raise InvalidArgument(f"size must be >= 0, not {size}")
+        step = self.chunk_size if chunk_size is None else _check_int("chunk_size", chunk_size)
+        writer = self._native.open_writer(chunk_size)
+        try:
+            remaining = size
+            if hasattr(reader, "read"):
+                while remaining is None or remaining > 0:
+                    data = reader.read(step if remaining is None else min(step, remaining))
+                    if not data:
+                        break
+                    writer.write(data)
+                    if remaining is not None:
+                        remaining -= len(data)
+            elif isinstance(reader, collections.abc.Iterable) and not isinstance(
+                reader, (bytes, bytearray, memoryview, str)
+            ):
+                for data in reader:
+                    if remaining is not None and len(data) > remaining:
+                        data = memoryview(data)[:remaining]
+                    writer.write(data)
+                    if remaining is not None:
+                        remaining -= len(data)
+                        if remaining == 0:
+                            break
+            else:
+                raise TypeError(
+                    "reader must have a read(n) method or be an iterable of bytes chunks, "
+                    f"not {type(reader).__name__}"
+                )
+            if remaining is not None and remaining > 0:
+                raise InvalidArgument(
+                    f"reader ended after {size - remaining} of the {size} bytes promised by size="
+                )
+            return self._finish_writer(writer, key, raw)
+        except BaseException:
+            writer.abort()
+            raise
+
+    def _finish_writer(self, writer: Any, key: Key, raw: Optional[bytes] = None) -> int:
+        cache = self._cache
+        if cache is None:
+            return writer.finish(key)
+        with cache.lock:
+            # A cached older write must not land after (and over) the streamed value.
+            cache.discard(_raw_key(key) if raw is None else raw)
+            return writer.finish(key)
+
+    def get_to_file(self, key: Key, writer: BinaryIO, chunk_size: Optional[int] = None) -> int:
+        """Stream the value of ``key`` into ``writer`` (anything with ``write(bytes)``) one
+        chunk at a time. Returns the number of bytes written. Raises :class:`NotFound` for a
+        missing key.
+
+        >>> import io
+        >>> v = KVault(":memory:"); v["f"] = b"abc"; out = io.BytesIO()
+        >>> v.get_to_file("f", out), out.getvalue()
+        (3, b'abc')
+        """
+        step = self.chunk_size if chunk_size is None else _check_int("chunk_size", chunk_size)
+        if step <= 0:
+            raise InvalidArgument(f"chunk_size must be positive, not {step}")
+        total = 0
+        with self.open(key) as source:
+            while True:
+                data = source.read(step)
+                if not data:
+                    return total
+                writer.write(data)
+                total += len(data)
+
+    def open(self, key: Key, mode: str = "rb", chunk_size: Optional[int] = None) -> Any:
+        """Open a value as a binary file.
+
+        ``"rb"`` returns a seekable :class:`VaultReader` (range reads touch only the chunks they
+        need). ``"wb"`` returns a :class:`VaultWriter` whose bytes become the value when it is
+        closed without error; an exception inside ``with`` discards them.
+        """
+        if mode == "rb":
+            self._flush_key(key)
+            core = self._native.open_reader(key)
+            if core is None:
+                raise NotFound(key)
+            return VaultReader(core, key)
+        if mode == "wb":
+            _raw_key(key)
+            return VaultWriter(self._native.open_writer(chunk_size), key, self._finish_writer_for)
+        raise InvalidArgument(f"mode must be 'rb' or 'wb', not {mode!r}")
+
+    def _finish_writer_for(self, writer: Any, key: Key) -> int:
+        return self._finish_writer(writer, key)
+
+    # -- cache -------------------------------------------------------------------------------
+    def enable_cache(
+        self,
+        cap_bytes: int = 64 << 20,
+        flush_threshold: int = 16 << 20,
+        flush_interval: Optional[float] = None,
+        auto_flush: bool = True,
+    ) -> None:
+        """Hold writes in memory and write them in batches (one transaction each).
+
+        A batch is written when the cache reaches ``flush_threshold`` bytes, before it would
+        exceed ``cap_bytes``, after ``flush_interval`` idle seconds (if set), and on
+        :meth:`flush_cache`, :meth:`disable_cache` and :meth:`close`. Values larger than
+        ``cap_bytes`` skip the cache. Reads see cached writes. **Cached writes are lost if the
+        process crashes before they are flushed.** Enabling again replaces the settings
+        (flushing what is cached first).
+        """
+        self._native  # noqa: B018 - raises ClosedError on a closed vault
+        new = WriteBackCache(self._flush_pairs, cap_bytes, flush_threshold, flush_interval, auto_flush)
+        if self._cache is not None:
+            self.disable_cache()
+        self._cache = new
+
+    def _flush_pairs(self, pairs: List[Tuple[Any, bytes]]) -> None:
+        self._native.put_many(pairs)
+
+    def flush_cache(self) -> int:
+        """Write every cached entry now, atomically; returns how many were written."""
+        cache = self._cache
+        return 0 if cache is None else cache.flush()
+
+    def disable_cache(self) -> int:
+        """Flush and turn the cache off; returns how many entries the final flush wrote."""
+        cache = self._cache
+        if cache is None:
+            return 0
+        cache.stop_daemon()
+        written = cache.flush()
+        self._cache = None
+        return written
+
+    @contextlib.contextmanager
+    def cache(
+        self,
+        cap_bytes: int = 64 << 20,
+        flush_threshold: int = 16 << 20,
+        flush_interval: Optional[float] = None,
+        auto_flush: bool = True,
+    ) -> Iterator["KVault"]:
+        """Context manager: cache writes inside the block, flush and disable at its end (also
+        when the block raises, so writes made before the error are kept).
+
+        >>> v = KVault(":memory:")
+        >>> with v.cache(cap_bytes=1 << 20):
+        ...     for i in range(3):
+        ...         v[f"k{i}"] = b"x"
+        >>> len(v)
+        3
+        """
+        self.enable_cache(cap_bytes, flush_threshold, flush_interval, auto_flush)
+        try:
+            yield self
+        finally:
+            self.disable_cache()
+
+    @contextlib.contextmanager
+    def lock_cache(self) -> Iterator["KVault"]:
+        """Context manager: no automatic flush (threshold or idle thread) happens inside the
+        block, so a group of cached writes is flushed together. A write that would overflow
+        ``cap_bytes`` still flushes."""
+        cache = self._cache
+        if cache is None:
+            yield self
+            return
+        cache.acquire()
+        try:
+            yield self
+        finally:
+            cache.release()
+
+    def _flush_for_scan(self) -> None:
+        if self._cache is not None:
+            self._cache.flush()
+
+    def _flush_key(self, key: Key) -> None:
+        cache = self._cache
+        if cache is not None and _raw_key(key) in cache:
+            cache.flush()
+
+    # -- maintenance -------------------------------------------------------------------------
+    def optimize(self) -> None:
+        """Reclaim abandoned uploads and free space (``VACUUM``); the file shrinks."""
+        self._flush_for_scan()
+        self._native.optimize()
+
+    def checkpoint(self) -> None:
+        """Copy the write-ahead log into the main file and truncate it."""
+        self._flush_for_scan()
+        self._native.checkpoint()
+
+    def close(self) -> None:
+        """Flush the cache and close the file. Idempotent; any later use raises
+        :class:`ClosedError`."""
+        core = self._core
+        if core is None:
+            return
+        if self._cache is not None and not core.closed:
+            self.disable_cache()
+        self._cache = None
+        core.close()
+        _LIVE.pop(id(self), None)
+
+    def __del__(self) -> None:
+        # Best effort: keep cached writes of a vault that was never closed.
+        cache = getattr(self, "_cache", None)
+        if cache is not None:
+            with contextlib.suppress(Exception):
+                cache.stop_daemon()
+                cache.flush()
+
+
+def _reopen(args: Dict[str, Any]) -> KVault:
+    return KVault(**args)
+
+
+class _ScanView:
+    """Shared state of the key, value and item views: a vault plus prefix/limit filters."""
+
+    def __init__(self, vault: KVault, prefix: Optional[Key], limit: Optional[int]) -> None:
+        if prefix is not None:
+            _raw_key(prefix)
+        self._vault = vault
+        self._prefix = prefix
+        self._limit = limit
+
+    def __len__(self) -> int:
+        self._vault._flush_for_scan()
+        n = self._vault._native.count(self._prefix)
+        return n if self._limit is None else min(n, self._limit)
+
+    def _matches(self, key: Any) -> bool:
+        return self._prefix is None or _raw_key(key).startswith(_raw_key(self._prefix))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({list(self)!r})"
+
+
+class KeysView(_ScanView, collections.abc.KeysView):  # type: ignore[type-arg]
+    """Streaming view of a vault's keys (see :meth:`KVault.keys`)."""
+
+    def __iter__(self) -> Iterator[Key]:
+        return self._vault._iter_keys(self._prefix, self._limit)
+
+    def __contains__(self, key: object) -> bool:
+        if not isinstance(key, (str, bytes)) or not self._matches(key):
+            return False
+        if self._limit is None:
+            return key in self._vault
+        return any(_raw_key(k) == _raw_key(key) for k in self)
+
+
+class ValuesView(_ScanView, collections.abc.ValuesView):  # type: ignore[type-arg]
+    """Streaming view of a vault's values (see :meth:`KVault.values`)."""
+
+    def __iter__(self) -> Iterator[bytes]:
+        for _, value in self._vault._iter_items(self._prefix, self._limit):
+            yield value
+
+    def __contains__(self, value: object) -> bool:
+        return any(v == value for v in self)
+
+
+class ItemsView(_ScanView, collections.abc.ItemsView):  # type: ignore[type-arg]
+    """Streaming view of a vault's ``(key, value)`` pairs (see :meth:`KVault.items`)."""
+
+    def __iter__(self) -> Iterator[Tuple[Key, bytes]]:
+        return self._vault._iter_items(self._prefix, self._limit)
+
+    def __contains__(self, item: object) -> bool:
+        if not isinstance(item, tuple) or len(item) != 2:
+            return False
+        key, value = item
+        if not isinstance(key, (str, bytes)) or not self._matches(key):
+            return False
+        return self._vault.get(key, _MISSING) == value

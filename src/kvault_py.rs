@@ -1,0 +1,437 @@
+//! `KVaultCore`, `BlobReaderCore` and `BlobWriterCore`: the native halves of the Python
+//! `KVault` and its file objects. Every method converts its arguments, releases the GIL, locks
+//! the shared store and calls one core operation.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use kvault::{BlobReader, BlobWriter, KeyKind, KeyRange, KvTable, Location, Store, StoreOptions};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyList, PyTuple};
+
+use crate::convert::{key_from_py, key_to_py, raw_key, value_from_py};
+use crate::errors::{BindingError, InvalidArgument};
+
+/// A store shared by a vault, its readers and writers (and later its columns).
+pub type SharedStore = Arc<Mutex<Store>>;
+
+fn lock(store: &SharedStore) -> MutexGuard<'_, Store> {
+    // A panic while holding the lock cannot leave SQLite inconsistent (every operation is a
+    // transaction), so a poisoned lock is still safe to use.
+    store.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn run<T: Send>(
+    py: Python<'_>,
+    store: &SharedStore,
+    op: impl FnOnce(&mut Store) -> kvault::Result<T> + Send,
+) -> Result<T, BindingError> {
+    Ok(py.detach(|| op(&mut lock(store)))?)
+}
+
+/// The native key-value vault.
+#[pyclass(module = "ambervault._ambervault", name = "KVaultCore", frozen)]
+pub struct PyKVault {
+    store: SharedStore,
+    table: KvTable,
+}
+
+#[pymethods]
+impl PyKVault {
+    #[new]
+    #[pyo3(signature = (path, table, chunk_size, retries, backoff_base, enable_wal, page_size,
+                        mmap_size, cache_kb, read_only, synchronous))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        path: std::path::PathBuf,
+        table: String,
+        chunk_size: i64,
+        retries: i64,
+        backoff_base: f64,
+        enable_wal: bool,
+        page_size: i64,
+        mmap_size: i64,
+        cache_kb: i64,
+        read_only: bool,
+        synchronous: &str,
+    ) -> Result<Self, BindingError> {
+        let options = StoreOptions {
+            retries: non_negative("retries", retries)?,
+            backoff_base,
+            enable_wal,
+            page_size: non_negative("page_size", page_size)?,
+            mmap_size: non_negative("mmap_size", mmap_size)?,
+            cache_kb: non_negative("cache_kb", cache_kb)?,
+            read_only,
+            synchronous: kvault::Synchronous::parse(synchronous)?,
+        };
+        let chunk_size: usize = non_negative("chunk_size", chunk_size)?;
+        kvault::validate_chunk_size(chunk_size)?;
+        kvault::validate_table_name(&table)?;
+        let location = Location::from_path(&path);
+        let (store, table) = py.detach(move || -> kvault::Result<_> {
+            let mut store = Store::open(location, options)?;
+            let table = KvTable::open(&mut store, &table, chunk_size)?;
+            Ok((store, table))
+        })?;
+        Ok(Self { store: Arc::new(Mutex::new(store)), table })
+    }
+
+    /// Stores one value (bytes-like) under a str or bytes key.
+    fn put(&self, py: Python<'_>, key: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) -> Result<(), BindingError> {
+        let (key, kind) = key_from_py(key)?;
+        let value = value_from_py(value)?;
+        let table = &self.table;
+        run(py, &self.store, |s| table.put(s, &key, kind, &value))
+    }
+
+    /// The value's bytes, or None when the key is absent.
+    fn get(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> Result<Option<Py<PyBytes>>, BindingError> {
+        let (key, _) = key_from_py(key)?;
+        let table = &self.table;
+        let found = run(py, &self.store, |s| table.get(s, &key))?;
+        Ok(found.map(|v| PyBytes::new(py, &v).unbind()))
+    }
+
+    /// Removes the key; returns whether it existed.
+    fn delete(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> Result<bool, BindingError> {
+        let (key, _) = key_from_py(key)?;
+        let table = &self.table;
+        run(py, &self.store, |s| table.delete(s, &key))
+    }
+
+    /// Whether the key is present.
+    fn exists(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> Result<bool, BindingError> {
+        let (key, _) = key_from_py(key)?;
+        let table = &self.table;
+        run(py, &self.store, |s| table.exists(s, &key))
+    }
+
+    /// Number of keys, optionally only those starting with `prefix`.
+    #[pyo3(signature = (prefix=None))]
+    fn count(&self, py: Python<'_>, prefix: Option<&Bound<'_, PyAny>>) -> Result<u64, BindingError> {
+        let prefix = prefix.map(raw_key).transpose()?;
+        let table = &self.table;
+        run(py, &self.store, |s| table.count_prefix(s, prefix.as_deref()))
+    }
+
+    /// Removes every key; returns how many there were.
+    fn clear(&self, py: Python<'_>) -> Result<u64, BindingError> {
+        let table = &self.table;
+        run(py, &self.store, |s| table.clear(s))
+    }
+
+    /// Stores `(key, value)` pairs in one transaction (all or nothing).
+    fn put_many(&self, py: Python<'_>, items: &Bound<'_, PyList>) -> Result<(), BindingError> {
+        let mut pairs = Vec::with_capacity(items.len());
+        let owned: Vec<Bound<'_, PyAny>> = items.iter().collect();
+        for item in &owned {
+            let pair = item.cast::<PyTuple>().map_err(|_| {
+                crate::errors::type_error("put_many items must be (key, value) pairs".into())
+            })?;
+            if pair.len() != 2 {
+                return Err(crate::errors::type_error(
+                    "put_many items must be (key, value) pairs".into(),
+                ));
+            }
+            pairs.push((pair.get_item(0)?, pair.get_item(1)?));
+        }
+        let mut converted = Vec::with_capacity(pairs.len());
+        for (key, value) in &pairs {
+            let (key, kind) = key_from_py(key)?;
+            converted.push((key, kind, value_from_py(value)?));
+        }
+        let refs: Vec<(&[u8], KeyKind, &[u8])> =
+            converted.iter().map(|(k, kind, v)| (k.as_ref(), *kind, v.as_ref())).collect();
+        let table = &self.table;
+        run(py, &self.store, |s| table.put_many(s, &refs))
+    }
+
+    /// Values for many keys (None where absent), read under one lock and one snapshot.
+    fn get_many(&self, py: Python<'_>, keys: &Bound<'_, PyList>) -> Result<Vec<Option<Py<PyBytes>>>, BindingError> {
+        let owned: Vec<Bound<'_, PyAny>> = keys.iter().collect();
+        let mut raw = Vec::with_capacity(owned.len());
+        for key in &owned {
+            raw.push(key_from_py(key)?.0);
+        }
+        let table = &self.table;
+        let values = run(py, &self.store, |s| {
+            s.read(|_| Ok(()))?;
+            let mut out = Vec::with_capacity(raw.len());
+            for key in &raw {
+                out.push(table.get(s, key)?);
+            }
+            Ok(out)
+        })?;
+        Ok(values
+            .into_iter()
+            .map(|v| v.map(|v| PyBytes::new(py, &v).unbind()))
+            .collect())
+    }
+
+    /// One page of keys in bytewise order: `(keys, last_raw_key)`; pass `last_raw_key` as
+    /// `after` for the next page. An empty list means the scan is over.
+    #[pyo3(signature = (prefix, after, limit))]
+    fn scan_keys(
+        &self,
+        py: Python<'_>,
+        prefix: Option<&Bound<'_, PyAny>>,
+        after: Option<Vec<u8>>,
+        limit: usize,
+    ) -> Result<(Vec<Py<PyAny>>, Option<Py<PyBytes>>), BindingError> {
+        let range = KeyRange { prefix: prefix.map(raw_key).transpose()?, after };
+        let table = &self.table;
+        let rows = run(py, &self.store, |s| table.scan_keys(s, &range, limit.max(1)))?;
+        let last = rows.last().map(|(k, _)| PyBytes::new(py, k).unbind());
+        let keys = rows
+            .iter()
+            .map(|(k, kind)| key_to_py(py, k, *kind))
+            .collect::<PyResult<Vec<_>>>()?;
+        Ok((keys, last))
+    }
+
+    /// One page of `(key, value)` pairs: at most `limit` pairs, fewer once `max_bytes` of values
+    /// are collected (always at least one). Keys deleted mid-scan are skipped.
+    #[pyo3(signature = (prefix, after, limit, max_bytes))]
+    fn scan_items(
+        &self,
+        py: Python<'_>,
+        prefix: Option<&Bound<'_, PyAny>>,
+        after: Option<Vec<u8>>,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<(Vec<(Py<PyAny>, Py<PyBytes>)>, Option<Py<PyBytes>>), BindingError> {
+        let range = KeyRange { prefix: prefix.map(raw_key).transpose()?, after };
+        let table = &self.table;
+        let (rows, last) = run(py, &self.store, |s| {
+            let keys = table.scan_keys(s, &range, limit.max(1))?;
+            let mut out = Vec::with_capacity(keys.len());
+            let mut bytes = 0usize;
+            let mut last = None;
+            for (key, kind) in keys {
+                if bytes >= max_bytes && !out.is_empty() {
+                    break;
+                }
+                if let Some(value) = table.get(s, &key)? {
+                    bytes += value.len();
+                    out.push((key.clone(), kind, value));
+                }
+                last = Some(key);
+            }
+            Ok((out, last))
+        })?;
+        let items = rows
+            .into_iter()
+            .map(|(k, kind, v)| Ok((key_to_py(py, &k, kind)?, PyBytes::new(py, &v).unbind())))
+            .collect::<PyResult<Vec<_>>>()?;
+        Ok((items, last.map(|k| PyBytes::new(py, &k).unbind())))
+    }
+
+    /// A reader for the key's value, or None when absent.
+    fn open_reader(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> Result<Option<PyBlobReader>, BindingError> {
+        let (key, _) = key_from_py(key)?;
+        let table = &self.table;
+        let reader = run(py, &self.store, |s| BlobReader::open(table, s, &key))?;
+        Ok(reader.map(|reader| PyBlobReader {
+            store: Arc::clone(&self.store),
+            reader: Mutex::new(Some(reader)),
+        }))
+    }
+
+    /// A writer for a new value; nothing is visible until `finish(key)`.
+    #[pyo3(signature = (chunk_size=None))]
+    fn open_writer(&self, chunk_size: Option<i64>) -> Result<PyBlobWriter, BindingError> {
+        let chunk_size = chunk_size.map(|c| non_negative::<usize>("chunk_size", c)).transpose()?;
+        if let Some(c) = chunk_size {
+            kvault::validate_chunk_size(c)?;
+        }
+        lock(&self.store).check_writable()?;
+        Ok(PyBlobWriter {
+            store: Arc::clone(&self.store),
+            writer: Mutex::new(Some(BlobWriter::new(self.table.clone(), chunk_size))),
+        })
+    }
+
+    /// `(size, version, created_at_ms, updated_at_ms, chunked)` or None.
+    fn info(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> Result<Option<(u64, i64, i64, i64, bool)>, BindingError> {
+        let (key, _) = key_from_py(key)?;
+        let table = &self.table;
+        let info = run(py, &self.store, |s| table.info(s, &key))?;
+        Ok(info.map(|i| (i.size, i.version, i.created_at_ms, i.updated_at_ms, i.chunked)))
+    }
+
+    /// Reclaims abandoned uploads, then VACUUMs the file.
+    fn optimize(&self, py: Python<'_>) -> Result<(), BindingError> {
+        let table = &self.table;
+        run(py, &self.store, |s| {
+            table.reclaim_orphans(s)?;
+            s.vacuum()
+        })
+    }
+
+    /// Copies the WAL into the main file and truncates it.
+    fn checkpoint(&self, py: Python<'_>) -> Result<(), BindingError> {
+        run(py, &self.store, Store::checkpoint)
+    }
+
+    /// Deletes chunks of uploads whose process died; returns how many uploads were reclaimed.
+    fn reclaim_orphans(&self, py: Python<'_>) -> Result<u64, BindingError> {
+        let table = &self.table;
+        run(py, &self.store, |s| table.reclaim_orphans(s))
+    }
+
+    /// Closes the file (idempotent).
+    fn close(&self, py: Python<'_>) -> Result<(), BindingError> {
+        run(py, &self.store, Store::close)
+    }
+
+    /// Whether `close()` was called.
+    #[getter]
+    fn closed(&self) -> bool {
+        lock(&self.store).is_closed()
+    }
+
+    /// Whether writes are refused.
+    #[getter]
+    fn read_only(&self) -> bool {
+        lock(&self.store).is_read_only()
+    }
+
+    /// The table's chunk size.
+    #[getter]
+    fn chunk_size(&self) -> usize {
+        self.table.chunk_size()
+    }
+}
+
+fn non_negative<T: TryFrom<i64>>(name: &str, value: i64) -> Result<T, BindingError> {
+    T::try_from(value).map_err(|_| {
+        BindingError::Py(InvalidArgument::new_err(format!(
+            "{name} must be a non-negative integer in range, not {value}"
+        )))
+    })
+}
+
+/// Native reader behind `KVault.open(key)`.
+#[pyclass(module = "ambervault._ambervault", name = "BlobReaderCore", frozen)]
+pub struct PyBlobReader {
+    store: SharedStore,
+    reader: Mutex<Option<BlobReader>>,
+}
+
+impl PyBlobReader {
+    fn with<T: Send>(
+        &self,
+        py: Python<'_>,
+        op: impl FnOnce(&mut BlobReader, &mut Store) -> kvault::Result<T> + Send,
+    ) -> Result<T, BindingError> {
+        Ok(py.detach(|| {
+            let mut guard = self.reader.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let reader = guard.as_mut().ok_or(kvault::Error::Closed("reader"))?;
+            op(reader, &mut lock(&self.store))
+        })?)
+    }
+}
+
+#[pymethods]
+impl PyBlobReader {
+    /// Reads up to `size` bytes (all remaining when negative).
+    #[pyo3(signature = (size=-1))]
+    fn read(&self, py: Python<'_>, size: i64) -> Result<Py<PyBytes>, BindingError> {
+        let data = self.with(py, |reader, store| {
+            let remaining = reader.size().saturating_sub(reader.position());
+            let want = if size < 0 { remaining } else { remaining.min(size as u64) };
+            let mut buf = vec![0u8; usize::try_from(want).unwrap_or(usize::MAX)];
+            let n = reader.read(store, &mut buf)?;
+            buf.truncate(n);
+            Ok(buf)
+        })?;
+        Ok(PyBytes::new(py, &data).unbind())
+    }
+
+    /// Moves to absolute position `pos`.
+    fn seek(&self, py: Python<'_>, pos: u64) -> Result<(), BindingError> {
+        self.with(py, |reader, _| {
+            reader.seek(pos);
+            Ok(())
+        })
+    }
+
+    /// Current position.
+    fn tell(&self, py: Python<'_>) -> Result<u64, BindingError> {
+        self.with(py, |reader, _| Ok(reader.position()))
+    }
+
+    /// Total size of the value.
+    fn size(&self, py: Python<'_>) -> Result<u64, BindingError> {
+        self.with(py, |reader, _| Ok(reader.size()))
+    }
+
+    /// Releases the reader.
+    fn close(&self) {
+        self.reader.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+    }
+}
+
+/// Native writer behind `KVault.open(key, "wb")` and `put_file`.
+#[pyclass(module = "ambervault._ambervault", name = "BlobWriterCore", frozen)]
+pub struct PyBlobWriter {
+    store: SharedStore,
+    writer: Mutex<Option<BlobWriter>>,
+}
+
+impl PyBlobWriter {
+    fn guard(&self) -> MutexGuard<'_, Option<BlobWriter>> {
+        self.writer.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[pymethods]
+impl PyBlobWriter {
+    /// Appends bytes-like `data`; returns its length.
+    fn write(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> Result<usize, BindingError> {
+        let data = value_from_py(data)?;
+        let n = data.len();
+        py.detach(|| {
+            let mut guard = self.guard();
+            let writer = guard.as_mut().ok_or(kvault::Error::Closed("writer"))?;
+            writer.write(&mut lock(&self.store), &data)
+        })?;
+        Ok(n)
+    }
+
+    /// Bytes accepted so far.
+    #[getter]
+    fn bytes_written(&self) -> u64 {
+        self.guard().as_ref().map_or(0, BlobWriter::bytes_written)
+    }
+
+    /// Makes the value visible under `key` (replacing any old value); returns its length.
+    fn finish(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> Result<u64, BindingError> {
+        let (key, kind) = key_from_py(key)?;
+        let writer = self.guard().take().ok_or(kvault::Error::Closed("writer"))?;
+        Ok(py.detach(|| writer.finish(&mut lock(&self.store), &key, kind))?)
+    }
+
+    /// Discards everything written (idempotent).
+    fn abort(&self, py: Python<'_>) -> Result<(), BindingError> {
+        let Some(mut writer) = self.guard().take() else {
+            return Ok(());
+        };
+        Ok(py.detach(|| writer.abort(&mut lock(&self.store)))?)
+    }
+
+    /// Whether the writer was finished or aborted.
+    #[getter]
+    fn closed(&self) -> bool {
+        self.guard().is_none()
+    }
+}
+
+/// Adds this file's classes to the module.
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyKVault>()?;
+    m.add_class::<PyBlobReader>()?;
+    m.add_class::<PyBlobWriter>()?;
+    Ok(())
+}

@@ -1,0 +1,21 @@
+//! `ambervault._ambervault`: the PyO3 extension. Thin glue only: argument conversion, GIL
+//! release around SQLite work, and error mapping. Storage logic lives in `kvault-rust/`.
+
+use pyo3::prelude::*;
+
+mod convert;
+mod errors;
+mod kvault_py;
+
+#[pymodule]
+fn _ambervault(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("FORMAT_VERSION", kvault::FORMAT_VERSION)?;
+    m.add("SQLITE_VERSION", rusqlite_version())?;
+    kvault_py::register(m)?;
+    Ok(())
+}
+
+fn rusqlite_version() -> String {
+    kvault::sqlite_version().to_string()
+}
