@@ -260,6 +260,13 @@ impl PyKVault {
         Ok(info.map(|i| (i.size, i.version, i.created_at_ms, i.updated_at_ms, i.chunked)))
     }
 
+    /// `(keys, logical_bytes, chunks, chunk_bytes, pending_uploads)` of this table.
+    fn table_stats(&self, py: Python<'_>) -> Result<(u64, u64, u64, u64, u64), BindingError> {
+        let table = &self.table;
+        let s = run(py, &self.store, |s| table.stats(s))?;
+        Ok((s.keys, s.logical_bytes, s.chunks, s.chunk_bytes, s.pending_uploads))
+    }
+
     /// Reclaims abandoned uploads, then VACUUMs the file.
     fn optimize(&self, py: Python<'_>) -> Result<(), BindingError> {
         let table = &self.table;

@@ -120,6 +120,21 @@ pub struct EntryInfo {
     pub chunked: bool,
 }
 
+/// Storage figures of one table (see [`KvTable::stats`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TableStats {
+    /// Number of keys.
+    pub keys: u64,
+    /// Sum of value lengths.
+    pub logical_bytes: u64,
+    /// Number of chunk rows (of finished and unfinished values).
+    pub chunks: u64,
+    /// Bytes held in chunk rows.
+    pub chunk_bytes: u64,
+    /// Uploads started and not yet finished or reclaimed.
+    pub pending_uploads: u64,
+}
+
 /// Checks a table name: identifier characters only, so it can never inject SQL.
 ///
 /// # Errors
@@ -297,10 +312,31 @@ impl KvTable {
                 )));
             }
         } else {
-            store.write(|conn| table.create_schema(conn))?;
+            // Opening must not need the write lock when the schema is already there (another
+            // process may be in the middle of a long write).
+            if !table.schema_present(store.conn()?)? {
+                store.write(|conn| table.create_schema(conn))?;
+            }
             table.reclaim_orphans(store)?;
         }
         Ok(table)
+    }
+
+    fn schema_present(&self, conn: &Connection) -> Result<bool> {
+        let t = &self.name;
+        let names = [
+            t.clone(),
+            format!("{t}__chunks"),
+            format!("{t}__pending"),
+            format!("{t}__release_on_switch"),
+            format!("{t}__release_on_delete"),
+        ];
+        let found: i64 = conn.query_row(
+            "SELECT count(*) FROM sqlite_master WHERE name IN (?1, ?2, ?3, ?4, ?5)",
+            rusqlite::params_from_iter(names.iter()),
+            |r| r.get(0),
+        )?;
+        Ok(found == 5)
     }
 
     fn create_schema(&self, conn: &Connection) -> Result<()> {
@@ -750,6 +786,34 @@ impl KvTable {
             out.push((key, KeyKind::from_i64(kind)?));
         }
         Ok(out)
+    }
+
+    /// Counts keys, bytes, chunks and unfinished uploads, from one snapshot.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn stats(&self, store: &mut Store) -> Result<TableStats> {
+        let t = &self.name;
+        let sql = format!(
+            "SELECT (SELECT count(*) FROM \"{t}\"), (SELECT total(size) FROM \"{t}\"), \
+             (SELECT count(*) FROM \"{t}__chunks\"), \
+             (SELECT total(length(data)) FROM \"{t}__chunks\"), \
+             (SELECT count(*) FROM \"{t}__pending\")"
+        );
+        store.read(|conn| {
+            Ok(conn.query_row(&sql, [], |r| {
+                let count = |i: usize| r.get::<_, i64>(i).map(|v| u64::try_from(v).unwrap_or(0));
+                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                let total = |i: usize| r.get::<_, f64>(i).map(|v| v as u64);
+                Ok(TableStats {
+                    keys: count(0)?,
+                    logical_bytes: total(1)?,
+                    chunks: count(2)?,
+                    chunk_bytes: total(3)?,
+                    pending_uploads: count(4)?,
+                })
+            })?)
+        })
     }
 
     /// Deletes chunks of uploads whose writer process is gone (a crash mid-stream). Uploads of

@@ -428,7 +428,8 @@ impl Store {
                 "this SQLite file belongs to another application (application_id {application_id:#x})"
             )));
         }
-        if read_only {
+        if read_only || application_id == APPLICATION_ID {
+            // Already a vault: opening needs no write (and so no write lock).
             return Ok(());
         }
         self.write(|conn| {
@@ -468,14 +469,23 @@ fn open_connection(location: &Location, options: &StoreOptions) -> Result<Connec
         Location::Memory => Connection::open_in_memory_with_flags(flags)?,
         Location::File(path) => {
             check_path(path, options.read_only)?;
-            match Connection::open_with_flags(path, flags) {
-                Ok(conn) => conn,
-                Err(err) if options.read_only => {
-                    // A read-only directory cannot hold the WAL's -shm file; a file nobody can
-                    // write is immutable, so SQLite may read it without any locking.
-                    open_immutable(path).map_err(|_| Error::from(err))?
+            let conn = Connection::open_with_flags(path, flags)?;
+            if options.read_only || conn.is_readonly(rusqlite::MAIN_DB)? {
+                // A WAL file needs its -shm index; in a directory we cannot write, SQLite can
+                // neither create nor use it. Such a file cannot change under us (no writer could
+                // create the WAL either), so it is opened as immutable, without locking.
+                match conn.query_row("PRAGMA schema_version", [], |_| Ok(())) {
+                    Ok(()) => conn,
+                    Err(err) => match err.sqlite_error_code() {
+                        Some(rusqlite::ErrorCode::ReadOnly | rusqlite::ErrorCode::CannotOpen) => {
+                            drop(conn);
+                            open_immutable(path)?
+                        }
+                        _ => return Err(err.into()),
+                    },
                 }
-                Err(err) => return Err(err.into()),
+            } else {
+                conn
             }
         }
     };

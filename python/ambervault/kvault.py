@@ -569,7 +569,8 @@ class KVault(collections.abc.MutableMapping):  # type: ignore[type-arg]
         process crashes before they are flushed.** Enabling again replaces the settings
         (flushing what is cached first).
         """
-        self._native  # noqa: B018 - raises ClosedError on a closed vault
+        if self.closed:
+            raise ClosedError("vault is closed")
         new = WriteBackCache(self._flush_pairs, cap_bytes, flush_threshold, flush_interval, auto_flush)
         if self._cache is not None:
             self.disable_cache()
@@ -646,6 +647,37 @@ class KVault(collections.abc.MutableMapping):  # type: ignore[type-arg]
         """Reclaim abandoned uploads and free space (``VACUUM``); the file shrinks."""
         self._flush_for_scan()
         self._native.optimize()
+
+    def stats(self) -> Dict[str, Any]:
+        """Storage figures: ``keys``, ``logical_bytes`` (sum of value sizes), ``chunks`` and
+        ``chunk_bytes`` (rows of chunked values), ``pending_uploads`` (streams not yet finished),
+        ``file_bytes`` and ``wal_bytes`` (on disk; 0 in memory).
+
+        >>> v = KVault(":memory:"); v["k"] = b"abc"; v.stats()["logical_bytes"]
+        3
+        """
+        self._flush_for_scan()
+        keys, logical, chunks, chunk_bytes, pending = self._native.table_stats()
+        file_bytes = wal_bytes = 0
+        if self.path != ":memory:":
+            with contextlib.suppress(OSError):
+                file_bytes = os.path.getsize(self.path)
+            with contextlib.suppress(OSError):
+                wal_bytes = os.path.getsize(self.path + "-wal")
+        return {
+            "keys": keys,
+            "logical_bytes": logical,
+            "chunks": chunks,
+            "chunk_bytes": chunk_bytes,
+            "pending_uploads": pending,
+            "file_bytes": file_bytes,
+            "wal_bytes": wal_bytes,
+        }
+
+    def reclaim_orphans(self) -> int:
+        """Delete the chunks of uploads whose writing process died (this also happens
+        automatically when a vault is opened). Returns how many uploads were reclaimed."""
+        return self._native.reclaim_orphans()
 
     def checkpoint(self) -> None:
         """Copy the write-ahead log into the main file and truncate it."""

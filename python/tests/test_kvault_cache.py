@@ -1,0 +1,172 @@
+"""The write-back cache: batching, visibility of cached writes, flush triggers and lifecycle."""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+
+import pytest
+
+from ambervault import InvalidArgument, KVault
+
+
+def on_disk(path, key):
+    """Read a key through a second connection: what a crash right now would leave."""
+    with KVault(path) as other:
+        return other.get(key)
+
+
+def test_cached_writes_are_batched_and_visible_to_reads(db_path):
+    with KVault(db_path) as vault:
+        vault.enable_cache(cap_bytes=1 << 20, flush_threshold=1 << 19)
+        vault["a"] = b"1"
+        vault[b"b"] = bytearray(b"2")
+        assert on_disk(db_path, "a") is None
+        assert vault["a"] == b"1" and vault.get("b") == b"2"
+        assert "a" in vault and vault.exists(b"b")
+        assert vault.get_many(["a", "b", "c"]) == [b"1", b"2", None]
+        assert vault.flush_cache() == 2
+        assert vault.flush_cache() == 0
+        assert on_disk(db_path, "a") == b"1"
+
+
+def test_len_and_iteration_see_cached_writes(vault):
+    vault["old"] = b"x"
+    vault.enable_cache()
+    vault["new"] = b"y"
+    assert len(vault) == 2
+    assert sorted(vault) == ["new", "old"]
+    assert dict(vault.items(prefix="n")) == {"new": b"y"}
+
+
+def test_delete_of_a_cached_key_wins(db_path):
+    with KVault(db_path) as vault:
+        vault["k"] = b"stored"
+        vault.enable_cache()
+        vault["k"] = b"cached"
+        assert vault.delete("k") is True
+        vault.flush_cache()
+        assert "k" not in vault
+        vault["only-cached"] = b"v"
+        assert vault.delete("only-cached") is True
+        assert vault.delete("only-cached") is False
+        vault.disable_cache()
+    assert on_disk(db_path, "k") is None
+
+
+def test_stream_after_cached_write_is_not_overwritten_by_flush(vault):
+    vault.enable_cache()
+    vault["k"] = b"cached"
+    vault.put_file("k", io.BytesIO(b"streamed"))
+    vault.flush_cache()
+    assert vault["k"] == b"streamed"
+    vault["k"] = b"cached again"
+    with vault.open("k", "wb") as w:
+        w.write(b"writer")
+    vault.disable_cache()
+    assert vault["k"] == b"writer"
+
+
+def test_values_larger_than_cap_bypass_cache(db_path):
+    with KVault(db_path) as vault:
+        vault.enable_cache(cap_bytes=1000, flush_threshold=800)
+        vault["small"] = b"s" * 10
+        vault["large"] = b"L" * 5000
+        assert on_disk(db_path, "large") == b"L" * 5000
+        assert on_disk(db_path, "small") == b"s" * 10  # flushed first, keeping write order
+        vault.disable_cache()
+
+
+def test_threshold_and_capacity_trigger_flushes(db_path):
+    with KVault(db_path) as vault:
+        vault.enable_cache(cap_bytes=10_000, flush_threshold=3000)
+        for i in range(5):
+            vault[f"k{i}"] = b"x" * 1000
+        # The third write reached the threshold and flushed k0..k2.
+        assert on_disk(db_path, "k2") == b"x" * 1000
+        assert on_disk(db_path, "k4") is None
+        vault.disable_cache()
+        assert on_disk(db_path, "k4") == b"x" * 1000
+
+
+def test_auto_flush_false_defers_until_exit(db_path):
+    with KVault(db_path) as vault:
+        with vault.cache(cap_bytes=1 << 20, flush_threshold=10, auto_flush=False):
+            for i in range(50):
+                vault[f"k{i}"] = b"0123456789"
+            assert on_disk(db_path, "k0") is None
+        assert on_disk(db_path, "k49") == b"0123456789"
+
+
+def test_cache_context_flushes_even_on_error(db_path):
+    with KVault(db_path) as vault:
+        with pytest.raises(ZeroDivisionError):
+            with vault.cache():
+                vault["k"] = b"v"
+                1 / 0
+        assert on_disk(db_path, "k") == b"v"
+
+
+def test_close_flushes(db_path):
+    vault = KVault(db_path)
+    vault.enable_cache()
+    vault["k"] = b"v"
+    vault.close()
+    assert on_disk(db_path, "k") == b"v"
+
+
+def test_idle_daemon_flushes_and_lock_cache_holds_it(db_path):
+    with KVault(db_path) as vault:
+        vault.enable_cache(flush_interval=0.1)
+        vault["a"] = b"1"
+        deadline = time.monotonic() + 5
+        while on_disk(db_path, "a") is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert on_disk(db_path, "a") == b"1"
+        with vault.lock_cache():
+            vault["b"] = b"2"
+            time.sleep(0.4)
+            assert on_disk(db_path, "b") is None
+        deadline = time.monotonic() + 5
+        while on_disk(db_path, "b") is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert on_disk(db_path, "b") == b"2"
+        vault.disable_cache()
+
+
+def test_cache_is_thread_safe(db_path):
+    with KVault(db_path) as vault:
+        vault.enable_cache(cap_bytes=50_000, flush_threshold=20_000)
+
+        def writer(t):
+            for i in range(500):
+                vault[f"t{t}-{i}"] = b"v" * 50
+
+        threads = [threading.Thread(target=writer, args=(t,)) for t in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        vault.disable_cache()
+        assert len(vault) == 2000
+
+
+def test_bad_cache_settings_are_refused(vault):
+    with pytest.raises(InvalidArgument):
+        vault.enable_cache(cap_bytes=0)
+    with pytest.raises(TypeError):
+        vault.enable_cache(cap_bytes="big")
+    with pytest.raises(InvalidArgument):
+        vault.enable_cache(flush_interval=-1)
+    vault["k"] = b"v"  # still uncached and working
+    assert vault["k"] == b"v"
+
+
+def test_type_errors_are_raised_at_put_time_with_cache(vault):
+    vault.enable_cache()
+    with pytest.raises(TypeError):
+        vault["k"] = "text"
+    with pytest.raises(TypeError):
+        vault[3] = b"v"
+    assert vault.flush_cache() == 0
