@@ -23,7 +23,9 @@ WORK = ROOT / ".compat"
 
 SHIM = '''"""Throwaway shim: the kohakuvault name, backed by ambervault."""
 from ambervault import *  # noqa: F401,F403
-from ambervault import KVault, KohakuVaultError, NotFound, DatabaseBusy, InvalidArgument, IoError  # noqa: F401
+from ambervault import (  # noqa: F401
+    KVault, KohakuVaultError, NotFound, DatabaseBusy, InvalidArgument, IoError,
+)
 '''
 
 
@@ -35,8 +37,17 @@ def fetch_sdist() -> Path:
         return found[0]
     subprocess.run(
         [
-            sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-            "--no-binary", ":all:", f"kohakuvault=={VERSION}", "-d", str(WORK),
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--no-deps",
+            "--no-binary",
+            ":all:",
+            f"kohakuvault=={VERSION}",
+            "-d",
+            str(WORK),
         ],
         check=True,
     )
@@ -65,9 +76,18 @@ def main() -> int:
     (WORK / "pytest.ini").write_text("[pytest]\n")
     env = dict(os.environ, PYTHONPATH=str(WORK / "shim"))
     cmd = [
-        sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-        "-c", str(WORK / "pytest.ini"), "--rootdir", str(WORK),
-        *[str(tests_dir / Path(n).name) for n in TEST_FILES], *sys.argv[1:],
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "-c",
+        str(WORK / "pytest.ini"),
+        "--rootdir",
+        str(WORK),
+        *[str(tests_dir / Path(n).name) for n in TEST_FILES],
+        *sys.argv[1:],
     ]
     return subprocess.call(cmd, env=env, cwd=WORK)
 

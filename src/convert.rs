@@ -9,7 +9,9 @@ use pyo3::types::{PyByteArray, PyBytes, PyString};
 use crate::errors::{type_error, BindingError};
 
 /// A key as bytes plus the type it was given as. `str` keys are their UTF-8 bytes.
-pub fn key_from_py<'a>(obj: &'a Bound<'_, PyAny>) -> Result<(Cow<'a, [u8]>, KeyKind), BindingError> {
+pub fn key_from_py<'a>(
+    obj: &'a Bound<'_, PyAny>,
+) -> Result<(Cow<'a, [u8]>, KeyKind), BindingError> {
     if let Ok(bytes) = obj.cast::<PyBytes>() {
         return Ok((Cow::Borrowed(bytes.as_bytes()), KeyKind::Bytes));
     }

@@ -11,13 +11,22 @@ use pyo3::types::{PyBytes, PyList, PyTuple};
 use crate::convert::{key_from_py, key_to_py, raw_key, value_from_py};
 use crate::errors::{BindingError, InvalidArgument};
 
+/// One page of a key scan: the keys and the raw bytes of the last one (continuation point).
+type KeyPage = (Vec<Py<PyAny>>, Option<Py<PyBytes>>);
+/// One page of an item scan: the pairs and the continuation point.
+type ItemPage = (Vec<(Py<PyAny>, Py<PyBytes>)>, Option<Py<PyBytes>>);
+/// `(size, version, created_at_ms, updated_at_ms, chunked)`.
+type InfoTuple = (u64, i64, i64, i64, bool);
+
 /// A store shared by a vault, its readers and writers (and later its columns).
 pub type SharedStore = Arc<Mutex<Store>>;
 
 fn lock(store: &SharedStore) -> MutexGuard<'_, Store> {
     // A panic while holding the lock cannot leave SQLite inconsistent (every operation is a
     // transaction), so a poisoned lock is still safe to use.
-    store.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    store
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn run<T: Send>(
@@ -74,11 +83,19 @@ impl PyKVault {
             let table = KvTable::open(&mut store, &table, chunk_size)?;
             Ok((store, table))
         })?;
-        Ok(Self { store: Arc::new(Mutex::new(store)), table })
+        Ok(Self {
+            store: Arc::new(Mutex::new(store)),
+            table,
+        })
     }
 
     /// Stores one value (bytes-like) under a str or bytes key.
-    fn put(&self, py: Python<'_>, key: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) -> Result<(), BindingError> {
+    fn put(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        value: &Bound<'_, PyAny>,
+    ) -> Result<(), BindingError> {
         let (key, kind) = key_from_py(key)?;
         let value = value_from_py(value)?;
         let table = &self.table;
@@ -86,7 +103,11 @@ impl PyKVault {
     }
 
     /// The value's bytes, or None when the key is absent.
-    fn get(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> Result<Option<Py<PyBytes>>, BindingError> {
+    fn get(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+    ) -> Result<Option<Py<PyBytes>>, BindingError> {
         let (key, _) = key_from_py(key)?;
         let table = &self.table;
         let found = run(py, &self.store, |s| table.get(s, &key))?;
@@ -109,10 +130,16 @@ impl PyKVault {
 
     /// Number of keys, optionally only those starting with `prefix`.
     #[pyo3(signature = (prefix=None))]
-    fn count(&self, py: Python<'_>, prefix: Option<&Bound<'_, PyAny>>) -> Result<u64, BindingError> {
+    fn count(
+        &self,
+        py: Python<'_>,
+        prefix: Option<&Bound<'_, PyAny>>,
+    ) -> Result<u64, BindingError> {
         let prefix = prefix.map(raw_key).transpose()?;
         let table = &self.table;
-        run(py, &self.store, |s| table.count_prefix(s, prefix.as_deref()))
+        run(py, &self.store, |s| {
+            table.count_prefix(s, prefix.as_deref())
+        })
     }
 
     /// Removes every key; returns how many there were.
@@ -141,14 +168,20 @@ impl PyKVault {
             let (key, kind) = key_from_py(key)?;
             converted.push((key, kind, value_from_py(value)?));
         }
-        let refs: Vec<(&[u8], KeyKind, &[u8])> =
-            converted.iter().map(|(k, kind, v)| (k.as_ref(), *kind, v.as_ref())).collect();
+        let refs: Vec<(&[u8], KeyKind, &[u8])> = converted
+            .iter()
+            .map(|(k, kind, v)| (k.as_ref(), *kind, v.as_ref()))
+            .collect();
         let table = &self.table;
         run(py, &self.store, |s| table.put_many(s, &refs))
     }
 
     /// Values for many keys (None where absent), read under one lock and one snapshot.
-    fn get_many(&self, py: Python<'_>, keys: &Bound<'_, PyList>) -> Result<Vec<Option<Py<PyBytes>>>, BindingError> {
+    fn get_many(
+        &self,
+        py: Python<'_>,
+        keys: &Bound<'_, PyList>,
+    ) -> Result<Vec<Option<Py<PyBytes>>>, BindingError> {
         let owned: Vec<Bound<'_, PyAny>> = keys.iter().collect();
         let mut raw = Vec::with_capacity(owned.len());
         for key in &owned {
@@ -178,10 +211,15 @@ impl PyKVault {
         prefix: Option<&Bound<'_, PyAny>>,
         after: Option<Vec<u8>>,
         limit: usize,
-    ) -> Result<(Vec<Py<PyAny>>, Option<Py<PyBytes>>), BindingError> {
-        let range = KeyRange { prefix: prefix.map(raw_key).transpose()?, after };
+    ) -> Result<KeyPage, BindingError> {
+        let range = KeyRange {
+            prefix: prefix.map(raw_key).transpose()?,
+            after,
+        };
         let table = &self.table;
-        let rows = run(py, &self.store, |s| table.scan_keys(s, &range, limit.max(1)))?;
+        let rows = run(py, &self.store, |s| {
+            table.scan_keys(s, &range, limit.max(1))
+        })?;
         let last = rows.last().map(|(k, _)| PyBytes::new(py, k).unbind());
         let keys = rows
             .iter()
@@ -200,8 +238,11 @@ impl PyKVault {
         after: Option<Vec<u8>>,
         limit: usize,
         max_bytes: usize,
-    ) -> Result<(Vec<(Py<PyAny>, Py<PyBytes>)>, Option<Py<PyBytes>>), BindingError> {
-        let range = KeyRange { prefix: prefix.map(raw_key).transpose()?, after };
+    ) -> Result<ItemPage, BindingError> {
+        let range = KeyRange {
+            prefix: prefix.map(raw_key).transpose()?,
+            after,
+        };
         let table = &self.table;
         let (rows, last) = run(py, &self.store, |s| {
             let keys = table.scan_keys(s, &range, limit.max(1))?;
@@ -228,7 +269,11 @@ impl PyKVault {
     }
 
     /// A reader for the key's value, or None when absent.
-    fn open_reader(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> Result<Option<PyBlobReader>, BindingError> {
+    fn open_reader(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+    ) -> Result<Option<PyBlobReader>, BindingError> {
         let (key, _) = key_from_py(key)?;
         let table = &self.table;
         let reader = run(py, &self.store, |s| BlobReader::open(table, s, &key))?;
@@ -241,7 +286,9 @@ impl PyKVault {
     /// A writer for a new value; nothing is visible until `finish(key)`.
     #[pyo3(signature = (chunk_size=None))]
     fn open_writer(&self, chunk_size: Option<i64>) -> Result<PyBlobWriter, BindingError> {
-        let chunk_size = chunk_size.map(|c| non_negative::<usize>("chunk_size", c)).transpose()?;
+        let chunk_size = chunk_size
+            .map(|c| non_negative::<usize>("chunk_size", c))
+            .transpose()?;
         if let Some(c) = chunk_size {
             kvault::validate_chunk_size(c)?;
         }
@@ -253,18 +300,36 @@ impl PyKVault {
     }
 
     /// `(size, version, created_at_ms, updated_at_ms, chunked)` or None.
-    fn info(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> Result<Option<(u64, i64, i64, i64, bool)>, BindingError> {
+    fn info(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+    ) -> Result<Option<InfoTuple>, BindingError> {
         let (key, _) = key_from_py(key)?;
         let table = &self.table;
         let info = run(py, &self.store, |s| table.info(s, &key))?;
-        Ok(info.map(|i| (i.size, i.version, i.created_at_ms, i.updated_at_ms, i.chunked)))
+        Ok(info.map(|i| {
+            (
+                i.size,
+                i.version,
+                i.created_at_ms,
+                i.updated_at_ms,
+                i.chunked,
+            )
+        }))
     }
 
     /// `(keys, logical_bytes, chunks, chunk_bytes, pending_uploads)` of this table.
     fn table_stats(&self, py: Python<'_>) -> Result<(u64, u64, u64, u64, u64), BindingError> {
         let table = &self.table;
         let s = run(py, &self.store, |s| table.stats(s))?;
-        Ok((s.keys, s.logical_bytes, s.chunks, s.chunk_bytes, s.pending_uploads))
+        Ok((
+            s.keys,
+            s.logical_bytes,
+            s.chunks,
+            s.chunk_bytes,
+            s.pending_uploads,
+        ))
     }
 
     /// Reclaims abandoned uploads, then VACUUMs the file.
@@ -333,7 +398,10 @@ impl PyBlobReader {
         op: impl FnOnce(&mut BlobReader, &mut Store) -> kvault::Result<T> + Send,
     ) -> Result<T, BindingError> {
         Ok(py.detach(|| {
-            let mut guard = self.reader.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut guard = self
+                .reader
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             let reader = guard.as_mut().ok_or(kvault::Error::Closed("reader"))?;
             op(reader, &mut lock(&self.store))
         })?)
@@ -347,7 +415,11 @@ impl PyBlobReader {
     fn read(&self, py: Python<'_>, size: i64) -> Result<Py<PyBytes>, BindingError> {
         let data = self.with(py, |reader, store| {
             let remaining = reader.size().saturating_sub(reader.position());
-            let want = if size < 0 { remaining } else { remaining.min(size as u64) };
+            let want = if size < 0 {
+                remaining
+            } else {
+                remaining.min(size as u64)
+            };
             let mut buf = vec![0u8; usize::try_from(want).unwrap_or(usize::MAX)];
             let n = reader.read(store, &mut buf)?;
             buf.truncate(n);
@@ -376,7 +448,10 @@ impl PyBlobReader {
 
     /// Releases the reader.
     fn close(&self) {
-        self.reader.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        self.reader
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
     }
 }
 
@@ -389,7 +464,9 @@ pub struct PyBlobWriter {
 
 impl PyBlobWriter {
     fn guard(&self) -> MutexGuard<'_, Option<BlobWriter>> {
-        self.writer.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.writer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 

@@ -61,13 +61,14 @@ impl From<rusqlite::Error> for Error {
         };
         let detail = err.to_string();
         match code {
-            ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => Error::Busy {
-                retries: 0,
-                detail,
-            },
+            ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => {
+                Error::Busy { retries: 0, detail }
+            }
             ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt => Error::Corrupted(detail),
             ErrorCode::ReadOnly => Error::ReadOnly(detail),
-            ErrorCode::TooBig => Error::InvalidArgument(format!("value too large for SQLite: {detail}")),
+            ErrorCode::TooBig => {
+                Error::InvalidArgument(format!("value too large for SQLite: {detail}"))
+            }
             ErrorCode::DiskFull => Error::Io(std::io::Error::new(
                 std::io::ErrorKind::StorageFull,
                 format!("disk full: {detail}"),

@@ -400,12 +400,19 @@ impl KvTable {
                 let blob_id: Option<i64> = row.get(1)?;
                 match blob_id {
                     None => Ok(ValueLocation::Inline(
-                        row.get_ref(0)?.as_blob_or_null()?.unwrap_or_default().to_vec(),
+                        row.get_ref(0)?
+                            .as_blob_or_null()?
+                            .unwrap_or_default()
+                            .to_vec(),
                     )),
                     Some(blob_id) => Ok(ValueLocation::Chunked(BlobRef {
                         blob_id,
                         size: row.get::<_, i64>(2)?.try_into().unwrap_or(0),
-                        chunk_size: row.get::<_, Option<i64>>(3)?.unwrap_or(1).try_into().unwrap_or(1),
+                        chunk_size: row
+                            .get::<_, Option<i64>>(3)?
+                            .unwrap_or(1)
+                            .try_into()
+                            .unwrap_or(1),
                     })),
                 }
             })
@@ -449,15 +456,13 @@ impl KvTable {
         match self.locate(conn, key)? {
             None => Ok(None),
             Some(ValueLocation::Inline(bytes)) => Ok(Some(bytes)),
-            Some(ValueLocation::Chunked(_)) => store.read(|conn| {
-                match self.locate(conn, key)? {
-                    None => Ok(None),
-                    Some(ValueLocation::Inline(bytes)) => Ok(Some(bytes)),
-                    Some(ValueLocation::Chunked(blob)) => {
-                        let mut out = vec![0u8; usize_of(blob.size)?];
-                        self.read_blob_range(conn, &blob, 0, &mut out)?;
-                        Ok(Some(out))
-                    }
+            Some(ValueLocation::Chunked(_)) => store.read(|conn| match self.locate(conn, key)? {
+                None => Ok(None),
+                Some(ValueLocation::Inline(bytes)) => Ok(Some(bytes)),
+                Some(ValueLocation::Chunked(blob)) => {
+                    let mut out = vec![0u8; usize_of(blob.size)?];
+                    self.read_blob_range(conn, &blob, 0, &mut out)?;
+                    Ok(Some(out))
                 }
             }),
         }
@@ -493,7 +498,7 @@ impl KvTable {
             let take = usize_of((this_chunk_len - within).min((out.len() - written) as u64))?;
             let rowid = blob.chunk_rowid(seq);
             let opened = match handle.as_mut() {
-                Some(h) => h.reopen(rowid).map(|()| ()),
+                Some(h) => h.reopen(rowid),
                 None => conn
                     .blob_open(
                         rusqlite::MAIN_DB,
@@ -541,7 +546,9 @@ impl KvTable {
             });
         }
         let mut writer = BlobWriter::new(self.clone(), None);
-        let staged = writer.write(store, value).and_then(|()| writer.stage(store));
+        let staged = writer
+            .write(store, value)
+            .and_then(|()| writer.stage(store));
         let staged = match staged {
             Ok(s) => s,
             Err(err) => {
@@ -640,7 +647,9 @@ impl KvTable {
                 continue;
             }
             let mut writer = BlobWriter::new(self.clone(), None);
-            let result = writer.write(store, value).and_then(|()| writer.stage(store));
+            let result = writer
+                .write(store, value)
+                .and_then(|()| writer.stage(store));
             match result {
                 Ok(StagedOwned::Chunked(blob)) => staged.push(Some(blob)),
                 Ok(StagedOwned::Inline(_)) => staged.push(None),
@@ -658,7 +667,9 @@ impl KvTable {
                 let now = now_ms();
                 for ((key, kind, value), blob) in items.iter().zip(&staged) {
                     match blob {
-                        Some(blob) => self.commit_staged(conn, key, *kind, &Staged::Chunked(*blob))?,
+                        Some(blob) => {
+                            self.commit_staged(conn, key, *kind, &Staged::Chunked(*blob))?
+                        }
                         None => self.upsert(conn, key, *kind, &Staged::Inline(value), now)?,
                     }
                 }
@@ -730,7 +741,9 @@ impl KvTable {
     /// SQLite errors.
     pub fn len(&self, store: &mut Store) -> Result<u64> {
         let conn = store.conn()?;
-        let n: i64 = conn.prepare_cached(&self.sql.count)?.query_row([], |r| r.get(0))?;
+        let n: i64 = conn
+            .prepare_cached(&self.sql.count)?
+            .query_row([], |r| r.get(0))?;
         Ok(n.try_into().unwrap_or(0))
     }
 
@@ -739,7 +752,10 @@ impl KvTable {
     /// # Errors
     /// SQLite errors.
     pub fn count_prefix(&self, store: &mut Store, prefix: Option<&[u8]>) -> Result<u64> {
-        let range = KeyRange { prefix: prefix.map(<[u8]>::to_vec), after: None };
+        let range = KeyRange {
+            prefix: prefix.map(<[u8]>::to_vec),
+            after: None,
+        };
         let (filter, args) = range.sql_filter();
         let sql = format!("SELECT count(*) FROM \"{}\" WHERE {filter}", self.name);
         let conn = store.conn()?;
@@ -774,7 +790,9 @@ impl KvTable {
             self.name,
             args.len() + 1
         );
-        args.push(rusqlite::types::Value::Integer(i64::try_from(limit).unwrap_or(i64::MAX)));
+        args.push(rusqlite::types::Value::Integer(
+            i64::try_from(limit).unwrap_or(i64::MAX),
+        ));
         let conn = store.conn()?;
         let mut stmt = conn.prepare_cached(&sql)?;
         let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), |r| {
@@ -843,9 +861,12 @@ impl KvTable {
     }
 
     fn drop_blob(&self, conn: &Connection, blob_id: i64) -> Result<()> {
-        conn.prepare_cached(&self.sql.drop_chunks)?
-            .execute([chunk_rowid(blob_id, 0), chunk_rowid(blob_id, MAX_CHUNKS_PER_BLOB - 1)])?;
-        conn.prepare_cached(&self.sql.drop_pending)?.execute([blob_id])?;
+        conn.prepare_cached(&self.sql.drop_chunks)?.execute([
+            chunk_rowid(blob_id, 0),
+            chunk_rowid(blob_id, MAX_CHUNKS_PER_BLOB - 1),
+        ])?;
+        conn.prepare_cached(&self.sql.drop_pending)?
+            .execute([blob_id])?;
         Ok(())
     }
 }
@@ -980,7 +1001,8 @@ impl BlobWriter {
             let room = self.chunk_size - self.buffer.len();
             let take = room.min(data.len());
             if self.buffer.capacity() == 0 {
-                self.buffer.reserve_exact(self.chunk_size.min(data.len().max(64 << 10)));
+                self.buffer
+                    .reserve_exact(self.chunk_size.min(data.len().max(64 << 10)));
             }
             self.buffer.extend_from_slice(&data[..take]);
             self.total += take as u64;
@@ -1005,7 +1027,9 @@ impl BlobWriter {
                     Ok(conn.last_insert_rowid())
                 })?;
                 if id > MAX_BLOB_ID {
-                    return Err(Error::InvalidArgument("the vault ran out of blob ids".into()));
+                    return Err(Error::InvalidArgument(
+                        "the vault ran out of blob ids".into(),
+                    ));
                 }
                 self.blob_id = Some(id);
                 id
@@ -1162,7 +1186,12 @@ impl BlobReader {
                     } else if want == chunk_len {
                         // A whole chunk goes straight into the caller's buffer.
                         let conn = store.conn()?;
-                        self.table.read_blob_range(conn, &blob, pos, &mut out[done..done + want])?;
+                        self.table.read_blob_range(
+                            conn,
+                            &blob,
+                            pos,
+                            &mut out[done..done + want],
+                        )?;
                     } else {
                         self.cached.resize(chunk_len, 0);
                         let conn = store.conn()?;
@@ -1191,7 +1220,10 @@ mod tests {
     #[test]
     fn prefix_bounds_handle_ff_bytes() {
         assert_eq!(prefix_bounds(None), (vec![], None));
-        assert_eq!(prefix_bounds(Some(b"ab")), (b"ab".to_vec(), Some(b"ac".to_vec())));
+        assert_eq!(
+            prefix_bounds(Some(b"ab")),
+            (b"ab".to_vec(), Some(b"ac".to_vec()))
+        );
         assert_eq!(
             prefix_bounds(Some(&[0x61, 0xFF, 0xFF])),
             (vec![0x61, 0xFF, 0xFF], Some(vec![0x62]))
@@ -1216,13 +1248,20 @@ mod tests {
             "é",
             &"a".repeat(65),
         ] {
-            assert!(matches!(validate_table_name(bad), Err(Error::InvalidArgument(_))), "{bad}");
+            assert!(
+                matches!(validate_table_name(bad), Err(Error::InvalidArgument(_))),
+                "{bad}"
+            );
         }
     }
 
     #[test]
     fn chunk_rowids_are_contiguous_per_blob() {
-        let blob = BlobRef { blob_id: 3, size: 10, chunk_size: 4 };
+        let blob = BlobRef {
+            blob_id: 3,
+            size: 10,
+            chunk_size: 4,
+        };
         assert_eq!(blob.chunk_count(), 3);
         assert_eq!(blob.chunk_rowid(1) - blob.chunk_rowid(0), 1);
         assert!(chunk_rowid(2, MAX_CHUNKS_PER_BLOB - 1) < chunk_rowid(3, 0));

@@ -102,7 +102,8 @@ impl StoreOptions {
                 self.page_size
             )));
         }
-        if !(self.backoff_base.is_finite() && self.backoff_base >= 0.0 && self.backoff_base <= 60.0) {
+        if !(self.backoff_base.is_finite() && self.backoff_base >= 0.0 && self.backoff_base <= 60.0)
+        {
             return Err(Error::InvalidArgument(format!(
                 "backoff_base must be between 0 and 60 seconds, not {}",
                 self.backoff_base
@@ -495,7 +496,10 @@ fn open_connection(location: &Location, options: &StoreOptions) -> Result<Connec
 
 fn open_immutable(path: &Path) -> Result<Connection> {
     let absolute = std::fs::canonicalize(path)?;
-    let uri = format!("file:{}?immutable=1", percent_encode_path(&absolute.to_string_lossy()));
+    let uri = format!(
+        "file:{}?immutable=1",
+        percent_encode_path(&absolute.to_string_lossy())
+    );
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
         | OpenFlags::SQLITE_OPEN_URI
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;
@@ -524,7 +528,10 @@ fn check_path(path: &Path, read_only: bool) -> Result<()> {
     if read_only && !path.exists() {
         return Err(Error::Io(std::io::Error::new(
             std::io::ErrorKind::NotFound,
-            format!("{} does not exist (read_only=True never creates a file)", path.display()),
+            format!(
+                "{} does not exist (read_only=True never creates a file)",
+                path.display()
+            ),
         )));
     }
     let parent = path.parent().filter(|p| !p.as_os_str().is_empty());

@@ -6,7 +6,9 @@ use kvault::{
 };
 
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
 }
 
 fn chunk_rows(vault: &mut Vault) -> i64 {
@@ -15,7 +17,9 @@ fn chunk_rows(vault: &mut Vault) -> i64 {
         .store_mut()
         .conn()
         .unwrap()
-        .query_row(&format!("SELECT count(*) FROM \"{name}\""), [], |r| r.get(0))
+        .query_row(&format!("SELECT count(*) FROM \"{name}\""), [], |r| {
+            r.get(0)
+        })
         .unwrap()
 }
 
@@ -28,7 +32,11 @@ fn inline_and_chunked_values_round_trip_at_every_boundary() {
         let value = pattern(len, len as u8);
         let key = format!("k{len}");
         vault.put(key.as_bytes(), &value).unwrap();
-        assert_eq!(vault.get(key.as_bytes()).unwrap().unwrap(), value, "len {len}");
+        assert_eq!(
+            vault.get(key.as_bytes()).unwrap().unwrap(),
+            value,
+            "len {len}"
+        );
     }
     // 12_345 bytes at 100 per chunk = 124 chunks; 1000 = 10; 201 = 3; 200 = 2; 199 = 2; 101 = 2
     assert_eq!(chunk_rows(&mut vault), 124 + 10 + 3 + 2 + 2 + 2);
@@ -58,7 +66,15 @@ fn reader_seeks_and_reads_ranges() {
     vault.put(b"v", &value).unwrap();
     let mut reader = vault.reader(b"v").unwrap().unwrap();
     assert_eq!(reader.size(), 100);
-    for (start, len) in [(0u64, 3usize), (5, 10), (13, 1), (14, 30), (95, 10), (99, 1), (100, 5)] {
+    for (start, len) in [
+        (0u64, 3usize),
+        (5, 10),
+        (13, 1),
+        (14, 30),
+        (95, 10),
+        (99, 1),
+        (100, 5),
+    ] {
         reader.seek(start);
         let mut buf = vec![0u8; len];
         let n = reader.read(vault.store_mut(), &mut buf).unwrap();
@@ -95,7 +111,12 @@ fn writer_value_is_invisible_until_finished_and_abort_leaves_nothing() {
     for piece in pattern(50, 5).chunks(3) {
         writer.write(vault.store_mut(), piece).unwrap();
     }
-    assert_eq!(writer.finish(vault.store_mut(), b"k", KeyKind::Str).unwrap(), 50);
+    assert_eq!(
+        writer
+            .finish(vault.store_mut(), b"k", KeyKind::Str)
+            .unwrap(),
+        50
+    );
     assert_eq!(vault.get(b"k").unwrap().unwrap(), pattern(50, 5));
 }
 
@@ -105,8 +126,10 @@ fn put_many_is_all_or_nothing() {
     let big = pattern(100, 1);
     let too_long_key = vec![b'x'; kvault::MAX_KEY_LEN + 1];
     let table = vault.table().clone();
-    let bad: Vec<(&[u8], KeyKind, &[u8])> =
-        vec![(b"a", KeyKind::Bytes, b"1"), (&too_long_key, KeyKind::Bytes, &big)];
+    let bad: Vec<(&[u8], KeyKind, &[u8])> = vec![
+        (b"a", KeyKind::Bytes, b"1"),
+        (&too_long_key, KeyKind::Bytes, &big),
+    ];
     assert!(matches!(
         table.put_many(vault.store_mut(), &bad),
         Err(Error::InvalidArgument(_))
@@ -138,7 +161,10 @@ fn scans_are_bytewise_ordered_and_prefix_bounded() {
     let table = vault.table().clone();
     let scan = |vault: &mut Vault, prefix: Option<&[u8]>, page: usize| {
         let mut out = Vec::new();
-        let mut range = KeyRange { prefix: prefix.map(<[u8]>::to_vec), after: None };
+        let mut range = KeyRange {
+            prefix: prefix.map(<[u8]>::to_vec),
+            after: None,
+        };
         loop {
             let rows = table.scan_keys(vault.store_mut(), &range, page).unwrap();
             if rows.is_empty() {
@@ -151,9 +177,18 @@ fn scans_are_bytewise_ordered_and_prefix_bounded() {
     let mut sorted = keys.clone();
     sorted.sort();
     assert_eq!(scan(&mut vault, None, 3), sorted);
-    assert_eq!(scan(&mut vault, Some(b"a\xff"), 1), vec![b"a\xff".to_vec(), b"a\xff\xff".to_vec()]);
-    assert_eq!(scan(&mut vault, Some(&[0xFF]), 2), vec![vec![0xFF], vec![0xFF, 0x00]]);
-    assert_eq!(table.count_prefix(vault.store_mut(), Some(b"a")).unwrap(), 5);
+    assert_eq!(
+        scan(&mut vault, Some(b"a\xff"), 1),
+        vec![b"a\xff".to_vec(), b"a\xff\xff".to_vec()]
+    );
+    assert_eq!(
+        scan(&mut vault, Some(&[0xFF]), 2),
+        vec![vec![0xFF], vec![0xFF, 0x00]]
+    );
+    assert_eq!(
+        table.count_prefix(vault.store_mut(), Some(b"a")).unwrap(),
+        5
+    );
 }
 
 #[test]
@@ -164,19 +199,25 @@ fn format_markers_are_written_and_newer_versions_refused() {
         let mut vault = Vault::open(&path).unwrap();
         vault.put(b"x", b"y").unwrap();
         let conn = vault.store_mut().conn().unwrap();
-        let app: i32 = conn.query_row("PRAGMA application_id", [], |r| r.get(0)).unwrap();
+        let app: i32 = conn
+            .query_row("PRAGMA application_id", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(app, APPLICATION_ID);
         conn.execute_batch("PRAGMA user_version = 99").unwrap();
     }
     let err = Vault::open(&path).unwrap_err();
-    assert!(matches!(err, Error::IncompatibleFormat { found: 99, .. }), "{err:?}");
+    assert!(
+        matches!(err, Error::IncompatibleFormat { found: 99, .. }),
+        "{err:?}"
+    );
 }
 
 #[test]
 fn non_sqlite_files_are_refused_without_being_modified() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("notes.txt");
-    let content = b"this is not a database, just some text that is long enough to matter".repeat(100);
+    let content =
+        b"this is not a database, just some text that is long enough to matter".repeat(100);
     std::fs::write(&path, &content).unwrap();
     let err = Vault::open(&path).unwrap_err();
     assert!(matches!(err, Error::Corrupted(_)), "{err:?}");
@@ -188,9 +229,15 @@ fn non_sqlite_files_are_refused_without_being_modified() {
 fn paths_that_cannot_hold_a_vault_are_clear_io_errors() {
     let dir = tempfile::tempdir().unwrap();
     let err = Vault::open(dir.path()).unwrap_err();
-    assert!(matches!(&err, Error::Io(e) if e.kind() == std::io::ErrorKind::IsADirectory), "{err:?}");
+    assert!(
+        matches!(&err, Error::Io(e) if e.kind() == std::io::ErrorKind::IsADirectory),
+        "{err:?}"
+    );
     let err = Vault::open(dir.path().join("missing/v.db")).unwrap_err();
-    assert!(matches!(&err, Error::Io(e) if e.kind() == std::io::ErrorKind::NotFound), "{err:?}");
+    assert!(
+        matches!(&err, Error::Io(e) if e.kind() == std::io::ErrorKind::NotFound),
+        "{err:?}"
+    );
 }
 
 #[test]
@@ -198,7 +245,10 @@ fn read_only_store_reads_and_refuses_writes() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("v.db");
     Vault::open(&path).unwrap().put(b"k", b"v").unwrap();
-    let options = StoreOptions { read_only: true, ..StoreOptions::default() };
+    let options = StoreOptions {
+        read_only: true,
+        ..StoreOptions::default()
+    };
     let mut vault = Vault::open_with(&path, options.clone(), "kvault", 1 << 20).unwrap();
     assert_eq!(vault.get(b"k").unwrap().unwrap(), b"v");
     assert!(matches!(vault.put(b"k", b"w"), Err(Error::ReadOnly(_))));
@@ -223,15 +273,29 @@ fn several_tables_share_one_store() {
 fn busy_writers_back_off_then_report_busy() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("v.db");
-    let options = StoreOptions { retries: 2, backoff_base: 0.01, ..StoreOptions::default() };
+    let options = StoreOptions {
+        retries: 2,
+        backoff_base: 0.01,
+        ..StoreOptions::default()
+    };
     let mut holder = Vault::open_with(&path, options.clone(), "kvault", 1 << 20).unwrap();
     let mut other = Vault::open_with(&path, options, "kvault", 1 << 20).unwrap();
-    holder.store_mut().conn().unwrap().execute_batch("BEGIN IMMEDIATE").unwrap();
+    holder
+        .store_mut()
+        .conn()
+        .unwrap()
+        .execute_batch("BEGIN IMMEDIATE")
+        .unwrap();
     let started = std::time::Instant::now();
     let err = other.put(b"k", b"v").unwrap_err();
     assert!(matches!(err, Error::Busy { retries: 2, .. }), "{err:?}");
     assert!(started.elapsed() >= std::time::Duration::from_millis(30));
-    holder.store_mut().conn().unwrap().execute_batch("COMMIT").unwrap();
+    holder
+        .store_mut()
+        .conn()
+        .unwrap()
+        .execute_batch("COMMIT")
+        .unwrap();
     other.put(b"k", b"v").unwrap();
     assert_eq!(holder.get(b"k").unwrap().unwrap(), b"v");
 }

@@ -14,7 +14,9 @@ use kvault::{KeyKind, StoreOptions, Vault};
 const CHUNK: usize = 1000;
 
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len).map(|i| (i as u8).wrapping_mul(13).wrapping_add(seed)).collect()
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(13).wrapping_add(seed))
+        .collect()
 }
 
 fn open(path: &std::path::Path) -> Vault {
@@ -35,7 +37,10 @@ fn crash_child() {
     let Ok(path) = std::env::var("KVAULT_CRASH_PATH") else {
         return; // Not the child: nothing to do.
     };
-    let die_after: usize = std::env::var("KVAULT_CRASH_AFTER").unwrap().parse().unwrap();
+    let die_after: usize = std::env::var("KVAULT_CRASH_AFTER")
+        .unwrap()
+        .parse()
+        .unwrap();
     let mut vault = open(std::path::Path::new(&path));
     let value = pattern(50 * CHUNK, 2);
     let mut writer = vault.writer();
@@ -45,7 +50,9 @@ fn crash_child() {
             kill_self();
         }
     }
-    writer.finish(vault.store_mut(), b"video", KeyKind::Str).unwrap();
+    writer
+        .finish(vault.store_mut(), b"video", KeyKind::Str)
+        .unwrap();
     kill_self();
 }
 
@@ -57,18 +64,27 @@ fn run_child(path: &std::path::Path, die_after: usize) {
         .status()
         .unwrap();
     use std::os::unix::process::ExitStatusExt;
-    assert_eq!(status.signal(), Some(libc::SIGKILL), "child should die by SIGKILL: {status:?}");
+    assert_eq!(
+        status.signal(),
+        Some(libc::SIGKILL),
+        "child should die by SIGKILL: {status:?}"
+    );
 }
 
 fn integrity_ok(vault: &mut Vault) {
     let conn = vault.store_mut().conn().unwrap();
-    let result: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+    let result: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(result, "ok");
 }
 
 fn table_rows(vault: &mut Vault, table: &str) -> i64 {
     let conn = vault.store_mut().conn().unwrap();
-    conn.query_row(&format!("SELECT count(*) FROM \"{table}\""), [], |r| r.get(0)).unwrap()
+    conn.query_row(&format!("SELECT count(*) FROM \"{table}\""), [], |r| {
+        r.get(0)
+    })
+    .unwrap()
 }
 
 #[test]
@@ -80,9 +96,17 @@ fn killed_stream_leaves_old_value_and_no_orphans() {
         open(&path).put(b"video", &old).unwrap();
         run_child(&path, die_after);
         let mut vault = open(&path);
-        assert_eq!(vault.get(b"video").unwrap().unwrap(), old, "die_after {die_after}");
+        assert_eq!(
+            vault.get(b"video").unwrap().unwrap(),
+            old,
+            "die_after {die_after}"
+        );
         // Old value: 4 chunks. The dead writer's chunks and pending row are gone.
-        assert_eq!(table_rows(&mut vault, "kvault__chunks"), 4, "die_after {die_after}");
+        assert_eq!(
+            table_rows(&mut vault, "kvault__chunks"),
+            4,
+            "die_after {die_after}"
+        );
         assert_eq!(table_rows(&mut vault, "kvault__pending"), 0);
         integrity_ok(&mut vault);
     }
@@ -95,7 +119,10 @@ fn killed_after_switch_keeps_complete_new_value() {
     open(&path).put(b"video", b"old").unwrap();
     run_child(&path, usize::MAX);
     let mut vault = open(&path);
-    assert_eq!(vault.get(b"video").unwrap().unwrap(), pattern(50 * CHUNK, 2));
+    assert_eq!(
+        vault.get(b"video").unwrap().unwrap(),
+        pattern(50 * CHUNK, 2)
+    );
     assert_eq!(table_rows(&mut vault, "kvault__chunks"), 50);
     assert_eq!(table_rows(&mut vault, "kvault__pending"), 0);
     integrity_ok(&mut vault);

@@ -9,17 +9,17 @@ file operation an :class:`OSError`.
 from __future__ import annotations
 
 __all__ = [
-    "VaultError",
-    "KohakuVaultError",
-    "NotFound",
+    "ClosedError",
+    "CorruptionError",
     "DatabaseBusy",
+    "IncompatibleFormatError",
     "InvalidArgument",
     "IoError",
+    "KohakuVaultError",
+    "NotFound",
     "ReadOnlyError",
-    "CorruptionError",
-    "IncompatibleFormatError",
-    "ClosedError",
     "ValueChangedError",
+    "VaultError",
 ]
 
 

@@ -34,7 +34,7 @@ _ITEMS_PAGE_BYTES = 16 << 20  # value bytes per round trip when scanning items
 _UPDATE_BATCH = 1000
 
 # Vaults alive in this process: their caches are dropped in fork children and flushed at exit.
-_LIVE: "weakref.WeakValueDictionary[int, KVault]" = weakref.WeakValueDictionary()
+_LIVE: weakref.WeakValueDictionary[int, KVault] = weakref.WeakValueDictionary()
 
 
 def _after_fork_in_child() -> None:
@@ -124,13 +124,13 @@ class KVault(collections.abc.MutableMapping):  # type: ignore[type-arg]
     >>> vault = KVault(":memory:")
     >>> vault["a"] = b"1"
     >>> vault.put(b"b", bytearray(b"2"))
-    >>> sorted(vault.items())
+    >>> list(vault.items())
     [('a', b'1'), (b'b', b'2')]
     """
 
     def __init__(
         self,
-        path: Union[str, "os.PathLike[str]"],
+        path: Union[str, os.PathLike[str]],
         chunk_size: int = 1 << 20,
         retries: int = 4,
         backoff_base: float = 0.02,
@@ -221,7 +221,7 @@ class KVault(collections.abc.MutableMapping):  # type: ignore[type-arg]
         state = "closed" if self.closed else "open"
         return f"<ambervault.KVault {self.path!r} table={self.table!r} {state}>"
 
-    def __enter__(self) -> "KVault":
+    def __enter__(self) -> KVault:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -422,7 +422,7 @@ class KVault(collections.abc.MutableMapping):  # type: ignore[type-arg]
             if remaining is not None:
                 remaining -= len(items)
 
-    def keys(self, prefix: Optional[Key] = None, limit: Optional[int] = None) -> "KeysView":  # type: ignore[override]
+    def keys(self, prefix: Optional[Key] = None, limit: Optional[int] = None) -> KeysView:  # type: ignore[override]
         """Keys in bytewise order, optionally only those starting with ``prefix``, at most
         ``limit`` of them. Streams in pages: memory stays constant however many keys there are.
 
@@ -432,11 +432,11 @@ class KVault(collections.abc.MutableMapping):  # type: ignore[type-arg]
         """
         return KeysView(self, prefix, _check_limit(limit))
 
-    def values(self, prefix: Optional[Key] = None, limit: Optional[int] = None) -> "ValuesView":  # type: ignore[override]
+    def values(self, prefix: Optional[Key] = None, limit: Optional[int] = None) -> ValuesView:  # type: ignore[override]
         """Values in key order, with the same ``prefix``/``limit`` filters as :meth:`keys`."""
         return ValuesView(self, prefix, _check_limit(limit))
 
-    def items(self, prefix: Optional[Key] = None, limit: Optional[int] = None) -> "ItemsView":  # type: ignore[override]
+    def items(self, prefix: Optional[Key] = None, limit: Optional[int] = None) -> ItemsView:  # type: ignore[override]
         """``(key, value)`` pairs in key order, with the same filters as :meth:`keys`."""
         return ItemsView(self, prefix, _check_limit(limit))
 
@@ -601,7 +601,7 @@ class KVault(collections.abc.MutableMapping):  # type: ignore[type-arg]
         flush_threshold: int = 16 << 20,
         flush_interval: Optional[float] = None,
         auto_flush: bool = True,
-    ) -> Iterator["KVault"]:
+    ) -> Iterator[KVault]:
         """Context manager: cache writes inside the block, flush and disable at its end (also
         when the block raises, so writes made before the error are kept).
 
@@ -619,7 +619,7 @@ class KVault(collections.abc.MutableMapping):  # type: ignore[type-arg]
             self.disable_cache()
 
     @contextlib.contextmanager
-    def lock_cache(self) -> Iterator["KVault"]:
+    def lock_cache(self) -> Iterator[KVault]:
         """Context manager: no automatic flush (threshold or idle thread) happens inside the
         block, so a group of cached writes is flushed together. A write that would overflow
         ``cap_bytes`` still flushes."""

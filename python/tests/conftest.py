@@ -8,6 +8,7 @@ import pytest
 
 import ambervault
 
+
 @pytest.fixture
 def db_path(tmp_path: Path) -> Path:
     """Path of a vault file that does not exist yet."""

@@ -104,7 +104,7 @@ def test_cache_context_flushes_even_on_error(db_path):
         with pytest.raises(ZeroDivisionError):
             with vault.cache():
                 vault["k"] = b"v"
-                1 / 0
+                raise ZeroDivisionError("simulated failure inside the block")
         assert on_disk(db_path, "k") == b"v"
 
 

@@ -10,9 +10,9 @@ import threading
 import time
 
 import pytest
-from helpers import run_python
 
 from ambervault import KVault
+from helpers import run_python
 
 
 def test_threads_share_one_vault(db_path):

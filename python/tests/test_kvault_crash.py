@@ -94,7 +94,7 @@ def test_killed_small_writes_keep_every_acknowledged_write(tmp_path):
     rng = random.Random(99)
     for round_ in range(KILLS):
         path = tmp_path / f"small{round_}.db"
-        proc, acked = run_and_kill(path, "small", rng)
+        _, acked = run_and_kill(path, "small", rng)
         last = max(acked, default=0)
         with KVault(path, chunk_size=4096) as v:
             # Replay the child's acknowledged operations on a dict; the vault must match it,

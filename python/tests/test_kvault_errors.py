@@ -20,7 +20,6 @@ from ambervault import (
     ReadOnlyError,
     VaultError,
 )
-
 from helpers import run_python
 
 
@@ -130,7 +129,9 @@ def _prepare_readonly_tree(tmp_path):
 
 def test_read_only_file_in_read_only_directory(tmp_path):
     path = _prepare_readonly_tree(tmp_path)
-    code = UNPRIVILEGED + """
+    code = (
+        UNPRIVILEGED
+        + """
 v = ambervault.KVault(sys.argv[1], read_only=True)
 assert v["k"] == b"v" and len(v["big"]) == 3 << 20
 try:
@@ -144,6 +145,7 @@ try:
 except ambervault.ReadOnlyError as e:
     print("refused:", e)
 """
+    )
     result = run_python(code, str(path))
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("refused:") == 2
