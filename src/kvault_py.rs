@@ -188,14 +188,7 @@ impl PyKVault {
             raw.push(key_from_py(key)?.0);
         }
         let table = &self.table;
-        let values = run(py, &self.store, |s| {
-            s.read(|_| Ok(()))?;
-            let mut out = Vec::with_capacity(raw.len());
-            for key in &raw {
-                out.push(table.get(s, key)?);
-            }
-            Ok(out)
-        })?;
+        let values = run(py, &self.store, |s| table.get_many(s, &raw))?;
         Ok(values
             .into_iter()
             .map(|v| v.map(|v| PyBytes::new(py, &v).unbind()))
@@ -246,20 +239,22 @@ impl PyKVault {
         let table = &self.table;
         let (rows, last) = run(py, &self.store, |s| {
             let keys = table.scan_keys(s, &range, limit.max(1))?;
-            let mut out = Vec::with_capacity(keys.len());
-            let mut bytes = 0usize;
-            let mut last = None;
-            for (key, kind) in keys {
-                if bytes >= max_bytes && !out.is_empty() {
-                    break;
+            s.read(|conn| {
+                let mut out = Vec::with_capacity(keys.len());
+                let mut bytes = 0usize;
+                let mut last = None;
+                for (key, kind) in &keys {
+                    if bytes >= max_bytes && !out.is_empty() {
+                        break;
+                    }
+                    if let Some(value) = table.get_in(conn, key)? {
+                        bytes += value.len();
+                        out.push((key.clone(), *kind, value));
+                    }
+                    last = Some(key.clone());
                 }
-                if let Some(value) = table.get(s, &key)? {
-                    bytes += value.len();
-                    out.push((key.clone(), kind, value));
-                }
-                last = Some(key);
-            }
-            Ok((out, last))
+                Ok((out, last))
+            })
         })?;
         let items = rows
             .into_iter()

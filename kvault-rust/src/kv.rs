@@ -301,11 +301,13 @@ impl KvTable {
             sql: std::sync::Arc::new(Sql::new(name)),
         };
         if store.is_read_only() {
-            let exists: bool = store.conn()?.query_row(
-                "SELECT EXISTS(SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1)",
-                [name],
-                |r| r.get(0),
-            )?;
+            let exists: bool = store.retry(|conn| {
+                Ok(conn.query_row(
+                    "SELECT EXISTS(SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1)",
+                    [name],
+                    |r| r.get(0),
+                )?)
+            })?;
             if !exists {
                 return Err(Error::ReadOnly(format!(
                     "table {name:?} does not exist and the vault cannot be written"
@@ -314,7 +316,7 @@ impl KvTable {
         } else {
             // Opening must not need the write lock when the schema is already there (another
             // process may be in the middle of a long write).
-            if !table.schema_present(store.conn()?)? {
+            if !store.retry(|conn| table.schema_present(conn))? {
                 store.write(|conn| table.create_schema(conn))?;
             }
             table.reclaim_orphans(store)?;
@@ -452,20 +454,40 @@ impl KvTable {
     pub fn get(&self, store: &mut Store, key: &[u8]) -> Result<Option<Vec<u8>>> {
         // Inline values need one statement; chunked ones a snapshot so the key row and the
         // chunks come from the same moment.
-        let conn = store.conn()?;
+        match store.retry(|conn| self.locate(conn, key))? {
+            None => Ok(None),
+            Some(ValueLocation::Inline(bytes)) => Ok(Some(bytes)),
+            Some(ValueLocation::Chunked(_)) => store.read(|conn| self.get_in(conn, key)),
+        }
+    }
+
+    /// Reads a whole value with `conn`, which should hold a read snapshot (see [`Store::read`])
+    /// when the value may be chunked.
+    ///
+    /// # Errors
+    /// As [`KvTable::get`].
+    pub fn get_in(&self, conn: &Connection, key: &[u8]) -> Result<Option<Vec<u8>>> {
         match self.locate(conn, key)? {
             None => Ok(None),
             Some(ValueLocation::Inline(bytes)) => Ok(Some(bytes)),
-            Some(ValueLocation::Chunked(_)) => store.read(|conn| match self.locate(conn, key)? {
-                None => Ok(None),
-                Some(ValueLocation::Inline(bytes)) => Ok(Some(bytes)),
-                Some(ValueLocation::Chunked(blob)) => {
-                    let mut out = vec![0u8; usize_of(blob.size)?];
-                    self.read_blob_range(conn, &blob, 0, &mut out)?;
-                    Ok(Some(out))
-                }
-            }),
+            Some(ValueLocation::Chunked(blob)) => {
+                let mut out = vec![0u8; usize_of(blob.size)?];
+                self.read_blob_range(conn, &blob, 0, &mut out)?;
+                Ok(Some(out))
+            }
         }
+    }
+
+    /// Reads many values from one snapshot (`None` where absent).
+    ///
+    /// # Errors
+    /// As [`KvTable::get`].
+    pub fn get_many<K: AsRef<[u8]>>(
+        &self,
+        store: &mut Store,
+        keys: &[K],
+    ) -> Result<Vec<Option<Vec<u8>>>> {
+        store.read(|conn| keys.iter().map(|k| self.get_in(conn, k.as_ref())).collect())
     }
 
     /// Fills `out` with bytes `offset .. offset + out.len()` of a chunked blob.
@@ -710,9 +732,7 @@ impl KvTable {
     /// # Errors
     /// SQLite errors.
     pub fn exists(&self, store: &mut Store, key: &[u8]) -> Result<bool> {
-        let conn = store.conn()?;
-        let mut stmt = conn.prepare_cached(&self.sql.exists)?;
-        Ok(stmt.exists([key])?)
+        store.retry(|conn| Ok(conn.prepare_cached(&self.sql.exists)?.exists([key])?))
     }
 
     /// Metadata of `key`, or `None` when absent.
@@ -720,19 +740,20 @@ impl KvTable {
     /// # Errors
     /// SQLite errors.
     pub fn info(&self, store: &mut Store, key: &[u8]) -> Result<Option<EntryInfo>> {
-        let conn = store.conn()?;
-        let mut stmt = conn.prepare_cached(&self.sql.info)?;
-        Ok(stmt
-            .query_row([key], |r| {
-                Ok(EntryInfo {
-                    size: r.get::<_, i64>(0)?.try_into().unwrap_or(0),
-                    version: r.get(1)?,
-                    created_at_ms: r.get(2)?,
-                    updated_at_ms: r.get(3)?,
-                    chunked: r.get(4)?,
+        store.retry(|conn| {
+            let mut stmt = conn.prepare_cached(&self.sql.info)?;
+            Ok(stmt
+                .query_row([key], |r| {
+                    Ok(EntryInfo {
+                        size: r.get::<_, i64>(0)?.try_into().unwrap_or(0),
+                        version: r.get(1)?,
+                        created_at_ms: r.get(2)?,
+                        updated_at_ms: r.get(3)?,
+                        chunked: r.get(4)?,
+                    })
                 })
-            })
-            .optional()?)
+                .optional()?)
+        })
     }
 
     /// Number of keys.
@@ -740,10 +761,11 @@ impl KvTable {
     /// # Errors
     /// SQLite errors.
     pub fn len(&self, store: &mut Store) -> Result<u64> {
-        let conn = store.conn()?;
-        let n: i64 = conn
-            .prepare_cached(&self.sql.count)?
-            .query_row([], |r| r.get(0))?;
+        let n: i64 = store.retry(|conn| {
+            Ok(conn
+                .prepare_cached(&self.sql.count)?
+                .query_row([], |r| r.get(0))?)
+        })?;
         Ok(n.try_into().unwrap_or(0))
     }
 
@@ -758,10 +780,11 @@ impl KvTable {
         };
         let (filter, args) = range.sql_filter();
         let sql = format!("SELECT count(*) FROM \"{}\" WHERE {filter}", self.name);
-        let conn = store.conn()?;
-        let n: i64 = conn
-            .prepare_cached(&sql)?
-            .query_row(rusqlite::params_from_iter(args.iter()), |r| r.get(0))?;
+        let n: i64 = store.retry(|conn| {
+            Ok(conn
+                .prepare_cached(&sql)?
+                .query_row(rusqlite::params_from_iter(args.iter()), |r| r.get(0))?)
+        })?;
         Ok(n.try_into().unwrap_or(0))
     }
 
@@ -793,17 +816,18 @@ impl KvTable {
         args.push(rusqlite::types::Value::Integer(
             i64::try_from(limit).unwrap_or(i64::MAX),
         ));
-        let conn = store.conn()?;
-        let mut stmt = conn.prepare_cached(&sql)?;
-        let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), |r| {
-            Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?))
-        })?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (key, kind) = row?;
-            out.push((key, KeyKind::from_i64(kind)?));
-        }
-        Ok(out)
+        store.retry(|conn| {
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), |r| {
+                Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (key, kind) = row?;
+                out.push((key, KeyKind::from_i64(kind)?));
+            }
+            Ok(out)
+        })
     }
 
     /// Counts keys, bytes, chunks and unfinished uploads, from one snapshot.
@@ -843,12 +867,11 @@ impl KvTable {
         if store.is_read_only() {
             return Ok(0);
         }
-        let pending: Vec<(i64, i64)> = {
-            let conn = store.conn()?;
+        let pending: Vec<(i64, i64)> = store.retry(|conn| {
             let mut stmt = conn.prepare_cached(&self.sql.list_pending)?;
             let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-            rows.collect::<rusqlite::Result<_>>()?
-        };
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })?;
         let mut reclaimed = 0;
         for (blob_id, pid) in pending {
             if process_alive(pid) {
@@ -1125,14 +1148,15 @@ impl BlobReader {
     /// # Errors
     /// SQLite errors.
     pub fn open(table: &KvTable, store: &mut Store, key: &[u8]) -> Result<Option<Self>> {
-        let conn = store.conn()?;
-        Ok(table.locate(conn, key)?.map(|source| Self {
-            table: table.clone(),
-            source,
-            position: 0,
-            cached_seq: None,
-            cached: Vec::new(),
-        }))
+        Ok(store
+            .retry(|conn| table.locate(conn, key))?
+            .map(|source| Self {
+                table: table.clone(),
+                source,
+                position: 0,
+                cached_seq: None,
+                cached: Vec::new(),
+            }))
     }
 
     /// Total length in bytes.
@@ -1185,22 +1209,16 @@ impl BlobReader {
                         out[done..done + want].copy_from_slice(&self.cached[within..within + want]);
                     } else if want == chunk_len {
                         // A whole chunk goes straight into the caller's buffer.
-                        let conn = store.conn()?;
-                        self.table.read_blob_range(
-                            conn,
-                            &blob,
-                            pos,
-                            &mut out[done..done + want],
-                        )?;
+                        let table = &self.table;
+                        let target = &mut out[done..done + want];
+                        store.retry(|conn| table.read_blob_range(conn, &blob, pos, target))?;
                     } else {
                         self.cached.resize(chunk_len, 0);
-                        let conn = store.conn()?;
-                        self.table.read_blob_range(
-                            conn,
-                            &blob,
-                            seq * blob.chunk_size,
-                            &mut self.cached,
-                        )?;
+                        let table = &self.table;
+                        let cached = &mut self.cached;
+                        store.retry(|conn| {
+                            table.read_blob_range(conn, &blob, seq * blob.chunk_size, cached)
+                        })?;
                         self.cached_seq = Some(seq);
                         out[done..done + want].copy_from_slice(&self.cached[within..within + want]);
                     }

@@ -181,17 +181,21 @@ impl Store {
         options.validate()?;
         install_fork_hook();
         let fork_generation = FORK_GENERATION.load(Ordering::SeqCst);
-        let conn = open_connection(&location, &options)?;
-        let read_only = options.read_only || conn.is_readonly(rusqlite::MAIN_DB)?;
-        let mut store = Self {
-            conn: Some(conn),
-            location,
-            options,
-            fork_generation,
-            read_only,
-        };
-        store.initialize()?;
-        Ok(store)
+        // Opening is idempotent: if another process holds a lock at the wrong moment (WAL
+        // recovery, a checkpoint, a schema change), open again after a backoff.
+        with_retries(options.retries, options.backoff_base, || {
+            let conn = open_connection(&location, &options)?;
+            let read_only = options.read_only || conn.is_readonly(rusqlite::MAIN_DB)?;
+            let mut store = Self {
+                conn: Some(conn),
+                location: location.clone(),
+                options: options.clone(),
+                fork_generation,
+                read_only,
+            };
+            store.initialize()?;
+            Ok(store)
+        })
     }
 
     /// Opens an in-memory store with default options (handy in tests and examples).
@@ -328,26 +332,41 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Busy`] if the snapshot cannot be taken; whatever `f` returns.
-    pub fn read<T>(&mut self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+    pub fn read<T>(&mut self, mut f: impl FnMut(&Connection) -> Result<T>) -> Result<T> {
         let retries = self.options.retries;
         let backoff = self.options.backoff_base;
         let conn = self.conn()?;
         if !conn.is_autocommit() {
             return f(conn);
         }
-        conn.prepare_cached("BEGIN")?.execute([])?;
-        let result = f(conn);
-        // COMMIT of a read transaction only releases the snapshot; it cannot lose anything.
-        let ended = with_retries(retries, backoff, || {
-            conn.prepare_cached("COMMIT")?.execute([])?;
-            Ok(())
-        });
-        if ended.is_err() && !conn.is_autocommit() {
-            let _ = conn.execute_batch("ROLLBACK");
-        }
-        let value = result?;
-        ended?;
-        Ok(value)
+        // Reads are idempotent, so a busy snapshot is simply retried from the start.
+        with_retries(retries, backoff, || {
+            conn.prepare_cached("BEGIN")?.execute([])?;
+            let result = f(conn);
+            // COMMIT of a read transaction only releases the snapshot; it cannot lose anything.
+            let ended = conn
+                .prepare_cached("COMMIT")
+                .and_then(|mut c| c.execute([]));
+            if ended.is_err() && !conn.is_autocommit() {
+                let _ = conn.execute_batch("ROLLBACK");
+            }
+            let value = result?;
+            ended?;
+            Ok(value)
+        })
+    }
+
+    /// Runs a read of one or more independent statements, retrying while the database is busy
+    /// (e.g. during another connection's WAL recovery or checkpoint).
+    ///
+    /// # Errors
+    /// [`Error::Busy`] after the retries; whatever `f` returns.
+    pub fn retry<T>(&mut self, f: impl FnMut(&Connection) -> Result<T>) -> Result<T> {
+        let retries = self.options.retries;
+        let backoff = self.options.backoff_base;
+        let conn = self.conn()?;
+        let mut f = f;
+        with_retries(retries, backoff, || f(conn))
     }
 
     /// Runs a single self-contained statement (already atomic in autocommit mode) with
