@@ -39,7 +39,7 @@ pub use kv::{
     ValueLocation, DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, MAX_KEY_LEN,
 };
 pub use store::{
-    now_ms, Location, Store, StoreOptions, Synchronous, APPLICATION_ID, FORMAT_VERSION,
+    now_ms, Location, Store, StoreError, StoreOptions, Synchronous, APPLICATION_ID, FORMAT_VERSION,
 };
 
 use std::path::Path;

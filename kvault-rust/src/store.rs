@@ -283,15 +283,29 @@ impl Store {
     /// # Errors
     /// [`Error::Busy`] when the lock stays taken through all retries; whatever `f` returns.
     pub fn write<T>(&mut self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        self.write_with(f)
+    }
+
+    /// [`Store::write`] for callers with their own error type (e.g. the column store), so their
+    /// error variants pass through unchanged.
+    ///
+    /// # Errors
+    /// As [`Store::write`].
+    pub fn write_with<T, E: StoreError>(
+        &mut self,
+        f: impl FnOnce(&Connection) -> Result<T, E>,
+    ) -> Result<T, E> {
         self.check_writable()?;
         let retries = self.options.retries;
         let backoff = self.options.backoff_base;
         let conn = self.conn()?;
         if !conn.is_autocommit() {
-            conn.execute_batch("SAVEPOINT ambervault_op")?;
+            conn.execute_batch("SAVEPOINT ambervault_op")
+                .map_err(Error::from)?;
             return match f(conn) {
                 Ok(value) => {
-                    conn.execute_batch("RELEASE ambervault_op")?;
+                    conn.execute_batch("RELEASE ambervault_op")
+                        .map_err(Error::from)?;
                     Ok(value)
                 }
                 Err(err) => {
@@ -300,13 +314,13 @@ impl Store {
                 }
             };
         }
-        with_retries(retries, backoff, || {
+        with_retries(retries, backoff, || -> Result<()> {
             conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
             Ok(())
         })?;
         match f(conn) {
             Ok(value) => {
-                let committed = with_retries(retries, backoff, || {
+                let committed = with_retries(retries, backoff, || -> Result<()> {
                     conn.prepare_cached("COMMIT")?.execute([])?;
                     Ok(())
                 });
@@ -314,7 +328,7 @@ impl Store {
                     Ok(()) => Ok(value),
                     Err(err) => {
                         let _ = conn.execute_batch("ROLLBACK");
-                        Err(err)
+                        Err(err.into())
                     }
                 }
             }
@@ -332,7 +346,18 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Busy`] if the snapshot cannot be taken; whatever `f` returns.
-    pub fn read<T>(&mut self, mut f: impl FnMut(&Connection) -> Result<T>) -> Result<T> {
+    pub fn read<T>(&mut self, f: impl FnMut(&Connection) -> Result<T>) -> Result<T> {
+        self.read_with(f)
+    }
+
+    /// [`Store::read`] for callers with their own error type.
+    ///
+    /// # Errors
+    /// As [`Store::read`].
+    pub fn read_with<T, E: StoreError>(
+        &mut self,
+        mut f: impl FnMut(&Connection) -> Result<T, E>,
+    ) -> Result<T, E> {
         let retries = self.options.retries;
         let backoff = self.options.backoff_base;
         let conn = self.conn()?;
@@ -341,7 +366,9 @@ impl Store {
         }
         // Reads are idempotent, so a busy snapshot is simply retried from the start.
         with_retries(retries, backoff, || {
-            conn.prepare_cached("BEGIN")?.execute([])?;
+            conn.prepare_cached("BEGIN")
+                .and_then(|mut b| b.execute([]))
+                .map_err(Error::from)?;
             let result = f(conn);
             // COMMIT of a read transaction only releases the snapshot; it cannot lose anything.
             let ended = conn
@@ -351,7 +378,7 @@ impl Store {
                 let _ = conn.execute_batch("ROLLBACK");
             }
             let value = result?;
-            ended?;
+            ended.map_err(Error::from)?;
             Ok(value)
         })
     }
@@ -362,10 +389,20 @@ impl Store {
     /// # Errors
     /// [`Error::Busy`] after the retries; whatever `f` returns.
     pub fn retry<T>(&mut self, f: impl FnMut(&Connection) -> Result<T>) -> Result<T> {
+        self.retry_with(f)
+    }
+
+    /// [`Store::retry`] for callers with their own error type.
+    ///
+    /// # Errors
+    /// As [`Store::retry`].
+    pub fn retry_with<T, E: StoreError>(
+        &mut self,
+        mut f: impl FnMut(&Connection) -> Result<T, E>,
+    ) -> Result<T, E> {
         let retries = self.options.retries;
         let backoff = self.options.backoff_base;
         let conn = self.conn()?;
-        let mut f = f;
         with_retries(retries, backoff, || f(conn))
     }
 
@@ -409,7 +446,9 @@ impl Store {
                 "optimize() cannot run inside a transaction".into(),
             ));
         }
-        with_retries(retries, backoff, || Ok(conn.execute_batch("VACUUM")?))?;
+        with_retries(retries, backoff, || -> Result<()> {
+            Ok(conn.execute_batch("VACUUM")?)
+        })?;
         self.checkpoint()
     }
 
@@ -595,21 +634,36 @@ fn configure(conn: &Connection, location: &Location, options: &StoreOptions) -> 
 
 /// Runs `op`, retrying while SQLite reports the database busy: `retries` more attempts, the
 /// n-th after sleeping `backoff_base * 2^n` seconds plus up to 50% jitter.
-pub(crate) fn with_retries<T>(
+/// An error type that can carry the store's errors and says whether it means "busy".
+pub trait StoreError: From<Error> + std::fmt::Display {
+    /// Whether the operation failed only because another connection held a lock.
+    fn is_busy(&self) -> bool;
+}
+
+impl StoreError for Error {
+    fn is_busy(&self) -> bool {
+        matches!(self, Error::Busy { .. })
+    }
+}
+
+/// Runs `op`, retrying while SQLite reports the database busy: `retries` more attempts, the
+/// n-th after sleeping `backoff_base * 2^n` seconds plus up to 50% jitter.
+pub(crate) fn with_retries<T, E: StoreError>(
     retries: u32,
     backoff_base: f64,
-    mut op: impl FnMut() -> Result<T>,
-) -> Result<T> {
+    mut op: impl FnMut() -> Result<T, E>,
+) -> Result<T, E> {
     let mut attempt: u32 = 0;
     loop {
         match op() {
             Err(err) if err.is_busy() => {
                 if attempt >= retries {
-                    let detail = match err {
-                        Error::Busy { detail, .. } => detail,
-                        other => other.to_string(),
-                    };
-                    return Err(Error::Busy { retries, detail });
+                    let detail = err.to_string();
+                    let detail = detail
+                        .strip_prefix("database is busy: gave up after 0 retries (")
+                        .and_then(|d| d.strip_suffix(')'))
+                        .map_or(detail.clone(), str::to_string);
+                    return Err(Error::Busy { retries, detail }.into());
                 }
                 let base = backoff_base * f64::from(1u32 << attempt.min(20));
                 std::thread::sleep(Duration::from_secs_f64(base * (1.0 + 0.5 * jitter())));

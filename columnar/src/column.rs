@@ -1,0 +1,754 @@
+//! Named, typed columns: metadata rows plus chunked streams (see `docs/format.md`).
+//!
+//! Every operation is one transaction on the shared [`Store`]: it reloads the column's metadata
+//! inside the transaction (so appends from other processes are never overwritten), changes the
+//! streams, and writes the new length back. After a crash a column has the length and contents of
+//! its last committed operation.
+
+use kvault::{now_ms, Store};
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::dtype::DType;
+use crate::error::{Error, Result};
+use crate::stream::{usize_of, ChunkPlan, Stream, CHUNKS_TABLE};
+
+/// Name of the table holding one row per column.
+pub const COLUMNS_TABLE: &str = "ambervault_columns";
+/// Bytes per index entry of a variable-width column (little-endian u64 end offset).
+const INDEX_WIDTH: u64 = 8;
+/// Column ids must fit in the upper bits of a chunk rowid.
+const MAX_COLUMN_ID: i64 = (1 << 30) - 1;
+
+/// A column's metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnMeta {
+    /// Stable id (survives renames).
+    pub id: i64,
+    /// Current name.
+    pub name: String,
+    /// Element type.
+    pub dtype: DType,
+    /// Number of elements.
+    pub len: u64,
+    /// Bytes of element data (for variable-width columns, the data stream's length).
+    pub data_bytes: u64,
+    /// Chunk capacities of its streams.
+    pub plan: ChunkPlan,
+}
+
+impl ColumnMeta {
+    fn data(&self) -> Stream {
+        Stream {
+            id: self.id << 1,
+            plan: self.plan,
+        }
+    }
+
+    fn index(&self) -> Stream {
+        Stream {
+            id: (self.id << 1) | 1,
+            plan: self.plan,
+        }
+    }
+
+    fn width(&self) -> Option<u64> {
+        self.dtype.fixed_width().map(|w| w as u64)
+    }
+
+    fn check_index(&self, index: u64) -> Result<()> {
+        if index >= self.len {
+            return Err(Error::IndexOutOfRange {
+                index,
+                len: self.len,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Elements to write, already encoded.
+#[derive(Debug, Clone, Copy)]
+pub enum Elements<'a> {
+    /// Fixed-width elements back to back (length a multiple of the width).
+    Fixed(&'a [u8]),
+    /// Variable-width elements.
+    Var(&'a [&'a [u8]]),
+}
+
+impl Elements<'_> {
+    fn count(&self, meta: &ColumnMeta) -> Result<u64> {
+        match (self, meta.width()) {
+            (Elements::Fixed(raw), Some(w)) => {
+                if raw.len() as u64 % w != 0 {
+                    return Err(Error::InvalidArgument(format!(
+                        "{} bytes is not a whole number of {w}-byte {} elements",
+                        raw.len(),
+                        meta.dtype.name()
+                    )));
+                }
+                Ok(raw.len() as u64 / w)
+            }
+            (Elements::Var(items), None) => Ok(items.len() as u64),
+            _ => Err(Error::InvalidArgument(format!(
+                "element layout does not match column {:?} of dtype {}",
+                meta.name,
+                meta.dtype.name()
+            ))),
+        }
+    }
+}
+
+/// Elements read from a column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadOut {
+    /// Fixed-width elements back to back.
+    Fixed(Vec<u8>),
+    /// Variable-width elements: `data[ends[k-1]..ends[k]]` is element k (`ends[-1]` = 0).
+    Var {
+        /// End offset of each element within `data`.
+        ends: Vec<u64>,
+        /// The elements' bytes back to back.
+        data: Vec<u8>,
+    },
+}
+
+impl ReadOut {
+    /// Number of elements, given the fixed width (ignored for variable-width output).
+    #[must_use]
+    pub fn count(&self, width: Option<usize>) -> usize {
+        match self {
+            ReadOut::Fixed(raw) => raw.len() / width.unwrap_or(1).max(1),
+            ReadOut::Var { ends, .. } => ends.len(),
+        }
+    }
+}
+
+/// The column store of one vault file. Holds no connection: every call borrows a [`Store`].
+#[derive(Debug, Clone, Copy)]
+pub struct Columns;
+
+fn meta_from_row(
+    row: &rusqlite::Row<'_>,
+) -> rusqlite::Result<(i64, String, String, i64, i64, i64, i64)> {
+    Ok((
+        row.get(0)?,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(3)?,
+        row.get(4)?,
+        row.get(5)?,
+        row.get(6)?,
+    ))
+}
+
+fn build_meta(raw: (i64, String, String, i64, i64, i64, i64)) -> Result<ColumnMeta> {
+    let (id, name, dtype, len, data_bytes, min, max) = raw;
+    let non_negative = |v: i64, what: &str| {
+        u64::try_from(v)
+            .map_err(|_| Error::Corrupted(format!("column {name:?} has negative {what}")))
+    };
+    Ok(ColumnMeta {
+        id,
+        dtype: DType::parse(&dtype).map_err(|_| {
+            Error::Corrupted(format!("column {name:?} has unknown dtype {dtype:?}"))
+        })?,
+        len: non_negative(len, "length")?,
+        data_bytes: non_negative(data_bytes, "data size")?,
+        plan: ChunkPlan::new(
+            non_negative(min, "chunk size")?,
+            non_negative(max, "chunk size")?,
+        )
+        .map_err(|e| Error::Corrupted(format!("column {name:?}: {e}")))?,
+        name,
+    })
+}
+
+const META_COLUMNS: &str = "col_id, name, dtype, length, data_bytes, min_chunk, max_chunk";
+
+impl Columns {
+    /// Creates the column tables if the store is writable and they are missing.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn ensure_schema(store: &mut Store) -> Result<()> {
+        if store.is_read_only() {
+            return Ok(());
+        }
+        let present: i64 = store.retry_with(|conn| -> Result<i64> {
+            Ok(conn.query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name IN (?1, ?2)",
+                [COLUMNS_TABLE, CHUNKS_TABLE],
+                |r| r.get(0),
+            )?)
+        })?;
+        if present == 2 {
+            return Ok(());
+        }
+        store.write_with(|conn| -> Result<()> {
+            conn.execute_batch(&format!(
+                "CREATE TABLE IF NOT EXISTS {COLUMNS_TABLE} (
+                    col_id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    name TEXT NOT NULL UNIQUE,
+                    dtype TEXT NOT NULL,
+                    length INTEGER NOT NULL DEFAULT 0,
+                    data_bytes INTEGER NOT NULL DEFAULT 0,
+                    min_chunk INTEGER NOT NULL,
+                    max_chunk INTEGER NOT NULL,
+                    created_at INTEGER NOT NULL,
+                    updated_at INTEGER NOT NULL);
+                 CREATE TABLE IF NOT EXISTS {CHUNKS_TABLE} (id INTEGER PRIMARY KEY, data BLOB NOT NULL);"
+            ))?;
+            Ok(())
+        })?;
+        Ok(())
+    }
+
+    fn tables_exist(conn: &Connection) -> Result<bool> {
+        let n: i64 = conn.query_row(
+            "SELECT count(*) FROM sqlite_master WHERE name = ?1",
+            [COLUMNS_TABLE],
+            |r| r.get(0),
+        )?;
+        Ok(n == 1)
+    }
+
+    /// Creates column `name` of `dtype`.
+    ///
+    /// # Errors
+    /// [`Error::ColumnExists`]; [`Error::InvalidArgument`] for an empty name.
+    pub fn create(
+        store: &mut Store,
+        name: &str,
+        dtype: DType,
+        plan: ChunkPlan,
+    ) -> Result<ColumnMeta> {
+        validate_name(name)?;
+        Self::ensure_schema(store)?;
+        let result = store.write_with(|conn| {
+            if Self::find_in(conn, name)?.is_some() {
+                return Err(Error::ColumnExists(name.to_string()));
+            }
+            let now = now_ms();
+            conn.execute(
+                &format!(
+                    "INSERT INTO {COLUMNS_TABLE} (name, dtype, min_chunk, max_chunk, created_at, \
+                     updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5)"
+                ),
+                params![
+                    name,
+                    dtype.name(),
+                    i64::try_from(plan.min()).unwrap_or(i64::MAX),
+                    i64::try_from(plan.max()).unwrap_or(i64::MAX),
+                    now
+                ],
+            )?;
+            let id = conn.last_insert_rowid();
+            if id > MAX_COLUMN_ID {
+                return Err(Error::InvalidArgument(
+                    "the vault ran out of column ids".into(),
+                ));
+            }
+            Ok(ColumnMeta {
+                id,
+                name: name.to_string(),
+                dtype,
+                len: 0,
+                data_bytes: 0,
+                plan,
+            })
+        });
+        result
+    }
+
+    /// The column called `name`, if any.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn find(store: &mut Store, name: &str) -> Result<Option<ColumnMeta>> {
+        store.retry_with(|conn| Self::find_in(conn, name))
+    }
+
+    fn find_in(conn: &Connection, name: &str) -> Result<Option<ColumnMeta>> {
+        if !Self::tables_exist(conn)? {
+            return Ok(None);
+        }
+        let raw = conn
+            .prepare_cached(&format!(
+                "SELECT {META_COLUMNS} FROM {COLUMNS_TABLE} WHERE name = ?1"
+            ))?
+            .query_row([name], meta_from_row)
+            .optional()?;
+        raw.map(build_meta).transpose()
+    }
+
+    fn load(conn: &Connection, id: i64, name: &str) -> Result<ColumnMeta> {
+        let raw = conn
+            .prepare_cached(&format!(
+                "SELECT {META_COLUMNS} FROM {COLUMNS_TABLE} WHERE col_id = ?1"
+            ))?
+            .query_row([id], meta_from_row)
+            .optional()?;
+        match raw {
+            Some(raw) => build_meta(raw),
+            None => Err(Error::ColumnNotFound(name.to_string())),
+        }
+    }
+
+    fn save(conn: &Connection, meta: &ColumnMeta) -> Result<()> {
+        conn.prepare_cached(&format!(
+            "UPDATE {COLUMNS_TABLE} SET length = ?1, data_bytes = ?2, updated_at = ?3 WHERE col_id = ?4"
+        ))?
+        .execute(params![
+            i64::try_from(meta.len).unwrap_or(i64::MAX),
+            i64::try_from(meta.data_bytes).unwrap_or(i64::MAX),
+            now_ms(),
+            meta.id
+        ])?;
+        Ok(())
+    }
+
+    /// Every column, ordered by name.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn list(store: &mut Store) -> Result<Vec<ColumnMeta>> {
+        store.retry_with(|conn| {
+            if !Self::tables_exist(conn)? {
+                return Ok(Vec::new());
+            }
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {META_COLUMNS} FROM {COLUMNS_TABLE} ORDER BY name"
+            ))?;
+            let rows = stmt.query_map([], meta_from_row)?;
+            let mut out = Vec::new();
+            for row in rows {
+                out.push(build_meta(row?)?);
+            }
+            Ok(out)
+        })
+    }
+
+    /// Deletes column `name` and its data; returns whether it existed.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn delete(store: &mut Store, name: &str) -> Result<bool> {
+        if Self::find(store, name)?.is_none() {
+            return Ok(false);
+        }
+        store.write_with(|conn| {
+            let Some(meta) = Self::find_in(conn, name)? else {
+                return Ok(false);
+            };
+            meta.data().drop_all(conn)?;
+            meta.index().drop_all(conn)?;
+            conn.execute(
+                &format!("DELETE FROM {COLUMNS_TABLE} WHERE col_id = ?1"),
+                [meta.id],
+            )?;
+            Ok(true)
+        })
+    }
+
+    /// Renames a column; its id and data stay.
+    ///
+    /// # Errors
+    /// [`Error::ColumnNotFound`] for `old`, [`Error::ColumnExists`] for `new`.
+    pub fn rename(store: &mut Store, old: &str, new: &str) -> Result<()> {
+        validate_name(new)?;
+        store.write_with(|conn| {
+            let Some(meta) = Self::find_in(conn, old)? else {
+                return Err(Error::ColumnNotFound(old.to_string()));
+            };
+            if old == new {
+                return Ok(());
+            }
+            if Self::find_in(conn, new)?.is_some() {
+                return Err(Error::ColumnExists(new.to_string()));
+            }
+            conn.execute(
+                &format!("UPDATE {COLUMNS_TABLE} SET name = ?1 WHERE col_id = ?2"),
+                params![new, meta.id],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Current metadata of column `id` (its `name` is used in the not-found message).
+    ///
+    /// # Errors
+    /// [`Error::ColumnNotFound`] if it was deleted.
+    pub fn meta(store: &mut Store, id: i64, name: &str) -> Result<ColumnMeta> {
+        store.retry_with(|conn| Self::load(conn, id, name))
+    }
+
+    /// Reads elements `start..stop` (clamped to the length) from one snapshot.
+    ///
+    /// # Errors
+    /// [`Error::ColumnNotFound`]; [`Error::Corrupted`].
+    pub fn read(store: &mut Store, id: i64, name: &str, start: u64, stop: u64) -> Result<ReadOut> {
+        store.read_with(|conn| {
+            let meta = Self::load(conn, id, name)?;
+            Ok(read_range(
+                conn,
+                &meta,
+                start.min(meta.len),
+                stop.min(meta.len),
+            )?)
+        })
+    }
+
+    /// Appends elements to each listed column in one transaction (all or nothing); returns the
+    /// new lengths.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for mismatched element layouts; store errors.
+    pub fn append_many(
+        store: &mut Store,
+        batches: &[(i64, &str, Elements<'_>)],
+    ) -> Result<Vec<u64>> {
+        store.write_with(|conn| {
+            let mut lengths = Vec::with_capacity(batches.len());
+            for (id, name, elements) in batches {
+                let mut meta = Self::load(conn, *id, name)?;
+                append(conn, &mut meta, *elements)?;
+                Self::save(conn, &meta)?;
+                lengths.push(meta.len);
+            }
+            Ok(lengths)
+        })
+    }
+
+    /// Appends elements to one column; returns the new length.
+    ///
+    /// # Errors
+    /// As [`Columns::append_many`].
+    pub fn append(store: &mut Store, id: i64, name: &str, elements: Elements<'_>) -> Result<u64> {
+        Ok(Self::append_many(store, &[(id, name, elements)])?[0])
+    }
+
+    /// Overwrites elements starting at `start` (they must all exist already).
+    ///
+    /// # Errors
+    /// [`Error::IndexOutOfRange`] if the range runs past the end.
+    pub fn set(
+        store: &mut Store,
+        id: i64,
+        name: &str,
+        start: u64,
+        elements: Elements<'_>,
+    ) -> Result<()> {
+        store.write_with(|conn| {
+            let mut meta = Self::load(conn, id, name)?;
+            let count = elements.count(&meta)?;
+            if count == 0 {
+                return Ok(());
+            }
+            meta.check_index(start + count - 1)?;
+            match elements {
+                Elements::Fixed(raw) => {
+                    let w = meta.width().unwrap_or(1);
+                    meta.data().write(conn, start * w, raw)?;
+                }
+                Elements::Var(items) => {
+                    for (k, item) in items.iter().enumerate() {
+                        replace_var(conn, &mut meta, start + k as u64, item)?;
+                    }
+                }
+            }
+            Self::save(conn, &meta)?;
+            Ok(())
+        })
+    }
+
+    /// Inserts elements before index `at` (`at == len` appends).
+    ///
+    /// # Errors
+    /// [`Error::IndexOutOfRange`] if `at > len`.
+    pub fn insert(
+        store: &mut Store,
+        id: i64,
+        name: &str,
+        at: u64,
+        elements: Elements<'_>,
+    ) -> Result<()> {
+        store.write_with(|conn| {
+            let mut meta = Self::load(conn, id, name)?;
+            if at > meta.len {
+                return Err(Error::IndexOutOfRange {
+                    index: at,
+                    len: meta.len,
+                });
+            }
+            insert(conn, &mut meta, at, elements)?;
+            Self::save(conn, &meta)?;
+            Ok(())
+        })
+    }
+
+    /// Deletes elements `start..stop` (clamped), shifting later ones down; returns how many went.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub fn delete_range(
+        store: &mut Store,
+        id: i64,
+        name: &str,
+        start: u64,
+        stop: u64,
+    ) -> Result<u64> {
+        store.write_with(|conn| {
+            let mut meta = Self::load(conn, id, name)?;
+            let stop = stop.min(meta.len);
+            let start = start.min(stop);
+            delete_range(conn, &mut meta, start, stop)?;
+            Self::save(conn, &meta)?;
+            Ok(stop - start)
+        })
+    }
+
+    /// Removes and returns element `index`.
+    ///
+    /// # Errors
+    /// [`Error::IndexOutOfRange`].
+    pub fn pop(store: &mut Store, id: i64, name: &str, index: u64) -> Result<ReadOut> {
+        store.write_with(|conn| {
+            let mut meta = Self::load(conn, id, name)?;
+            meta.check_index(index)?;
+            let out = read_range(conn, &meta, index, index + 1)?;
+            delete_range(conn, &mut meta, index, index + 1)?;
+            Self::save(conn, &meta)?;
+            Ok(out)
+        })
+    }
+}
+
+fn validate_name(name: &str) -> Result<()> {
+    if name.is_empty() || name.len() > 1024 || name.contains('\0') {
+        return Err(Error::InvalidArgument(format!(
+            "column names must be 1-1024 bytes of text without NUL, got {name:?}"
+        )));
+    }
+    Ok(())
+}
+
+fn read_ends(conn: &Connection, meta: &ColumnMeta, first: u64, count: u64) -> Result<Vec<u64>> {
+    let mut raw = vec![0u8; usize_of(count * INDEX_WIDTH)];
+    meta.index().read(conn, first * INDEX_WIDTH, &mut raw)?;
+    Ok(raw
+        .chunks_exact(8)
+        .map(|c| u64::from_le_bytes(c.try_into().expect("8-byte chunk")))
+        .collect())
+}
+
+fn encode_ends(ends: &[u64]) -> Vec<u8> {
+    ends.iter().flat_map(|e| e.to_le_bytes()).collect()
+}
+
+/// End offset of element `i - 1`, i.e. where element `i` starts (0 for the first).
+fn start_of(conn: &Connection, meta: &ColumnMeta, i: u64) -> Result<u64> {
+    if i == 0 {
+        Ok(0)
+    } else {
+        Ok(read_ends(conn, meta, i - 1, 1)?[0])
+    }
+}
+
+fn read_range(conn: &Connection, meta: &ColumnMeta, start: u64, stop: u64) -> Result<ReadOut> {
+    let stop = stop.max(start);
+    match meta.width() {
+        Some(w) => {
+            let mut out = vec![0u8; usize_of((stop - start) * w)];
+            meta.data().read(conn, start * w, &mut out)?;
+            Ok(ReadOut::Fixed(out))
+        }
+        None => {
+            if stop == start {
+                return Ok(ReadOut::Var {
+                    ends: Vec::new(),
+                    data: Vec::new(),
+                });
+            }
+            let base = start_of(conn, meta, start)?;
+            let mut ends = read_ends(conn, meta, start, stop - start)?;
+            let last = *ends.last().expect("non-empty range");
+            if last < base || last > meta.data_bytes || ends.windows(2).any(|w| w[1] < w[0]) {
+                return Err(Error::Corrupted(format!(
+                    "column {:?} has inconsistent offsets",
+                    meta.name
+                )));
+            }
+            let mut data = vec![0u8; usize_of(last - base)];
+            meta.data().read(conn, base, &mut data)?;
+            for end in &mut ends {
+                *end -= base;
+            }
+            Ok(ReadOut::Var { ends, data })
+        }
+    }
+}
+
+fn append(conn: &Connection, meta: &mut ColumnMeta, elements: Elements<'_>) -> Result<()> {
+    let count = elements.count(meta)?;
+    match elements {
+        Elements::Fixed(raw) => {
+            meta.data().append(conn, meta.data_bytes, raw)?;
+            meta.data_bytes += raw.len() as u64;
+        }
+        Elements::Var(items) => {
+            let mut ends = Vec::with_capacity(items.len());
+            let mut data = Vec::with_capacity(items.iter().map(|i| i.len()).sum());
+            let mut end = meta.data_bytes;
+            for item in items {
+                end += item.len() as u64;
+                ends.push(end);
+                data.extend_from_slice(item);
+            }
+            meta.index()
+                .append(conn, meta.len * INDEX_WIDTH, &encode_ends(&ends))?;
+            meta.data().append(conn, meta.data_bytes, &data)?;
+            meta.data_bytes = end;
+        }
+    }
+    meta.len += count;
+    Ok(())
+}
+
+/// Replaces variable-width element `i`, moving later bytes if the length changes.
+fn replace_var(conn: &Connection, meta: &mut ColumnMeta, i: u64, item: &[u8]) -> Result<()> {
+    let start = start_of(conn, meta, i)?;
+    let end = read_ends(conn, meta, i, 1)?[0];
+    let new_end = start + item.len() as u64;
+    if new_end != end {
+        let tail = meta.data_bytes - end;
+        let new_total = meta.data_bytes - end + new_end;
+        let data = meta.data();
+        if new_end > end {
+            data.resize(conn, meta.data_bytes, new_total)?;
+            data.copy_within(conn, end, new_end, tail)?;
+        } else {
+            data.copy_within(conn, end, new_end, tail)?;
+            data.resize(conn, meta.data_bytes, new_total)?;
+        }
+        shift_ends(conn, meta, i + 1, new_end.wrapping_sub(end))?;
+        meta.index()
+            .write(conn, i * INDEX_WIDTH, &new_end.to_le_bytes())?;
+        meta.data_bytes = new_total;
+    }
+    meta.data().write(conn, start, item)?;
+    Ok(())
+}
+
+/// Adds `delta` (two's complement, so it can be negative) to end offsets `from..len`.
+fn shift_ends(conn: &Connection, meta: &ColumnMeta, from: u64, delta: u64) -> Result<()> {
+    if from >= meta.len || delta == 0 {
+        return Ok(());
+    }
+    const BLOCK: u64 = 512 << 10;
+    let mut at = from;
+    while at < meta.len {
+        let n = BLOCK.min(meta.len - at);
+        let ends: Vec<u64> = read_ends(conn, meta, at, n)?
+            .into_iter()
+            .map(|e| e.wrapping_add(delta))
+            .collect();
+        meta.index()
+            .write(conn, at * INDEX_WIDTH, &encode_ends(&ends))?;
+        at += n;
+    }
+    Ok(())
+}
+
+fn insert(conn: &Connection, meta: &mut ColumnMeta, at: u64, elements: Elements<'_>) -> Result<()> {
+    let count = elements.count(meta)?;
+    if at == meta.len {
+        return append(conn, meta, elements);
+    }
+    match elements {
+        Elements::Fixed(raw) => {
+            let w = meta.width().unwrap_or(1);
+            let data = meta.data();
+            let old = meta.data_bytes;
+            data.resize(conn, old, old + raw.len() as u64)?;
+            data.copy_within(conn, at * w, at * w + raw.len() as u64, old - at * w)?;
+            data.write(conn, at * w, raw)?;
+            meta.data_bytes += raw.len() as u64;
+        }
+        Elements::Var(items) => {
+            let added: u64 = items.iter().map(|i| i.len() as u64).sum();
+            let start = start_of(conn, meta, at)?;
+            // Data: open a gap of `added` bytes at `start`.
+            let data = meta.data();
+            data.resize(conn, meta.data_bytes, meta.data_bytes + added)?;
+            data.copy_within(conn, start, start + added, meta.data_bytes - start)?;
+            let mut joined = Vec::with_capacity(usize_of(added));
+            let mut new_ends = Vec::with_capacity(items.len());
+            let mut end = start;
+            for item in items {
+                joined.extend_from_slice(item);
+                end += item.len() as u64;
+                new_ends.push(end);
+            }
+            data.write(conn, start, &joined)?;
+            // Index: shift later entries up by `count`, adding `added` to each.
+            let index = meta.index();
+            let old_index = meta.len * INDEX_WIDTH;
+            index.resize(conn, old_index, old_index + count * INDEX_WIDTH)?;
+            index.copy_within(
+                conn,
+                at * INDEX_WIDTH,
+                (at + count) * INDEX_WIDTH,
+                old_index - at * INDEX_WIDTH,
+            )?;
+            index.write(conn, at * INDEX_WIDTH, &encode_ends(&new_ends))?;
+            let shifted = ColumnMeta {
+                len: meta.len + count,
+                ..meta.clone()
+            };
+            shift_ends(conn, &shifted, at + count, added)?;
+            meta.data_bytes += added;
+        }
+    }
+    meta.len += count;
+    Ok(())
+}
+
+fn delete_range(conn: &Connection, meta: &mut ColumnMeta, start: u64, stop: u64) -> Result<()> {
+    if start >= stop {
+        return Ok(());
+    }
+    let count = stop - start;
+    match meta.width() {
+        Some(w) => {
+            let data = meta.data();
+            data.copy_within(conn, stop * w, start * w, meta.data_bytes - stop * w)?;
+            data.resize(conn, meta.data_bytes, meta.data_bytes - count * w)?;
+            meta.data_bytes -= count * w;
+        }
+        None => {
+            let first = start_of(conn, meta, start)?;
+            let last = read_ends(conn, meta, stop - 1, 1)?[0];
+            let removed = last - first;
+            let data = meta.data();
+            data.copy_within(conn, last, first, meta.data_bytes - last)?;
+            data.resize(conn, meta.data_bytes, meta.data_bytes - removed)?;
+            let index = meta.index();
+            let old_index = meta.len * INDEX_WIDTH;
+            index.copy_within(
+                conn,
+                stop * INDEX_WIDTH,
+                start * INDEX_WIDTH,
+                old_index - stop * INDEX_WIDTH,
+            )?;
+            index.resize(conn, old_index, old_index - count * INDEX_WIDTH)?;
+            let shrunk = ColumnMeta {
+                len: meta.len - count,
+                ..meta.clone()
+            };
+            shift_ends(conn, &shrunk, start, removed.wrapping_neg())?;
+            meta.data_bytes -= removed;
+        }
+    }
+    meta.len -= count;
+    Ok(())
+}

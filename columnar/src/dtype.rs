@@ -1,0 +1,146 @@
+//! Element types. A column's dtype string is stored in its metadata; elements are stored
+//! little-endian at fixed width, or as variable-length byte strings.
+
+use crate::error::{Error, Result};
+
+/// The element type of a column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DType {
+    /// Signed 8-bit integer.
+    I8,
+    /// Signed 16-bit integer.
+    I16,
+    /// Signed 32-bit integer.
+    I32,
+    /// Signed 64-bit integer.
+    I64,
+    /// Unsigned 8-bit integer.
+    U8,
+    /// Unsigned 16-bit integer.
+    U16,
+    /// Unsigned 32-bit integer.
+    U32,
+    /// Unsigned 64-bit integer.
+    U64,
+    /// IEEE 754 single precision.
+    F32,
+    /// IEEE 754 double precision.
+    F64,
+    /// One byte, 0 or 1.
+    Bool,
+    /// Exactly `n` bytes (shorter input is zero-padded).
+    FixedBytes(u32),
+    /// Byte strings of any length.
+    Bytes,
+    /// UTF-8 text of any length.
+    Str,
+}
+
+/// The dtype strings accepted by [`DType::parse`], for error messages and docs.
+pub const ACCEPTED_DTYPES: &str =
+    "i8, i16, i32, i64, u8, u16, u32, u64, f32, f64, bool, bytes:N (N >= 1), bytes, str (alias str:utf8)";
+
+/// Largest width of a `bytes:N` element.
+pub const MAX_FIXED_BYTES: u32 = 16 << 20;
+
+impl DType {
+    /// Parses a dtype string (see [`ACCEPTED_DTYPES`]).
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] listing the accepted forms.
+    pub fn parse(text: &str) -> Result<Self> {
+        let parsed = match text {
+            "i8" => Some(Self::I8),
+            "i16" => Some(Self::I16),
+            "i32" => Some(Self::I32),
+            "i64" => Some(Self::I64),
+            "u8" => Some(Self::U8),
+            "u16" => Some(Self::U16),
+            "u32" => Some(Self::U32),
+            "u64" => Some(Self::U64),
+            "f32" => Some(Self::F32),
+            "f64" => Some(Self::F64),
+            "bool" => Some(Self::Bool),
+            "bytes" => Some(Self::Bytes),
+            "str" | "str:utf8" => Some(Self::Str),
+            _ => text
+                .strip_prefix("bytes:")
+                .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|n| n.parse::<u32>().ok())
+                .filter(|n| (1..=MAX_FIXED_BYTES).contains(n))
+                .map(Self::FixedBytes),
+        };
+        parsed.ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "unknown dtype {text:?}; accepted dtypes: {ACCEPTED_DTYPES}"
+            ))
+        })
+    }
+
+    /// The canonical dtype string (`str:utf8` is stored as `str`).
+    #[must_use]
+    pub fn name(&self) -> String {
+        match self {
+            Self::I8 => "i8".into(),
+            Self::I16 => "i16".into(),
+            Self::I32 => "i32".into(),
+            Self::I64 => "i64".into(),
+            Self::U8 => "u8".into(),
+            Self::U16 => "u16".into(),
+            Self::U32 => "u32".into(),
+            Self::U64 => "u64".into(),
+            Self::F32 => "f32".into(),
+            Self::F64 => "f64".into(),
+            Self::Bool => "bool".into(),
+            Self::FixedBytes(n) => format!("bytes:{n}"),
+            Self::Bytes => "bytes".into(),
+            Self::Str => "str".into(),
+        }
+    }
+
+    /// Bytes per element for fixed-width dtypes, `None` for variable-width ones.
+    #[must_use]
+    pub fn fixed_width(&self) -> Option<usize> {
+        match self {
+            Self::I8 | Self::U8 | Self::Bool => Some(1),
+            Self::I16 | Self::U16 => Some(2),
+            Self::I32 | Self::U32 | Self::F32 => Some(4),
+            Self::I64 | Self::U64 | Self::F64 => Some(8),
+            Self::FixedBytes(n) => Some(*n as usize),
+            Self::Bytes | Self::Str => None,
+        }
+    }
+
+    /// Whether elements have variable width.
+    #[must_use]
+    pub fn is_variable(&self) -> bool {
+        self.fixed_width().is_none()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_accepted_form_and_rejects_others() {
+        for (text, width) in [
+            ("i8", Some(1)),
+            ("u64", Some(8)),
+            ("f32", Some(4)),
+            ("bool", Some(1)),
+            ("bytes:32", Some(32)),
+            ("bytes", None),
+            ("str", None),
+        ] {
+            assert_eq!(DType::parse(text).unwrap().fixed_width(), width, "{text}");
+        }
+        assert_eq!(DType::parse("str:utf8").unwrap().name(), "str");
+        for bad in [
+            "", "i65", "bytes:0", "bytes:-1", "bytes:", "bytes:x", "msgpack", "I64", "bytes: 4",
+        ] {
+            let err = DType::parse(bad).unwrap_err().to_string();
+            assert!(err.contains("accepted dtypes"), "{bad}: {err}");
+        }
+    }
+}

@@ -1,0 +1,300 @@
+//! Growable byte streams stored as chunk rows.
+//!
+//! A column is one stream (fixed-width elements) or two (variable-width: an index of end
+//! offsets and the data). A stream's chunk `i` holds `min(min_chunk << i, max_chunk)` bytes, so a
+//! small stream stays small and a large one uses large chunks. Chunks are preallocated at their
+//! capacity (zero-filled) and written in place with incremental BLOB I/O, so an append touches
+//! only the pages it writes. Invariant: a stream of `used` bytes has exactly
+//! `ChunkPlan::chunks_for(used)` chunk rows.
+
+use rusqlite::blob::ZeroBlob;
+use rusqlite::{params, Connection};
+
+use crate::error::{Error, Result};
+
+/// Name of the table holding every column chunk.
+pub const CHUNKS_TABLE: &str = "ambervault_column_chunks";
+/// Largest accepted chunk capacity.
+pub const MAX_CHUNK_BYTES: u64 = 256 << 20;
+/// Bytes moved per step when elements are shifted (insert/delete in the middle).
+const SHIFT_BLOCK: u64 = 4 << 20;
+
+/// Chunk capacities of a stream: doubling from `min` up to `max`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkPlan {
+    min: u64,
+    max: u64,
+}
+
+impl ChunkPlan {
+    /// A plan with chunks growing from `min` to `max` bytes.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] unless `1 <= min <= max <= MAX_CHUNK_BYTES`.
+    pub fn new(min: u64, max: u64) -> Result<Self> {
+        if min == 0 || min > max || max > MAX_CHUNK_BYTES {
+            return Err(Error::InvalidArgument(format!(
+                "chunk sizes must satisfy 1 <= min_chunk_bytes <= max_chunk_bytes <= \
+                 {MAX_CHUNK_BYTES}; got min {min}, max {max}"
+            )));
+        }
+        Ok(Self { min, max })
+    }
+
+    /// Smallest chunk capacity.
+    #[must_use]
+    pub fn min(&self) -> u64 {
+        self.min
+    }
+
+    /// Largest chunk capacity.
+    #[must_use]
+    pub fn max(&self) -> u64 {
+        self.max
+    }
+
+    /// Capacity of chunk `i`.
+    #[must_use]
+    pub fn capacity(&self, i: u64) -> u64 {
+        if i >= 40 {
+            return self.max;
+        }
+        self.min.saturating_mul(1u64 << i).min(self.max)
+    }
+
+    /// Byte offset where chunk `i` starts.
+    #[must_use]
+    pub fn start(&self, i: u64) -> u64 {
+        let mut offset = 0;
+        for j in 0..i {
+            let cap = self.capacity(j);
+            if cap == self.max {
+                return offset + (i - j) * self.max;
+            }
+            offset += cap;
+        }
+        offset
+    }
+
+    /// `(chunk, offset within chunk)` of byte `offset`.
+    #[must_use]
+    pub fn locate(&self, offset: u64) -> (u64, u64) {
+        let mut start = 0;
+        let mut j = 0;
+        loop {
+            let cap = self.capacity(j);
+            if cap == self.max {
+                let k = (offset - start) / self.max;
+                return (j + k, (offset - start) % self.max);
+            }
+            if offset < start + cap {
+                return (j, offset - start);
+            }
+            start += cap;
+            j += 1;
+        }
+    }
+
+    /// Number of chunks holding `used` bytes.
+    #[must_use]
+    pub fn chunks_for(&self, used: u64) -> u64 {
+        if used == 0 {
+            0
+        } else {
+            self.locate(used - 1).0 + 1
+        }
+    }
+}
+
+/// One byte stream of a column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stream {
+    /// `col_id << 1 | kind` (kind 0 = data, 1 = index).
+    pub id: i64,
+    /// Chunk capacities.
+    pub plan: ChunkPlan,
+}
+
+impl Stream {
+    fn rowid(&self, chunk: u64) -> i64 {
+        // id < 2^31 and chunk < 2^32 (checked where chunks are allocated).
+        (self.id << 32) | i64::try_from(chunk).unwrap_or(0)
+    }
+
+    fn open_chunk<'c>(
+        &self,
+        conn: &'c Connection,
+        chunk: u64,
+        read_only: bool,
+    ) -> Result<rusqlite::blob::Blob<'c>> {
+        conn.blob_open(
+            rusqlite::MAIN_DB,
+            CHUNKS_TABLE,
+            "data",
+            self.rowid(chunk),
+            read_only,
+        )
+        .map_err(|e| match e.sqlite_error_code() {
+            None | Some(rusqlite::ErrorCode::Unknown) => {
+                Error::Corrupted(format!("chunk {chunk} of stream {} is missing", self.id))
+            }
+            _ => Error::from(e),
+        })
+    }
+
+    /// Reads `out.len()` bytes starting at `offset` (which must be within the used bytes).
+    ///
+    /// # Errors
+    /// [`Error::Corrupted`] if a chunk is missing or short; SQLite errors.
+    pub fn read(&self, conn: &Connection, offset: u64, out: &mut [u8]) -> Result<()> {
+        let mut done = 0usize;
+        while done < out.len() {
+            let (chunk, within) = self.plan.locate(offset + done as u64);
+            let cap = self.plan.capacity(chunk);
+            let take = usize_of((cap - within).min((out.len() - done) as u64));
+            let blob = self.open_chunk(conn, chunk, true)?;
+            blob.read_at_exact(&mut out[done..done + take], usize_of(within))
+                .map_err(|_| {
+                    Error::Corrupted(format!("chunk {chunk} of stream {} is short", self.id))
+                })?;
+            done += take;
+        }
+        Ok(())
+    }
+
+    /// Overwrites bytes starting at `offset`; the chunks must already exist.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn write(&self, conn: &Connection, offset: u64, data: &[u8]) -> Result<()> {
+        let mut done = 0usize;
+        while done < data.len() {
+            let (chunk, within) = self.plan.locate(offset + done as u64);
+            let cap = self.plan.capacity(chunk);
+            let take = usize_of((cap - within).min((data.len() - done) as u64));
+            let mut blob = self.open_chunk(conn, chunk, false)?;
+            blob.write_at(&data[done..done + take], usize_of(within))?;
+            done += take;
+        }
+        Ok(())
+    }
+
+    /// Grows or shrinks the stream from `old_used` to `new_used` bytes, allocating zero-filled
+    /// chunks or deleting chunks that are no longer needed.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] past the addressable size; SQLite errors.
+    pub fn resize(&self, conn: &Connection, old_used: u64, new_used: u64) -> Result<()> {
+        let have = self.plan.chunks_for(old_used);
+        let need = self.plan.chunks_for(new_used);
+        if need > u64::from(u32::MAX) {
+            return Err(Error::InvalidArgument(
+                "column too large for its chunk sizes; use a larger max_chunk_bytes".into(),
+            ));
+        }
+        if need > have {
+            let mut stmt = conn.prepare_cached(&format!(
+                "INSERT INTO {CHUNKS_TABLE} (id, data) VALUES (?1, ?2)"
+            ))?;
+            for chunk in have..need {
+                let cap = self.plan.capacity(chunk);
+                stmt.execute(params![self.rowid(chunk), ZeroBlob(cap)])?;
+            }
+        } else if need < have {
+            conn.prepare_cached(&format!(
+                "DELETE FROM {CHUNKS_TABLE} WHERE id BETWEEN ?1 AND ?2"
+            ))?
+            .execute(params![self.rowid(need), self.rowid(u64::from(u32::MAX))])?;
+        }
+        Ok(())
+    }
+
+    /// Appends `data` after `used` bytes (allocating chunks as needed).
+    ///
+    /// # Errors
+    /// As [`Stream::resize`] and [`Stream::write`].
+    pub fn append(&self, conn: &Connection, used: u64, data: &[u8]) -> Result<()> {
+        self.resize(conn, used, used + data.len() as u64)?;
+        self.write(conn, used, data)
+    }
+
+    /// Moves `len` bytes from `src` to `dst` (ranges may overlap), in bounded blocks.
+    ///
+    /// # Errors
+    /// As [`Stream::read`] and [`Stream::write`].
+    pub fn copy_within(&self, conn: &Connection, src: u64, dst: u64, len: u64) -> Result<()> {
+        if len == 0 || src == dst {
+            return Ok(());
+        }
+        let mut buf = vec![0u8; usize_of(SHIFT_BLOCK.min(len))];
+        if dst < src {
+            let mut done = 0;
+            while done < len {
+                let n = SHIFT_BLOCK.min(len - done);
+                let part = &mut buf[..usize_of(n)];
+                self.read(conn, src + done, part)?;
+                self.write(conn, dst + done, part)?;
+                done += n;
+            }
+        } else {
+            let mut remaining = len;
+            while remaining > 0 {
+                let n = SHIFT_BLOCK.min(remaining);
+                remaining -= n;
+                let part = &mut buf[..usize_of(n)];
+                self.read(conn, src + remaining, part)?;
+                self.write(conn, dst + remaining, part)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes every chunk of the stream.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn drop_all(&self, conn: &Connection) -> Result<()> {
+        conn.prepare_cached(&format!(
+            "DELETE FROM {CHUNKS_TABLE} WHERE id BETWEEN ?1 AND ?2"
+        ))?
+        .execute(params![self.rowid(0), self.rowid(u64::from(u32::MAX))])?;
+        Ok(())
+    }
+}
+
+pub(crate) fn usize_of(n: u64) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_double_then_stay_at_max() {
+        let plan = ChunkPlan::new(16, 100).unwrap();
+        let caps: Vec<u64> = (0..6).map(|i| plan.capacity(i)).collect();
+        assert_eq!(caps, vec![16, 32, 64, 100, 100, 100]);
+        assert_eq!(plan.start(0), 0);
+        assert_eq!(plan.start(3), 112);
+        assert_eq!(plan.start(5), 312);
+        for offset in 0..1000u64 {
+            let (chunk, within) = plan.locate(offset);
+            assert!(within < plan.capacity(chunk));
+            assert_eq!(plan.start(chunk) + within, offset);
+        }
+        assert_eq!(plan.chunks_for(0), 0);
+        assert_eq!(plan.chunks_for(16), 1);
+        assert_eq!(plan.chunks_for(17), 2);
+        assert_eq!(plan.chunks_for(112), 3);
+        assert_eq!(plan.chunks_for(113), 4);
+    }
+
+    #[test]
+    fn plans_are_validated() {
+        assert!(ChunkPlan::new(0, 10).is_err());
+        assert!(ChunkPlan::new(20, 10).is_err());
+        assert!(ChunkPlan::new(1, MAX_CHUNK_BYTES + 1).is_err());
+        assert!(ChunkPlan::new(7, 7).is_ok());
+    }
+}

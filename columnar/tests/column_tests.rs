@@ -1,0 +1,347 @@
+//! Column behaviour through the public Rust API: chunk growth, element addressing across chunk
+//! boundaries, middle operations on fixed and variable columns against a `Vec` model, metadata
+//! operations, and persistence.
+
+use columnar::{ChunkPlan, Columns, DType, Elements, Error, ReadOut, CHUNKS_TABLE};
+use kvault::{Location, Store, StoreOptions};
+
+fn store() -> Store {
+    Store::open(Location::Memory, StoreOptions::default()).unwrap()
+}
+
+fn i64s(values: &[i64]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+fn read_i64s(store: &mut Store, id: i64, name: &str) -> Vec<i64> {
+    match Columns::read(store, id, name, 0, u64::MAX).unwrap() {
+        ReadOut::Fixed(raw) => raw
+            .chunks_exact(8)
+            .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
+            .collect(),
+        ReadOut::Var { .. } => panic!("fixed column read as variable"),
+    }
+}
+
+fn read_var(store: &mut Store, id: i64, name: &str, start: u64, stop: u64) -> Vec<Vec<u8>> {
+    match Columns::read(store, id, name, start, stop).unwrap() {
+        ReadOut::Var { ends, data } => {
+            let mut prev = 0usize;
+            ends.iter()
+                .map(|&e| {
+                    let item = data[prev..e as usize].to_vec();
+                    prev = e as usize;
+                    item
+                })
+                .collect()
+        }
+        ReadOut::Fixed(_) => panic!("variable column read as fixed"),
+    }
+}
+
+fn chunk_sizes(store: &mut Store) -> Vec<i64> {
+    let conn = store.conn().unwrap();
+    let mut stmt = conn
+        .prepare(&format!(
+            "SELECT length(data) FROM {CHUNKS_TABLE} ORDER BY id"
+        ))
+        .unwrap();
+    stmt.query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// Deterministic pseudo-random numbers (no extra dependency).
+struct Lcg(u64);
+impl Lcg {
+    fn next(&mut self, bound: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % bound.max(1)
+    }
+}
+
+#[test]
+fn chunks_start_small_and_double_to_the_cap() {
+    let mut s = store();
+    let col = Columns::create(&mut s, "x", DType::I64, ChunkPlan::new(64, 512).unwrap()).unwrap();
+    Columns::append(&mut s, col.id, "x", Elements::Fixed(&i64s(&[1]))).unwrap();
+    assert_eq!(chunk_sizes(&mut s), vec![64]); // a tiny column stays tiny
+    let values: Vec<i64> = (0..300).collect();
+    Columns::append(&mut s, col.id, "x", Elements::Fixed(&i64s(&values))).unwrap();
+    // 301 * 8 = 2408 bytes: 64 + 128 + 256 + 512 + 512 + 512 + 512 = 2496
+    assert_eq!(chunk_sizes(&mut s), vec![64, 128, 256, 512, 512, 512, 512]);
+    let mut expected = vec![1];
+    expected.extend(values);
+    assert_eq!(read_i64s(&mut s, col.id, "x"), expected);
+}
+
+#[test]
+fn elements_spanning_chunk_boundaries_read_back_exactly() {
+    let mut s = store();
+    // 10-byte elements in chunks of 16, 32, 64: most elements straddle a boundary.
+    let col = Columns::create(
+        &mut s,
+        "h",
+        DType::FixedBytes(10),
+        ChunkPlan::new(16, 64).unwrap(),
+    )
+    .unwrap();
+    let raw: Vec<u8> = (0..1000u32)
+        .flat_map(|i| {
+            let mut e = [0u8; 10];
+            e[..4].copy_from_slice(&i.to_le_bytes());
+            e[9] = (i % 251) as u8;
+            e
+        })
+        .collect();
+    Columns::append(&mut s, col.id, "h", Elements::Fixed(&raw)).unwrap();
+    for (start, stop) in [
+        (0u64, 1u64),
+        (1, 2),
+        (5, 9),
+        (99, 1000),
+        (999, 1000),
+        (0, 1000),
+    ] {
+        let ReadOut::Fixed(got) = Columns::read(&mut s, col.id, "h", start, stop).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            got,
+            raw[start as usize * 10..stop as usize * 10],
+            "{start}..{stop}"
+        );
+    }
+    let var = Columns::create(&mut s, "v", DType::Bytes, ChunkPlan::new(16, 64).unwrap()).unwrap();
+    let items: Vec<Vec<u8>> = (0..200usize)
+        .map(|i| vec![(i % 256) as u8; i % 150])
+        .collect();
+    let refs: Vec<&[u8]> = items.iter().map(Vec::as_slice).collect();
+    Columns::append(&mut s, var.id, "v", Elements::Var(&refs)).unwrap();
+    assert_eq!(read_var(&mut s, var.id, "v", 0, 200), items);
+    assert_eq!(
+        read_var(&mut s, var.id, "v", 37, 41),
+        items[37..41].to_vec()
+    );
+}
+
+#[test]
+fn fixed_column_matches_a_vec_under_random_operations() {
+    let mut s = store();
+    let col = Columns::create(&mut s, "n", DType::I64, ChunkPlan::new(16, 128).unwrap()).unwrap();
+    let mut model: Vec<i64> = Vec::new();
+    let mut rng = Lcg(7);
+    for step in 0..400 {
+        let len = model.len() as u64;
+        match rng.next(6) {
+            0 | 1 => {
+                let values: Vec<i64> = (0..rng.next(20))
+                    .map(|_| rng.next(1000) as i64 - 500)
+                    .collect();
+                Columns::append(&mut s, col.id, "n", Elements::Fixed(&i64s(&values))).unwrap();
+                model.extend(values);
+            }
+            2 if len > 0 => {
+                let i = rng.next(len);
+                let v = step as i64;
+                Columns::set(&mut s, col.id, "n", i, Elements::Fixed(&i64s(&[v]))).unwrap();
+                model[i as usize] = v;
+            }
+            3 => {
+                let at = rng.next(len + 1);
+                let values: Vec<i64> = (0..rng.next(4) + 1)
+                    .map(|k| -(step as i64) - k as i64)
+                    .collect();
+                Columns::insert(&mut s, col.id, "n", at, Elements::Fixed(&i64s(&values))).unwrap();
+                model.splice(at as usize..at as usize, values);
+            }
+            4 if len > 0 => {
+                let a = rng.next(len);
+                let b = (a + rng.next(5)).min(len);
+                Columns::delete_range(&mut s, col.id, "n", a, b).unwrap();
+                model.drain(a as usize..b as usize);
+            }
+            _ if len > 0 => {
+                let i = rng.next(len);
+                let ReadOut::Fixed(raw) = Columns::pop(&mut s, col.id, "n", i).unwrap() else {
+                    panic!()
+                };
+                assert_eq!(
+                    i64::from_le_bytes(raw.try_into().unwrap()),
+                    model.remove(i as usize)
+                );
+            }
+            _ => {}
+        }
+        assert_eq!(read_i64s(&mut s, col.id, "n"), model, "step {step}");
+        let meta = Columns::meta(&mut s, col.id, "n").unwrap();
+        assert_eq!(meta.len, model.len() as u64);
+        let plan = ChunkPlan::new(16, 128).unwrap();
+        assert_eq!(
+            chunk_sizes(&mut s).len() as u64,
+            plan.chunks_for(meta.len * 8)
+        );
+    }
+}
+
+#[test]
+fn variable_column_matches_a_vec_under_random_operations() {
+    let mut s = store();
+    let col = Columns::create(&mut s, "b", DType::Bytes, ChunkPlan::new(16, 256).unwrap()).unwrap();
+    let mut model: Vec<Vec<u8>> = Vec::new();
+    let mut rng = Lcg(11);
+    for step in 0..400u64 {
+        let len = model.len() as u64;
+        let mut item = |rng: &mut Lcg| vec![(step % 256) as u8; rng.next(60) as usize];
+        match rng.next(5) {
+            0 | 1 => {
+                let items: Vec<Vec<u8>> = (0..rng.next(6)).map(|_| item(&mut rng)).collect();
+                let refs: Vec<&[u8]> = items.iter().map(Vec::as_slice).collect();
+                Columns::append(&mut s, col.id, "b", Elements::Var(&refs)).unwrap();
+                model.extend(items);
+            }
+            2 if len > 0 => {
+                let i = rng.next(len);
+                let new = item(&mut rng);
+                Columns::set(&mut s, col.id, "b", i, Elements::Var(&[&new])).unwrap();
+                model[i as usize] = new;
+            }
+            3 => {
+                let at = rng.next(len + 1);
+                let new = item(&mut rng);
+                Columns::insert(&mut s, col.id, "b", at, Elements::Var(&[&new])).unwrap();
+                model.insert(at as usize, new);
+            }
+            _ if len > 0 => {
+                let a = rng.next(len);
+                let b = (a + rng.next(4)).min(len);
+                Columns::delete_range(&mut s, col.id, "b", a, b).unwrap();
+                model.drain(a as usize..b as usize);
+            }
+            _ => {}
+        }
+        assert_eq!(
+            read_var(&mut s, col.id, "b", 0, u64::MAX),
+            model,
+            "step {step}"
+        );
+        let meta = Columns::meta(&mut s, col.id, "b").unwrap();
+        assert_eq!(
+            meta.data_bytes,
+            model.iter().map(|m| m.len() as u64).sum::<u64>()
+        );
+    }
+}
+
+#[test]
+fn metadata_operations() {
+    let mut s = store();
+    let plan = ChunkPlan::new(128 << 10, 16 << 20).unwrap();
+    let a = Columns::create(&mut s, "a", DType::F64, plan).unwrap();
+    assert!(matches!(
+        Columns::create(&mut s, "a", DType::I64, plan),
+        Err(Error::ColumnExists(_))
+    ));
+    Columns::create(&mut s, "b", DType::Str, plan).unwrap();
+    Columns::rename(&mut s, "a", "c").unwrap();
+    assert_eq!(Columns::find(&mut s, "c").unwrap().unwrap().id, a.id);
+    assert!(Columns::find(&mut s, "a").unwrap().is_none());
+    assert!(matches!(
+        Columns::rename(&mut s, "c", "b"),
+        Err(Error::ColumnExists(_))
+    ));
+    assert!(matches!(
+        Columns::rename(&mut s, "zz", "y"),
+        Err(Error::ColumnNotFound(_))
+    ));
+    let names: Vec<String> = Columns::list(&mut s)
+        .unwrap()
+        .into_iter()
+        .map(|m| m.name)
+        .collect();
+    assert_eq!(names, vec!["b", "c"]);
+    Columns::append(&mut s, a.id, "c", Elements::Fixed(&1.5f64.to_le_bytes())).unwrap();
+    assert!(Columns::delete(&mut s, "c").unwrap());
+    assert!(!Columns::delete(&mut s, "c").unwrap());
+    assert!(chunk_sizes(&mut s).is_empty());
+    assert!(matches!(
+        Columns::meta(&mut s, a.id, "c"),
+        Err(Error::ColumnNotFound(_))
+    ));
+    assert!(matches!(
+        Columns::append(&mut s, a.id, "c", Elements::Fixed(&[0; 8])),
+        Err(Error::ColumnNotFound(_))
+    ));
+}
+
+#[test]
+fn bad_elements_write_nothing() {
+    let mut s = store();
+    let col = Columns::create(&mut s, "x", DType::I32, ChunkPlan::new(64, 64).unwrap()).unwrap();
+    Columns::append(&mut s, col.id, "x", Elements::Fixed(&[1, 0, 0, 0])).unwrap();
+    assert!(matches!(
+        Columns::append(&mut s, col.id, "x", Elements::Fixed(&[1, 2, 3])),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        Columns::append(&mut s, col.id, "x", Elements::Var(&[b"a"])),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        Columns::set(&mut s, col.id, "x", 1, Elements::Fixed(&[0; 4])),
+        Err(Error::IndexOutOfRange { index: 1, len: 1 })
+    ));
+    assert_eq!(Columns::meta(&mut s, col.id, "x").unwrap().len, 1);
+}
+
+#[test]
+fn append_many_spans_columns_in_one_transaction() {
+    let mut s = store();
+    let plan = ChunkPlan::new(64, 64).unwrap();
+    let t = Columns::create(&mut s, "t", DType::I64, plan).unwrap();
+    let v = Columns::create(&mut s, "v", DType::Bytes, plan).unwrap();
+    let lens = Columns::append_many(
+        &mut s,
+        &[
+            (t.id, "t", Elements::Fixed(&i64s(&[1, 2]))),
+            (v.id, "v", Elements::Var(&[b"a", b"b"])),
+        ],
+    )
+    .unwrap();
+    assert_eq!(lens, vec![2, 2]);
+    // The second batch is malformed: the first column's part must not land either.
+    let err = Columns::append_many(
+        &mut s,
+        &[
+            (t.id, "t", Elements::Fixed(&i64s(&[3]))),
+            (v.id, "v", Elements::Fixed(&[1])),
+        ],
+    );
+    assert!(err.is_err());
+    assert_eq!(Columns::meta(&mut s, t.id, "t").unwrap().len, 2);
+}
+
+#[test]
+fn columns_persist_across_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.db");
+    let id = {
+        let mut s = Store::open(Location::File(path.clone()), StoreOptions::default()).unwrap();
+        let col =
+            Columns::create(&mut s, "x", DType::I64, ChunkPlan::new(16, 64).unwrap()).unwrap();
+        Columns::append(
+            &mut s,
+            col.id,
+            "x",
+            Elements::Fixed(&i64s(&(0..100).collect::<Vec<_>>())),
+        )
+        .unwrap();
+        col.id
+    };
+    let mut s = Store::open(Location::File(path), StoreOptions::default()).unwrap();
+    assert_eq!(read_i64s(&mut s, id, "x"), (0..100).collect::<Vec<_>>());
+}
