@@ -389,12 +389,7 @@ impl Columns {
     pub fn read(store: &mut Store, id: i64, name: &str, start: u64, stop: u64) -> Result<ReadOut> {
         store.read_with(|conn| {
             let meta = Self::load(conn, id, name)?;
-            Ok(read_range(
-                conn,
-                &meta,
-                start.min(meta.len),
-                stop.min(meta.len),
-            )?)
+            read_range(conn, &meta, start.min(meta.len), stop.min(meta.len))
         })
     }
 
