@@ -196,7 +196,7 @@ fn variable_column_matches_a_vec_under_random_operations() {
     let mut rng = Lcg(11);
     for step in 0..400u64 {
         let len = model.len() as u64;
-        let mut item = |rng: &mut Lcg| vec![(step % 256) as u8; rng.next(60) as usize];
+        let item = |rng: &mut Lcg| vec![(step % 256) as u8; rng.next(60) as usize];
         match rng.next(5) {
             0 | 1 => {
                 let items: Vec<Vec<u8>> = (0..rng.next(6)).map(|_| item(&mut rng)).collect();
