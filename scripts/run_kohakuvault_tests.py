@@ -3,7 +3,7 @@
 The sdist is downloaded from PyPI at test time into ``.compat/`` (git-ignored, never committed).
 A throwaway ``kohakuvault`` package that re-exports ambervault is put first on ``sys.path``, so
 the tests exercise ambervault through the names the seed system used. Deliberate differences are
-listed in ``docs/compatibility.md``; none of the tests run here is excluded.
+listed in ``docs/compatibility.md``; the only tests excluded are those in ``NOT_SUPPORTED``.
 
 Usage: ``python scripts/run_kohakuvault_tests.py [extra pytest args]``
 """
@@ -17,14 +17,41 @@ import tarfile
 from pathlib import Path
 
 VERSION = "1.1.0"
-TEST_FILES = ["tests/test_basic.py", "tests/test_cache_advanced.py"]
+TEST_FILES = [
+    "tests/test_basic.py",
+    "tests/test_cache_advanced.py",
+    "tests/test_columnar.py",
+    "tests/test_dynamic_chunks.py",
+    "tests/test_varsize_operations.py",
+    "tests/test_column_cache.py",
+    "tests/test_setitem.py",
+    "tests/test_slicing.py",
+    "tests/test_swmr_blocking.py",
+    "tests/test_swmr_hang.py",
+    "tests/test_threading_hang.py",
+]
+# Tests ambervault deliberately does not pass, each with its reason (see docs/compatibility.md).
+NOT_SUPPORTED = {
+    # msgpack-packed columns are not implemented yet (the dtype is refused with InvalidArgument).
+    "tests/test_varsize_operations.py::TestVarSizeExtend::test_extend_msgpack_random": "msgpack",
+    "tests/test_varsize_operations.py::TestVarSizeDataIntegrity::test_msgpack_random_structures": "msgpack",
+    "tests/test_column_cache.py::test_cache_with_msgpack": "msgpack",
+    "tests/test_setitem.py::TestVariableSizeSingleSetitem::test_varsize_setitem_msgpack": "msgpack",
+    "tests/test_setitem.py::TestVariableSizeSliceSetitem::test_varsize_slice_setitem_msgpack": "msgpack",
+    "tests/test_slicing.py::TestVariableSizeSlicing::test_basic_slice_msgpack": "msgpack",
+    "tests/test_slicing.py::TestIterationOptimization::test_iteration_msgpack": "msgpack",
+    # Step slices work in ambervault, like list slices; these tests expect them to raise.
+    "tests/test_setitem.py::TestFixedSizeSliceSetitem::test_slice_setitem_step_not_supported": "steps work",
+    "tests/test_slicing.py::TestFixedSizeSlicing::test_slice_step_not_supported": "steps work",
+    "tests/test_slicing.py::TestVariableSizeSlicing::test_slice_step_not_supported_varsize": "steps work",
+}
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / ".compat"
 
 SHIM = '''"""Throwaway shim: the kohakuvault name, backed by ambervault."""
 from ambervault import *  # noqa: F401,F403
 from ambervault import (  # noqa: F401
-    KVault, KohakuVaultError, NotFound, DatabaseBusy, InvalidArgument, IoError,
+    KVault, ColumnVault, KohakuVaultError, NotFound, DatabaseBusy, InvalidArgument, IoError,
 )
 '''
 
@@ -73,6 +100,7 @@ def main() -> int:
     shim_dir = WORK / "shim" / "kohakuvault"
     shim_dir.mkdir(parents=True, exist_ok=True)
     (shim_dir / "__init__.py").write_text(SHIM)
+    (shim_dir / "column_proxy.py").write_text("from ambervault import Column, ColumnVault  # noqa: F401\n")
     (WORK / "pytest.ini").write_text("[pytest]\n")
     env = dict(os.environ, PYTHONPATH=str(WORK / "shim"))
     cmd = [
@@ -87,6 +115,7 @@ def main() -> int:
         "--rootdir",
         str(WORK),
         *[str(tests_dir / Path(n).name) for n in TEST_FILES],
+        *[f"--deselect={test}" for test in NOT_SUPPORTED],
         *sys.argv[1:],
     ]
     return subprocess.call(cmd, env=env, cwd=WORK)

@@ -15,11 +15,14 @@ pyo3::import_exception!(ambervault.exceptions, CorruptionError);
 pyo3::import_exception!(ambervault.exceptions, IncompatibleFormatError);
 pyo3::import_exception!(ambervault.exceptions, ClosedError);
 pyo3::import_exception!(ambervault.exceptions, ValueChangedError);
+pyo3::import_exception!(ambervault.exceptions, NotFound);
 
 /// Errors a binding method can return; `?` converts core errors and `PyErr`s alike.
 pub enum BindingError {
     /// An error from the key-value core.
     Vault(kvault::Error),
+    /// An error from the column store.
+    Column(columnar::Error),
     /// An error raised on the Python side (conversion, a reader's exception, ...).
     Py(PyErr),
 }
@@ -27,6 +30,12 @@ pub enum BindingError {
 impl From<kvault::Error> for BindingError {
     fn from(err: kvault::Error) -> Self {
         Self::Vault(err)
+    }
+}
+
+impl From<columnar::Error> for BindingError {
+    fn from(err: columnar::Error) -> Self {
+        Self::Column(err)
     }
 }
 
@@ -41,6 +50,7 @@ impl From<BindingError> for PyErr {
         match err {
             BindingError::Py(err) => err,
             BindingError::Vault(err) => map_vault_error(err),
+            BindingError::Column(err) => map_column_error(err),
         }
     }
 }
@@ -63,6 +73,23 @@ pub fn map_vault_error(err: kvault::Error) -> PyErr {
         },
         // The enum is #[non_exhaustive]: a variant added later degrades to the base class
         // instead of failing to compile or panicking.
+        _ => VaultError::new_err(message),
+    }
+}
+
+/// Maps a column-store error to the matching Python exception.
+pub fn map_column_error(err: columnar::Error) -> PyErr {
+    use columnar::Error as E;
+    let message = err.to_string();
+    match err {
+        E::InvalidArgument(_) | E::ColumnExists(_) => InvalidArgument::new_err(message),
+        E::ColumnNotFound(name) => NotFound::new_err(name),
+        E::IndexOutOfRange { .. } => {
+            pyo3::exceptions::PyIndexError::new_err(format!("column index out of range ({message})"))
+        }
+        E::Corrupted(_) => CorruptionError::new_err(message),
+        E::Vault(inner) => map_vault_error(inner),
+        // #[non_exhaustive]: later variants degrade to the base class.
         _ => VaultError::new_err(message),
     }
 }

@@ -21,7 +21,7 @@ type InfoTuple = (u64, i64, i64, i64, bool);
 /// A store shared by a vault, its readers and writers (and later its columns).
 pub type SharedStore = Arc<Mutex<Store>>;
 
-fn lock(store: &SharedStore) -> MutexGuard<'_, Store> {
+pub(crate) fn lock(store: &SharedStore) -> MutexGuard<'_, Store> {
     // A panic while holding the lock cannot leave SQLite inconsistent (every operation is a
     // transaction), so a poisoned lock is still safe to use.
     store
@@ -368,6 +368,13 @@ impl PyKVault {
     #[getter]
     fn chunk_size(&self) -> usize {
         self.table.chunk_size()
+    }
+}
+
+impl PyKVault {
+    /// The store this vault uses, for column stores that share its connection.
+    pub(crate) fn shared_store(&self) -> SharedStore {
+        Arc::clone(&self.store)
     }
 }
 

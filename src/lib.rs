@@ -3,6 +3,7 @@
 
 use pyo3::prelude::*;
 
+mod columns_py;
 mod convert;
 mod errors;
 mod kvault_py;
@@ -13,6 +14,7 @@ fn _ambervault(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("FORMAT_VERSION", kvault::FORMAT_VERSION)?;
     m.add("SQLITE_VERSION", rusqlite_version())?;
     kvault_py::register(m)?;
+    columns_py::register(m)?;
     Ok(())
 }
 

@@ -393,6 +393,66 @@ impl Columns {
         })
     }
 
+    /// Reads element `index` (negative counts from the end, as in Python).
+    ///
+    /// # Errors
+    /// [`Error::IndexOutOfRange`]; [`Error::ColumnNotFound`].
+    pub fn read_index(store: &mut Store, id: i64, name: &str, index: i64) -> Result<ReadOut> {
+        store.read_with(|conn| {
+            let meta = Self::load(conn, id, name)?;
+            let resolved = resolve_index(index, meta.len)?;
+            read_range(conn, &meta, resolved, resolved + 1)
+        })
+    }
+
+    /// Overwrites the elements at the given (non-negative, in range) indices in one transaction.
+    /// `elements` holds one element per index, in the same order.
+    ///
+    /// # Errors
+    /// [`Error::IndexOutOfRange`]; [`Error::InvalidArgument`] when counts differ.
+    pub fn set_at(store: &mut Store, id: i64, name: &str, indices: &[u64], elements: Elements<'_>) -> Result<()> {
+        store.write_with(|conn| {
+            let mut meta = Self::load(conn, id, name)?;
+            if elements.count(&meta)? != indices.len() as u64 {
+                return Err(Error::InvalidArgument("length mismatch between indices and values".into()));
+            }
+            for &i in indices {
+                meta.check_index(i)?;
+            }
+            for (k, &i) in indices.iter().enumerate() {
+                match elements {
+                    Elements::Fixed(raw) => {
+                        let w = usize_of(meta.width().unwrap_or(1));
+                        meta.data().write(conn, i * w as u64, &raw[k * w..(k + 1) * w])?;
+                    }
+                    Elements::Var(items) => replace_var(conn, &mut meta, i, items[k])?,
+                }
+            }
+            Self::save(conn, &meta)
+        })
+    }
+
+    /// Deletes the elements at the given indices (any order, duplicates ignored) in one
+    /// transaction.
+    ///
+    /// # Errors
+    /// [`Error::IndexOutOfRange`].
+    pub fn delete_at(store: &mut Store, id: i64, name: &str, indices: &[u64]) -> Result<()> {
+        let mut sorted = indices.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        store.write_with(|conn| {
+            let mut meta = Self::load(conn, id, name)?;
+            for &i in &sorted {
+                meta.check_index(i)?;
+            }
+            for &i in sorted.iter().rev() {
+                delete_range(conn, &mut meta, i, i + 1)?;
+            }
+            Self::save(conn, &meta)
+        })
+    }
+
     /// Appends elements to each listed column in one transaction (all or nothing); returns the
     /// new lengths.
     ///
@@ -516,6 +576,19 @@ impl Columns {
             Ok(out)
         })
     }
+}
+
+/// Resolves a Python-style index (negative counts from the end) against `len`.
+fn resolve_index(index: i64, len: u64) -> Result<u64> {
+    let resolved = if index < 0 {
+        i128::from(len) + i128::from(index)
+    } else {
+        i128::from(index)
+    };
+    if resolved < 0 || resolved >= i128::from(len) {
+        return Err(Error::IndexOutOfRange { index: index.unsigned_abs(), len });
+    }
+    Ok(u64::try_from(resolved).unwrap_or(0))
 }
 
 fn validate_name(name: &str) -> Result<()> {

@@ -24,6 +24,7 @@ from .exceptions import (
     ValueChangedError,
     VaultError,
 )
+from .columns import Column, ColumnVault
 from .kvault import KVault
 from .streams import VaultReader, VaultWriter
 

@@ -23,16 +23,12 @@ def _check_size(name: str, value: Any) -> int:
     return value
 
 
-class WriteBackCache:
-    """Latest value per key, flushed in batches through ``flush_fn(list_of_pairs)``.
-
-    All methods are thread-safe. ``flush_fn`` must be atomic: after it returns, every pair is
-    stored; if it raises, none is, and the cache keeps them.
-    """
+class BatchingCache:
+    """Size thresholds, the idle-flush daemon and locking shared by the key-value and the
+    column caches. Subclasses hold the pending writes and implement :meth:`flush`."""
 
     def __init__(
         self,
-        flush_fn: Callable[[List[Tuple[Any, bytes]]], None],
         cap_bytes: int,
         flush_threshold: int,
         flush_interval: Optional[float],
@@ -47,8 +43,6 @@ class WriteBackCache:
                 raise InvalidArgument(f"flush_interval must be positive, not {flush_interval}")
         self.flush_interval = flush_interval
         self.auto_flush = auto_flush
-        self._flush_fn = flush_fn
-        self._entries: Dict[bytes, Tuple[Any, bytes]] = {}
         self._nbytes = 0
         self._locks = 0
         self._last_write = time.monotonic()
@@ -57,13 +51,27 @@ class WriteBackCache:
         self._thread: Optional[threading.Thread] = None
         self.start_daemon()
 
+    # -- to implement -------------------------------------------------------------------------
+    def flush(self) -> int:
+        """Write everything pending in one atomic batch; returns how many items were written."""
+        raise NotImplementedError
+
+    def _forget(self) -> None:
+        """Drop everything pending without writing it."""
+        raise NotImplementedError
+
+    def _pending(self) -> bool:
+        raise NotImplementedError
+
     # -- daemon -------------------------------------------------------------------------------
     def start_daemon(self) -> None:
         """Start the idle-flush thread if a flush interval is set."""
         if self.flush_interval is None or not self.auto_flush:
             return
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run_daemon, name="ambervault-cache-flush", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run_daemon, name="ambervault-cache-flush", daemon=True
+        )
         self._thread.start()
 
     def _run_daemon(self) -> None:
@@ -72,7 +80,7 @@ class WriteBackCache:
         while not self._stop.wait(poll):
             with self.lock:
                 idle = time.monotonic() - self._last_write
-                if self._entries and self._locks == 0 and idle >= interval:
+                if self._pending() and self._locks == 0 and idle >= interval:
                     try:
                         self.flush()
                     except Exception:
@@ -89,20 +97,73 @@ class WriteBackCache:
     def forget_after_fork(self) -> None:
         """In a fork child: drop the parent's pending writes (the parent flushes them)."""
         self.lock = threading.RLock()
-        self._entries.clear()
+        self._forget()
         self._nbytes = 0
         self._locks = 0
         self._thread = None
         self.start_daemon()
 
-    # -- data ---------------------------------------------------------------------------------
-    def __len__(self) -> int:
-        return len(self._entries)
-
     @property
     def nbytes(self) -> int:
-        """Bytes held (keys plus values)."""
+        """Bytes held."""
         return self._nbytes
+
+    def _admit(self, size: int) -> bool:
+        """Make room for ``size`` more bytes (caller holds the lock). Returns False when the item
+        is larger than the whole cache and must be written directly (after this flush)."""
+        self._last_write = time.monotonic()
+        if size > self.cap_bytes:
+            self.flush()
+            return False
+        if self._nbytes + size > self.cap_bytes:
+            self.flush()
+        return True
+
+    def _added(self, size: int) -> None:
+        """Account for ``size`` bytes just added; flush at the threshold (caller holds the lock)."""
+        self._nbytes += size
+        if self.auto_flush and self._locks == 0 and self._nbytes >= self.flush_threshold:
+            self.flush()
+
+    # -- locking ------------------------------------------------------------------------------
+    def acquire(self) -> None:
+        """Hold off automatic flushes (threshold and idle thread) until :meth:`release`."""
+        self.lock.acquire()
+        self._locks += 1
+
+    def release(self) -> None:
+        """Undo one :meth:`acquire`."""
+        self._locks -= 1
+        self.lock.release()
+
+
+class WriteBackCache(BatchingCache):
+    """Latest value per key, flushed in batches through ``flush_fn(list_of_pairs)``.
+
+    All methods are thread-safe. ``flush_fn`` must be atomic: after it returns, every pair is
+    stored; if it raises, none is, and the cache keeps them.
+    """
+
+    def __init__(
+        self,
+        flush_fn: Callable[[List[Tuple[Any, bytes]]], None],
+        cap_bytes: int,
+        flush_threshold: int,
+        flush_interval: Optional[float],
+        auto_flush: bool = True,
+    ) -> None:
+        self._flush_fn = flush_fn
+        self._entries: Dict[bytes, Tuple[Any, bytes]] = {}
+        super().__init__(cap_bytes, flush_threshold, flush_interval, auto_flush)
+
+    def _forget(self) -> None:
+        self._entries.clear()
+
+    def _pending(self) -> bool:
+        return bool(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
     def lookup(self, raw_key: bytes) -> Optional[bytes]:
         """The cached value of ``raw_key``, or None."""
@@ -117,19 +178,13 @@ class WriteBackCache:
         whole cache: the caller then writes it directly, after this flush of older entries."""
         size = len(raw_key) + len(value)
         with self.lock:
-            self._last_write = time.monotonic()
             old = self._entries.pop(raw_key, None)
             if old is not None:
                 self._nbytes -= len(raw_key) + len(old[1])
-            if size > self.cap_bytes:
-                self.flush()
+            if not self._admit(size):
                 return False
-            if self._nbytes + size > self.cap_bytes:
-                self.flush()
             self._entries[raw_key] = (key, value)
-            self._nbytes += size
-            if self.auto_flush and self._locks == 0 and self._nbytes >= self.flush_threshold:
-                self.flush()
+            self._added(size)
             return True
 
     def discard(self, raw_key: bytes) -> bool:
@@ -157,14 +212,3 @@ class WriteBackCache:
             self._entries.clear()
             self._nbytes = 0
             return len(pairs)
-
-    # -- locking ------------------------------------------------------------------------------
-    def acquire(self) -> None:
-        """Hold off automatic flushes (threshold and idle thread) until :meth:`release`."""
-        self.lock.acquire()
-        self._locks += 1
-
-    def release(self) -> None:
-        """Undo one :meth:`acquire`."""
-        self._locks -= 1
-        self.lock.release()

@@ -1,0 +1,609 @@
+"""ColumnVault: named, typed, growable columns that behave like Python lists."""
+
+from __future__ import annotations
+
+import contextlib
+import operator
+import os
+import threading
+from collections.abc import MutableSequence
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple, Union
+
+from ._ambervault import ColumnCore, ColumnVaultCore, canonical_dtype
+from .cache import BatchingCache
+from .exceptions import ClosedError, InvalidArgument, NotFound
+from .kvault import KVault
+
+_PAGE = 8192  # elements per round trip when iterating
+
+# numpy dtype of each fixed-width column dtype (little-endian, as stored).
+_NUMPY = {
+    "i8": "<i1",
+    "i16": "<i2",
+    "i32": "<i4",
+    "i64": "<i8",
+    "u8": "<u1",
+    "u16": "<u2",
+    "u32": "<u4",
+    "u64": "<u8",
+    "f32": "<f4",
+    "f64": "<f8",
+    "bool": "?",
+}
+
+
+def _numpy_dtype(dtype: str) -> Optional[str]:
+    if dtype.startswith("bytes:"):
+        return "S" + dtype[6:]
+    return _NUMPY.get(dtype)
+
+
+def _np() -> Any:
+    try:
+        import numpy
+    except ImportError as e:  # pragma: no cover - numpy is installed in every test environment
+        raise ImportError("this operation needs numpy: pip install numpy") from e
+    return numpy
+
+
+def _is_array(values: Any) -> bool:
+    """Whether ``values`` should take the bulk path (a numpy array, array.array or memoryview)."""
+    if type(values).__module__ == "numpy" and hasattr(values, "__array_interface__"):
+        return True
+    if isinstance(values, memoryview):
+        return values.format not in ("B", "b", "c") or values.ndim != 1
+    return type(values).__name__ == "array" and type(values).__module__ == "array"
+
+
+def _index(idx: Any) -> int:
+    try:
+        return operator.index(idx)
+    except TypeError:
+        raise TypeError(
+            f"column indices must be integers or slices, not {type(idx).__name__}"
+        ) from None
+
+
+class ColumnCache(BatchingCache):
+    """Appends held in memory per column and written in one transaction spanning every column
+    that has pending appends, so columns logged side by side stay the same length on disk."""
+
+    def __init__(
+        self,
+        vault: "ColumnVault",
+        cap_bytes: int,
+        flush_threshold: int,
+        flush_interval: Optional[float],
+        auto_flush: bool = True,
+    ) -> None:
+        self._vault = vault
+        self._pending_appends: Dict[int, Tuple["Column", List[Any]]] = {}
+        super().__init__(cap_bytes, flush_threshold, flush_interval, auto_flush)
+
+    def _forget(self) -> None:
+        self._pending_appends.clear()
+
+    def _pending(self) -> bool:
+        return bool(self._pending_appends)
+
+    def holds(self, column: "Column") -> bool:
+        """Whether appends to ``column`` are pending here."""
+        return id(column) in self._pending_appends
+
+    def add(self, column: "Column", values: List[Any], size: int) -> bool:
+        """Hold ``values`` for ``column``; False if they exceed the whole cache (write directly)."""
+        with self.lock:
+            if not self._admit(size):
+                return False
+            entry = self._pending_appends.get(id(column))
+            if entry is None:
+                self._pending_appends[id(column)] = (column, list(values))
+            else:
+                entry[1].extend(values)
+            self._added(size)
+            return True
+
+    def discard_column(self, column: "Column") -> None:
+        """Drop the pending appends of a column that is being deleted."""
+        with self.lock:
+            self._pending_appends.pop(id(column), None)
+
+    def flush(self) -> int:
+        """Write every pending append (all columns, one transaction); returns how many."""
+        with self.lock:
+            if not self._pending_appends:
+                return 0
+            batches = [(col._core, values) for col, values in self._pending_appends.values()]
+            self._vault._native.append_batches(batches)
+            count = sum(len(values) for _, values in batches)
+            self._pending_appends.clear()
+            self._nbytes = 0
+            return count
+
+
+class _CacheControls:
+    """enable_cache / flush_cache / disable_cache / cache() / lock_cache() over ``_cache``."""
+
+    _cache: Optional[ColumnCache]
+
+    def _new_cache(self, cap_bytes: int, flush_threshold: int, flush_interval: Optional[float], auto_flush: bool) -> ColumnCache:
+        raise NotImplementedError
+
+    def enable_cache(
+        self,
+        cap_bytes: int = 64 << 20,
+        flush_threshold: int = 16 << 20,
+        flush_interval: Optional[float] = None,
+        auto_flush: bool = True,
+    ) -> None:
+        """Hold appends in memory and write them in batches (see the KVault cache for the
+        flush rules). **Appends held in the cache are lost if the process crashes before a
+        flush.** Every other operation on a column flushes its pending appends first."""
+        new = self._new_cache(cap_bytes, flush_threshold, flush_interval, auto_flush)
+        if self._cache is not None:
+            self.disable_cache()
+        self._cache = new
+
+    def flush_cache(self) -> int:
+        """Write pending appends now (one transaction); returns how many elements."""
+        cache = self._cache
+        return 0 if cache is None else cache.flush()
+
+    def disable_cache(self) -> int:
+        """Flush and stop caching; returns how many elements the final flush wrote."""
+        cache = self._cache
+        if cache is None:
+            return 0
+        cache.stop_daemon()
+        written = cache.flush()
+        self._cache = None
+        return written
+
+    @contextlib.contextmanager
+    def cache(
+        self,
+        cap_bytes: int = 64 << 20,
+        flush_threshold: int = 16 << 20,
+        flush_interval: Optional[float] = None,
+        auto_flush: bool = True,
+    ) -> Iterator[Any]:
+        """Context manager: cache appends inside the block; flush and disable at its end (also
+        when it raises)."""
+        self.enable_cache(cap_bytes, flush_threshold, flush_interval, auto_flush)
+        try:
+            yield self
+        finally:
+            self.disable_cache()
+
+    @contextlib.contextmanager
+    def lock_cache(self) -> Iterator[Any]:
+        """Context manager: no automatic flush happens inside the block."""
+        cache = self._cache
+        if cache is None:
+            yield self
+            return
+        cache.acquire()
+        try:
+            yield self
+        finally:
+            cache.release()
+
+
+class ColumnVault(_CacheControls):
+    """Named, typed columns in a vault file.
+
+    :param kv_or_path: a :class:`KVault` (the columns then live in its file and share its
+        connection) or a path (``str``/``os.PathLike``, or ``":memory:"``).
+    :param min_chunk_bytes: size of a new column's first chunk; chunks double from here...
+    :param max_chunk_bytes: ...up to this size.
+
+    >>> cv = ColumnVault(":memory:")
+    >>> temps = cv.create_column("temps", "f64")
+    >>> temps.extend([23.5, 24.1, 25.0])
+    >>> temps[0], temps[-1], len(temps)
+    (23.5, 25.0, 3)
+    """
+
+    def __init__(
+        self,
+        kv_or_path: Union[KVault, str, "os.PathLike[str]"],
+        min_chunk_bytes: int = 128 << 10,
+        max_chunk_bytes: int = 16 << 20,
+    ) -> None:
+        self._core: Optional[ColumnVaultCore] = None
+        self._cache = None
+        for name, value in (("min_chunk_bytes", min_chunk_bytes), ("max_chunk_bytes", max_chunk_bytes)):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+        if isinstance(kv_or_path, KVault):
+            self._kv: Optional[KVault] = kv_or_path
+            self.path = kv_or_path.path
+            self._core = ColumnVaultCore.from_kvault(kv_or_path._native, min_chunk_bytes, max_chunk_bytes)
+        else:
+            self._kv = None
+            if isinstance(kv_or_path, bytes):
+                kv_or_path = os.fsdecode(kv_or_path)
+            try:
+                path = os.fspath(kv_or_path)
+            except TypeError:
+                raise TypeError(
+                    f"ColumnVault takes a KVault or a path, not {type(kv_or_path).__name__}"
+                ) from None
+            self.path = path
+            self._core = ColumnVaultCore.open(path, min_chunk_bytes, max_chunk_bytes)
+        self._columns: Dict[str, Column] = {}
+        self._lock = threading.RLock()
+
+    @property
+    def _native(self) -> ColumnVaultCore:
+        core = self._core
+        if core is None:
+            raise ClosedError("column vault is closed")
+        return core
+
+    def _new_cache(self, cap_bytes: int, flush_threshold: int, flush_interval: Optional[float], auto_flush: bool) -> ColumnCache:
+        self._native  # noqa: B018 - raises ClosedError when closed
+        return ColumnCache(self, cap_bytes, flush_threshold, flush_interval, auto_flush)
+
+    def __repr__(self) -> str:
+        return f"<ambervault.ColumnVault {self.path!r}>"
+
+    def __enter__(self) -> "ColumnVault":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def _wrap(self, core: ColumnCore, name: str) -> "Column":
+        with self._lock:
+            col = self._columns.get(name)
+            if col is None or col._core is not core:
+                col = Column(self, core, name)
+                self._columns[name] = col
+            return col
+
+    def create_column(self, name: str, dtype: str) -> "Column":
+        """Create a column of ``dtype`` (see ``docs/columns.md`` for the dtype table). An existing
+        name is an :class:`InvalidArgument` error; an unknown dtype too, listing the accepted
+        ones."""
+        if not isinstance(name, str):
+            raise TypeError(f"column names must be str, not {type(name).__name__}")
+        if not isinstance(dtype, str):
+            raise TypeError(f"dtype must be a str, not {type(dtype).__name__}")
+        core = self._native.create(name, dtype)
+        with self._lock:
+            col = Column(self, core, name)
+            self._columns[name] = col
+            return col
+
+    def ensure(self, name: str, dtype: str) -> "Column":
+        """The column ``name``, created with ``dtype`` if missing. If it exists with another dtype,
+        :class:`InvalidArgument`. Returns the same object as ``cv[name]``."""
+        wanted = canonical_dtype(dtype) if isinstance(dtype, str) else dtype
+        if not isinstance(wanted, str):
+            raise TypeError(f"dtype must be a str, not {type(dtype).__name__}")
+        if name in self:
+            col = self[name]
+            if col.dtype != wanted:
+                raise InvalidArgument(f"column {name!r} exists with dtype {col.dtype}, not {wanted}")
+            return col
+        return self.create_column(name, dtype)
+
+    def __getitem__(self, name: str) -> "Column":
+        if not isinstance(name, str):
+            raise TypeError(f"column names must be str, not {type(name).__name__}")
+        with self._lock:
+            col = self._columns.get(name)
+            if col is not None:
+                return col
+        core = self._native.find(name)
+        if core is None:
+            raise NotFound(name)
+        return self._wrap(core, name)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self._native.find(name) is not None
+
+    def list_columns(self) -> List[Tuple[str, str, int]]:
+        """``[(name, dtype, length), ...]`` ordered by name."""
+        self._flush_all()
+        return self._native.list()
+
+    def delete_column(self, name: str) -> bool:
+        """Delete a column and its data; returns whether it existed. Column objects for it raise
+        :class:`NotFound` afterwards."""
+        with self._lock:
+            col = self._columns.pop(name, None)
+        if col is not None:
+            for cache in (self._cache, col._cache):
+                if cache is not None:
+                    cache.discard_column(col)
+        return self._native.delete(name)
+
+    def rename_column(self, old: str, new: str) -> None:
+        """Rename a column; column objects follow the new name."""
+        if not isinstance(new, str):
+            raise TypeError(f"column names must be str, not {type(new).__name__}")
+        self._native.rename(old, new)
+        with self._lock:
+            col = self._columns.pop(old, None)
+            if col is not None:
+                col.name = new
+                col._core.set_name(new)
+                self._columns[new] = col
+
+    def _flush_all(self) -> None:
+        if self._cache is not None:
+            self._cache.flush()
+        for col in list(self._columns.values()):
+            if col._cache is not None:
+                col._cache.flush()
+
+    def checkpoint(self) -> None:
+        """Flush pending appends and copy the WAL into the main file."""
+        self._flush_all()
+        self._native.checkpoint()
+
+    def close(self) -> None:
+        """Flush pending appends and close (a KVault's shared connection stays open). Idempotent."""
+        core = self._core
+        if core is None:
+            return
+        if self._cache is not None:
+            self.disable_cache()
+        for col in list(self._columns.values()):
+            if col._cache is not None:
+                col.disable_cache()
+        core.close()
+        self._core = None
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            if self._cache is not None:
+                self._cache.stop_daemon()
+                self._cache.flush()
+
+
+class Column(MutableSequence, _CacheControls):  # type: ignore[type-arg]
+    """One typed column: a ``MutableSequence`` stored in the vault file.
+
+    Appending and popping at the end are O(1) amortized; inserting or deleting in the middle
+    moves every later element (O(n)). Slices return lists; steps work, negative ones too.
+    """
+
+    def __init__(self, vault: ColumnVault, core: ColumnCore, name: str) -> None:
+        self._vault = vault
+        self._core = core
+        self._cache = None
+        self.name = name
+        self.dtype: str = core.dtype
+        self._width: Optional[int] = core.width
+
+    def _new_cache(self, cap_bytes: int, flush_threshold: int, flush_interval: Optional[float], auto_flush: bool) -> ColumnCache:
+        vault_cache = self._vault._cache
+        if vault_cache is not None and vault_cache.holds(self):
+            vault_cache.flush()
+        return ColumnCache(self._vault, cap_bytes, flush_threshold, flush_interval, auto_flush)
+
+    def __repr__(self) -> str:
+        return f"<ambervault.Column {self.name!r} dtype={self.dtype}>"
+
+    def _sync(self) -> None:
+        """Write this column's pending appends before any other operation."""
+        cache = self._cache
+        if cache is not None and cache.holds(self):
+            cache.flush()
+        cache = self._vault._cache
+        if cache is not None and cache.holds(self):
+            cache.flush()
+
+    # -- size and reads ------------------------------------------------------------------------
+    def __len__(self) -> int:
+        self._sync()
+        return self._core.len()
+
+    def __getitem__(self, idx: Any) -> Any:
+        self._sync()
+        if isinstance(idx, slice):
+            start, stop, step = idx.indices(self._core.len())
+            if step == 1:
+                return self._core.get_range(start, stop) if stop > start else []
+            picked = range(start, stop, step)
+            if not picked:
+                return []
+            lo, hi = min(picked[0], picked[-1]), max(picked[0], picked[-1]) + 1
+            return self._core.get_range(lo, hi)[picked[0] - lo :: step]
+        return self._core.get(_index(idx))
+
+    def __iter__(self) -> Iterator[Any]:
+        self._sync()
+        start = 0
+        while True:
+            page = self._core.get_range(start, start + _PAGE)
+            yield from page
+            if len(page) < _PAGE:
+                return
+            start += _PAGE
+
+    def __reversed__(self) -> Iterator[Any]:
+        self._sync()
+        stop = self._core.len()
+        while stop > 0:
+            start = max(0, stop - _PAGE)
+            yield from reversed(self._core.get_range(start, stop))
+            stop = start
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (list, tuple, Column)):
+            return len(self) == len(other) and all(a == b for a, b in zip(self, other))
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def index(self, value: Any, start: int = 0, stop: Optional[int] = None) -> int:
+        """First index of ``value`` (in ``[start, stop)``); ``ValueError`` if absent."""
+        begin, end, _ = slice(start, stop).indices(len(self))
+        for offset, item in enumerate(self[begin:end]):
+            if item == value:
+                return begin + offset
+        raise ValueError(f"{value!r} is not in column {self.name!r}")
+
+    def count(self, value: Any) -> int:
+        """Number of elements equal to ``value``."""
+        return sum(1 for item in self if item == value)
+
+    def to_numpy(self, start: int = 0, stop: Optional[int] = None) -> Any:
+        """Elements ``start:stop`` as a numpy array of the column's dtype, filled straight from
+        the chunks (variable-width columns give an object array).
+
+        >>> cv = ColumnVault(":memory:"); col = cv.create_column("x", "i32"); col.extend([1, 2, 3])
+        >>> col.to_numpy(1)
+        array([2, 3], dtype=int32)
+        """
+        np = _np()
+        self._sync()
+        begin, end, _ = slice(start, stop).indices(self._core.len())
+        end = max(begin, end)
+        npdtype = _numpy_dtype(self.dtype)
+        if npdtype is None:
+            return np.array(self._core.get_range(begin, end), dtype=object)
+        return np.frombuffer(self._core.get_raw(begin, end), dtype=npdtype)
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> Any:
+        array = self.to_numpy()
+        return array if dtype is None else array.astype(dtype)
+
+    # -- writes --------------------------------------------------------------------------------
+    def _active_cache(self) -> Optional[ColumnCache]:
+        return self._cache if self._cache is not None else self._vault._cache
+
+    def append(self, value: Any) -> None:
+        """Append one element (durable when it returns, unless a cache is active)."""
+        cache = self._active_cache()
+        if cache is None:
+            self._core.append(value)
+            return
+        if isinstance(value, (bytearray, memoryview)):
+            value = bytes(value)
+        size = self._core.validate(value)
+        if not cache.add(self, [value], size):
+            self._core.append(value)
+
+    def extend(self, values: Iterable[Any]) -> None:
+        """Append every element of ``values`` in one transaction. A numpy array (or other typed
+        buffer) of a fixed-width column goes through a bulk path with no per-element Python
+        work. If any element is refused, nothing is written."""
+        if _is_array(values) and self._width is not None:
+            self._sync()
+            self._core.extend_raw(self._as_raw(values))
+            return
+        items = list(values)
+        cache = self._active_cache()
+        if cache is None:
+            self._core.extend(items)
+            return
+        items = [bytes(v) if isinstance(v, (bytearray, memoryview)) else v for v in items]
+        size = sum(self._core.validate(v) for v in items)
+        if not cache.add(self, items, size):
+            self._core.extend(items)
+
+    def _as_raw(self, values: Any) -> Any:
+        """A C-contiguous little-endian buffer of the column's dtype, or an error: integer
+        arrays are range-checked, never wrapped around."""
+        np = _np()
+        target = np.dtype(_numpy_dtype(self.dtype))
+        array = np.asarray(values)
+        if array.dtype == target:
+            return np.ascontiguousarray(array).reshape(-1)
+        if target.kind in "iu" and array.dtype.kind in "iub":
+            if array.size and (array.min() < np.iinfo(target).min or array.max() > np.iinfo(target).max):
+                raise OverflowError(f"array values are out of range for dtype {self.dtype}")
+            return np.ascontiguousarray(array.astype(target)).reshape(-1)
+        if target.kind == "f" and array.dtype.kind in "iubf":
+            converted = array.astype(target)
+            if np.isinf(converted).sum() != np.isinf(array).sum():
+                raise OverflowError(f"array values are out of range for dtype {self.dtype}")
+            return np.ascontiguousarray(converted).reshape(-1)
+        if target.kind == "b" and array.dtype.kind == "b":
+            return np.ascontiguousarray(array.astype(target)).reshape(-1)
+        if target.kind == "S" and array.dtype.kind == "S":
+            if array.dtype.itemsize > target.itemsize:
+                raise ValueError(f"array items are longer than the column's {target.itemsize} bytes")
+            return np.ascontiguousarray(array.astype(target)).reshape(-1)
+        raise TypeError(f"cannot store an array of {array.dtype} in a column of dtype {self.dtype}")
+
+    def __setitem__(self, idx: Any, value: Any) -> None:
+        self._sync()
+        if isinstance(idx, slice):
+            start, stop, step = idx.indices(self._core.len())
+            picked = range(start, stop, step)
+            if step == 1 and _is_array(value) and self._width is not None:
+                raw = self._as_raw(value)
+                if len(raw) != len(picked):
+                    raise ValueError(f"length mismatch: slice has {len(picked)} elements, got {len(raw)}")
+                self._core.set_raw(start, raw)
+                return
+            values = list(value)
+            if len(values) != len(picked):
+                raise ValueError(f"length mismatch: slice has {len(picked)} elements, got {len(values)}")
+            if not values:
+                return
+            if step == 1:
+                self._core.set_range(start, values)
+            else:
+                self._core.set_at(list(picked), values)
+            return
+        i = _index(idx)
+        n = self._core.len()
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError(f"column index out of range (index {idx}, length {n})")
+        self._core.set_range(i, [value])
+
+    def __delitem__(self, idx: Any) -> None:
+        self._sync()
+        if isinstance(idx, slice):
+            start, stop, step = idx.indices(self._core.len())
+            if step == 1:
+                if stop > start:
+                    self._core.delete_range(start, stop)
+                return
+            picked = list(range(start, stop, step))
+            if picked:
+                self._core.delete_at(picked)
+            return
+        i = _index(idx)
+        n = self._core.len()
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError(f"column index out of range (index {idx}, length {n})")
+        self._core.delete_range(i, i + 1)
+
+    def insert(self, index: int, value: Any) -> None:
+        """Insert before ``index`` (clamped like ``list.insert``); O(n) except at the end."""
+        self._sync()
+        i = _index(index)
+        n = self._core.len()
+        if i < 0:
+            i = max(0, i + n)
+        self._core.insert(min(i, n), value)
+
+    def pop(self, index: int = -1) -> Any:
+        """Remove and return the element at ``index`` (the last by default)."""
+        self._sync()
+        i = _index(index)
+        n = self._core.len()
+        if n == 0:
+            raise IndexError("pop from empty column")
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError(f"column index out of range (index {index}, length {n})")
+        return self._core.pop(i)
+
+    def clear(self) -> None:
+        """Remove every element."""
+        self._sync()
+        self._core.delete_range(0, self._core.len())

@@ -1,0 +1,514 @@
+//! `ColumnVaultCore` and `ColumnCore`: the native halves of the Python `ColumnVault` and
+//! `Column`. Elements are converted here (Python objects <-> little-endian element bytes);
+//! storage logic lives in the `columnar` crate.
+
+use std::sync::{Arc, Mutex};
+
+use columnar::{ChunkPlan, Columns, DType, Elements, ReadOut};
+use kvault::{Location, Store, StoreOptions};
+use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyByteArray, PyBytes, PyList, PyString};
+
+use crate::convert::{type_name, value_from_py};
+use crate::errors::{BindingError, InvalidArgument};
+use crate::kvault_py::{lock, PyKVault, SharedStore};
+
+fn run<T: Send>(
+    py: Python<'_>,
+    store: &SharedStore,
+    op: impl FnOnce(&mut Store) -> columnar::Result<T> + Send,
+) -> Result<T, BindingError> {
+    Ok(py.detach(|| op(&mut lock(store)))?)
+}
+
+/// Encoded elements, owned.
+enum Encoded {
+    Fixed(Vec<u8>),
+    Var(Vec<Vec<u8>>),
+}
+
+impl Encoded {
+    fn with_elements<T>(&self, f: impl FnOnce(Elements<'_>) -> T) -> T {
+        match self {
+            Encoded::Fixed(raw) => f(Elements::Fixed(raw)),
+            Encoded::Var(items) => {
+                let refs: Vec<&[u8]> = items.iter().map(Vec::as_slice).collect();
+                f(Elements::Var(&refs))
+            }
+        }
+    }
+}
+
+fn overflow(value: &Bound<'_, PyAny>, dtype: DType) -> BindingError {
+    BindingError::Py(PyOverflowError::new_err(format!(
+        "value {} is out of range for dtype {}",
+        value.repr().map_or_else(|_| "?".to_string(), |r| r.to_string()),
+        dtype.name()
+    )))
+}
+
+fn wrong_type(value: &Bound<'_, PyAny>, dtype: DType, expected: &str) -> BindingError {
+    BindingError::Py(PyTypeError::new_err(format!(
+        "column of dtype {} takes {expected}, not {}",
+        dtype.name(),
+        type_name(value)
+    )))
+}
+
+fn extract_int<T: TryFrom<i128>>(value: &Bound<'_, PyAny>, dtype: DType) -> Result<T, BindingError> {
+    if value.is_instance_of::<PyString>() || value.is_instance_of::<PyBytes>() {
+        return Err(wrong_type(value, dtype, "integers"));
+    }
+    let wide: i128 = match value.extract::<i128>() {
+        Ok(v) => v,
+        Err(err) if err.is_instance_of::<PyOverflowError>(value.py()) => return Err(overflow(value, dtype)),
+        Err(_) => return Err(wrong_type(value, dtype, "integers")),
+    };
+    T::try_from(wide).map_err(|_| overflow(value, dtype))
+}
+
+fn extract_float(value: &Bound<'_, PyAny>, dtype: DType) -> Result<f64, BindingError> {
+    if value.is_instance_of::<PyString>() || value.is_instance_of::<PyBytes>() {
+        return Err(wrong_type(value, dtype, "numbers"));
+    }
+    value.extract::<f64>().map_err(|err| {
+        if err.is_instance_of::<PyOverflowError>(value.py()) {
+            overflow(value, dtype)
+        } else {
+            wrong_type(value, dtype, "numbers")
+        }
+    })
+}
+
+/// Appends one element's encoding to `out` (fixed) or returns it (variable).
+fn encode_fixed(dtype: DType, value: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> Result<(), BindingError> {
+    match dtype {
+        DType::I8 => out.extend_from_slice(&extract_int::<i8>(value, dtype)?.to_le_bytes()),
+        DType::I16 => out.extend_from_slice(&extract_int::<i16>(value, dtype)?.to_le_bytes()),
+        DType::I32 => out.extend_from_slice(&extract_int::<i32>(value, dtype)?.to_le_bytes()),
+        DType::I64 => out.extend_from_slice(&extract_int::<i64>(value, dtype)?.to_le_bytes()),
+        DType::U8 => out.extend_from_slice(&extract_int::<u8>(value, dtype)?.to_le_bytes()),
+        DType::U16 => out.extend_from_slice(&extract_int::<u16>(value, dtype)?.to_le_bytes()),
+        DType::U32 => out.extend_from_slice(&extract_int::<u32>(value, dtype)?.to_le_bytes()),
+        DType::U64 => out.extend_from_slice(&extract_int::<u64>(value, dtype)?.to_le_bytes()),
+        DType::F64 => out.extend_from_slice(&extract_float(value, dtype)?.to_le_bytes()),
+        DType::F32 => {
+            let v = extract_float(value, dtype)?;
+            if v.is_finite() && v.abs() > f64::from(f32::MAX) {
+                return Err(overflow(value, dtype));
+            }
+            #[allow(clippy::cast_possible_truncation)]
+            out.extend_from_slice(&(v as f32).to_le_bytes());
+        }
+        DType::Bool => {
+            if let Ok(b) = value.cast::<PyBool>() {
+                out.push(u8::from(b.is_true()));
+            } else {
+                match extract_int::<u8>(value, dtype) {
+                    Ok(v @ (0 | 1)) => out.push(v),
+                    _ => return Err(wrong_type(value, dtype, "True/False (or 0/1)")),
+                }
+            }
+        }
+        DType::FixedBytes(n) => {
+            let bytes = bytes_like(value, dtype)?;
+            let n = n as usize;
+            if bytes.len() > n {
+                return Err(BindingError::Py(PyValueError::new_err(format!(
+                    "value of {} bytes is longer than the column's fixed width of {n} bytes",
+                    bytes.len()
+                ))));
+            }
+            out.extend_from_slice(&bytes);
+            out.resize(out.len() + (n - bytes.len()), 0);
+        }
+        DType::Bytes | DType::Str => unreachable!("variable-width dtype in encode_fixed"),
+    }
+    Ok(())
+}
+
+fn bytes_like(value: &Bound<'_, PyAny>, dtype: DType) -> Result<Vec<u8>, BindingError> {
+    value_from_py(value)
+        .map(std::borrow::Cow::into_owned)
+        .map_err(|_| wrong_type(value, dtype, "bytes-like values"))
+}
+
+fn encode_var(dtype: DType, value: &Bound<'_, PyAny>) -> Result<Vec<u8>, BindingError> {
+    if dtype == DType::Str {
+        let text = value.cast::<PyString>().map_err(|_| wrong_type(value, dtype, "str values"))?;
+        return Ok(text.to_cow()?.into_owned().into_bytes());
+    }
+    bytes_like(value, dtype)
+}
+
+fn encode_values<'py>(
+    dtype: DType,
+    values: impl Iterator<Item = Bound<'py, PyAny>>,
+) -> Result<Encoded, BindingError> {
+    match dtype.fixed_width() {
+        Some(w) => {
+            let (low, _) = values.size_hint();
+            let mut out = Vec::with_capacity(low * w);
+            for value in values {
+                encode_fixed(dtype, &value, &mut out)?;
+            }
+            Ok(Encoded::Fixed(out))
+        }
+        None => Ok(Encoded::Var(values.map(|v| encode_var(dtype, &v)).collect::<Result<_, _>>()?)),
+    }
+}
+
+fn decode(py: Python<'_>, dtype: DType, raw: &[u8]) -> PyResult<Py<PyAny>> {
+    fn arr<const N: usize>(raw: &[u8]) -> [u8; N] {
+        raw.try_into().expect("element width checked by the caller")
+    }
+    Ok(match dtype {
+        DType::I8 => i8::from_le_bytes(arr(raw)).into_pyobject(py)?.into_any().unbind(),
+        DType::I16 => i16::from_le_bytes(arr(raw)).into_pyobject(py)?.into_any().unbind(),
+        DType::I32 => i32::from_le_bytes(arr(raw)).into_pyobject(py)?.into_any().unbind(),
+        DType::I64 => i64::from_le_bytes(arr(raw)).into_pyobject(py)?.into_any().unbind(),
+        DType::U8 => raw[0].into_pyobject(py)?.into_any().unbind(),
+        DType::U16 => u16::from_le_bytes(arr(raw)).into_pyobject(py)?.into_any().unbind(),
+        DType::U32 => u32::from_le_bytes(arr(raw)).into_pyobject(py)?.into_any().unbind(),
+        DType::U64 => u64::from_le_bytes(arr(raw)).into_pyobject(py)?.into_any().unbind(),
+        DType::F32 => f64::from(f32::from_le_bytes(arr(raw))).into_pyobject(py)?.into_any().unbind(),
+        DType::F64 => f64::from_le_bytes(arr(raw)).into_pyobject(py)?.into_any().unbind(),
+        DType::Bool => PyBool::new(py, raw[0] != 0).to_owned().into_any().unbind(),
+        DType::FixedBytes(_) | DType::Bytes => PyBytes::new(py, raw).into_any().unbind(),
+        DType::Str => match std::str::from_utf8(raw) {
+            Ok(text) => PyString::new(py, text).into_any().unbind(),
+            Err(_) => {
+                return Err(crate::errors::CorruptionError::new_err(
+                    "a str column holds bytes that are not UTF-8",
+                ))
+            }
+        },
+    })
+}
+
+fn decode_all(py: Python<'_>, dtype: DType, out: &ReadOut) -> PyResult<Vec<Py<PyAny>>> {
+    match out {
+        ReadOut::Fixed(raw) => {
+            let w = dtype.fixed_width().unwrap_or(1).max(1);
+            raw.chunks_exact(w).map(|e| decode(py, dtype, e)).collect()
+        }
+        ReadOut::Var { ends, data } => {
+            let mut prev = 0usize;
+            ends.iter()
+                .map(|&end| {
+                    let end = usize::try_from(end).unwrap_or(usize::MAX).min(data.len());
+                    let item = decode(py, dtype, &data[prev.min(end)..end]);
+                    prev = end;
+                    item
+                })
+                .collect()
+        }
+    }
+}
+
+fn to_u64(name: &str, value: i64) -> Result<u64, BindingError> {
+    u64::try_from(value).map_err(|_| {
+        BindingError::Py(InvalidArgument::new_err(format!("{name} must be >= 0, not {value}")))
+    })
+}
+
+/// The native column store of one vault file.
+#[pyclass(module = "ambervault._ambervault", name = "ColumnVaultCore", frozen)]
+pub struct PyColumnVault {
+    store: SharedStore,
+    plan: ChunkPlan,
+    owns_store: bool,
+}
+
+#[pymethods]
+impl PyColumnVault {
+    /// Opens the column store of the file at `path` (or `":memory:"`) with its own connection.
+    #[staticmethod]
+    fn open(py: Python<'_>, path: std::path::PathBuf, min_chunk: i64, max_chunk: i64) -> Result<Self, BindingError> {
+        let plan = ChunkPlan::new(to_u64("min_chunk_bytes", min_chunk)?, to_u64("max_chunk_bytes", max_chunk)?)?;
+        let store = py.detach(move || -> columnar::Result<Store> {
+            let mut store = Store::open(Location::from_path(&path), StoreOptions::default())?;
+            Columns::ensure_schema(&mut store)?;
+            Ok(store)
+        })?;
+        Ok(Self { store: Arc::new(Mutex::new(store)), plan, owns_store: true })
+    }
+
+    /// The column store of a KVault's file, sharing its connection (and so its transactions).
+    #[staticmethod]
+    fn from_kvault(py: Python<'_>, kv: &Bound<'_, PyKVault>, min_chunk: i64, max_chunk: i64) -> Result<Self, BindingError> {
+        let plan = ChunkPlan::new(to_u64("min_chunk_bytes", min_chunk)?, to_u64("max_chunk_bytes", max_chunk)?)?;
+        let store = kv.get().shared_store();
+        run(py, &store, Columns::ensure_schema)?;
+        Ok(Self { store, plan, owns_store: false })
+    }
+
+    /// Creates a column; returns its core.
+    fn create(&self, py: Python<'_>, name: String, dtype: &str) -> Result<PyColumn, BindingError> {
+        let dtype = DType::parse(dtype)?;
+        let plan = self.plan;
+        let meta = run(py, &self.store, |s| Columns::create(s, &name, dtype, plan))?;
+        Ok(self.column(meta.id, meta.name, meta.dtype))
+    }
+
+    /// The core of column `name`, or None.
+    fn find(&self, py: Python<'_>, name: String) -> Result<Option<PyColumn>, BindingError> {
+        let meta = run(py, &self.store, |s| Columns::find(s, &name))?;
+        Ok(meta.map(|m| self.column(m.id, m.name, m.dtype)))
+    }
+
+    /// `[(name, dtype, length)]` ordered by name.
+    fn list(&self, py: Python<'_>) -> Result<Vec<(String, String, u64)>, BindingError> {
+        let metas = run(py, &self.store, Columns::list)?;
+        Ok(metas.into_iter().map(|m| (m.name, m.dtype.name(), m.len)).collect())
+    }
+
+    /// Deletes a column; returns whether it existed.
+    fn delete(&self, py: Python<'_>, name: String) -> Result<bool, BindingError> {
+        run(py, &self.store, |s| Columns::delete(s, &name))
+    }
+
+    /// Renames a column.
+    fn rename(&self, py: Python<'_>, old: String, new: String) -> Result<(), BindingError> {
+        run(py, &self.store, |s| Columns::rename(s, &old, &new))
+    }
+
+    /// Appends `values` (a list) to each column in one transaction: all or nothing.
+    fn append_batches(&self, py: Python<'_>, batches: Vec<(Py<PyColumn>, Bound<'_, PyList>)>) -> Result<Vec<u64>, BindingError> {
+        let mut encoded = Vec::with_capacity(batches.len());
+        for (column, values) in &batches {
+            let column = column.get();
+            if !Arc::ptr_eq(&column.store, &self.store) {
+                return Err(BindingError::Py(InvalidArgument::new_err(
+                    "all columns of a batch must belong to this ColumnVault",
+                )));
+            }
+            encoded.push((column.id, column.name(), encode_values(column.dtype, values.iter())?));
+        }
+        run(py, &self.store, |s| {
+            let mut parts: Vec<(i64, &str, Elements<'_>)> = Vec::with_capacity(encoded.len());
+            let refs: Vec<Vec<&[u8]>> = encoded
+                .iter()
+                .map(|(_, _, e)| match e {
+                    Encoded::Var(items) => items.iter().map(Vec::as_slice).collect(),
+                    Encoded::Fixed(_) => Vec::new(),
+                })
+                .collect();
+            for ((id, name, e), r) in encoded.iter().zip(&refs) {
+                parts.push((*id, name.as_str(), match e {
+                    Encoded::Fixed(raw) => Elements::Fixed(raw),
+                    Encoded::Var(_) => Elements::Var(r),
+                }));
+            }
+            Columns::append_many(s, &parts)
+        })
+    }
+
+    /// Copies the WAL into the main file.
+    fn checkpoint(&self, py: Python<'_>) -> Result<(), BindingError> {
+        Ok(py.detach(|| lock(&self.store).checkpoint())?)
+    }
+
+    /// Closes the connection if this column store opened it (a KVault's stays open).
+    fn close(&self, py: Python<'_>) -> Result<(), BindingError> {
+        if self.owns_store {
+            py.detach(|| lock(&self.store).close())?;
+        }
+        Ok(())
+    }
+
+    /// Whether the underlying connection is closed.
+    #[getter]
+    fn closed(&self) -> bool {
+        lock(&self.store).is_closed()
+    }
+}
+
+impl PyColumnVault {
+    fn column(&self, id: i64, name: String, dtype: DType) -> PyColumn {
+        PyColumn { store: Arc::clone(&self.store), id, name: Mutex::new(name), dtype }
+    }
+}
+
+/// The native half of one column.
+#[pyclass(module = "ambervault._ambervault", name = "ColumnCore", frozen)]
+pub struct PyColumn {
+    store: SharedStore,
+    id: i64,
+    name: Mutex<String>,
+    dtype: DType,
+}
+
+impl PyColumn {
+    fn name(&self) -> String {
+        self.name.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+}
+
+#[pymethods]
+impl PyColumn {
+    /// Canonical dtype string.
+    #[getter]
+    fn dtype(&self) -> String {
+        self.dtype.name()
+    }
+
+    /// Fixed element width in bytes, or None for variable-width dtypes.
+    #[getter]
+    fn width(&self) -> Option<usize> {
+        self.dtype.fixed_width()
+    }
+
+    /// Records a rename done through the vault.
+    fn set_name(&self, name: String) {
+        *self.name.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = name;
+    }
+
+    /// Number of elements.
+    fn len(&self, py: Python<'_>) -> Result<u64, BindingError> {
+        let name = self.name();
+        let id = self.id;
+        Ok(run(py, &self.store, |s| Columns::meta(s, id, &name))?.len)
+    }
+
+    /// Element `index` (negative counts from the end).
+    fn get(&self, py: Python<'_>, index: i64) -> Result<Py<PyAny>, BindingError> {
+        let name = self.name();
+        let id = self.id;
+        let out = run(py, &self.store, |s| Columns::read_index(s, id, &name, index))?;
+        Ok(decode_all(py, self.dtype, &out)?.pop().expect("one element read"))
+    }
+
+    /// Elements `start..stop` (clamped) as a list.
+    fn get_range(&self, py: Python<'_>, start: i64, stop: i64) -> Result<Vec<Py<PyAny>>, BindingError> {
+        let (start, stop) = (to_u64("start", start)?, to_u64("stop", stop)?);
+        let name = self.name();
+        let id = self.id;
+        let out = run(py, &self.store, |s| Columns::read(s, id, &name, start, stop))?;
+        Ok(decode_all(py, self.dtype, &out)?)
+    }
+
+    /// Raw little-endian bytes of fixed-width elements `start..stop`, in a new bytearray.
+    fn get_raw<'py>(&self, py: Python<'py>, start: i64, stop: i64) -> Result<Bound<'py, PyByteArray>, BindingError> {
+        let (start, stop) = (to_u64("start", start)?, to_u64("stop", stop)?);
+        let name = self.name();
+        let id = self.id;
+        match run(py, &self.store, |s| Columns::read(s, id, &name, start, stop))? {
+            ReadOut::Fixed(raw) => Ok(PyByteArray::new(py, &raw)),
+            ReadOut::Var { .. } => Err(BindingError::Py(PyTypeError::new_err(
+                "raw element bytes exist only for fixed-width dtypes",
+            ))),
+        }
+    }
+
+    /// Checks (and sizes) one element without writing it: the byte size it will take.
+    fn validate(&self, value: &Bound<'_, PyAny>) -> Result<usize, BindingError> {
+        Ok(match encode_values(self.dtype, std::iter::once(value.clone()))? {
+            Encoded::Fixed(raw) => raw.len(),
+            Encoded::Var(items) => items[0].len() + 8,
+        })
+    }
+
+    /// Appends one element.
+    fn append(&self, py: Python<'_>, value: &Bound<'_, PyAny>) -> Result<u64, BindingError> {
+        let encoded = encode_values(self.dtype, std::iter::once(value.clone()))?;
+        self.write_append(py, &encoded)
+    }
+
+    /// Appends every element of a list (converted first: a bad element writes nothing).
+    fn extend(&self, py: Python<'_>, values: &Bound<'_, PyList>) -> Result<u64, BindingError> {
+        let encoded = encode_values(self.dtype, values.iter())?;
+        self.write_append(py, &encoded)
+    }
+
+    /// Appends fixed-width elements given as raw little-endian bytes (a numpy buffer).
+    fn extend_raw(&self, py: Python<'_>, raw: &Bound<'_, PyAny>) -> Result<u64, BindingError> {
+        let raw = value_from_py(raw)?;
+        let name = self.name();
+        let id = self.id;
+        run(py, &self.store, |s| Columns::append(s, id, &name, Elements::Fixed(&raw)))
+    }
+
+    /// Overwrites elements from `start` with the list `values`.
+    fn set_range(&self, py: Python<'_>, start: i64, values: &Bound<'_, PyList>) -> Result<(), BindingError> {
+        let start = to_u64("start", start)?;
+        let encoded = encode_values(self.dtype, values.iter())?;
+        let name = self.name();
+        let id = self.id;
+        run(py, &self.store, |s| encoded.with_elements(|e| Columns::set(s, id, &name, start, e)))
+    }
+
+    /// Overwrites fixed-width elements from `start` with raw little-endian bytes.
+    fn set_raw(&self, py: Python<'_>, start: i64, raw: &Bound<'_, PyAny>) -> Result<(), BindingError> {
+        let start = to_u64("start", start)?;
+        let raw = value_from_py(raw)?;
+        let name = self.name();
+        let id = self.id;
+        run(py, &self.store, |s| Columns::set(s, id, &name, start, Elements::Fixed(&raw)))
+    }
+
+    /// Overwrites the elements at `indices` with `values` (same length), in one transaction.
+    fn set_at(&self, py: Python<'_>, indices: Vec<u64>, values: &Bound<'_, PyList>) -> Result<(), BindingError> {
+        let encoded = encode_values(self.dtype, values.iter())?;
+        let name = self.name();
+        let id = self.id;
+        run(py, &self.store, |s| encoded.with_elements(|e| Columns::set_at(s, id, &name, &indices, e)))
+    }
+
+    /// Inserts one element before `index` (0 <= index <= len).
+    fn insert(&self, py: Python<'_>, index: i64, value: &Bound<'_, PyAny>) -> Result<(), BindingError> {
+        let at = to_u64("index", index)?;
+        let encoded = encode_values(self.dtype, std::iter::once(value.clone()))?;
+        let name = self.name();
+        let id = self.id;
+        run(py, &self.store, |s| encoded.with_elements(|e| Columns::insert(s, id, &name, at, e)))
+    }
+
+    /// Deletes elements `start..stop` (clamped).
+    fn delete_range(&self, py: Python<'_>, start: i64, stop: i64) -> Result<u64, BindingError> {
+        let (start, stop) = (to_u64("start", start)?, to_u64("stop", stop)?);
+        let name = self.name();
+        let id = self.id;
+        run(py, &self.store, |s| Columns::delete_range(s, id, &name, start, stop))
+    }
+
+    /// Deletes the elements at `indices`, in one transaction.
+    fn delete_at(&self, py: Python<'_>, indices: Vec<u64>) -> Result<(), BindingError> {
+        let name = self.name();
+        let id = self.id;
+        run(py, &self.store, |s| Columns::delete_at(s, id, &name, &indices))
+    }
+
+    /// Removes and returns element `index` (non-negative, in range).
+    fn pop(&self, py: Python<'_>, index: i64) -> Result<Py<PyAny>, BindingError> {
+        let index = to_u64("index", index)?;
+        let name = self.name();
+        let id = self.id;
+        let out = run(py, &self.store, |s| Columns::pop(s, id, &name, index))?;
+        Ok(decode_all(py, self.dtype, &out)?.pop().expect("one element popped"))
+    }
+}
+
+impl PyColumn {
+    fn write_append(&self, py: Python<'_>, encoded: &Encoded) -> Result<u64, BindingError> {
+        let name = self.name();
+        let id = self.id;
+        run(py, &self.store, |s| encoded.with_elements(|e| Columns::append(s, id, &name, e)))
+    }
+}
+
+/// The canonical form of a dtype string (`str:utf8` -> `str`); `InvalidArgument` if unknown.
+#[pyfunction]
+fn canonical_dtype(dtype: &str) -> Result<String, BindingError> {
+    Ok(DType::parse(dtype)?.name())
+}
+
+/// Adds this file's classes to the module.
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(canonical_dtype, m)?)?;
+    m.add_class::<PyColumnVault>()?;
+    m.add_class::<PyColumn>()?;
+    m.add("ACCEPTED_DTYPES", columnar::ACCEPTED_DTYPES)?;
+    Ok(())
+}
