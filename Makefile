@@ -21,7 +21,7 @@ demo: develop
 	$(BIN)/python examples/demo.py
 
 test-rust:
-	cargo test -p kvault
+	cargo test -p kvault -p columnar
 
 test-python: develop
 	$(BIN)/python -m pytest

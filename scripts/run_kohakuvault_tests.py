@@ -101,7 +101,7 @@ def main() -> int:
     shim_dir.mkdir(parents=True, exist_ok=True)
     (shim_dir / "__init__.py").write_text(SHIM)
     (shim_dir / "column_proxy.py").write_text("from ambervault import Column, ColumnVault  # noqa: F401\n")
-    (WORK / "pytest.ini").write_text("[pytest]\n")
+    (WORK / "pytest.ini").write_text("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
     env = dict(os.environ, PYTHONPATH=str(WORK / "shim"))
     cmd = [
         sys.executable,

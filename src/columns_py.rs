@@ -43,7 +43,9 @@ impl Encoded {
 fn overflow(value: &Bound<'_, PyAny>, dtype: DType) -> BindingError {
     BindingError::Py(PyOverflowError::new_err(format!(
         "value {} is out of range for dtype {}",
-        value.repr().map_or_else(|_| "?".to_string(), |r| r.to_string()),
+        value
+            .repr()
+            .map_or_else(|_| "?".to_string(), |r| r.to_string()),
         dtype.name()
     )))
 }
@@ -56,13 +58,18 @@ fn wrong_type(value: &Bound<'_, PyAny>, dtype: DType, expected: &str) -> Binding
     )))
 }
 
-fn extract_int<T: TryFrom<i128>>(value: &Bound<'_, PyAny>, dtype: DType) -> Result<T, BindingError> {
+fn extract_int<T: TryFrom<i128>>(
+    value: &Bound<'_, PyAny>,
+    dtype: DType,
+) -> Result<T, BindingError> {
     if value.is_instance_of::<PyString>() || value.is_instance_of::<PyBytes>() {
         return Err(wrong_type(value, dtype, "integers"));
     }
     let wide: i128 = match value.extract::<i128>() {
         Ok(v) => v,
-        Err(err) if err.is_instance_of::<PyOverflowError>(value.py()) => return Err(overflow(value, dtype)),
+        Err(err) if err.is_instance_of::<PyOverflowError>(value.py()) => {
+            return Err(overflow(value, dtype))
+        }
         Err(_) => return Err(wrong_type(value, dtype, "integers")),
     };
     T::try_from(wide).map_err(|_| overflow(value, dtype))
@@ -82,7 +89,11 @@ fn extract_float(value: &Bound<'_, PyAny>, dtype: DType) -> Result<f64, BindingE
 }
 
 /// Appends one element's encoding to `out` (fixed) or returns it (variable).
-fn encode_fixed(dtype: DType, value: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> Result<(), BindingError> {
+fn encode_fixed(
+    dtype: DType,
+    value: &Bound<'_, PyAny>,
+    out: &mut Vec<u8>,
+) -> Result<(), BindingError> {
     match dtype {
         DType::I8 => out.extend_from_slice(&extract_int::<i8>(value, dtype)?.to_le_bytes()),
         DType::I16 => out.extend_from_slice(&extract_int::<i16>(value, dtype)?.to_le_bytes()),
@@ -136,7 +147,9 @@ fn bytes_like(value: &Bound<'_, PyAny>, dtype: DType) -> Result<Vec<u8>, Binding
 
 fn encode_var(dtype: DType, value: &Bound<'_, PyAny>) -> Result<Vec<u8>, BindingError> {
     if dtype == DType::Str {
-        let text = value.cast::<PyString>().map_err(|_| wrong_type(value, dtype, "str values"))?;
+        let text = value
+            .cast::<PyString>()
+            .map_err(|_| wrong_type(value, dtype, "str values"))?;
         return Ok(text.to_cow()?.into_owned().into_bytes());
     }
     bytes_like(value, dtype)
@@ -155,7 +168,11 @@ fn encode_values<'py>(
             }
             Ok(Encoded::Fixed(out))
         }
-        None => Ok(Encoded::Var(values.map(|v| encode_var(dtype, &v)).collect::<Result<_, _>>()?)),
+        None => Ok(Encoded::Var(
+            values
+                .map(|v| encode_var(dtype, &v))
+                .collect::<Result<_, _>>()?,
+        )),
     }
 }
 
@@ -164,16 +181,43 @@ fn decode(py: Python<'_>, dtype: DType, raw: &[u8]) -> PyResult<Py<PyAny>> {
         raw.try_into().expect("element width checked by the caller")
     }
     Ok(match dtype {
-        DType::I8 => i8::from_le_bytes(arr(raw)).into_pyobject(py)?.into_any().unbind(),
-        DType::I16 => i16::from_le_bytes(arr(raw)).into_pyobject(py)?.into_any().unbind(),
-        DType::I32 => i32::from_le_bytes(arr(raw)).into_pyobject(py)?.into_any().unbind(),
-        DType::I64 => i64::from_le_bytes(arr(raw)).into_pyobject(py)?.into_any().unbind(),
+        DType::I8 => i8::from_le_bytes(arr(raw))
+            .into_pyobject(py)?
+            .into_any()
+            .unbind(),
+        DType::I16 => i16::from_le_bytes(arr(raw))
+            .into_pyobject(py)?
+            .into_any()
+            .unbind(),
+        DType::I32 => i32::from_le_bytes(arr(raw))
+            .into_pyobject(py)?
+            .into_any()
+            .unbind(),
+        DType::I64 => i64::from_le_bytes(arr(raw))
+            .into_pyobject(py)?
+            .into_any()
+            .unbind(),
         DType::U8 => raw[0].into_pyobject(py)?.into_any().unbind(),
-        DType::U16 => u16::from_le_bytes(arr(raw)).into_pyobject(py)?.into_any().unbind(),
-        DType::U32 => u32::from_le_bytes(arr(raw)).into_pyobject(py)?.into_any().unbind(),
-        DType::U64 => u64::from_le_bytes(arr(raw)).into_pyobject(py)?.into_any().unbind(),
-        DType::F32 => f64::from(f32::from_le_bytes(arr(raw))).into_pyobject(py)?.into_any().unbind(),
-        DType::F64 => f64::from_le_bytes(arr(raw)).into_pyobject(py)?.into_any().unbind(),
+        DType::U16 => u16::from_le_bytes(arr(raw))
+            .into_pyobject(py)?
+            .into_any()
+            .unbind(),
+        DType::U32 => u32::from_le_bytes(arr(raw))
+            .into_pyobject(py)?
+            .into_any()
+            .unbind(),
+        DType::U64 => u64::from_le_bytes(arr(raw))
+            .into_pyobject(py)?
+            .into_any()
+            .unbind(),
+        DType::F32 => f64::from(f32::from_le_bytes(arr(raw)))
+            .into_pyobject(py)?
+            .into_any()
+            .unbind(),
+        DType::F64 => f64::from_le_bytes(arr(raw))
+            .into_pyobject(py)?
+            .into_any()
+            .unbind(),
         DType::Bool => PyBool::new(py, raw[0] != 0).to_owned().into_any().unbind(),
         DType::FixedBytes(_) | DType::Bytes => PyBytes::new(py, raw).into_any().unbind(),
         DType::Str => match std::str::from_utf8(raw) {
@@ -209,7 +253,9 @@ fn decode_all(py: Python<'_>, dtype: DType, out: &ReadOut) -> PyResult<Vec<Py<Py
 
 fn to_u64(name: &str, value: i64) -> Result<u64, BindingError> {
     u64::try_from(value).map_err(|_| {
-        BindingError::Py(InvalidArgument::new_err(format!("{name} must be >= 0, not {value}")))
+        BindingError::Py(InvalidArgument::new_err(format!(
+            "{name} must be >= 0, not {value}"
+        )))
     })
 }
 
@@ -225,23 +271,47 @@ pub struct PyColumnVault {
 impl PyColumnVault {
     /// Opens the column store of the file at `path` (or `":memory:"`) with its own connection.
     #[staticmethod]
-    fn open(py: Python<'_>, path: std::path::PathBuf, min_chunk: i64, max_chunk: i64) -> Result<Self, BindingError> {
-        let plan = ChunkPlan::new(to_u64("min_chunk_bytes", min_chunk)?, to_u64("max_chunk_bytes", max_chunk)?)?;
+    fn open(
+        py: Python<'_>,
+        path: std::path::PathBuf,
+        min_chunk: i64,
+        max_chunk: i64,
+    ) -> Result<Self, BindingError> {
+        let plan = ChunkPlan::new(
+            to_u64("min_chunk_bytes", min_chunk)?,
+            to_u64("max_chunk_bytes", max_chunk)?,
+        )?;
         let store = py.detach(move || -> columnar::Result<Store> {
             let mut store = Store::open(Location::from_path(&path), StoreOptions::default())?;
             Columns::ensure_schema(&mut store)?;
             Ok(store)
         })?;
-        Ok(Self { store: Arc::new(Mutex::new(store)), plan, owns_store: true })
+        Ok(Self {
+            store: Arc::new(Mutex::new(store)),
+            plan,
+            owns_store: true,
+        })
     }
 
     /// The column store of a KVault's file, sharing its connection (and so its transactions).
     #[staticmethod]
-    fn from_kvault(py: Python<'_>, kv: &Bound<'_, PyKVault>, min_chunk: i64, max_chunk: i64) -> Result<Self, BindingError> {
-        let plan = ChunkPlan::new(to_u64("min_chunk_bytes", min_chunk)?, to_u64("max_chunk_bytes", max_chunk)?)?;
+    fn from_kvault(
+        py: Python<'_>,
+        kv: &Bound<'_, PyKVault>,
+        min_chunk: i64,
+        max_chunk: i64,
+    ) -> Result<Self, BindingError> {
+        let plan = ChunkPlan::new(
+            to_u64("min_chunk_bytes", min_chunk)?,
+            to_u64("max_chunk_bytes", max_chunk)?,
+        )?;
         let store = kv.get().shared_store();
         run(py, &store, Columns::ensure_schema)?;
-        Ok(Self { store, plan, owns_store: false })
+        Ok(Self {
+            store,
+            plan,
+            owns_store: false,
+        })
     }
 
     /// Creates a column; returns its core.
@@ -261,7 +331,10 @@ impl PyColumnVault {
     /// `[(name, dtype, length)]` ordered by name.
     fn list(&self, py: Python<'_>) -> Result<Vec<(String, String, u64)>, BindingError> {
         let metas = run(py, &self.store, Columns::list)?;
-        Ok(metas.into_iter().map(|m| (m.name, m.dtype.name(), m.len)).collect())
+        Ok(metas
+            .into_iter()
+            .map(|m| (m.name, m.dtype.name(), m.len))
+            .collect())
     }
 
     /// Deletes a column; returns whether it existed.
@@ -275,7 +348,11 @@ impl PyColumnVault {
     }
 
     /// Appends `values` (a list) to each column in one transaction: all or nothing.
-    fn append_batches(&self, py: Python<'_>, batches: Vec<(Py<PyColumn>, Bound<'_, PyList>)>) -> Result<Vec<u64>, BindingError> {
+    fn append_batches(
+        &self,
+        py: Python<'_>,
+        batches: Vec<(Py<PyColumn>, Bound<'_, PyList>)>,
+    ) -> Result<Vec<u64>, BindingError> {
         let mut encoded = Vec::with_capacity(batches.len());
         for (column, values) in &batches {
             let column = column.get();
@@ -284,7 +361,11 @@ impl PyColumnVault {
                     "all columns of a batch must belong to this ColumnVault",
                 )));
             }
-            encoded.push((column.id, column.name(), encode_values(column.dtype, values.iter())?));
+            encoded.push((
+                column.id,
+                column.name(),
+                encode_values(column.dtype, values.iter())?,
+            ));
         }
         run(py, &self.store, |s| {
             let mut parts: Vec<(i64, &str, Elements<'_>)> = Vec::with_capacity(encoded.len());
@@ -296,10 +377,14 @@ impl PyColumnVault {
                 })
                 .collect();
             for ((id, name, e), r) in encoded.iter().zip(&refs) {
-                parts.push((*id, name.as_str(), match e {
-                    Encoded::Fixed(raw) => Elements::Fixed(raw),
-                    Encoded::Var(_) => Elements::Var(r),
-                }));
+                parts.push((
+                    *id,
+                    name.as_str(),
+                    match e {
+                        Encoded::Fixed(raw) => Elements::Fixed(raw),
+                        Encoded::Var(_) => Elements::Var(r),
+                    },
+                ));
             }
             Columns::append_many(s, &parts)
         })
@@ -327,7 +412,12 @@ impl PyColumnVault {
 
 impl PyColumnVault {
     fn column(&self, id: i64, name: String, dtype: DType) -> PyColumn {
-        PyColumn { store: Arc::clone(&self.store), id, name: Mutex::new(name), dtype }
+        PyColumn {
+            store: Arc::clone(&self.store),
+            id,
+            name: Mutex::new(name),
+            dtype,
+        }
     }
 }
 
@@ -342,7 +432,10 @@ pub struct PyColumn {
 
 impl PyColumn {
     fn name(&self) -> String {
-        self.name.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+        self.name
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 }
 
@@ -362,7 +455,10 @@ impl PyColumn {
 
     /// Records a rename done through the vault.
     fn set_name(&self, name: String) {
-        *self.name.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = name;
+        *self
+            .name
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = name;
     }
 
     /// Number of elements.
@@ -376,25 +472,43 @@ impl PyColumn {
     fn get(&self, py: Python<'_>, index: i64) -> Result<Py<PyAny>, BindingError> {
         let name = self.name();
         let id = self.id;
-        let out = run(py, &self.store, |s| Columns::read_index(s, id, &name, index))?;
-        Ok(decode_all(py, self.dtype, &out)?.pop().expect("one element read"))
+        let out = run(py, &self.store, |s| {
+            Columns::read_index(s, id, &name, index)
+        })?;
+        Ok(decode_all(py, self.dtype, &out)?
+            .pop()
+            .expect("one element read"))
     }
 
     /// Elements `start..stop` (clamped) as a list.
-    fn get_range(&self, py: Python<'_>, start: i64, stop: i64) -> Result<Vec<Py<PyAny>>, BindingError> {
+    fn get_range(
+        &self,
+        py: Python<'_>,
+        start: i64,
+        stop: i64,
+    ) -> Result<Vec<Py<PyAny>>, BindingError> {
         let (start, stop) = (to_u64("start", start)?, to_u64("stop", stop)?);
         let name = self.name();
         let id = self.id;
-        let out = run(py, &self.store, |s| Columns::read(s, id, &name, start, stop))?;
+        let out = run(py, &self.store, |s| {
+            Columns::read(s, id, &name, start, stop)
+        })?;
         Ok(decode_all(py, self.dtype, &out)?)
     }
 
     /// Raw little-endian bytes of fixed-width elements `start..stop`, in a new bytearray.
-    fn get_raw<'py>(&self, py: Python<'py>, start: i64, stop: i64) -> Result<Bound<'py, PyByteArray>, BindingError> {
+    fn get_raw<'py>(
+        &self,
+        py: Python<'py>,
+        start: i64,
+        stop: i64,
+    ) -> Result<Bound<'py, PyByteArray>, BindingError> {
         let (start, stop) = (to_u64("start", start)?, to_u64("stop", stop)?);
         let name = self.name();
         let id = self.id;
-        match run(py, &self.store, |s| Columns::read(s, id, &name, start, stop))? {
+        match run(py, &self.store, |s| {
+            Columns::read(s, id, &name, start, stop)
+        })? {
             ReadOut::Fixed(raw) => Ok(PyByteArray::new(py, &raw)),
             ReadOut::Var { .. } => Err(BindingError::Py(PyTypeError::new_err(
                 "raw element bytes exist only for fixed-width dtypes",
@@ -404,10 +518,12 @@ impl PyColumn {
 
     /// Checks (and sizes) one element without writing it: the byte size it will take.
     fn validate(&self, value: &Bound<'_, PyAny>) -> Result<usize, BindingError> {
-        Ok(match encode_values(self.dtype, std::iter::once(value.clone()))? {
-            Encoded::Fixed(raw) => raw.len(),
-            Encoded::Var(items) => items[0].len() + 8,
-        })
+        Ok(
+            match encode_values(self.dtype, std::iter::once(value.clone()))? {
+                Encoded::Fixed(raw) => raw.len(),
+                Encoded::Var(items) => items[0].len() + 8,
+            },
+        )
     }
 
     /// Appends one element.
@@ -427,42 +543,72 @@ impl PyColumn {
         let raw = value_from_py(raw)?;
         let name = self.name();
         let id = self.id;
-        run(py, &self.store, |s| Columns::append(s, id, &name, Elements::Fixed(&raw)))
+        run(py, &self.store, |s| {
+            Columns::append(s, id, &name, Elements::Fixed(&raw))
+        })
     }
 
     /// Overwrites elements from `start` with the list `values`.
-    fn set_range(&self, py: Python<'_>, start: i64, values: &Bound<'_, PyList>) -> Result<(), BindingError> {
+    fn set_range(
+        &self,
+        py: Python<'_>,
+        start: i64,
+        values: &Bound<'_, PyList>,
+    ) -> Result<(), BindingError> {
         let start = to_u64("start", start)?;
         let encoded = encode_values(self.dtype, values.iter())?;
         let name = self.name();
         let id = self.id;
-        run(py, &self.store, |s| encoded.with_elements(|e| Columns::set(s, id, &name, start, e)))
+        run(py, &self.store, |s| {
+            encoded.with_elements(|e| Columns::set(s, id, &name, start, e))
+        })
     }
 
     /// Overwrites fixed-width elements from `start` with raw little-endian bytes.
-    fn set_raw(&self, py: Python<'_>, start: i64, raw: &Bound<'_, PyAny>) -> Result<(), BindingError> {
+    fn set_raw(
+        &self,
+        py: Python<'_>,
+        start: i64,
+        raw: &Bound<'_, PyAny>,
+    ) -> Result<(), BindingError> {
         let start = to_u64("start", start)?;
         let raw = value_from_py(raw)?;
         let name = self.name();
         let id = self.id;
-        run(py, &self.store, |s| Columns::set(s, id, &name, start, Elements::Fixed(&raw)))
+        run(py, &self.store, |s| {
+            Columns::set(s, id, &name, start, Elements::Fixed(&raw))
+        })
     }
 
     /// Overwrites the elements at `indices` with `values` (same length), in one transaction.
-    fn set_at(&self, py: Python<'_>, indices: Vec<u64>, values: &Bound<'_, PyList>) -> Result<(), BindingError> {
+    fn set_at(
+        &self,
+        py: Python<'_>,
+        indices: Vec<u64>,
+        values: &Bound<'_, PyList>,
+    ) -> Result<(), BindingError> {
         let encoded = encode_values(self.dtype, values.iter())?;
         let name = self.name();
         let id = self.id;
-        run(py, &self.store, |s| encoded.with_elements(|e| Columns::set_at(s, id, &name, &indices, e)))
+        run(py, &self.store, |s| {
+            encoded.with_elements(|e| Columns::set_at(s, id, &name, &indices, e))
+        })
     }
 
     /// Inserts one element before `index` (0 <= index <= len).
-    fn insert(&self, py: Python<'_>, index: i64, value: &Bound<'_, PyAny>) -> Result<(), BindingError> {
+    fn insert(
+        &self,
+        py: Python<'_>,
+        index: i64,
+        value: &Bound<'_, PyAny>,
+    ) -> Result<(), BindingError> {
         let at = to_u64("index", index)?;
         let encoded = encode_values(self.dtype, std::iter::once(value.clone()))?;
         let name = self.name();
         let id = self.id;
-        run(py, &self.store, |s| encoded.with_elements(|e| Columns::insert(s, id, &name, at, e)))
+        run(py, &self.store, |s| {
+            encoded.with_elements(|e| Columns::insert(s, id, &name, at, e))
+        })
     }
 
     /// Deletes elements `start..stop` (clamped).
@@ -470,14 +616,18 @@ impl PyColumn {
         let (start, stop) = (to_u64("start", start)?, to_u64("stop", stop)?);
         let name = self.name();
         let id = self.id;
-        run(py, &self.store, |s| Columns::delete_range(s, id, &name, start, stop))
+        run(py, &self.store, |s| {
+            Columns::delete_range(s, id, &name, start, stop)
+        })
     }
 
     /// Deletes the elements at `indices`, in one transaction.
     fn delete_at(&self, py: Python<'_>, indices: Vec<u64>) -> Result<(), BindingError> {
         let name = self.name();
         let id = self.id;
-        run(py, &self.store, |s| Columns::delete_at(s, id, &name, &indices))
+        run(py, &self.store, |s| {
+            Columns::delete_at(s, id, &name, &indices)
+        })
     }
 
     /// Removes and returns element `index` (non-negative, in range).
@@ -486,7 +636,9 @@ impl PyColumn {
         let name = self.name();
         let id = self.id;
         let out = run(py, &self.store, |s| Columns::pop(s, id, &name, index))?;
-        Ok(decode_all(py, self.dtype, &out)?.pop().expect("one element popped"))
+        Ok(decode_all(py, self.dtype, &out)?
+            .pop()
+            .expect("one element popped"))
     }
 }
 
@@ -494,7 +646,9 @@ impl PyColumn {
     fn write_append(&self, py: Python<'_>, encoded: &Encoded) -> Result<u64, BindingError> {
         let name = self.name();
         let id = self.id;
-        run(py, &self.store, |s| encoded.with_elements(|e| Columns::append(s, id, &name, e)))
+        run(py, &self.store, |s| {
+            encoded.with_elements(|e| Columns::append(s, id, &name, e))
+        })
     }
 }
 

@@ -84,9 +84,9 @@ pub fn map_column_error(err: columnar::Error) -> PyErr {
     match err {
         E::InvalidArgument(_) | E::ColumnExists(_) => InvalidArgument::new_err(message),
         E::ColumnNotFound(name) => NotFound::new_err(name),
-        E::IndexOutOfRange { .. } => {
-            pyo3::exceptions::PyIndexError::new_err(format!("column index out of range ({message})"))
-        }
+        E::IndexOutOfRange { .. } => pyo3::exceptions::PyIndexError::new_err(format!(
+            "column index out of range ({message})"
+        )),
         E::Corrupted(_) => CorruptionError::new_err(message),
         E::Vault(inner) => map_vault_error(inner),
         // #[non_exhaustive]: later variants degrade to the base class.

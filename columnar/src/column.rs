@@ -410,11 +410,19 @@ impl Columns {
     ///
     /// # Errors
     /// [`Error::IndexOutOfRange`]; [`Error::InvalidArgument`] when counts differ.
-    pub fn set_at(store: &mut Store, id: i64, name: &str, indices: &[u64], elements: Elements<'_>) -> Result<()> {
+    pub fn set_at(
+        store: &mut Store,
+        id: i64,
+        name: &str,
+        indices: &[u64],
+        elements: Elements<'_>,
+    ) -> Result<()> {
         store.write_with(|conn| {
             let mut meta = Self::load(conn, id, name)?;
             if elements.count(&meta)? != indices.len() as u64 {
-                return Err(Error::InvalidArgument("length mismatch between indices and values".into()));
+                return Err(Error::InvalidArgument(
+                    "length mismatch between indices and values".into(),
+                ));
             }
             for &i in indices {
                 meta.check_index(i)?;
@@ -423,7 +431,8 @@ impl Columns {
                 match elements {
                     Elements::Fixed(raw) => {
                         let w = usize_of(meta.width().unwrap_or(1));
-                        meta.data().write(conn, i * w as u64, &raw[k * w..(k + 1) * w])?;
+                        meta.data()
+                            .write(conn, i * w as u64, &raw[k * w..(k + 1) * w])?;
                     }
                     Elements::Var(items) => replace_var(conn, &mut meta, i, items[k])?,
                 }
@@ -586,7 +595,10 @@ fn resolve_index(index: i64, len: u64) -> Result<u64> {
         i128::from(index)
     };
     if resolved < 0 || resolved >= i128::from(len) {
-        return Err(Error::IndexOutOfRange { index: index.unsigned_abs(), len });
+        return Err(Error::IndexOutOfRange {
+            index: index.unsigned_abs(),
+            len,
+        });
     }
     Ok(u64::try_from(resolved).unwrap_or(0))
 }

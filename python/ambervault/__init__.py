@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from . import exceptions
 from ._ambervault import FORMAT_VERSION, SQLITE_VERSION, __version__
+from .columns import Column, ColumnVault
 from .exceptions import (
     ClosedError,
     CorruptionError,
@@ -24,7 +25,6 @@ from .exceptions import (
     ValueChangedError,
     VaultError,
 )
-from .columns import Column, ColumnVault
 from .kvault import KVault
 from .streams import VaultReader, VaultWriter
 
@@ -32,6 +32,8 @@ __all__ = [
     "FORMAT_VERSION",
     "SQLITE_VERSION",
     "ClosedError",
+    "Column",
+    "ColumnVault",
     "CorruptionError",
     "DatabaseBusy",
     "IncompatibleFormatError",

@@ -69,9 +69,7 @@ class BatchingCache:
         if self.flush_interval is None or not self.auto_flush:
             return
         self._stop = threading.Event()
-        self._thread = threading.Thread(
-            target=self._run_daemon, name="ambervault-cache-flush", daemon=True
-        )
+        self._thread = threading.Thread(target=self._run_daemon, name="ambervault-cache-flush", daemon=True)
         self._thread.start()
 
     def _run_daemon(self) -> None:

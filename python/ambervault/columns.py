@@ -59,9 +59,7 @@ def _index(idx: Any) -> int:
     try:
         return operator.index(idx)
     except TypeError:
-        raise TypeError(
-            f"column indices must be integers or slices, not {type(idx).__name__}"
-        ) from None
+        raise TypeError(f"column indices must be integers or slices, not {type(idx).__name__}") from None
 
 
 class ColumnCache(BatchingCache):
@@ -70,14 +68,14 @@ class ColumnCache(BatchingCache):
 
     def __init__(
         self,
-        vault: "ColumnVault",
+        vault: ColumnVault,
         cap_bytes: int,
         flush_threshold: int,
         flush_interval: Optional[float],
         auto_flush: bool = True,
     ) -> None:
         self._vault = vault
-        self._pending_appends: Dict[int, Tuple["Column", List[Any]]] = {}
+        self._pending_appends: Dict[int, Tuple[Column, List[Any]]] = {}
         super().__init__(cap_bytes, flush_threshold, flush_interval, auto_flush)
 
     def _forget(self) -> None:
@@ -86,11 +84,11 @@ class ColumnCache(BatchingCache):
     def _pending(self) -> bool:
         return bool(self._pending_appends)
 
-    def holds(self, column: "Column") -> bool:
+    def holds(self, column: Column) -> bool:
         """Whether appends to ``column`` are pending here."""
         return id(column) in self._pending_appends
 
-    def add(self, column: "Column", values: List[Any], size: int) -> bool:
+    def add(self, column: Column, values: List[Any], size: int) -> bool:
         """Hold ``values`` for ``column``; False if they exceed the whole cache (write directly)."""
         with self.lock:
             if not self._admit(size):
@@ -103,7 +101,7 @@ class ColumnCache(BatchingCache):
             self._added(size)
             return True
 
-    def discard_column(self, column: "Column") -> None:
+    def discard_column(self, column: Column) -> None:
         """Drop the pending appends of a column that is being deleted."""
         with self.lock:
             self._pending_appends.pop(id(column), None)
@@ -126,7 +124,9 @@ class _CacheControls:
 
     _cache: Optional[ColumnCache]
 
-    def _new_cache(self, cap_bytes: int, flush_threshold: int, flush_interval: Optional[float], auto_flush: bool) -> ColumnCache:
+    def _new_cache(
+        self, cap_bytes: int, flush_threshold: int, flush_interval: Optional[float], auto_flush: bool
+    ) -> ColumnCache:
         raise NotImplementedError
 
     def enable_cache(
@@ -206,7 +206,7 @@ class ColumnVault(_CacheControls):
 
     def __init__(
         self,
-        kv_or_path: Union[KVault, str, "os.PathLike[str]"],
+        kv_or_path: Union[KVault, str, os.PathLike[str]],
         min_chunk_bytes: int = 128 << 10,
         max_chunk_bytes: int = 16 << 20,
     ) -> None:
@@ -241,20 +241,22 @@ class ColumnVault(_CacheControls):
             raise ClosedError("column vault is closed")
         return core
 
-    def _new_cache(self, cap_bytes: int, flush_threshold: int, flush_interval: Optional[float], auto_flush: bool) -> ColumnCache:
+    def _new_cache(
+        self, cap_bytes: int, flush_threshold: int, flush_interval: Optional[float], auto_flush: bool
+    ) -> ColumnCache:
         self._native  # noqa: B018 - raises ClosedError when closed
         return ColumnCache(self, cap_bytes, flush_threshold, flush_interval, auto_flush)
 
     def __repr__(self) -> str:
         return f"<ambervault.ColumnVault {self.path!r}>"
 
-    def __enter__(self) -> "ColumnVault":
+    def __enter__(self) -> ColumnVault:
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
-    def _wrap(self, core: ColumnCore, name: str) -> "Column":
+    def _wrap(self, core: ColumnCore, name: str) -> Column:
         with self._lock:
             col = self._columns.get(name)
             if col is None or col._core is not core:
@@ -262,7 +264,7 @@ class ColumnVault(_CacheControls):
                 self._columns[name] = col
             return col
 
-    def create_column(self, name: str, dtype: str) -> "Column":
+    def create_column(self, name: str, dtype: str) -> Column:
         """Create a column of ``dtype`` (see ``docs/columns.md`` for the dtype table). An existing
         name is an :class:`InvalidArgument` error; an unknown dtype too, listing the accepted
         ones."""
@@ -276,7 +278,7 @@ class ColumnVault(_CacheControls):
             self._columns[name] = col
             return col
 
-    def ensure(self, name: str, dtype: str) -> "Column":
+    def ensure(self, name: str, dtype: str) -> Column:
         """The column ``name``, created with ``dtype`` if missing. If it exists with another dtype,
         :class:`InvalidArgument`. Returns the same object as ``cv[name]``."""
         wanted = canonical_dtype(dtype) if isinstance(dtype, str) else dtype
@@ -289,7 +291,7 @@ class ColumnVault(_CacheControls):
             return col
         return self.create_column(name, dtype)
 
-    def __getitem__(self, name: str) -> "Column":
+    def __getitem__(self, name: str) -> Column:
         if not isinstance(name, str):
             raise TypeError(f"column names must be str, not {type(name).__name__}")
         with self._lock:
@@ -379,7 +381,9 @@ class Column(MutableSequence, _CacheControls):  # type: ignore[type-arg]
         self.dtype: str = core.dtype
         self._width: Optional[int] = core.width
 
-    def _new_cache(self, cap_bytes: int, flush_threshold: int, flush_interval: Optional[float], auto_flush: bool) -> ColumnCache:
+    def _new_cache(
+        self, cap_bytes: int, flush_threshold: int, flush_interval: Optional[float], auto_flush: bool
+    ) -> ColumnCache:
         vault_cache = self._vault._cache
         if vault_cache is not None and vault_cache.holds(self):
             vault_cache.flush()
@@ -413,7 +417,10 @@ class Column(MutableSequence, _CacheControls):  # type: ignore[type-arg]
                 return []
             lo, hi = min(picked[0], picked[-1]), max(picked[0], picked[-1]) + 1
             return self._core.get_range(lo, hi)[picked[0] - lo :: step]
-        return self._core.get(_index(idx))
+        i = _index(idx)
+        if not -(2**63) <= i < 2**63:
+            raise IndexError(f"column index out of range (index {i})")
+        return self._core.get(i)
 
     def __iter__(self) -> Iterator[Any]:
         self._sync()

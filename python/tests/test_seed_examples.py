@@ -15,7 +15,7 @@ from helpers import REPO
 SEEDS = Path(os.environ.get("AMBERVAULT_SEEDS", REPO.parent / "shared" / "seeds"))
 SEED = next(iter(sorted(SEEDS.glob("002_*.txt"))), None) if SEEDS.is_dir() else None
 
-# Blocks about columns belong to the ColumnVault API, tested with it.
+# Blocks about columns are the ColumnVault examples (tested below, separately).
 COLUMN_WORDS = ("ColumnVault", "create_column")
 
 
@@ -81,3 +81,29 @@ def test_seed_kvault_example_runs(tmp_path, monkeypatch, index):
     vault = namespace.get("vault")
     if vault is not None and not vault.closed:
         vault.close()
+
+
+def column_blocks():
+    if SEED is None:
+        return []
+    blocks = re.findall(r"```python\n(.*?)```", SEED.read_text(), flags=re.S)
+    return [b for b in blocks if "ColumnVault(" in b]
+
+
+@pytest.mark.skipif(SEED is None, reason="seed documents (../shared/seeds) are not beside this checkout")
+def test_seed_has_column_examples():
+    assert len(column_blocks()) == 2
+
+
+@pytest.mark.skipif(SEED is None, reason="seed documents (../shared/seeds) are not beside this checkout")
+@pytest.mark.parametrize("index", range(2))
+def test_seed_column_example_runs(tmp_path, monkeypatch, index, capsys):
+    code = column_blocks()[index].replace("kohakuvault", "ambervault")
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(PRELUDE + code, f"seed002-columns{index}", "exec"), namespace)
+    out = capsys.readouterr().out
+    if index == 0:  # the quick start prints the first temperature and the log lines
+        assert "23.5" in out and "Server started" in out
+    else:  # prints 23.5, 25.3, 4 and then each temperature
+        assert out.splitlines()[0].split() == ["23.5", "25.3", "4"]
