@@ -287,7 +287,7 @@ impl PyColumnVault {
             Ok(store)
         })?;
         Ok(Self {
-            store: Arc::new(Mutex::new(store)),
+            store: crate::shared::share(store),
             plan,
             owns_store: true,
         })
@@ -388,6 +388,21 @@ impl PyColumnVault {
             }
             Columns::append_many(s, &parts)
         })
+    }
+
+    /// Opens an explicit transaction (or a nested savepoint); returns the depth.
+    fn begin(&self, py: Python<'_>) -> Result<u32, BindingError> {
+        Ok(py.detach(|| lock(&self.store).begin())?)
+    }
+
+    /// Commits the innermost explicit transaction.
+    fn commit(&self, py: Python<'_>) -> Result<(), BindingError> {
+        Ok(py.detach(|| crate::shared::end_transaction(&self.store, Store::commit))?)
+    }
+
+    /// Rolls back the innermost explicit transaction.
+    fn rollback(&self, py: Python<'_>) -> Result<(), BindingError> {
+        Ok(py.detach(|| crate::shared::end_transaction(&self.store, Store::rollback))?)
     }
 
     /// Copies the WAL into the main file.

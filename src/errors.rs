@@ -16,6 +16,7 @@ pyo3::import_exception!(ambervault.exceptions, IncompatibleFormatError);
 pyo3::import_exception!(ambervault.exceptions, ClosedError);
 pyo3::import_exception!(ambervault.exceptions, ValueChangedError);
 pyo3::import_exception!(ambervault.exceptions, NotFound);
+pyo3::import_exception!(ambervault.exceptions, Conflict);
 
 /// Errors a binding method can return; `?` converts core errors and `PyErr`s alike.
 pub enum BindingError {
@@ -67,6 +68,7 @@ pub fn map_vault_error(err: kvault::Error) -> PyErr {
         E::IncompatibleFormat { .. } => IncompatibleFormatError::new_err(message),
         E::ReadOnly(_) => ReadOnlyError::new_err(message),
         E::ValueChanged => ValueChangedError::new_err(message),
+        E::Conflict(_) => Conflict::new_err(message),
         E::Io(io) => match io.raw_os_error() {
             Some(errno) => IoError::new_err((errno, message)),
             None => IoError::new_err((io_kind_errno(io.kind()), message)),

@@ -4,7 +4,9 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use kvault::{BlobReader, BlobWriter, KeyKind, KeyRange, KvTable, Location, Store, StoreOptions};
+use kvault::{
+    BlobReader, BlobWriter, Condition, KeyRange, KvTable, Location, PutOptions, Store, StoreOptions,
+};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
 
@@ -15,19 +17,10 @@ use crate::errors::{BindingError, InvalidArgument};
 type KeyPage = (Vec<Py<PyAny>>, Option<Py<PyBytes>>);
 /// One page of an item scan: the pairs and the continuation point.
 type ItemPage = (Vec<(Py<PyAny>, Py<PyBytes>)>, Option<Py<PyBytes>>);
-/// `(size, version, created_at_ms, updated_at_ms, chunked)`.
-type InfoTuple = (u64, i64, i64, i64, bool);
+/// `(size, version, created_at_ms, updated_at_ms, chunked, expires_at_ms)`.
+type InfoTuple = (u64, i64, i64, i64, bool, Option<i64>);
 
-/// A store shared by a vault, its readers and writers (and later its columns).
-pub type SharedStore = Arc<Mutex<Store>>;
-
-pub(crate) fn lock(store: &SharedStore) -> MutexGuard<'_, Store> {
-    // A panic while holding the lock cannot leave SQLite inconsistent (every operation is a
-    // transaction), so a poisoned lock is still safe to use.
-    store
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
+pub use crate::shared::{lock, SharedStore};
 
 fn run<T: Send>(
     py: Python<'_>,
@@ -84,25 +77,33 @@ impl PyKVault {
             Ok((store, table))
         })?;
         Ok(Self {
-            store: Arc::new(Mutex::new(store)),
+            store: crate::shared::share(store),
             table,
         })
     }
 
-    /// Stores one value (bytes-like) under a str or bytes key.
+    /// Stores one value (bytes-like) under a str or bytes key. `expires_at_ms` sets an expiry
+    /// time; `if_version` / `if_absent` make the write conditional (`Conflict` otherwise).
+    #[pyo3(signature = (key, value, expires_at_ms=None, if_version=None, if_absent=false))]
     fn put(
         &self,
         py: Python<'_>,
         key: &Bound<'_, PyAny>,
         value: &Bound<'_, PyAny>,
+        expires_at_ms: Option<i64>,
+        if_version: Option<i64>,
+        if_absent: bool,
     ) -> Result<(), BindingError> {
+        let options = put_options(expires_at_ms, if_version, if_absent)?;
         let (key, kind) = key_from_py(key)?;
         let value = value_from_py(value)?;
         let table = &self.table;
-        run(py, &self.store, |s| table.put(s, &key, kind, &value))
+        run(py, &self.store, |s| {
+            table.put_with(s, &key, kind, &value, options)
+        })
     }
 
-    /// The value's bytes, or None when the key is absent.
+    /// The value's bytes, or None when the key is absent (or expired).
     fn get(
         &self,
         py: Python<'_>,
@@ -128,49 +129,49 @@ impl PyKVault {
         run(py, &self.store, |s| table.exists(s, &key))
     }
 
-    /// Number of keys, optionally only those starting with `prefix`.
-    #[pyo3(signature = (prefix=None))]
+    /// Number of live keys in a range.
+    #[pyo3(signature = (prefix=None, start=None, end=None))]
     fn count(
         &self,
         py: Python<'_>,
         prefix: Option<&Bound<'_, PyAny>>,
+        start: Option<&Bound<'_, PyAny>>,
+        end: Option<&Bound<'_, PyAny>>,
     ) -> Result<u64, BindingError> {
-        let prefix = prefix.map(raw_key).transpose()?;
+        let range = key_range(prefix, start, end, None, false)?;
         let table = &self.table;
-        run(py, &self.store, |s| {
-            table.count_prefix(s, prefix.as_deref())
-        })
+        run(py, &self.store, |s| table.count_range(s, &range))
     }
 
-    /// Removes every key; returns how many there were.
+    /// Removes every key; returns how many rows there were.
     fn clear(&self, py: Python<'_>) -> Result<u64, BindingError> {
         let table = &self.table;
         run(py, &self.store, |s| table.clear(s))
     }
 
-    /// Stores `(key, value)` pairs in one transaction (all or nothing).
+    /// Stores `(key, value)` or `(key, value, expires_at_ms)` items in one transaction.
     fn put_many(&self, py: Python<'_>, items: &Bound<'_, PyList>) -> Result<(), BindingError> {
-        let mut pairs = Vec::with_capacity(items.len());
         let owned: Vec<Bound<'_, PyAny>> = items.iter().collect();
+        let mut parts = Vec::with_capacity(owned.len());
         for item in &owned {
-            let pair = item.cast::<PyTuple>().map_err(|_| {
-                crate::errors::type_error("put_many items must be (key, value) pairs".into())
-            })?;
-            if pair.len() != 2 {
-                return Err(crate::errors::type_error(
-                    "put_many items must be (key, value) pairs".into(),
-                ));
-            }
-            pairs.push((pair.get_item(0)?, pair.get_item(1)?));
+            let bad =
+                || crate::errors::type_error("put_many items must be (key, value) pairs".into());
+            let tuple = item.cast::<PyTuple>().map_err(|_| bad())?;
+            let expires: Option<i64> = match tuple.len() {
+                2 => None,
+                3 => tuple.get_item(2)?.extract()?,
+                _ => return Err(bad()),
+            };
+            parts.push((tuple.get_item(0)?, tuple.get_item(1)?, expires));
         }
-        let mut converted = Vec::with_capacity(pairs.len());
-        for (key, value) in &pairs {
+        let mut converted = Vec::with_capacity(parts.len());
+        for (key, value, expires) in &parts {
             let (key, kind) = key_from_py(key)?;
-            converted.push((key, kind, value_from_py(value)?));
+            converted.push((key, kind, value_from_py(value)?, *expires));
         }
-        let refs: Vec<(&[u8], KeyKind, &[u8])> = converted
+        let refs: Vec<kvault::PutItem<'_>> = converted
             .iter()
-            .map(|(k, kind, v)| (k.as_ref(), *kind, v.as_ref()))
+            .map(|(k, kind, v, e)| (k.as_ref(), *kind, v.as_ref(), *e))
             .collect();
         let table = &self.table;
         run(py, &self.store, |s| table.put_many(s, &refs))
@@ -195,20 +196,21 @@ impl PyKVault {
             .collect())
     }
 
-    /// One page of keys in bytewise order: `(keys, last_raw_key)`; pass `last_raw_key` as
-    /// `after` for the next page. An empty list means the scan is over.
-    #[pyo3(signature = (prefix, after, limit))]
+    /// One page of keys in bytewise order (descending with `reverse`): `(keys, last_raw_key)`;
+    /// pass `last_raw_key` as `after` for the next page. An empty list ends the scan.
+    #[pyo3(signature = (prefix, start, end, after, limit, reverse=false))]
+    #[allow(clippy::too_many_arguments)]
     fn scan_keys(
         &self,
         py: Python<'_>,
         prefix: Option<&Bound<'_, PyAny>>,
+        start: Option<&Bound<'_, PyAny>>,
+        end: Option<&Bound<'_, PyAny>>,
         after: Option<Vec<u8>>,
         limit: usize,
+        reverse: bool,
     ) -> Result<KeyPage, BindingError> {
-        let range = KeyRange {
-            prefix: prefix.map(raw_key).transpose()?,
-            after,
-        };
+        let range = key_range(prefix, start, end, after, reverse)?;
         let table = &self.table;
         let rows = run(py, &self.store, |s| {
             table.scan_keys(s, &range, limit.max(1))
@@ -221,24 +223,26 @@ impl PyKVault {
         Ok((keys, last))
     }
 
-    /// One page of `(key, value)` pairs: at most `limit` pairs, fewer once `max_bytes` of values
-    /// are collected (always at least one). Keys deleted mid-scan are skipped.
-    #[pyo3(signature = (prefix, after, limit, max_bytes))]
+    /// One page of `(key, value)` pairs: at most `limit`, fewer once `max_bytes` of values are
+    /// collected (always at least one). Keys deleted mid-scan are skipped.
+    #[pyo3(signature = (prefix, start, end, after, limit, max_bytes, reverse=false))]
+    #[allow(clippy::too_many_arguments)]
     fn scan_items(
         &self,
         py: Python<'_>,
         prefix: Option<&Bound<'_, PyAny>>,
+        start: Option<&Bound<'_, PyAny>>,
+        end: Option<&Bound<'_, PyAny>>,
         after: Option<Vec<u8>>,
         limit: usize,
         max_bytes: usize,
+        reverse: bool,
     ) -> Result<ItemPage, BindingError> {
-        let range = KeyRange {
-            prefix: prefix.map(raw_key).transpose()?,
-            after,
-        };
+        let range = key_range(prefix, start, end, after, reverse)?;
         let table = &self.table;
         let (rows, last) = run(py, &self.store, |s| {
             let keys = table.scan_keys(s, &range, limit.max(1))?;
+            let now = s.now_ms();
             s.read(|conn| {
                 let mut out = Vec::with_capacity(keys.len());
                 let mut bytes = 0usize;
@@ -247,7 +251,7 @@ impl PyKVault {
                     if bytes >= max_bytes && !out.is_empty() {
                         break;
                     }
-                    if let Some(value) = table.get_in(conn, key)? {
+                    if let Some(value) = table.get_in(conn, key, now)? {
                         bytes += value.len();
                         out.push((key.clone(), *kind, value));
                     }
@@ -261,6 +265,66 @@ impl PyKVault {
             .map(|(k, kind, v)| Ok((key_to_py(py, &k, kind)?, PyBytes::new(py, &v).unbind())))
             .collect::<PyResult<Vec<_>>>()?;
         Ok((items, last.map(|k| PyBytes::new(py, &k).unbind())))
+    }
+
+    /// The key's version, or None when absent.
+    fn version(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> Result<Option<i64>, BindingError> {
+        let (key, _) = key_from_py(key)?;
+        let table = &self.table;
+        run(py, &self.store, |s| table.version(s, &key))
+    }
+
+    /// Sets or clears the key's expiry time; returns whether the key exists.
+    #[pyo3(signature = (key, expires_at_ms=None))]
+    fn touch(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        expires_at_ms: Option<i64>,
+    ) -> Result<bool, BindingError> {
+        let (key, _) = key_from_py(key)?;
+        let table = &self.table;
+        run(py, &self.store, |s| table.touch(s, &key, expires_at_ms))
+    }
+
+    /// Deletes expired keys; returns how many.
+    fn prune(&self, py: Python<'_>) -> Result<u64, BindingError> {
+        let table = &self.table;
+        run(py, &self.store, |s| table.prune(s))
+    }
+
+    /// Uses `now_ms` as the current time for expiry decisions (None: the system clock).
+    #[pyo3(signature = (now_ms=None))]
+    fn set_clock(&self, py: Python<'_>, now_ms: Option<i64>) -> Result<(), BindingError> {
+        run(py, &self.store, |s| {
+            s.set_clock_override(now_ms);
+            Ok(())
+        })
+    }
+
+    /// The current time in ms as the vault sees it.
+    fn now_ms(&self, py: Python<'_>) -> Result<i64, BindingError> {
+        run(py, &self.store, |s| Ok(s.now_ms()))
+    }
+
+    /// Opens an explicit transaction (or a nested savepoint); returns the depth.
+    fn begin(&self, py: Python<'_>) -> Result<u32, BindingError> {
+        run(py, &self.store, Store::begin)
+    }
+
+    /// Commits the innermost explicit transaction.
+    fn commit(&self, py: Python<'_>) -> Result<(), BindingError> {
+        Ok(py.detach(|| crate::shared::end_transaction(&self.store, Store::commit))?)
+    }
+
+    /// Rolls back the innermost explicit transaction.
+    fn rollback(&self, py: Python<'_>) -> Result<(), BindingError> {
+        Ok(py.detach(|| crate::shared::end_transaction(&self.store, Store::rollback))?)
+    }
+
+    /// Depth of open explicit transactions.
+    fn transaction_depth(&self, py: Python<'_>) -> Result<u32, BindingError> {
+        run(py, &self.store, |s| Ok(s.transaction_depth()))
     }
 
     /// A reader for the key's value, or None when absent.
@@ -294,7 +358,7 @@ impl PyKVault {
         })
     }
 
-    /// `(size, version, created_at_ms, updated_at_ms, chunked)` or None.
+    /// `(size, version, created_at_ms, updated_at_ms, chunked, expires_at_ms)` or None.
     fn info(
         &self,
         py: Python<'_>,
@@ -310,6 +374,7 @@ impl PyKVault {
                 i.created_at_ms,
                 i.updated_at_ms,
                 i.chunked,
+                i.expires_at_ms,
             )
         }))
     }
@@ -376,6 +441,43 @@ impl PyKVault {
     pub(crate) fn shared_store(&self) -> SharedStore {
         Arc::clone(&self.store)
     }
+}
+
+fn put_options(
+    expires_at_ms: Option<i64>,
+    if_version: Option<i64>,
+    if_absent: bool,
+) -> Result<PutOptions, BindingError> {
+    let condition = match (if_version, if_absent) {
+        (Some(_), true) => {
+            return Err(BindingError::Py(InvalidArgument::new_err(
+                "give at most one of if_version and if_absent",
+            )))
+        }
+        (Some(v), false) => Condition::IfVersion(v),
+        (None, true) => Condition::IfAbsent,
+        (None, false) => Condition::Always,
+    };
+    Ok(PutOptions {
+        expires_at_ms,
+        condition,
+    })
+}
+
+fn key_range(
+    prefix: Option<&Bound<'_, PyAny>>,
+    start: Option<&Bound<'_, PyAny>>,
+    end: Option<&Bound<'_, PyAny>>,
+    after: Option<Vec<u8>>,
+    reverse: bool,
+) -> Result<KeyRange, BindingError> {
+    Ok(KeyRange {
+        prefix: prefix.map(raw_key).transpose()?,
+        start: start.map(raw_key).transpose()?,
+        end: end.map(raw_key).transpose()?,
+        after,
+        reverse,
+    })
 }
 
 fn non_negative<T: TryFrom<i64>>(name: &str, value: i64) -> Result<T, BindingError> {
@@ -493,10 +595,19 @@ impl PyBlobWriter {
     }
 
     /// Makes the value visible under `key` (replacing any old value); returns its length.
-    fn finish(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> Result<u64, BindingError> {
+    #[pyo3(signature = (key, expires_at_ms=None, if_version=None, if_absent=false))]
+    fn finish(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        expires_at_ms: Option<i64>,
+        if_version: Option<i64>,
+        if_absent: bool,
+    ) -> Result<u64, BindingError> {
+        let options = put_options(expires_at_ms, if_version, if_absent)?;
         let (key, kind) = key_from_py(key)?;
         let writer = self.guard().take().ok_or(kvault::Error::Closed("writer"))?;
-        Ok(py.detach(|| writer.finish(&mut lock(&self.store), &key, kind))?)
+        Ok(py.detach(|| writer.finish_with(&mut lock(&self.store), &key, kind, options))?)
     }
 
     /// Discards everything written (idempotent).

@@ -7,6 +7,7 @@ mod columns_py;
 mod convert;
 mod errors;
 mod kvault_py;
+mod shared;
 
 #[pymodule]
 fn _ambervault(m: &Bound<'_, PyModule>) -> PyResult<()> {

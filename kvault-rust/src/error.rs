@@ -40,6 +40,9 @@ pub enum Error {
     /// A write was attempted on a vault opened read-only or on a read-only file.
     #[error("vault is read-only: {0}")]
     ReadOnly(String),
+    /// A conditional write (`if_version`, `if_absent`) found the key in another state.
+    #[error("write conflict: {0}")]
+    Conflict(String),
     /// A streamed value changed under an open reader (it was overwritten or deleted).
     #[error("value was overwritten or deleted while it was being read")]
     ValueChanged,

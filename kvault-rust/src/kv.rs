@@ -118,6 +118,8 @@ pub struct EntryInfo {
     pub updated_at_ms: i64,
     /// Whether the value is stored as chunks.
     pub chunked: bool,
+    /// When the key expires, ms since the epoch (`None`: never).
+    pub expires_at_ms: Option<i64>,
 }
 
 /// Storage figures of one table (see [`KvTable::stats`]).
@@ -188,15 +190,18 @@ pub fn validate_key(key: &[u8]) -> Result<()> {
 }
 
 /// SQL text for one table, built once (the table name is validated before it is spliced in).
+/// Every read filters out expired rows: `?N` "now" is the store's clock in ms.
 #[derive(Debug)]
 struct Sql {
     get: String,
-    locate: String,
     upsert: String,
     delete: String,
     exists: String,
     count: String,
     info: String,
+    version: String,
+    touch: String,
+    prune: String,
     insert_chunk: String,
     new_pending: String,
     drop_pending: String,
@@ -206,31 +211,52 @@ struct Sql {
     clear: String,
 }
 
+/// SQL condition: the row has not expired at parameter `?{n}`.
+fn live(n: u32) -> String {
+    format!("(expires_at IS NULL OR expires_at > ?{n})")
+}
+
 impl Sql {
     fn new(t: &str) -> Self {
         let c = format!("{t}__chunks");
         let p = format!("{t}__pending");
         Self {
             get: format!(
-                "SELECT inline_data, blob_id, size, chunk_size FROM \"{t}\" WHERE key = ?1"
+                "SELECT inline_data, blob_id, size, chunk_size FROM \"{t}\" WHERE key = ?1 AND {}",
+                live(2)
             ),
-            locate: format!("SELECT blob_id, size, chunk_size FROM \"{t}\" WHERE key = ?1"),
+            // An expired row is replaced as if it were absent: its version and creation time
+            // restart.
             upsert: format!(
                 "INSERT INTO \"{t}\" (key, key_kind, encoding, size, inline_data, blob_id, \
-                 chunk_size, version, created_at, updated_at) \
-                 VALUES (?1, ?2, 0, ?3, ?4, ?5, ?6, 1, ?7, ?7) \
+                 chunk_size, version, created_at, updated_at, expires_at) \
+                 VALUES (?1, ?2, 0, ?3, ?4, ?5, ?6, 1, ?7, ?7, ?8) \
                  ON CONFLICT(key) DO UPDATE SET key_kind = excluded.key_kind, \
                  encoding = excluded.encoding, size = excluded.size, \
                  inline_data = excluded.inline_data, blob_id = excluded.blob_id, \
-                 chunk_size = excluded.chunk_size, version = version + 1, \
-                 updated_at = excluded.updated_at, expires_at = NULL, content_hash = NULL"
+                 chunk_size = excluded.chunk_size, \
+                 version = CASE WHEN expires_at IS NOT NULL AND expires_at <= excluded.updated_at \
+                           THEN 1 ELSE version + 1 END, \
+                 created_at = CASE WHEN expires_at IS NOT NULL AND expires_at <= excluded.updated_at \
+                              THEN excluded.created_at ELSE created_at END, \
+                 updated_at = excluded.updated_at, expires_at = excluded.expires_at, \
+                 content_hash = NULL"
             ),
-            delete: format!("DELETE FROM \"{t}\" WHERE key = ?1"),
-            exists: format!("SELECT 1 FROM \"{t}\" WHERE key = ?1"),
-            count: format!("SELECT count(*) FROM \"{t}\""),
+            delete: format!("DELETE FROM \"{t}\" WHERE key = ?1 RETURNING {}", live(2)),
+            exists: format!("SELECT 1 FROM \"{t}\" WHERE key = ?1 AND {}", live(2)),
+            count: format!("SELECT count(*) FROM \"{t}\" WHERE {}", live(1)),
             info: format!(
-                "SELECT size, version, created_at, updated_at, blob_id IS NOT NULL \
-                 FROM \"{t}\" WHERE key = ?1"
+                "SELECT size, version, created_at, updated_at, blob_id IS NOT NULL, expires_at \
+                 FROM \"{t}\" WHERE key = ?1 AND {}",
+                live(2)
+            ),
+            version: format!("SELECT version FROM \"{t}\" WHERE key = ?1 AND {}", live(2)),
+            touch: format!(
+                "UPDATE \"{t}\" SET expires_at = ?3 WHERE key = ?1 AND {}",
+                live(2)
+            ),
+            prune: format!(
+                "DELETE FROM \"{t}\" WHERE expires_at IS NOT NULL AND expires_at <= ?1"
             ),
             insert_chunk: format!("INSERT INTO \"{c}\" (id, data) VALUES (?1, ?2)"),
             new_pending: format!("INSERT INTO \"{p}\" (pid, started_at) VALUES (?1, ?2)"),
@@ -243,39 +269,85 @@ impl Sql {
     }
 }
 
-/// Which keys a scan visits, in bytewise order.
+/// Which keys a scan visits, in bytewise order: the intersection of every bound given.
 #[derive(Debug, Clone, Default)]
 pub struct KeyRange {
     /// Only keys starting with these bytes.
     pub prefix: Option<Vec<u8>>,
-    /// Only keys strictly after this one (continuation of a paged scan).
+    /// Only keys `>=` this one.
+    pub start: Option<Vec<u8>>,
+    /// Only keys `<` this one.
+    pub end: Option<Vec<u8>>,
+    /// Continuation of a paged scan: only keys strictly after this one (strictly before it
+    /// when `reverse`).
     pub after: Option<Vec<u8>>,
+    /// Visit keys in descending order.
+    pub reverse: bool,
 }
 
 impl KeyRange {
-    /// A WHERE clause (with numbered parameters) selecting this range, written as plain index
-    /// bounds so SQLite seeks to the first key and stops at the last.
+    /// A WHERE clause (numbered parameters, starting at `?1`) selecting this range, written as
+    /// plain index bounds so SQLite seeks to the first key and stops at the last.
     fn sql_filter(&self) -> (String, Vec<rusqlite::types::Value>) {
         use rusqlite::types::Value;
-        let (lo, hi) = prefix_bounds(self.prefix.as_deref());
-        let mut clauses = Vec::new();
-        let mut args = Vec::new();
-        match &self.after {
-            Some(after) if after.as_slice() >= lo.as_slice() => {
-                args.push(Value::Blob(after.clone()));
-                clauses.push(format!("key > ?{}", args.len()));
+        let (prefix_lo, prefix_hi) = prefix_bounds(self.prefix.as_deref());
+        // Tightest lower bound (value, inclusive) and upper bound (value, exclusive).
+        let mut lower: (Vec<u8>, bool) = (prefix_lo, true);
+        let mut raise = |candidate: &[u8], inclusive: bool| {
+            if candidate > lower.0.as_slice() || (candidate == lower.0.as_slice() && !inclusive) {
+                lower = (candidate.to_vec(), inclusive);
             }
-            _ => {
-                args.push(Value::Blob(lo));
-                clauses.push(format!("key >= ?{}", args.len()));
-            }
+        };
+        if let Some(start) = &self.start {
+            raise(start, true);
         }
-        if let Some(hi) = hi {
-            args.push(Value::Blob(hi));
+        if let (Some(after), false) = (&self.after, self.reverse) {
+            raise(after, false);
+        }
+        let mut upper: Option<Vec<u8>> = prefix_hi;
+        let mut cut = |candidate: &[u8]| {
+            if upper.as_ref().is_none_or(|u| candidate < u.as_slice()) {
+                upper = Some(candidate.to_vec());
+            }
+        };
+        if let Some(end) = &self.end {
+            cut(end);
+        }
+        if let (Some(after), true) = (&self.after, self.reverse) {
+            cut(after);
+        }
+        let mut args = vec![Value::Blob(lower.0)];
+        let mut clauses = vec![format!("key {} ?1", if lower.1 { ">=" } else { ">" })];
+        if let Some(upper) = upper {
+            args.push(Value::Blob(upper));
             clauses.push(format!("key < ?{}", args.len()));
         }
         (clauses.join(" AND "), args)
     }
+}
+
+/// One item of [`KvTable::put_many`]: key, key kind, value, expiry time (ms) or `None`.
+pub type PutItem<'a> = (&'a [u8], KeyKind, &'a [u8], Option<i64>);
+
+/// Expiry and precondition of a write.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PutOptions {
+    /// When the value expires (ms since the epoch); `None` never.
+    pub expires_at_ms: Option<i64>,
+    /// What must hold before the write.
+    pub condition: Condition,
+}
+
+/// A precondition for a write (compare-and-swap).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Condition {
+    /// Write unconditionally.
+    #[default]
+    Always,
+    /// Write only if the key is absent (or expired).
+    IfAbsent,
+    /// Write only if the key's current version is this one.
+    IfVersion(i64),
 }
 
 /// One key-value table in a [`Store`]. Cheap to clone; holds no connection of its own.
@@ -391,14 +463,14 @@ impl KvTable {
         self.chunk_size
     }
 
-    /// Returns where key's value is, or `None` if the key is absent.
+    /// Returns where key's value is, or `None` if the key is absent or expired at `now` (ms).
     ///
     /// # Errors
     /// SQLite errors.
-    pub fn locate(&self, conn: &Connection, key: &[u8]) -> Result<Option<ValueLocation>> {
+    pub fn locate(&self, conn: &Connection, key: &[u8], now: i64) -> Result<Option<ValueLocation>> {
         let mut stmt = conn.prepare_cached(&self.sql.get)?;
         let row = stmt
-            .query_row([key], |row| {
+            .query_row(params![key, now], |row| {
                 let blob_id: Option<i64> = row.get(1)?;
                 match blob_id {
                     None => Ok(ValueLocation::Inline(
@@ -422,31 +494,6 @@ impl KvTable {
         Ok(row)
     }
 
-    /// Returns the blob of a chunked value without reading inline bytes (None when absent or
-    /// inline).
-    ///
-    /// # Errors
-    /// SQLite errors.
-    pub fn locate_blob(&self, conn: &Connection, key: &[u8]) -> Result<Option<BlobRef>> {
-        let mut stmt = conn.prepare_cached(&self.sql.locate)?;
-        let found = stmt
-            .query_row([key], |row| {
-                Ok((
-                    row.get::<_, Option<i64>>(0)?,
-                    row.get::<_, i64>(1)?,
-                    row.get::<_, Option<i64>>(2)?,
-                ))
-            })
-            .optional()?;
-        Ok(found.and_then(|(blob, size, chunk)| {
-            blob.map(|blob_id| BlobRef {
-                blob_id,
-                size: size.try_into().unwrap_or(0),
-                chunk_size: chunk.unwrap_or(1).try_into().unwrap_or(1),
-            })
-        }))
-    }
-
     /// Reads a whole value into memory, or `None` if the key is absent.
     ///
     /// # Errors
@@ -454,10 +501,11 @@ impl KvTable {
     pub fn get(&self, store: &mut Store, key: &[u8]) -> Result<Option<Vec<u8>>> {
         // Inline values need one statement; chunked ones a snapshot so the key row and the
         // chunks come from the same moment.
-        match store.retry(|conn| self.locate(conn, key))? {
+        let now = store.now_ms();
+        match store.retry(|conn| self.locate(conn, key, now))? {
             None => Ok(None),
             Some(ValueLocation::Inline(bytes)) => Ok(Some(bytes)),
-            Some(ValueLocation::Chunked(_)) => store.read(|conn| self.get_in(conn, key)),
+            Some(ValueLocation::Chunked(_)) => store.read(|conn| self.get_in(conn, key, now)),
         }
     }
 
@@ -466,8 +514,8 @@ impl KvTable {
     ///
     /// # Errors
     /// As [`KvTable::get`].
-    pub fn get_in(&self, conn: &Connection, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        match self.locate(conn, key)? {
+    pub fn get_in(&self, conn: &Connection, key: &[u8], now: i64) -> Result<Option<Vec<u8>>> {
+        match self.locate(conn, key, now)? {
             None => Ok(None),
             Some(ValueLocation::Inline(bytes)) => Ok(Some(bytes)),
             Some(ValueLocation::Chunked(blob)) => {
@@ -487,7 +535,12 @@ impl KvTable {
         store: &mut Store,
         keys: &[K],
     ) -> Result<Vec<Option<Vec<u8>>>> {
-        store.read(|conn| keys.iter().map(|k| self.get_in(conn, k.as_ref())).collect())
+        let now = store.now_ms();
+        store.read(|conn| {
+            keys.iter()
+                .map(|k| self.get_in(conn, k.as_ref(), now))
+                .collect()
+        })
     }
 
     /// Fills `out` with bytes `offset .. offset + out.len()` of a chunked blob.
@@ -559,12 +612,33 @@ impl KvTable {
     /// # Errors
     /// [`Error::InvalidArgument`] for an oversized key; [`Error::ReadOnly`]; [`Error::Busy`].
     pub fn put(&self, store: &mut Store, key: &[u8], kind: KeyKind, value: &[u8]) -> Result<()> {
+        self.put_with(store, key, kind, value, PutOptions::default())
+    }
+
+    /// [`KvTable::put`] with an expiry time and/or a precondition.
+    ///
+    /// # Errors
+    /// [`Error::Conflict`] when the condition does not hold (nothing is written); as
+    /// [`KvTable::put`] otherwise.
+    pub fn put_with(
+        &self,
+        store: &mut Store,
+        key: &[u8],
+        kind: KeyKind,
+        value: &[u8],
+        options: PutOptions,
+    ) -> Result<()> {
         validate_key(key)?;
+        let now = store.now_ms();
+        let expires = options.expires_at_ms;
         if value.len() <= self.chunk_size {
-            let now = now_ms();
-            return store.write_one(|conn| {
-                self.upsert(conn, key, kind, &Staged::Inline(value), now)?;
-                Ok(())
+            let staged = Staged::Inline(value);
+            if options.condition == Condition::Always {
+                return store.write_one(|conn| self.upsert(conn, key, kind, &staged, now, expires));
+            }
+            return store.write(|conn| {
+                self.check_condition(conn, key, options.condition, now)?;
+                self.upsert(conn, key, kind, &staged, now, expires)
             });
         }
         let mut writer = BlobWriter::new(self.clone(), None);
@@ -578,13 +652,86 @@ impl KvTable {
                 return Err(err);
             }
         };
-        let result = store.write(|conn| self.commit_staged(conn, key, kind, &staged.as_staged()));
+        let result = store.write(|conn| {
+            self.check_condition(conn, key, options.condition, now)?;
+            self.commit_staged(conn, key, kind, &staged.as_staged(), expires)
+        });
         if result.is_err() {
             let _ = writer.abort(store);
         }
         result
     }
 
+    /// Fails with [`Error::Conflict`] unless `condition` holds for `key` at `now`.
+    fn check_condition(
+        &self,
+        conn: &Connection,
+        key: &[u8],
+        condition: Condition,
+        now: i64,
+    ) -> Result<()> {
+        if condition == Condition::Always {
+            return Ok(());
+        }
+        let current = self.version_in(conn, key, now)?;
+        match (condition, current) {
+            (Condition::IfAbsent, Some(found)) => Err(Error::Conflict(format!(
+                "the key already exists (version {found}) and if_absent was given"
+            ))),
+            (Condition::IfVersion(expected), Some(found)) if found != expected => {
+                Err(Error::Conflict(format!(
+                    "expected version {expected}, found version {found}"
+                )))
+            }
+            (Condition::IfVersion(expected), None) => Err(Error::Conflict(format!(
+                "expected version {expected}, but the key does not exist"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    fn version_in(&self, conn: &Connection, key: &[u8], now: i64) -> Result<Option<i64>> {
+        Ok(conn
+            .prepare_cached(&self.sql.version)?
+            .query_row(params![key, now], |r| r.get(0))
+            .optional()?)
+    }
+
+    /// The key's version (1 after its first write, +1 per write), or `None` when absent.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn version(&self, store: &mut Store, key: &[u8]) -> Result<Option<i64>> {
+        let now = store.now_ms();
+        store.retry(|conn| self.version_in(conn, key, now))
+    }
+
+    /// Sets (or with `None` removes) the key's expiry time; returns whether the key exists.
+    ///
+    /// # Errors
+    /// [`Error::ReadOnly`], [`Error::Busy`].
+    pub fn touch(&self, store: &mut Store, key: &[u8], expires_at_ms: Option<i64>) -> Result<bool> {
+        let now = store.now_ms();
+        let sql = &self.sql.touch;
+        store.write_one(|conn| {
+            Ok(conn
+                .prepare_cached(sql)?
+                .execute(params![key, now, expires_at_ms])?
+                > 0)
+        })
+    }
+
+    /// Deletes every expired key (and its chunks); returns how many.
+    ///
+    /// # Errors
+    /// [`Error::ReadOnly`], [`Error::Busy`].
+    pub fn prune(&self, store: &mut Store) -> Result<u64> {
+        let now = store.now_ms();
+        let sql = &self.sql.prune;
+        store.write(|conn| Ok(conn.prepare_cached(sql)?.execute([now])? as u64))
+    }
+
+    #[allow(clippy::too_many_arguments)]
     fn upsert(
         &self,
         conn: &Connection,
@@ -592,6 +739,7 @@ impl KvTable {
         kind: KeyKind,
         value: &Staged<'_>,
         now: i64,
+        expires_at_ms: Option<i64>,
     ) -> Result<()> {
         let mut stmt = conn.prepare_cached(&self.sql.upsert)?;
         match value {
@@ -602,7 +750,8 @@ impl KvTable {
                 bytes,
                 None::<i64>,
                 None::<i64>,
-                now
+                now,
+                expires_at_ms
             ])?,
             Staged::Chunked(blob) => stmt.execute(params![
                 key,
@@ -611,7 +760,8 @@ impl KvTable {
                 None::<&[u8]>,
                 blob.blob_id,
                 i64::try_from(blob.chunk_size).unwrap_or(i64::MAX),
-                now
+                now,
+                expires_at_ms
             ])?,
         };
         Ok(())
@@ -629,6 +779,7 @@ impl KvTable {
         key: &[u8],
         kind: KeyKind,
         value: &Staged<'_>,
+        expires_at_ms: Option<i64>,
     ) -> Result<()> {
         validate_key(key)?;
         if let Staged::Chunked(blob) = value {
@@ -642,19 +793,15 @@ impl KvTable {
                 )));
             }
         }
-        self.upsert(conn, key, kind, value, now_ms())
+        self.upsert(conn, key, kind, value, now_ms(), expires_at_ms)
     }
 
     /// Stores many values in one transaction: after it, either all are visible or none.
     ///
     /// # Errors
     /// As [`KvTable::put`]; on error nothing of the batch is visible.
-    pub fn put_many<'a>(
-        &self,
-        store: &mut Store,
-        items: &[(&'a [u8], KeyKind, &'a [u8])],
-    ) -> Result<()> {
-        for (key, _, _) in items {
+    pub fn put_many<'a>(&self, store: &mut Store, items: &[PutItem<'a>]) -> Result<()> {
+        for (key, _, _, _) in items {
             validate_key(key)?;
         }
         // Large values are staged first, each in short transactions, so the final transaction
@@ -662,7 +809,7 @@ impl KvTable {
         let mut writers: Vec<Option<BlobWriter>> = Vec::with_capacity(items.len());
         let mut staged: Vec<Option<BlobRef>> = Vec::with_capacity(items.len());
         let mut failure = None;
-        for (_, _, value) in items {
+        for (_, _, value, _) in items {
             if value.len() <= self.chunk_size {
                 writers.push(None);
                 staged.push(None);
@@ -687,12 +834,20 @@ impl KvTable {
             Some(err) => Err(err),
             None => store.write(|conn| {
                 let now = now_ms();
-                for ((key, kind, value), blob) in items.iter().zip(&staged) {
+                for ((key, kind, value, expires), blob) in items.iter().zip(&staged) {
                     match blob {
                         Some(blob) => {
-                            self.commit_staged(conn, key, *kind, &Staged::Chunked(*blob))?
+                            self.commit_staged(
+                                conn,
+                                key,
+                                *kind,
+                                &Staged::Chunked(*blob),
+                                *expires,
+                            )?;
                         }
-                        None => self.upsert(conn, key, *kind, &Staged::Inline(value), now)?,
+                        None => {
+                            self.upsert(conn, key, *kind, &Staged::Inline(value), now, *expires)?;
+                        }
                     }
                 }
                 Ok(())
@@ -712,8 +867,17 @@ impl KvTable {
     /// # Errors
     /// [`Error::ReadOnly`], [`Error::Busy`].
     pub fn delete(&self, store: &mut Store, key: &[u8]) -> Result<bool> {
+        let now = store.now_ms();
         let sql = &self.sql.delete;
-        store.write_one(|conn| Ok(conn.prepare_cached(sql)?.execute([key])? > 0))
+        store.write_one(|conn| {
+            // RETURNING tells whether the removed row was live (an expired row is removed too,
+            // but it did not exist as far as readers were concerned).
+            Ok(conn
+                .prepare_cached(sql)?
+                .query_row(params![key, now], |r| r.get::<_, bool>(0))
+                .optional()?
+                .unwrap_or(false))
+        })
     }
 
     /// Removes every key of the table.
@@ -732,7 +896,12 @@ impl KvTable {
     /// # Errors
     /// SQLite errors.
     pub fn exists(&self, store: &mut Store, key: &[u8]) -> Result<bool> {
-        store.retry(|conn| Ok(conn.prepare_cached(&self.sql.exists)?.exists([key])?))
+        let now = store.now_ms();
+        store.retry(|conn| {
+            Ok(conn
+                .prepare_cached(&self.sql.exists)?
+                .exists(params![key, now])?)
+        })
     }
 
     /// Metadata of `key`, or `None` when absent.
@@ -740,16 +909,18 @@ impl KvTable {
     /// # Errors
     /// SQLite errors.
     pub fn info(&self, store: &mut Store, key: &[u8]) -> Result<Option<EntryInfo>> {
+        let now = store.now_ms();
         store.retry(|conn| {
             let mut stmt = conn.prepare_cached(&self.sql.info)?;
             Ok(stmt
-                .query_row([key], |r| {
+                .query_row(params![key, now], |r| {
                     Ok(EntryInfo {
                         size: r.get::<_, i64>(0)?.try_into().unwrap_or(0),
                         version: r.get(1)?,
                         created_at_ms: r.get(2)?,
                         updated_at_ms: r.get(3)?,
                         chunked: r.get(4)?,
+                        expires_at_ms: r.get(5)?,
                     })
                 })
                 .optional()?)
@@ -761,10 +932,11 @@ impl KvTable {
     /// # Errors
     /// SQLite errors.
     pub fn len(&self, store: &mut Store) -> Result<u64> {
+        let now = store.now_ms();
         let n: i64 = store.retry(|conn| {
             Ok(conn
                 .prepare_cached(&self.sql.count)?
-                .query_row([], |r| r.get(0))?)
+                .query_row([now], |r| r.get(0))?)
         })?;
         Ok(n.try_into().unwrap_or(0))
     }
@@ -776,10 +948,28 @@ impl KvTable {
     pub fn count_prefix(&self, store: &mut Store, prefix: Option<&[u8]>) -> Result<u64> {
         let range = KeyRange {
             prefix: prefix.map(<[u8]>::to_vec),
-            after: None,
+            ..KeyRange::default()
         };
-        let (filter, args) = range.sql_filter();
-        let sql = format!("SELECT count(*) FROM \"{}\" WHERE {filter}", self.name);
+        self.count_range(store, &range)
+    }
+
+    /// Number of live keys in `range` (its `after` and `reverse` are ignored).
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn count_range(&self, store: &mut Store, range: &KeyRange) -> Result<u64> {
+        let range = KeyRange {
+            after: None,
+            reverse: false,
+            ..range.clone()
+        };
+        let (filter, mut args) = range.sql_filter();
+        args.push(rusqlite::types::Value::Integer(store.now_ms()));
+        let sql = format!(
+            "SELECT count(*) FROM \"{}\" WHERE {filter} AND {}",
+            self.name,
+            live(u32::try_from(args.len()).unwrap_or(u32::MAX))
+        );
         let n: i64 = store.retry(|conn| {
             Ok(conn
                 .prepare_cached(&sql)?
@@ -808,14 +998,18 @@ impl KvTable {
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, KeyKind)>> {
         let (filter, mut args) = range.sql_filter();
-        let sql = format!(
-            "SELECT key, key_kind FROM \"{}\" WHERE {filter} ORDER BY key LIMIT ?{}",
-            self.name,
-            args.len() + 1
-        );
+        args.push(rusqlite::types::Value::Integer(store.now_ms()));
+        let now_param = args.len();
         args.push(rusqlite::types::Value::Integer(
             i64::try_from(limit).unwrap_or(i64::MAX),
         ));
+        let sql = format!(
+            "SELECT key, key_kind FROM \"{}\" WHERE {filter} AND {} ORDER BY key {} LIMIT ?{}",
+            self.name,
+            live(u32::try_from(now_param).unwrap_or(u32::MAX)),
+            if range.reverse { "DESC" } else { "ASC" },
+            args.len()
+        );
         store.retry(|conn| {
             let mut stmt = conn.prepare_cached(&sql)?;
             let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), |r| {
@@ -1098,10 +1292,30 @@ impl BlobWriter {
     ///
     /// # Errors
     /// SQLite errors; on error the upload is discarded and the old value stays.
-    pub fn finish(mut self, store: &mut Store, key: &[u8], kind: KeyKind) -> Result<u64> {
+    pub fn finish(self, store: &mut Store, key: &[u8], kind: KeyKind) -> Result<u64> {
+        self.finish_with(store, key, kind, PutOptions::default())
+    }
+
+    /// [`BlobWriter::finish`] with an expiry time and/or a precondition checked in the switch
+    /// transaction.
+    ///
+    /// # Errors
+    /// [`Error::Conflict`] when the condition does not hold (the upload is discarded); as
+    /// [`BlobWriter::finish`].
+    pub fn finish_with(
+        mut self,
+        store: &mut Store,
+        key: &[u8],
+        kind: KeyKind,
+        options: PutOptions,
+    ) -> Result<u64> {
+        let now = store.now_ms();
         let result = self.stage(store).and_then(|staged| {
             let table = self.table.clone();
-            store.write(|conn| table.commit_staged(conn, key, kind, &staged.as_staged()))
+            store.write(|conn| {
+                table.check_condition(conn, key, options.condition, now)?;
+                table.commit_staged(conn, key, kind, &staged.as_staged(), options.expires_at_ms)
+            })
         });
         match result {
             Ok(()) => Ok(self.total),
@@ -1148,8 +1362,9 @@ impl BlobReader {
     /// # Errors
     /// SQLite errors.
     pub fn open(table: &KvTable, store: &mut Store, key: &[u8]) -> Result<Option<Self>> {
+        let now = store.now_ms();
         Ok(store
-            .retry(|conn| table.locate(conn, key))?
+            .retry(|conn| table.locate(conn, key, now))?
             .map(|source| Self {
                 table: table.clone(),
                 source,

@@ -167,6 +167,12 @@ pub struct Store {
     options: StoreOptions,
     fork_generation: u64,
     read_only: bool,
+    /// Depth of explicit transactions opened with [`Store::begin`] (0 = none).
+    txn_depth: u32,
+    /// Thread that opened the explicit transaction; other threads must wait for it to end.
+    txn_owner: Option<std::thread::ThreadId>,
+    /// Fixed "now" (ms) for expiry decisions, set by tests through an injected clock.
+    clock_override: Option<i64>,
 }
 
 impl Store {
@@ -192,6 +198,9 @@ impl Store {
                 options: options.clone(),
                 fork_generation,
                 read_only,
+                txn_depth: 0,
+                txn_owner: None,
+                clock_override: None,
             };
             store.initialize()?;
             Ok(store)
@@ -419,6 +428,121 @@ impl Store {
         with_retries(retries, backoff, || f(conn))
     }
 
+    /// The current time in ms, as used for expiry (the injected clock if one is set).
+    #[must_use]
+    pub fn now_ms(&self) -> i64 {
+        self.clock_override.unwrap_or_else(now_ms)
+    }
+
+    /// Fixes the time used for expiry decisions (`None` returns to the system clock).
+    pub fn set_clock_override(&mut self, now_ms: Option<i64>) {
+        self.clock_override = now_ms;
+    }
+
+    /// Opens an explicit transaction (`BEGIN IMMEDIATE`), or a savepoint inside the one already
+    /// open. Every operation on this store until the matching [`Store::commit`] or
+    /// [`Store::rollback`] is part of it. Returns the new depth.
+    ///
+    /// # Errors
+    /// [`Error::Busy`] when the write lock stays taken; [`Error::ReadOnly`].
+    pub fn begin(&mut self) -> Result<u32> {
+        self.check_writable()?;
+        let retries = self.options.retries;
+        let backoff = self.options.backoff_base;
+        let depth = self.txn_depth;
+        let conn = self.conn()?;
+        if depth == 0 {
+            if !conn.is_autocommit() {
+                return Err(Error::InvalidArgument(
+                    "a transaction is already open".into(),
+                ));
+            }
+            with_retries(retries, backoff, || -> Result<()> {
+                conn.execute_batch("BEGIN IMMEDIATE")?;
+                Ok(())
+            })?;
+            self.txn_owner = Some(std::thread::current().id());
+        } else {
+            conn.execute_batch(&format!("SAVEPOINT ambervault_txn_{depth}"))?;
+        }
+        self.txn_depth = depth + 1;
+        Ok(self.txn_depth)
+    }
+
+    /// Commits the innermost explicit transaction (or releases its savepoint).
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] when no transaction is open; SQLite errors (the transaction is
+    /// then rolled back).
+    pub fn commit(&mut self) -> Result<()> {
+        let depth = self.txn_depth;
+        if depth == 0 {
+            return Err(Error::InvalidArgument("no transaction is open".into()));
+        }
+        let retries = self.options.retries;
+        let backoff = self.options.backoff_base;
+        let conn = self.conn()?;
+        let result = if depth == 1 {
+            with_retries(retries, backoff, || -> Result<()> {
+                conn.execute_batch("COMMIT")?;
+                Ok(())
+            })
+        } else {
+            conn.execute_batch(&format!("RELEASE ambervault_txn_{}", depth - 1))
+                .map_err(Error::from)
+        };
+        if result.is_err() && depth == 1 && !conn.is_autocommit() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        self.end_level();
+        result
+    }
+
+    /// Rolls back the innermost explicit transaction (or its savepoint).
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] when no transaction is open; SQLite errors.
+    pub fn rollback(&mut self) -> Result<()> {
+        let depth = self.txn_depth;
+        if depth == 0 {
+            return Err(Error::InvalidArgument("no transaction is open".into()));
+        }
+        let conn = self.conn()?;
+        let result = if depth == 1 {
+            if conn.is_autocommit() {
+                Ok(())
+            } else {
+                conn.execute_batch("ROLLBACK").map_err(Error::from)
+            }
+        } else {
+            let sp = format!("ambervault_txn_{}", depth - 1);
+            conn.execute_batch(&format!("ROLLBACK TO {sp}; RELEASE {sp}"))
+                .map_err(Error::from)
+        };
+        self.end_level();
+        result
+    }
+
+    fn end_level(&mut self) {
+        self.txn_depth -= 1;
+        if self.txn_depth == 0 {
+            self.txn_owner = None;
+        }
+    }
+
+    /// Depth of explicit transactions (0 = none open).
+    #[must_use]
+    pub fn transaction_depth(&self) -> u32 {
+        self.txn_depth
+    }
+
+    /// The thread that owns the open explicit transaction, if any. Other threads sharing this
+    /// store must not run operations until it ends.
+    #[must_use]
+    pub fn transaction_owner(&self) -> Option<std::thread::ThreadId> {
+        self.txn_owner
+    }
+
     /// Copies the WAL back into the main file and truncates it.
     ///
     /// # Errors
@@ -461,6 +585,9 @@ impl Store {
         let Some(conn) = self.conn.take() else {
             return Ok(());
         };
+        // Closing with a transaction open rolls it back (SQLite does this on close).
+        self.txn_depth = 0;
+        self.txn_owner = None;
         if FORK_GENERATION.load(Ordering::SeqCst) != self.fork_generation
             && self.location != Location::Memory
         {

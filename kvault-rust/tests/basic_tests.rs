@@ -2,7 +2,8 @@
 //! replacement, deletion, scans, format checks and bad input.
 
 use kvault::{
-    Error, KeyKind, KeyRange, KvTable, Location, Store, StoreOptions, Vault, APPLICATION_ID,
+    Condition, Error, KeyKind, KeyRange, KvTable, Location, PutItem, PutOptions, Store,
+    StoreOptions, Vault, APPLICATION_ID,
 };
 
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
@@ -126,17 +127,19 @@ fn put_many_is_all_or_nothing() {
     let big = pattern(100, 1);
     let too_long_key = vec![b'x'; kvault::MAX_KEY_LEN + 1];
     let table = vault.table().clone();
-    let bad: Vec<(&[u8], KeyKind, &[u8])> = vec![
-        (b"a", KeyKind::Bytes, b"1"),
-        (&too_long_key, KeyKind::Bytes, &big),
+    let bad: Vec<PutItem<'_>> = vec![
+        (b"a", KeyKind::Bytes, b"1", None),
+        (&too_long_key, KeyKind::Bytes, &big, None),
     ];
     assert!(matches!(
         table.put_many(vault.store_mut(), &bad),
         Err(Error::InvalidArgument(_))
     ));
     assert_eq!(vault.len().unwrap(), 0);
-    let good: Vec<(&[u8], KeyKind, &[u8])> =
-        vec![(b"a", KeyKind::Bytes, b"1"), (b"b", KeyKind::Str, &big)];
+    let good: Vec<PutItem<'_>> = vec![
+        (b"a", KeyKind::Bytes, b"1", None),
+        (b"b", KeyKind::Str, &big, None),
+    ];
     table.put_many(vault.store_mut(), &good).unwrap();
     assert_eq!(vault.get(b"b").unwrap().unwrap(), big);
     assert_eq!(vault.len().unwrap(), 2);
@@ -163,7 +166,7 @@ fn scans_are_bytewise_ordered_and_prefix_bounded() {
         let mut out = Vec::new();
         let mut range = KeyRange {
             prefix: prefix.map(<[u8]>::to_vec),
-            after: None,
+            ..KeyRange::default()
         };
         loop {
             let rows = table.scan_keys(vault.store_mut(), &range, page).unwrap();
@@ -298,4 +301,155 @@ fn busy_writers_back_off_then_report_busy() {
         .unwrap();
     other.put(b"k", b"v").unwrap();
     assert_eq!(holder.get(b"k").unwrap().unwrap(), b"v");
+}
+
+#[test]
+fn ranges_combine_prefix_start_end_and_reverse() {
+    let mut vault = Vault::open_in_memory().unwrap();
+    for k in [b"a1", b"a2", b"a3", b"b1", b"b2"] {
+        vault.put(k, b"v").unwrap();
+    }
+    let table = vault.table().clone();
+    let scan = |vault: &mut Vault, range: KeyRange| -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut range = range;
+        loop {
+            let page = table.scan_keys(vault.store_mut(), &range, 2).unwrap();
+            if page.is_empty() {
+                break out;
+            }
+            range.after = Some(page.last().unwrap().0.clone());
+            out.extend(page.into_iter().map(|(k, _)| k));
+        }
+    };
+    let keys = |v: &[&[u8]]| v.iter().map(|k| k.to_vec()).collect::<Vec<_>>();
+    let r = KeyRange {
+        start: Some(b"a2".to_vec()),
+        end: Some(b"b2".to_vec()),
+        ..KeyRange::default()
+    };
+    assert_eq!(scan(&mut vault, r.clone()), keys(&[b"a2", b"a3", b"b1"]));
+    let rev = KeyRange { reverse: true, ..r };
+    assert_eq!(scan(&mut vault, rev), keys(&[b"b1", b"a3", b"a2"]));
+    let p = KeyRange {
+        prefix: Some(b"a".to_vec()),
+        start: Some(b"a2".to_vec()),
+        reverse: true,
+        ..KeyRange::default()
+    };
+    assert_eq!(scan(&mut vault, p.clone()), keys(&[b"a3", b"a2"]));
+    assert_eq!(table.count_range(vault.store_mut(), &p).unwrap(), 2);
+}
+
+#[test]
+fn expiry_hides_keys_and_prune_removes_them() {
+    let mut vault = Vault::open_with(":memory:", StoreOptions::default(), "kv", 8).unwrap();
+    let table = vault.table().clone();
+    let s = vault.store_mut();
+    s.set_clock_override(Some(1_000));
+    let opts = PutOptions {
+        expires_at_ms: Some(2_000),
+        ..PutOptions::default()
+    };
+    table
+        .put_with(s, b"short", KeyKind::Bytes, b"inline", opts)
+        .unwrap();
+    table
+        .put_with(s, b"big", KeyKind::Bytes, &[7u8; 100], opts)
+        .unwrap();
+    table.put(s, b"forever", KeyKind::Bytes, b"x").unwrap();
+    assert_eq!(table.len(s).unwrap(), 3);
+    s.set_clock_override(Some(2_000));
+    assert_eq!(table.get(s, b"short").unwrap(), None);
+    assert_eq!(table.get(s, b"big").unwrap(), None);
+    assert!(!table.exists(s, b"short").unwrap());
+    assert_eq!(table.len(s).unwrap(), 1);
+    assert!(!table.delete(s, b"short").unwrap()); // expired: not there for callers
+    assert!(!table.touch(s, b"big", None).unwrap());
+    assert_eq!(table.prune(s).unwrap(), 1); // "big" (short was deleted above)
+    assert_eq!(table.stats(s).unwrap().chunks, 0);
+    // Writing over an expired key starts it afresh.
+    table
+        .put_with(
+            s,
+            b"k",
+            KeyKind::Bytes,
+            b"1",
+            PutOptions {
+                expires_at_ms: Some(2_500),
+                ..opts
+            },
+        )
+        .unwrap();
+    table.put(s, b"k", KeyKind::Bytes, b"2").unwrap();
+    assert_eq!(table.version(s, b"k").unwrap(), Some(2));
+    assert!(table.touch(s, b"k", Some(2_100)).unwrap());
+    s.set_clock_override(Some(3_000));
+    table.put(s, b"k", KeyKind::Bytes, b"3").unwrap();
+    assert_eq!(table.version(s, b"k").unwrap(), Some(1));
+}
+
+#[test]
+fn conditional_writes_compare_versions() {
+    let mut vault = Vault::open_with(":memory:", StoreOptions::default(), "kv", 8).unwrap();
+    let table = vault.table().clone();
+    let s = vault.store_mut();
+    let absent = PutOptions {
+        condition: Condition::IfAbsent,
+        ..PutOptions::default()
+    };
+    table
+        .put_with(s, b"k", KeyKind::Bytes, b"1", absent)
+        .unwrap();
+    assert!(matches!(
+        table.put_with(s, b"k", KeyKind::Bytes, b"2", absent),
+        Err(Error::Conflict(_))
+    ));
+    let v1 = PutOptions {
+        condition: Condition::IfVersion(1),
+        ..PutOptions::default()
+    };
+    table
+        .put_with(s, b"k", KeyKind::Bytes, &[9u8; 50], v1)
+        .unwrap(); // chunked, CAS in the switch
+    assert!(matches!(
+        table.put_with(s, b"k", KeyKind::Bytes, b"3", v1),
+        Err(Error::Conflict(_))
+    ));
+    assert!(matches!(
+        table.put_with(s, b"k", KeyKind::Bytes, &[1u8; 50], v1),
+        Err(Error::Conflict(_))
+    ));
+    assert_eq!(table.get(s, b"k").unwrap().unwrap(), vec![9u8; 50]);
+    assert_eq!(table.version(s, b"k").unwrap(), Some(2));
+    let stats = table.stats(s).unwrap();
+    assert_eq!((stats.chunks, stats.pending_uploads), (7, 0)); // the refused upload left nothing
+}
+
+#[test]
+fn explicit_transactions_commit_roll_back_and_nest() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let mut vault = Vault::open_with(&path, StoreOptions::default(), "kv", 8).unwrap();
+    vault.store_mut().begin().unwrap();
+    vault.put(b"a", b"1").unwrap();
+    vault.put(b"big", &[5u8; 40]).unwrap(); // a chunked write inside the transaction
+    vault.store_mut().begin().unwrap();
+    vault.put(b"b", b"2").unwrap();
+    vault.store_mut().rollback().unwrap(); // inner savepoint only
+    assert_eq!(vault.get(b"a").unwrap().unwrap(), b"1"); // reads see the transaction's writes
+    assert_eq!(vault.get(b"b").unwrap(), None);
+    let mut reader = Vault::open_with(&path, StoreOptions::default(), "kv", 8).unwrap();
+    assert_eq!(reader.get(b"a").unwrap(), None); // not visible before commit
+    vault.store_mut().commit().unwrap();
+    assert_eq!(reader.get(b"a").unwrap().unwrap(), b"1");
+    assert_eq!(reader.get(b"big").unwrap().unwrap(), vec![5u8; 40]);
+    vault.store_mut().begin().unwrap();
+    vault.put(b"a", b"changed").unwrap();
+    vault.store_mut().rollback().unwrap();
+    assert_eq!(vault.get(b"a").unwrap().unwrap(), b"1");
+    assert!(matches!(
+        vault.store_mut().commit(),
+        Err(Error::InvalidArgument(_))
+    ));
 }

@@ -63,6 +63,12 @@ class BatchingCache:
     def _pending(self) -> bool:
         raise NotImplementedError
 
+    def discard_pending(self) -> None:
+        """Drop everything pending without writing it (a rolled-back transaction)."""
+        with self.lock:
+            self._forget()
+            self._nbytes = 0
+
     # -- daemon -------------------------------------------------------------------------------
     def start_daemon(self) -> None:
         """Start the idle-flush thread if a flush interval is set."""
@@ -136,7 +142,8 @@ class BatchingCache:
 
 
 class WriteBackCache(BatchingCache):
-    """Latest value per key, flushed in batches through ``flush_fn(list_of_pairs)``.
+    """Latest value per key, flushed in batches through ``flush_fn(items)``, each item
+    ``(key, value, expires_at_ms)``.
 
     All methods are thread-safe. ``flush_fn`` must be atomic: after it returns, every pair is
     stored; if it raises, none is, and the cache keeps them.
@@ -144,14 +151,14 @@ class WriteBackCache(BatchingCache):
 
     def __init__(
         self,
-        flush_fn: Callable[[List[Tuple[Any, bytes]]], None],
+        flush_fn: Callable[[List[Tuple[Any, bytes, Optional[int]]]], None],
         cap_bytes: int,
         flush_threshold: int,
         flush_interval: Optional[float],
         auto_flush: bool = True,
     ) -> None:
         self._flush_fn = flush_fn
-        self._entries: Dict[bytes, Tuple[Any, bytes]] = {}
+        self._entries: Dict[bytes, Tuple[Any, bytes, Optional[int]]] = {}
         super().__init__(cap_bytes, flush_threshold, flush_interval, auto_flush)
 
     def _forget(self) -> None:
@@ -163,15 +170,14 @@ class WriteBackCache(BatchingCache):
     def __len__(self) -> int:
         return len(self._entries)
 
-    def lookup(self, raw_key: bytes) -> Optional[bytes]:
-        """The cached value of ``raw_key``, or None."""
-        entry = self._entries.get(raw_key)
-        return None if entry is None else entry[1]
+    def entry(self, raw_key: bytes) -> Optional[Tuple[Any, bytes, Optional[int]]]:
+        """The cached ``(key, value, expires_at_ms)`` of ``raw_key``, or None."""
+        return self._entries.get(raw_key)
 
     def __contains__(self, raw_key: bytes) -> bool:
         return raw_key in self._entries
 
-    def put(self, raw_key: bytes, key: Any, value: bytes) -> bool:
+    def put(self, raw_key: bytes, key: Any, value: bytes, expires_at_ms: Optional[int] = None) -> bool:
         """Cache a write. Returns False (caching nothing) when the value is larger than the
         whole cache: the caller then writes it directly, after this flush of older entries."""
         size = len(raw_key) + len(value)
@@ -181,7 +187,7 @@ class WriteBackCache(BatchingCache):
                 self._nbytes -= len(raw_key) + len(old[1])
             if not self._admit(size):
                 return False
-            self._entries[raw_key] = (key, value)
+            self._entries[raw_key] = (key, value, expires_at_ms)
             self._added(size)
             return True
 

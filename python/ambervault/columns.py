@@ -13,6 +13,7 @@ from ._ambervault import ColumnCore, ColumnVaultCore, canonical_dtype
 from .cache import BatchingCache
 from .exceptions import ClosedError, InvalidArgument, NotFound
 from .kvault import KVault
+from .transaction import Transaction
 
 _PAGE = 8192  # elements per round trip when iterating
 
@@ -219,6 +220,7 @@ class ColumnVault(_CacheControls):
             self._kv: Optional[KVault] = kv_or_path
             self.path = kv_or_path.path
             self._core = ColumnVaultCore.from_kvault(kv_or_path._native, min_chunk_bytes, max_chunk_bytes)
+            kv_or_path._column_vaults.add(self)
         else:
             self._kv = None
             if isinstance(kv_or_path, bytes):
@@ -333,6 +335,18 @@ class ColumnVault(_CacheControls):
                 col.name = new
                 col._core.set_name(new)
                 self._columns[new] = col
+
+    def _all_caches(self) -> List[BatchingCache]:
+        caches: List[BatchingCache] = [] if self._cache is None else [self._cache]
+        caches.extend(col._cache for col in list(self._columns.values()) if col._cache is not None)
+        return caches
+
+    def transaction(self) -> Transaction:
+        """Start a transaction (see :meth:`KVault.transaction`). For a ``ColumnVault`` made from
+        a ``KVault`` it is the KVault's transaction, so it spans both."""
+        if self._kv is not None:
+            return self._kv.transaction()
+        return Transaction(self._native, self._all_caches())
 
     def _flush_all(self) -> None:
         if self._cache is not None:

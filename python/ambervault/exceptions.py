@@ -65,3 +65,8 @@ class ClosedError(VaultError, ValueError):
 
 class ValueChangedError(VaultError):
     """A value was overwritten or deleted while a reader was reading it."""
+
+
+class Conflict(VaultError):
+    """A conditional write (``if_version=`` / ``if_absent=``) found the key in another state:
+    another writer got there first. Nothing was written."""

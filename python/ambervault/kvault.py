@@ -6,10 +6,12 @@ import atexit
 import collections.abc
 import contextlib
 import os
+import time
 import weakref
 from typing import (
     Any,
     BinaryIO,
+    Callable,
     Dict,
     Iterable,
     Iterator,
@@ -21,9 +23,10 @@ from typing import (
 )
 
 from ._ambervault import KVaultCore
-from .cache import WriteBackCache
+from .cache import BatchingCache, WriteBackCache
 from .exceptions import ClosedError, InvalidArgument, NotFound
 from .streams import VaultReader, VaultWriter
+from .transaction import Transaction
 
 Key = Union[str, bytes]
 BytesLike = Union[bytes, bytearray, memoryview]
@@ -91,6 +94,14 @@ def _check_int(name: str, value: Any) -> int:
     return value
 
 
+def _check_ttl(ttl: Any) -> float:
+    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)):
+        raise TypeError(f"ttl must be a number of seconds, not {type(ttl).__name__}")
+    if not ttl > 0:
+        raise InvalidArgument(f"ttl must be positive, not {ttl}")
+    return float(ttl)
+
+
 def _check_limit(limit: Optional[int]) -> Optional[int]:
     if limit is None:
         return None
@@ -141,9 +152,18 @@ class KVault(collections.abc.MutableMapping):  # type: ignore[type-arg]
         cache_kb: int = 20000,
         read_only: bool = False,
         synchronous: str = "normal",
+        default_ttl: Optional[float] = None,
+        clock: Optional[Callable[[], float]] = None,
     ) -> None:
         self._core: Optional[KVaultCore] = None
         self._cache: Optional[WriteBackCache] = None
+        self._clock = clock
+        self._column_vaults: weakref.WeakSet[Any] = weakref.WeakSet()
+        if default_ttl is not None:
+            _check_ttl(default_ttl)
+        self.default_ttl = default_ttl
+        if clock is not None and not callable(clock):
+            raise TypeError("clock must be a callable returning epoch seconds")
         if isinstance(path, bytes):
             path = os.fsdecode(path)
         try:
@@ -176,6 +196,7 @@ class KVault(collections.abc.MutableMapping):  # type: ignore[type-arg]
             cache_kb=cache_kb,
             read_only=bool(read_only),
             synchronous=synchronous,
+            default_ttl=default_ttl,
         )
         self._core = KVaultCore(
             path,
@@ -215,7 +236,21 @@ class KVault(collections.abc.MutableMapping):  # type: ignore[type-arg]
         core = self._core
         if core is None:
             raise ClosedError("vault is closed")
+        if self._clock is not None:
+            core.set_clock(int(self._clock() * 1000))
         return core
+
+    def _now_ms(self) -> int:
+        return int((self._clock() if self._clock is not None else time.time()) * 1000)
+
+    def _expiry(self, ttl: Optional[float]) -> Optional[int]:
+        """Absolute expiry (ms) for a write with ``ttl`` seconds (or the default TTL)."""
+        if ttl is None:
+            ttl = self.default_ttl
+        if ttl is None:
+            return None
+        _check_ttl(ttl)
+        return self._now_ms() + int(ttl * 1000)
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
@@ -233,20 +268,41 @@ class KVault(collections.abc.MutableMapping):  # type: ignore[type-arg]
         return (_reopen, (self._open_args,))
 
     # -- single keys -------------------------------------------------------------------------
-    def put(self, key: Key, value: BytesLike) -> None:
+    def put(
+        self,
+        key: Key,
+        value: BytesLike,
+        ttl: Optional[float] = None,
+        if_version: Optional[int] = None,
+        if_absent: bool = False,
+    ) -> None:
         """Store ``value`` under ``key``, replacing any previous value atomically.
+
+        :param ttl: seconds until the key expires (default: the vault's ``default_ttl``).
+        :param if_version: write only if the key's current :meth:`version` is this one.
+        :param if_absent: write only if the key does not exist.
+        :raises Conflict: when a condition does not hold (nothing is written).
 
         >>> v = KVault(":memory:"); v.put("k", b"v"); v.get("k")
         b'v'
+        >>> v.put("k", b"w", if_version=v.version("k")); v.version("k")
+        2
         """
+        expires = self._expiry(ttl) if (ttl is not None or self.default_ttl is not None) else None
         cache = self._cache
-        if cache is None:
-            self._native.put(key, value)
+        conditional = if_version is not None or if_absent
+        if cache is None or conditional:
+            if cache is not None:
+                with cache.lock:
+                    cache.discard(_raw_key(key))
+                    self._native.put(key, value, expires, if_version, bool(if_absent))
+                return
+            self._native.put(key, value, expires, if_version, bool(if_absent))
             return
         raw = _raw_key(key)
         data = _value_bytes(value)
-        if not cache.put(raw, key, data):
-            self._native.put(key, data)
+        if not cache.put(raw, key, data, expires):
+            self._native.put(key, data, expires)
 
     def get(self, key: Key, default: Any = None) -> Any:
         """The value of ``key``, or ``default`` when it is absent.
@@ -256,9 +312,10 @@ class KVault(collections.abc.MutableMapping):  # type: ignore[type-arg]
         """
         cache = self._cache
         if cache is not None:
-            hit = cache.lookup(_raw_key(key))
-            if hit is not None:
-                return hit
+            entry = cache.entry(_raw_key(key))
+            if entry is not None:
+                expired = entry[2] is not None and entry[2] <= self._now_ms()
+                return default if expired else entry[1]
         value = self._native.get(key)
         return default if value is None else value
 
@@ -280,8 +337,10 @@ class KVault(collections.abc.MutableMapping):  # type: ignore[type-arg]
         True
         """
         cache = self._cache
-        if cache is not None and _raw_key(key) in cache:
-            return True
+        if cache is not None:
+            entry = cache.entry(_raw_key(key))
+            if entry is not None:
+                return entry[2] is None or entry[2] > self._now_ms()
         return self._native.exists(key)
 
     def __getitem__(self, key: Key) -> bytes:
@@ -311,23 +370,88 @@ class KVault(collections.abc.MutableMapping):  # type: ignore[type-arg]
         found = self._native.info(key)
         if found is None:
             return None
-        size, version, created, updated, chunked = found
+        size, version, created, updated, chunked, expires = found
         return {
             "size": size,
             "version": version,
             "created_at_ms": created,
             "updated_at_ms": updated,
             "chunked": chunked,
+            "expires_at_ms": expires,
         }
 
+    # -- versions and expiry -------------------------------------------------------------------
+    def version(self, key: Key) -> Optional[int]:
+        """The key's version: 1 after its first write, +1 for every write since; None when
+        absent. Use it with ``put(..., if_version=...)`` for compare-and-swap.
+
+        >>> v = KVault(":memory:"); v["k"] = b"1"; v["k"] = b"2"; v.version("k"), v.version("x")
+        (2, None)
+        """
+        self._flush_key(key)
+        return self._native.version(key)
+
+    def expires_at(self, key: Key) -> Optional[float]:
+        """When ``key`` expires, in epoch seconds, or None if it never does. Raises
+        :class:`NotFound` for a missing (or expired) key."""
+        meta = self.info(key)
+        if meta is None:
+            raise NotFound(key)
+        expires = meta["expires_at_ms"]
+        return None if expires is None else expires / 1000
+
+    def touch(self, key: Key, ttl: Optional[float] = None) -> bool:
+        """Set the key to expire ``ttl`` seconds from now (``None``: never). Returns whether the
+        key exists."""
+        self._flush_key(key)
+        expires = None if ttl is None else self._now_ms() + int(_check_ttl(ttl) * 1000)
+        return self._native.touch(key, expires)
+
+    def prune(self) -> int:
+        """Delete every expired key (they are already invisible); returns how many."""
+        self._flush_for_scan()
+        return self._native.prune()
+
+    # -- transactions ----------------------------------------------------------------------------
+    def transaction(self) -> Transaction:
+        """Start a transaction: every write through this vault (values, streams, batches,
+        deletes) and through ``ColumnVault(vault)`` columns is atomic until
+        :meth:`Transaction.commit`. Use it as ``with vault.transaction(): ...`` (commits at the
+        end, rolls back on an exception) or keep the object and call ``commit()`` /
+        ``rollback()``. Nested transactions are savepoints.
+
+        >>> v = KVault(":memory:")
+        >>> with v.transaction():
+        ...     v["a"] = b"1"; v["b"] = b"2"
+        >>> t = v.transaction(); v["c"] = b"3"; t.rollback(); sorted(v)
+        ['a', 'b']
+        """
+        return Transaction(self._native, self._transaction_caches())
+
+    def _transaction_caches(self) -> List[BatchingCache]:
+        caches: List[BatchingCache] = [] if self._cache is None else [self._cache]
+        for cv in list(self._column_vaults):
+            caches.extend(cv._all_caches())
+        return caches
+
     # -- batches -----------------------------------------------------------------------------
-    def put_many(self, items: Union[Mapping[Key, BytesLike], Iterable[Tuple[Key, BytesLike]]]) -> None:
+    def put_many(
+        self,
+        items: Union[Mapping[Key, BytesLike], Iterable[Tuple[Key, BytesLike]]],
+        ttl: Optional[float] = None,
+    ) -> None:
         """Store many pairs in one transaction: afterwards all are stored, or (on error) none.
 
         >>> v = KVault(":memory:"); v.put_many({"a": b"1", "b": b"2"}); len(v)
         2
         """
         pairs = list(items.items()) if isinstance(items, Mapping) else list(items)
+        expires = self._expiry(ttl) if (ttl is not None or self.default_ttl is not None) else None
+        if expires is not None:
+            bad = next((p for p in pairs if not (isinstance(p, tuple) and len(p) == 2)), None)
+            if bad is not None:
+                raise TypeError("put_many items must be (key, value) pairs")
+            pairs = [(k, v, expires) for k, v in pairs]
         cache = self._cache
         if cache is not None:
             with cache.lock:
@@ -348,10 +472,11 @@ class KVault(collections.abc.MutableMapping):  # type: ignore[type-arg]
         values = self._native.get_many(keys)
         cache = self._cache
         if cache is not None:
+            now = self._now_ms()
             for i, key in enumerate(keys):
-                hit = cache.lookup(_raw_key(key))
-                if hit is not None:
-                    values[i] = hit
+                entry = cache.entry(_raw_key(key))
+                if entry is not None:
+                    values[i] = None if entry[2] is not None and entry[2] <= now else entry[1]
         return values
 
     def update(self, other: Any = (), /, **kwargs: BytesLike) -> None:  # type: ignore[override]
@@ -389,56 +514,78 @@ class KVault(collections.abc.MutableMapping):  # type: ignore[type-arg]
     # -- iteration ---------------------------------------------------------------------------
     def __len__(self) -> int:
         self._flush_for_scan()
-        return self._native.count(None)
+        return self._native.count()
 
     def __iter__(self) -> Iterator[Key]:
-        return self._iter_keys(None, None)
+        return self._iter_keys(_Range())
 
-    def _iter_keys(self, prefix: Optional[Key], limit: Optional[int]) -> Iterator[Key]:
+    def _iter_keys(self, rng: _Range) -> Iterator[Key]:
         self._flush_for_scan()
-        core = self._native
         after: Optional[bytes] = None
-        remaining = limit
+        remaining = rng.limit
         while remaining is None or remaining > 0:
             page = _PAGE if remaining is None else min(_PAGE, remaining)
-            keys, after = core.scan_keys(prefix, after, page)
+            keys, after = self._native.scan_keys(rng.prefix, rng.start, rng.end, after, page, rng.reverse)
             if not keys:
                 return
             yield from keys
             if remaining is not None:
                 remaining -= len(keys)
 
-    def _iter_items(self, prefix: Optional[Key], limit: Optional[int]) -> Iterator[Tuple[Key, bytes]]:
+    def _iter_items(self, rng: _Range) -> Iterator[Tuple[Key, bytes]]:
         self._flush_for_scan()
-        core = self._native
         after: Optional[bytes] = None
-        remaining = limit
+        remaining = rng.limit
         while remaining is None or remaining > 0:
             page = _PAGE if remaining is None else min(_PAGE, remaining)
-            items, after = core.scan_items(prefix, after, page, _ITEMS_PAGE_BYTES)
+            items, after = self._native.scan_items(
+                rng.prefix, rng.start, rng.end, after, page, _ITEMS_PAGE_BYTES, rng.reverse
+            )
             if after is None:
                 return
             yield from items
             if remaining is not None:
                 remaining -= len(items)
 
-    def keys(self, prefix: Optional[Key] = None, limit: Optional[int] = None) -> KeysView:  # type: ignore[override]
-        """Keys in bytewise order, optionally only those starting with ``prefix``, at most
-        ``limit`` of them. Streams in pages: memory stays constant however many keys there are.
+    def keys(  # type: ignore[override]
+        self,
+        prefix: Optional[Key] = None,
+        start: Optional[Key] = None,
+        end: Optional[Key] = None,
+        limit: Optional[int] = None,
+        reverse: bool = False,
+    ) -> KeysView:
+        """Keys in bytewise order (descending with ``reverse``), optionally only those starting
+        with ``prefix`` and in ``[start, end)``, at most ``limit`` of them. Streams in pages:
+        memory stays constant however many keys there are.
 
         >>> v = KVault(":memory:"); v.update({"img:1": b"", "img:2": b"", "txt:1": b""})
-        >>> list(v.keys(prefix="img:"))
-        ['img:1', 'img:2']
+        >>> list(v.keys(prefix="img:")), list(v.keys(start="img:2", reverse=True))
+        (['img:1', 'img:2'], ['txt:1', 'img:2'])
         """
-        return KeysView(self, prefix, _check_limit(limit))
+        return KeysView(self, _Range(prefix, start, end, limit, reverse))
 
-    def values(self, prefix: Optional[Key] = None, limit: Optional[int] = None) -> ValuesView:  # type: ignore[override]
-        """Values in key order, with the same ``prefix``/``limit`` filters as :meth:`keys`."""
-        return ValuesView(self, prefix, _check_limit(limit))
+    def values(  # type: ignore[override]
+        self,
+        prefix: Optional[Key] = None,
+        start: Optional[Key] = None,
+        end: Optional[Key] = None,
+        limit: Optional[int] = None,
+        reverse: bool = False,
+    ) -> ValuesView:
+        """Values in key order, with the same filters as :meth:`keys`."""
+        return ValuesView(self, _Range(prefix, start, end, limit, reverse))
 
-    def items(self, prefix: Optional[Key] = None, limit: Optional[int] = None) -> ItemsView:  # type: ignore[override]
+    def items(  # type: ignore[override]
+        self,
+        prefix: Optional[Key] = None,
+        start: Optional[Key] = None,
+        end: Optional[Key] = None,
+        limit: Optional[int] = None,
+        reverse: bool = False,
+    ) -> ItemsView:
         """``(key, value)`` pairs in key order, with the same filters as :meth:`keys`."""
-        return ItemsView(self, prefix, _check_limit(limit))
+        return ItemsView(self, _Range(prefix, start, end, limit, reverse))
 
     # -- streaming ---------------------------------------------------------------------------
     def put_file(
@@ -447,6 +594,7 @@ class KVault(collections.abc.MutableMapping):  # type: ignore[type-arg]
         reader: Any,
         size: Optional[int] = None,
         chunk_size: Optional[int] = None,
+        ttl: Optional[float] = None,
     ) -> int:
         """Stream a value from a binary file-like ``reader`` (anything with ``read(n)``, or an
         iterable of bytes chunks) without holding it in memory. With ``size``, exactly that many
@@ -495,19 +643,22 @@ class KVault(collections.abc.MutableMapping):  # type: ignore[type-arg]
                 raise InvalidArgument(
                     f"reader ended after {size - remaining} of the {size} bytes promised by size="
                 )
-            return self._finish_writer(writer, key, raw)
+            return self._finish_writer(writer, key, raw, ttl)
         except BaseException:
             writer.abort()
             raise
 
-    def _finish_writer(self, writer: Any, key: Key, raw: Optional[bytes] = None) -> int:
+    def _finish_writer(
+        self, writer: Any, key: Key, raw: Optional[bytes] = None, ttl: Optional[float] = None
+    ) -> int:
+        expires = self._expiry(ttl) if (ttl is not None or self.default_ttl is not None) else None
         cache = self._cache
         if cache is None:
-            return writer.finish(key)
+            return writer.finish(key, expires)
         with cache.lock:
             # A cached older write must not land after (and over) the streamed value.
             cache.discard(_raw_key(key) if raw is None else raw)
-            return writer.finish(key)
+            return writer.finish(key, expires)
 
     def get_to_file(self, key: Key, writer: BinaryIO, chunk_size: Optional[int] = None) -> int:
         """Stream the value of ``key`` into ``writer`` (anything with ``write(bytes)``) one
@@ -709,23 +860,47 @@ def _reopen(args: Dict[str, Any]) -> KVault:
     return KVault(**args)
 
 
-class _ScanView:
-    """Shared state of the key, value and item views: a vault plus prefix/limit filters."""
+class _Range:
+    """Filters of a scan: prefix, [start, end), limit, direction."""
 
-    def __init__(self, vault: KVault, prefix: Optional[Key], limit: Optional[int]) -> None:
-        if prefix is not None:
-            _raw_key(prefix)
+    __slots__ = ("end", "limit", "prefix", "reverse", "start")
+
+    def __init__(
+        self,
+        prefix: Optional[Key] = None,
+        start: Optional[Key] = None,
+        end: Optional[Key] = None,
+        limit: Optional[int] = None,
+        reverse: bool = False,
+    ) -> None:
+        for bound in (prefix, start, end):
+            if bound is not None:
+                _raw_key(bound)
+        self.prefix, self.start, self.end = prefix, start, end
+        self.limit = _check_limit(limit)
+        self.reverse = bool(reverse)
+
+    def matches(self, key: Any) -> bool:
+        raw = _raw_key(key)
+        if self.prefix is not None and not raw.startswith(_raw_key(self.prefix)):
+            return False
+        if self.start is not None and raw < _raw_key(self.start):
+            return False
+        return self.end is None or raw < _raw_key(self.end)
+
+
+class _ScanView:
+    """Shared state of the key, value and item views: a vault plus scan filters."""
+
+    def __init__(self, vault: KVault, rng: _Range) -> None:
         self._vault = vault
-        self._prefix = prefix
-        self._limit = limit
+        self._range = rng
 
     def __len__(self) -> int:
         self._vault._flush_for_scan()
-        n = self._vault._native.count(self._prefix)
-        return n if self._limit is None else min(n, self._limit)
-
-    def _matches(self, key: Any) -> bool:
-        return self._prefix is None or _raw_key(key).startswith(_raw_key(self._prefix))
+        rng = self._range
+        n = self._vault._native.count(rng.prefix, rng.start, rng.end)
+        return n if rng.limit is None else min(n, rng.limit)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({list(self)!r})"
@@ -735,12 +910,12 @@ class KeysView(_ScanView, collections.abc.KeysView):  # type: ignore[type-arg]
     """Streaming view of a vault's keys (see :meth:`KVault.keys`)."""
 
     def __iter__(self) -> Iterator[Key]:
-        return self._vault._iter_keys(self._prefix, self._limit)
+        return self._vault._iter_keys(self._range)
 
     def __contains__(self, key: object) -> bool:
-        if not isinstance(key, (str, bytes)) or not self._matches(key):
+        if not isinstance(key, (str, bytes)) or not self._range.matches(key):
             return False
-        if self._limit is None:
+        if self._range.limit is None:
             return key in self._vault
         return any(_raw_key(k) == _raw_key(key) for k in self)
 
@@ -749,7 +924,7 @@ class ValuesView(_ScanView, collections.abc.ValuesView):  # type: ignore[type-ar
     """Streaming view of a vault's values (see :meth:`KVault.values`)."""
 
     def __iter__(self) -> Iterator[bytes]:
-        for _, value in self._vault._iter_items(self._prefix, self._limit):
+        for _, value in self._vault._iter_items(self._range):
             yield value
 
     def __contains__(self, value: object) -> bool:
@@ -760,12 +935,12 @@ class ItemsView(_ScanView, collections.abc.ItemsView):  # type: ignore[type-arg]
     """Streaming view of a vault's ``(key, value)`` pairs (see :meth:`KVault.items`)."""
 
     def __iter__(self) -> Iterator[Tuple[Key, bytes]]:
-        return self._vault._iter_items(self._prefix, self._limit)
+        return self._vault._iter_items(self._range)
 
     def __contains__(self, item: object) -> bool:
         if not isinstance(item, tuple) or len(item) != 2:
             return False
         key, value = item
-        if not isinstance(key, (str, bytes)) or not self._matches(key):
+        if not isinstance(key, (str, bytes)) or not self._range.matches(key):
             return False
         return self._vault.get(key, _MISSING) == value

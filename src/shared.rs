@@ -1,0 +1,54 @@
+//! The store shared by a vault, its columns, readers and writers, and the rule that makes
+//! explicit transactions safe with threads: while one thread has a transaction open, other
+//! threads wait (with the GIL released) instead of slipping their operations into it.
+
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+
+use kvault::Store;
+
+/// A store plus the condition variable signalled when an explicit transaction ends.
+pub struct Shared {
+    store: Mutex<Store>,
+    transaction_ended: Condvar,
+}
+
+/// A store shared by Python objects.
+pub type SharedStore = Arc<Shared>;
+
+/// Wraps a freshly opened store.
+pub fn share(store: Store) -> SharedStore {
+    Arc::new(Shared {
+        store: Mutex::new(store),
+        transaction_ended: Condvar::new(),
+    })
+}
+
+/// Locks the store for the calling thread, first waiting for another thread's explicit
+/// transaction to end. Call it only with the GIL released.
+pub fn lock(shared: &SharedStore) -> MutexGuard<'_, Store> {
+    let me = std::thread::current().id();
+    // A panic while holding the lock cannot leave SQLite inconsistent (every operation is a
+    // transaction), so a poisoned lock is still safe to use.
+    let mut guard = shared.store.lock().unwrap_or_else(PoisonError::into_inner);
+    while guard.transaction_owner().is_some_and(|owner| owner != me) {
+        guard = shared
+            .transaction_ended
+            .wait(guard)
+            .unwrap_or_else(PoisonError::into_inner);
+    }
+    guard
+}
+
+/// Runs `end` (commit or rollback) and wakes waiting threads if that closed the outermost
+/// transaction.
+pub fn end_transaction<T>(
+    shared: &SharedStore,
+    end: impl FnOnce(&mut Store) -> kvault::Result<T>,
+) -> kvault::Result<T> {
+    let mut guard = lock(shared);
+    let result = end(&mut guard);
+    if guard.transaction_depth() == 0 {
+        shared.transaction_ended.notify_all();
+    }
+    result
+}
