@@ -405,6 +405,21 @@ impl PyColumnVault {
         Ok(py.detach(|| crate::shared::end_transaction(&self.store, Store::rollback))?)
     }
 
+    /// Problems found by SQLite's integrity check and the columns' invariants.
+    fn check(&self, py: Python<'_>) -> Result<Vec<String>, BindingError> {
+        py.detach(|| -> Result<Vec<String>, BindingError> {
+            let mut store = lock(&self.store);
+            let mut problems = store.integrity_problems()?;
+            problems.extend(Columns::check(&mut store)?);
+            Ok(problems)
+        })
+    }
+
+    /// Writes a consistent copy of the file to `dest` (which must not exist).
+    fn backup(&self, py: Python<'_>, dest: std::path::PathBuf) -> Result<(), BindingError> {
+        Ok(py.detach(|| lock(&self.store).backup_to(&dest))?)
+    }
+
     /// Copies the WAL into the main file.
     fn checkpoint(&self, py: Python<'_>) -> Result<(), BindingError> {
         Ok(py.detach(|| lock(&self.store).checkpoint())?)

@@ -17,6 +17,8 @@ use crate::errors::{BindingError, InvalidArgument};
 type KeyPage = (Vec<Py<PyAny>>, Option<Py<PyBytes>>);
 /// One page of an item scan: the pairs and the continuation point.
 type ItemPage = (Vec<(Py<PyAny>, Py<PyBytes>)>, Option<Py<PyBytes>>);
+/// See `KVaultCore.table_stats`.
+type StatsTuple = (u64, u64, u64, u64, u64, u64, i64, i64, i64);
 /// `(size, version, created_at_ms, updated_at_ms, chunked, expires_at_ms)`.
 type InfoTuple = (u64, i64, i64, i64, bool, Option<i64>);
 
@@ -379,17 +381,53 @@ impl PyKVault {
         }))
     }
 
-    /// `(keys, logical_bytes, chunks, chunk_bytes, pending_uploads)` of this table.
-    fn table_stats(&self, py: Python<'_>) -> Result<(u64, u64, u64, u64, u64), BindingError> {
+    /// Table and file figures: `(keys, logical_bytes, chunks, chunk_bytes, pending_uploads,
+    /// inline_bytes, page_size, page_count, free_pages)`.
+    fn table_stats(&self, py: Python<'_>) -> Result<StatsTuple, BindingError> {
         let table = &self.table;
-        let s = run(py, &self.store, |s| table.stats(s))?;
+        let (t, (page_size, pages, free)) =
+            run(py, &self.store, |s| Ok((table.stats(s)?, s.page_stats()?)))?;
         Ok((
-            s.keys,
-            s.logical_bytes,
-            s.chunks,
-            s.chunk_bytes,
-            s.pending_uploads,
+            t.keys,
+            t.logical_bytes,
+            t.chunks,
+            t.chunk_bytes,
+            t.pending_uploads,
+            t.inline_bytes,
+            page_size,
+            pages,
+            free,
         ))
+    }
+
+    /// `[(name, dtype, length, data_bytes)]` of the columns in this file.
+    fn columns_summary(
+        &self,
+        py: Python<'_>,
+    ) -> Result<Vec<(String, String, u64, u64)>, BindingError> {
+        let metas = py.detach(|| columnar::Columns::list(&mut lock(&self.store)))?;
+        Ok(metas
+            .into_iter()
+            .map(|m| (m.name, m.dtype.name(), m.len, m.data_bytes))
+            .collect())
+    }
+
+    /// Problems found by SQLite's integrity check, this table's invariants and the columns'
+    /// invariants (empty when healthy).
+    fn check(&self, py: Python<'_>) -> Result<Vec<String>, BindingError> {
+        let table = &self.table;
+        py.detach(|| -> Result<Vec<String>, BindingError> {
+            let mut store = lock(&self.store);
+            let mut problems = store.integrity_problems()?;
+            problems.extend(table.check(&mut store)?);
+            problems.extend(columnar::Columns::check(&mut store)?);
+            Ok(problems)
+        })
+    }
+
+    /// Writes a consistent copy of the file to `dest` (which must not exist).
+    fn backup(&self, py: Python<'_>, dest: std::path::PathBuf) -> Result<(), BindingError> {
+        run(py, &self.store, |s| s.backup_to(&dest))
     }
 
     /// Reclaims abandoned uploads, then VACUUMs the file.

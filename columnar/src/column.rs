@@ -587,6 +587,131 @@ impl Columns {
     }
 }
 
+impl Columns {
+    /// Checks every column's invariants: chunk rows exactly as many and as long as its streams
+    /// need, fixed-width data size = length × width, variable-width end offsets non-decreasing
+    /// and ending at the data size, no chunk rows of deleted columns. One message per problem.
+    ///
+    /// # Errors
+    /// SQLite errors (a problem in the data is a message, not an error).
+    pub fn check(store: &mut Store) -> Result<Vec<String>> {
+        let columns = Self::list(store)?;
+        store.read_with(|conn| {
+            let mut problems = Vec::new();
+            if !Self::tables_exist(conn)? {
+                return Ok(problems);
+            }
+            for meta in &columns {
+                match meta.width() {
+                    Some(w) => {
+                        if meta.data_bytes != meta.len * w {
+                            problems.push(format!(
+                                "column {:?}: {} data bytes for {} elements of {w} bytes",
+                                meta.name, meta.data_bytes, meta.len
+                            ));
+                        }
+                        problems.extend(stream_problems(
+                            conn,
+                            meta,
+                            meta.data(),
+                            meta.data_bytes,
+                            "data",
+                        )?);
+                    }
+                    None => {
+                        let mut own =
+                            stream_problems(conn, meta, meta.data(), meta.data_bytes, "data")?;
+                        own.extend(stream_problems(
+                            conn,
+                            meta,
+                            meta.index(),
+                            meta.len * INDEX_WIDTH,
+                            "index",
+                        )?);
+                        // Offsets are only readable when the index stream itself is sound.
+                        let streams_sound = own.is_empty();
+                        problems.extend(own);
+                        if meta.len > 0 && streams_sound {
+                            let mut previous = 0u64;
+                            let mut at = 0u64;
+                            while at < meta.len {
+                                let n = (256u64 << 10).min(meta.len - at);
+                                for end in read_ends(conn, meta, at, n)? {
+                                    if end < previous {
+                                        problems.push(format!(
+                                            "column {:?}: end offsets decrease near element {at}",
+                                            meta.name
+                                        ));
+                                        break;
+                                    }
+                                    previous = end;
+                                }
+                                at += n;
+                            }
+                            if previous != meta.data_bytes {
+                                problems.push(format!(
+                                    "column {:?}: last end offset {previous} != data size {}",
+                                    meta.name, meta.data_bytes
+                                ));
+                            }
+                        }
+                    }
+                }
+            }
+            let known: std::collections::HashSet<i64> = columns.iter().map(|m| m.id).collect();
+            let mut stmt =
+                conn.prepare(&format!("SELECT DISTINCT id >> 33 FROM {CHUNKS_TABLE}"))?;
+            let owners: Vec<i64> = stmt
+                .query_map([], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            let orphans = owners.iter().filter(|id| !known.contains(id)).count();
+            if orphans > 0 {
+                problems.push(format!("chunks of {orphans} deleted columns remain"));
+            }
+            Ok(problems)
+        })
+    }
+}
+
+/// Problems of one stream: wrong chunk count, or a chunk of the wrong length or position.
+fn stream_problems(
+    conn: &Connection,
+    meta: &ColumnMeta,
+    stream: Stream,
+    used: u64,
+    what: &str,
+) -> Result<Vec<String>> {
+    let mut problems = Vec::new();
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT id & 4294967295, length(data) FROM {CHUNKS_TABLE} WHERE id BETWEEN ?1 AND ?2 ORDER BY id"
+    ))?;
+    let rows: Vec<(i64, i64)> = stmt
+        .query_map(
+            params![stream.id << 32, (stream.id << 32) | 0xFFFF_FFFF],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?
+        .collect::<rusqlite::Result<_>>()?;
+    let need = meta.plan.chunks_for(used);
+    if rows.len() as u64 != need {
+        problems.push(format!(
+            "column {:?}: {what} stream has {} chunks, {need} expected for {used} bytes",
+            meta.name,
+            rows.len()
+        ));
+    }
+    for (k, (chunk, len)) in rows.iter().enumerate() {
+        let cap = meta.plan.capacity(k as u64);
+        if *chunk != k as i64 || u64::try_from(*len).unwrap_or(0) != cap {
+            problems.push(format!(
+                "column {:?}: {what} chunk {chunk} is {len} bytes at position {k}, expected {cap}",
+                meta.name
+            ));
+            break;
+        }
+    }
+    Ok(problems)
+}
+
 /// Resolves a Python-style index (negative counts from the end) against `len`.
 fn resolve_index(index: i64, len: u64) -> Result<u64> {
     let resolved = if index < 0 {

@@ -133,6 +133,8 @@ pub struct TableStats {
     pub chunks: u64,
     /// Bytes held in chunk rows.
     pub chunk_bytes: u64,
+    /// Bytes of values stored inline in key rows.
+    pub inline_bytes: u64,
     /// Uploads started and not yet finished or reclaimed.
     pub pending_uploads: u64,
 }
@@ -1034,7 +1036,8 @@ impl KvTable {
             "SELECT (SELECT count(*) FROM \"{t}\"), (SELECT total(size) FROM \"{t}\"), \
              (SELECT count(*) FROM \"{t}__chunks\"), \
              (SELECT total(length(data)) FROM \"{t}__chunks\"), \
-             (SELECT count(*) FROM \"{t}__pending\")"
+             (SELECT count(*) FROM \"{t}__pending\"), \
+             (SELECT total(length(inline_data)) FROM \"{t}\")"
         );
         store.read(|conn| {
             Ok(conn.query_row(&sql, [], |r| {
@@ -1047,8 +1050,81 @@ impl KvTable {
                     chunks: count(2)?,
                     chunk_bytes: total(3)?,
                     pending_uploads: count(4)?,
+                    inline_bytes: total(5)?,
                 })
             })?)
+        })
+    }
+
+    /// Checks the table's own invariants (beyond SQLite's integrity check): each value stored
+    /// either inline with the right length or as exactly the chunks its size needs, no chunk
+    /// without an owner, no abandoned upload. Returns one message per problem.
+    ///
+    /// # Errors
+    /// SQLite errors (a problem in the data is a message, not an error).
+    pub fn check(&self, store: &mut Store) -> Result<Vec<String>> {
+        let t = &self.name;
+        let c = &self.sql.chunks_table;
+        let live_pids: Vec<(i64, i64)> = store.retry(|conn| {
+            let mut stmt = conn.prepare_cached(&self.sql.list_pending)?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })?;
+        store.read(|conn| {
+            let mut problems = Vec::new();
+            let bad_inline: i64 = conn.query_row(
+                &format!(
+                    "SELECT count(*) FROM \"{t}\" WHERE (blob_id IS NULL AND (inline_data IS NULL \
+                     OR length(inline_data) != size)) OR (blob_id IS NOT NULL AND inline_data IS NOT NULL)"
+                ),
+                [],
+                |r| r.get(0),
+            )?;
+            if bad_inline > 0 {
+                problems.push(format!("table {t}: {bad_inline} key rows have an inconsistent inline value"));
+            }
+            let mut referenced = std::collections::HashSet::new();
+            let mut stmt = conn.prepare(&format!(
+                "SELECT key, blob_id, size, chunk_size, \
+                 (SELECT count(*) FROM \"{c}\" WHERE id BETWEEN (blob_id << 32) AND (blob_id << 32) + 4294967295), \
+                 (SELECT total(length(data)) FROM \"{c}\" WHERE id BETWEEN (blob_id << 32) AND (blob_id << 32) + 4294967295), \
+                 (SELECT max(length(data)) FROM \"{c}\" WHERE id BETWEEN (blob_id << 32) AND (blob_id << 32) + 4294967295) \
+                 FROM \"{t}\" WHERE blob_id IS NOT NULL"
+            ))?;
+            let mut rows = stmt.query([])?;
+            while let Some(row) = rows.next()? {
+                let key: Vec<u8> = row.get(0)?;
+                let blob_id: i64 = row.get(1)?;
+                referenced.insert(blob_id);
+                let size: i64 = row.get(2)?;
+                let chunk: i64 = row.get::<_, Option<i64>>(3)?.unwrap_or(0);
+                let count: i64 = row.get(4)?;
+                #[allow(clippy::cast_possible_truncation)]
+                let total = row.get::<_, f64>(5)? as i64;
+                let longest: i64 = row.get::<_, Option<i64>>(6)?.unwrap_or(0);
+                let expected = if chunk > 0 { (size + chunk - 1) / chunk } else { -1 };
+                if chunk <= 0 || count != expected || total != size || longest > chunk {
+                    problems.push(format!(
+                        "table {t}: key {} has {count} chunks holding {total} bytes; expected \
+                         {expected} chunks of at most {chunk} bytes holding {size}",
+                        String::from_utf8_lossy(&key)
+                    ));
+                }
+            }
+            let pending: std::collections::HashSet<i64> = live_pids.iter().map(|(b, _)| *b).collect();
+            let mut stmt = conn.prepare(&format!("SELECT DISTINCT id >> 32 FROM \"{c}\""))?;
+            let owners: Vec<i64> = stmt.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+            let orphans = owners.iter().filter(|b| !referenced.contains(b) && !pending.contains(b)).count();
+            if orphans > 0 {
+                problems.push(format!("table {t}: chunks of {orphans} blobs belong to no key or upload"));
+            }
+            let abandoned = live_pids.iter().filter(|(_, pid)| !process_alive(*pid)).count();
+            if abandoned > 0 {
+                problems.push(format!(
+                    "table {t}: {abandoned} abandoned uploads (optimize() or reopening reclaims them)"
+                ));
+            }
+            Ok(problems)
         })
     }
 

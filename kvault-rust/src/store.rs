@@ -543,6 +543,89 @@ impl Store {
         self.txn_owner
     }
 
+    /// Writes a consistent copy of the whole file to `dest` with SQLite's online backup API,
+    /// while other connections keep writing (the copy is one snapshot). `dest` must not exist.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if `dest` exists or cannot be created; [`Error::InvalidArgument`] inside a
+    /// transaction; [`Error::Busy`].
+    pub fn backup_to(&mut self, dest: &Path) -> Result<()> {
+        if dest.exists() {
+            return Err(Error::Io(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                format!(
+                    "{} already exists; backup() never overwrites",
+                    dest.display()
+                ),
+            )));
+        }
+        if let Some(parent) = dest.parent().filter(|p| !p.as_os_str().is_empty()) {
+            if !parent.is_dir() {
+                return Err(Error::Io(std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!("directory {} does not exist", parent.display()),
+                )));
+            }
+        }
+        let retries = self.options.retries;
+        let backoff = self.options.backoff_base;
+        let conn = self.conn()?;
+        if !conn.is_autocommit() {
+            return Err(Error::InvalidArgument(
+                "backup() cannot run inside a transaction".into(),
+            ));
+        }
+        let mut target = Connection::open(dest)?;
+        let result = with_retries(retries, backoff, || -> Result<()> {
+            let backup = rusqlite::backup::Backup::new(conn, &mut target)?;
+            // All pages in one step: one read snapshot of the source, so the copy is consistent
+            // however busy the writers are.
+            match backup.step(-1)? {
+                rusqlite::backup::StepResult::Done => Ok(()),
+                _ => Err(Error::Busy {
+                    retries: 0,
+                    detail: "backup was interrupted".into(),
+                }),
+            }
+        });
+        drop(target);
+        if result.is_err() {
+            let _ = std::fs::remove_file(dest);
+        }
+        result
+    }
+
+    /// SQLite's `PRAGMA integrity_check`: an empty list when the file is sound.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn integrity_problems(&mut self) -> Result<Vec<String>> {
+        self.retry(|conn| {
+            let mut stmt = conn.prepare("PRAGMA integrity_check")?;
+            let rows: Vec<String> = stmt
+                .query_map([], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(rows.into_iter().filter(|r| r != "ok").collect())
+        })
+    }
+
+    /// `(page_size, page_count, freelist_count)` of the main file.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn page_stats(&mut self) -> Result<(i64, i64, i64)> {
+        self.retry(|conn| {
+            let get = |pragma: &str| {
+                conn.query_row(&format!("PRAGMA {pragma}"), [], |r| r.get::<_, i64>(0))
+            };
+            Ok((
+                get("page_size")?,
+                get("page_count")?,
+                get("freelist_count")?,
+            ))
+        })
+    }
+
     /// Copies the WAL back into the main file and truncates it.
     ///
     /// # Errors

@@ -14,6 +14,7 @@ from ._ambervault import FORMAT_VERSION, SQLITE_VERSION, __version__
 from .columns import Column, ColumnVault
 from .exceptions import (
     ClosedError,
+    Conflict,
     CorruptionError,
     DatabaseBusy,
     IncompatibleFormatError,
@@ -27,6 +28,7 @@ from .exceptions import (
 )
 from .kvault import KVault
 from .streams import VaultReader, VaultWriter
+from .transaction import Transaction
 
 __all__ = [
     "FORMAT_VERSION",
@@ -34,6 +36,7 @@ __all__ = [
     "ClosedError",
     "Column",
     "ColumnVault",
+    "Conflict",
     "CorruptionError",
     "DatabaseBusy",
     "IncompatibleFormatError",
@@ -43,6 +46,7 @@ __all__ = [
     "KohakuVaultError",
     "NotFound",
     "ReadOnlyError",
+    "Transaction",
     "ValueChangedError",
     "VaultError",
     "VaultReader",

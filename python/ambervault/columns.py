@@ -355,6 +355,16 @@ class ColumnVault(_CacheControls):
             if col._cache is not None:
                 col._cache.flush()
 
+    def check(self) -> List[str]:
+        """SQLite's integrity check plus every column's invariants; empty when healthy."""
+        self._flush_all()
+        return self._native.check()
+
+    def backup(self, dest: Union[str, os.PathLike[str]]) -> None:
+        """Write a consistent copy of the whole file to ``dest`` (which must not exist)."""
+        self._flush_all()
+        self._native.backup(os.fspath(dest))
+
     def checkpoint(self) -> None:
         """Flush pending appends and copy the WAL into the main file."""
         self._flush_all()

@@ -800,15 +800,20 @@ class KVault(collections.abc.MutableMapping):  # type: ignore[type-arg]
         self._native.optimize()
 
     def stats(self) -> Dict[str, Any]:
-        """Storage figures: ``keys``, ``logical_bytes`` (sum of value sizes), ``chunks`` and
-        ``chunk_bytes`` (rows of chunked values), ``pending_uploads`` (streams not yet finished),
-        ``file_bytes`` and ``wal_bytes`` (on disk; 0 in memory).
+        """Health figures of the vault and its file:
 
-        >>> v = KVault(":memory:"); v["k"] = b"abc"; v.stats()["logical_bytes"]
-        3
+        ``keys``; ``logical_bytes`` (sum of value sizes); ``stored_bytes`` (bytes held for them:
+        inline values plus chunk rows) and ``dedup_ratio`` (logical / stored); ``chunks`` and
+        ``chunk_bytes``; ``pending_uploads`` (streams not finished); ``columns`` (name ->
+        ``{"dtype", "length", "bytes"}``); ``file_bytes``, ``wal_bytes`` (0 in memory),
+        ``page_size`` and ``free_pages`` (reclaimed by :meth:`optimize`).
+
+        >>> v = KVault(":memory:"); v["k"] = b"abc"; s = v.stats(); s["keys"], s["logical_bytes"]
+        (1, 3)
         """
         self._flush_for_scan()
-        keys, logical, chunks, chunk_bytes, pending = self._native.table_stats()
+        keys, logical, chunks, chunk_bytes, pending, inline, page_size, _, free = self._native.table_stats()
+        stored = inline + chunk_bytes
         file_bytes = wal_bytes = 0
         if self.path != ":memory:":
             with contextlib.suppress(OSError):
@@ -818,12 +823,37 @@ class KVault(collections.abc.MutableMapping):  # type: ignore[type-arg]
         return {
             "keys": keys,
             "logical_bytes": logical,
+            "stored_bytes": stored,
+            "dedup_ratio": (logical / stored) if stored else 1.0,
             "chunks": chunks,
             "chunk_bytes": chunk_bytes,
             "pending_uploads": pending,
+            "columns": {
+                name: {"dtype": dtype, "length": length, "bytes": nbytes}
+                for name, dtype, length, nbytes in self._native.columns_summary()
+            },
             "file_bytes": file_bytes,
             "wal_bytes": wal_bytes,
+            "page_size": page_size,
+            "free_pages": free,
         }
+
+    def check(self) -> List[str]:
+        """Run SQLite's integrity check plus the vault's own invariants (chunk counts and sizes,
+        ownerless chunks, abandoned uploads, column lengths and offsets). Returns every problem
+        found, as text; an empty list means healthy. Never raises for a problem in the data.
+
+        >>> KVault(":memory:").check()
+        []
+        """
+        self._flush_for_scan()
+        return self._native.check()
+
+    def backup(self, dest: Union[str, os.PathLike[str]]) -> None:
+        """Write a consistent copy of the whole file (every table and column) to ``dest``, with
+        SQLite's online backup API, while other writers keep writing. ``dest`` must not exist."""
+        self._flush_for_scan()
+        self._native.backup(os.fspath(dest))
 
     def reclaim_orphans(self) -> int:
         """Delete the chunks of uploads whose writing process died (this also happens
