@@ -18,7 +18,7 @@ type KeyPage = (Vec<Py<PyAny>>, Option<Py<PyBytes>>);
 /// One page of an item scan: the pairs and the continuation point.
 type ItemPage = (Vec<(Py<PyAny>, Py<PyBytes>)>, Option<Py<PyBytes>>);
 /// See `KVaultCore.table_stats`.
-type StatsTuple = (u64, u64, u64, u64, u64, u64, i64, i64, i64);
+type StatsTuple = (u64, u64, u64, u64, u64, u64, u64, u64, u64, i64, i64, i64);
 /// `(size, version, created_at_ms, updated_at_ms, chunked, expires_at_ms)`.
 type InfoTuple = (u64, i64, i64, i64, bool, Option<i64>);
 
@@ -382,7 +382,8 @@ impl PyKVault {
     }
 
     /// Table and file figures: `(keys, logical_bytes, chunks, chunk_bytes, pending_uploads,
-    /// inline_bytes, page_size, page_count, free_pages)`.
+    /// inline_bytes, unique_chunks, content_bytes, expired_keys, page_size, page_count,
+    /// free_pages)`.
     fn table_stats(&self, py: Python<'_>) -> Result<StatsTuple, BindingError> {
         let table = &self.table;
         let (t, (page_size, pages, free)) =
@@ -394,6 +395,9 @@ impl PyKVault {
             t.chunk_bytes,
             t.pending_uploads,
             t.inline_bytes,
+            t.unique_chunks,
+            t.content_bytes,
+            t.expired_keys,
             page_size,
             pages,
             free,

@@ -22,8 +22,12 @@ use crate::store::{now_ms, Store};
 pub const MAX_KEY_LEN: usize = 1 << 20;
 /// Largest accepted chunk size (well below SQLite's 1 GB value limit).
 pub const MAX_CHUNK_SIZE: usize = 256 << 20;
-/// Default chunk size (and inline limit): 1 MiB.
+/// Default chunk size: 1 MiB.
 pub const DEFAULT_CHUNK_SIZE: usize = 1 << 20;
+/// Values up to this size (and up to the chunk size) are stored inline in the key row; larger
+/// ones go to the deduplicated chunk store. A content reference would cost about as much as a
+/// value this small.
+pub const INLINE_MAX: usize = 4096;
 /// Blob ids must fit in the upper 31 bits of a chunk rowid.
 const MAX_BLOB_ID: i64 = (1 << 31) - 1;
 /// Chunks per blob are addressed by the lower 32 bits of a chunk rowid.
@@ -129,12 +133,18 @@ pub struct TableStats {
     pub keys: u64,
     /// Sum of value lengths.
     pub logical_bytes: u64,
-    /// Number of chunk rows (of finished and unfinished values).
+    /// Number of chunk references (of finished and unfinished values).
     pub chunks: u64,
-    /// Bytes held in chunk rows.
+    /// Bytes the chunk references stand for (before deduplication).
     pub chunk_bytes: u64,
     /// Bytes of values stored inline in key rows.
     pub inline_bytes: u64,
+    /// Distinct chunk contents stored (each once, however many chunks refer to it).
+    pub unique_chunks: u64,
+    /// Bytes of the distinct chunk contents: what chunked values really occupy.
+    pub content_bytes: u64,
+    /// Expired keys not yet pruned.
+    pub expired_keys: u64,
     /// Uploads started and not yet finished or reclaimed.
     pub pending_uploads: u64,
 }
@@ -204,12 +214,16 @@ struct Sql {
     version: String,
     touch: String,
     prune: String,
+    insert_content: String,
+    find_content: String,
     insert_chunk: String,
+    chunk_content: String,
     new_pending: String,
     drop_pending: String,
     drop_chunks: String,
     list_pending: String,
     chunks_table: String,
+    content_table: String,
     clear: String,
 }
 
@@ -260,12 +274,19 @@ impl Sql {
             prune: format!(
                 "DELETE FROM \"{t}\" WHERE expires_at IS NOT NULL AND expires_at <= ?1"
             ),
-            insert_chunk: format!("INSERT INTO \"{c}\" (id, data) VALUES (?1, ?2)"),
+            insert_content: format!(
+                "INSERT INTO \"{t}__content\" (hash, refs, data) VALUES (?1, 0, ?2) \
+                 ON CONFLICT(hash) DO NOTHING"
+            ),
+            find_content: format!("SELECT cid, length(data) FROM \"{t}__content\" WHERE hash = ?1"),
+            insert_chunk: format!("INSERT INTO \"{c}\" (id, cid) VALUES (?1, ?2)"),
+            chunk_content: format!("SELECT cid FROM \"{c}\" WHERE id = ?1"),
             new_pending: format!("INSERT INTO \"{p}\" (pid, started_at) VALUES (?1, ?2)"),
             drop_pending: format!("DELETE FROM \"{p}\" WHERE blob_id = ?1"),
             drop_chunks: format!("DELETE FROM \"{c}\" WHERE id BETWEEN ?1 AND ?2"),
             list_pending: format!("SELECT blob_id, pid FROM \"{p}\""),
             chunks_table: c,
+            content_table: format!("{t}__content"),
             clear: format!("DELETE FROM \"{t}\""),
         }
     }
@@ -406,13 +427,16 @@ impl KvTable {
             format!("{t}__pending"),
             format!("{t}__release_on_switch"),
             format!("{t}__release_on_delete"),
+            format!("{t}__content"),
+            format!("{t}__ref_content"),
+            format!("{t}__unref_content"),
         ];
         let found: i64 = conn.query_row(
-            "SELECT count(*) FROM sqlite_master WHERE name IN (?1, ?2, ?3, ?4, ?5)",
+            "SELECT count(*) FROM sqlite_master WHERE name IN (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             rusqlite::params_from_iter(names.iter()),
             |r| r.get(0),
         )?;
-        Ok(found == 5)
+        Ok(found == 8)
     }
 
     fn create_schema(&self, conn: &Connection) -> Result<()> {
@@ -432,7 +456,20 @@ impl KvTable {
                 expires_at INTEGER,
                 content_hash BLOB
              ) WITHOUT ROWID;
-             CREATE TABLE IF NOT EXISTS \"{t}__chunks\" (id INTEGER PRIMARY KEY, data BLOB NOT NULL);
+             CREATE TABLE IF NOT EXISTS \"{t}__content\" (
+                cid INTEGER PRIMARY KEY,
+                hash BLOB NOT NULL UNIQUE,
+                refs INTEGER NOT NULL,
+                data BLOB NOT NULL);
+             CREATE TABLE IF NOT EXISTS \"{t}__chunks\" (id INTEGER PRIMARY KEY, cid INTEGER NOT NULL);
+             CREATE TRIGGER IF NOT EXISTS \"{t}__ref_content\"
+                AFTER INSERT ON \"{t}__chunks\"
+                BEGIN UPDATE \"{t}__content\" SET refs = refs + 1 WHERE cid = new.cid; END;
+             CREATE TRIGGER IF NOT EXISTS \"{t}__unref_content\"
+                AFTER DELETE ON \"{t}__chunks\"
+                BEGIN UPDATE \"{t}__content\" SET refs = refs - 1 WHERE cid = old.cid;
+                      DELETE FROM \"{t}__content\" WHERE cid = old.cid AND refs <= 0;
+                END;
              CREATE TABLE IF NOT EXISTS \"{t}__pending\" (
                 blob_id INTEGER PRIMARY KEY AUTOINCREMENT,
                 pid INTEGER NOT NULL,
@@ -459,7 +496,13 @@ impl KvTable {
         &self.name
     }
 
-    /// Chunk size used for new chunked values (also the largest value stored inline).
+    /// Largest value stored inline in its key row: `min(INLINE_MAX, chunk_size)`.
+    #[must_use]
+    pub fn inline_limit(&self) -> usize {
+        INLINE_MAX.min(self.chunk_size)
+    }
+
+    /// Chunk size used for new chunked values.
     #[must_use]
     pub fn chunk_size(&self) -> usize {
         self.chunk_size
@@ -573,23 +616,31 @@ impl KvTable {
             let within = pos % blob.chunk_size;
             let this_chunk_len = (blob.size - seq * blob.chunk_size).min(blob.chunk_size);
             let take = usize_of((this_chunk_len - within).min((out.len() - written) as u64))?;
-            let rowid = blob.chunk_rowid(seq);
+            // Chunk rows of a replaced or deleted value are gone (and blob ids are never
+            // reused), so a missing row means the value changed under the reader.
+            let cid: i64 = conn
+                .prepare_cached(&self.sql.chunk_content)?
+                .query_row([blob.chunk_rowid(seq)], |r| r.get(0))
+                .optional()?
+                .ok_or(Error::ValueChanged)?;
             let opened = match handle.as_mut() {
-                Some(h) => h.reopen(rowid),
+                Some(h) => h.reopen(cid),
                 None => conn
                     .blob_open(
                         rusqlite::MAIN_DB,
-                        self.sql.chunks_table.as_str(),
+                        self.sql.content_table.as_str(),
                         "data",
-                        rowid,
+                        cid,
                         true,
                     )
                     .map(|h| handle = Some(h)),
             };
             if let Err(err) = opened {
-                // SQLITE_ERROR with "no such rowid": the value was switched away under us.
                 return Err(match Error::from(err) {
-                    Error::Sqlite(_) => Error::ValueChanged,
+                    Error::Sqlite(_) => Error::Corrupted(format!(
+                        "chunk {seq} of blob {} refers to missing content {cid}",
+                        blob.blob_id
+                    )),
                     other => other,
                 });
             }
@@ -633,7 +684,7 @@ impl KvTable {
         validate_key(key)?;
         let now = store.now_ms();
         let expires = options.expires_at_ms;
-        if value.len() <= self.chunk_size {
+        if value.len() <= self.inline_limit() {
             let staged = Staged::Inline(value);
             if options.condition == Condition::Always {
                 return store.write_one(|conn| self.upsert(conn, key, kind, &staged, now, expires));
@@ -812,7 +863,7 @@ impl KvTable {
         let mut staged: Vec<Option<BlobRef>> = Vec::with_capacity(items.len());
         let mut failure = None;
         for (_, _, value, _) in items {
-            if value.len() <= self.chunk_size {
+            if value.len() <= self.inline_limit() {
                 writers.push(None);
                 staged.push(None);
                 continue;
@@ -1033,14 +1084,20 @@ impl KvTable {
     pub fn stats(&self, store: &mut Store) -> Result<TableStats> {
         let t = &self.name;
         let sql = format!(
-            "SELECT (SELECT count(*) FROM \"{t}\"), (SELECT total(size) FROM \"{t}\"), \
+            "SELECT (SELECT count(*) FROM \"{t}\" WHERE {live}), \
+             (SELECT total(size) FROM \"{t}\" WHERE {live}), \
              (SELECT count(*) FROM \"{t}__chunks\"), \
-             (SELECT total(length(data)) FROM \"{t}__chunks\"), \
+             (SELECT total(length(c.data)) FROM \"{t}__chunks\" k JOIN \"{t}__content\" c ON c.cid = k.cid), \
              (SELECT count(*) FROM \"{t}__pending\"), \
-             (SELECT total(length(inline_data)) FROM \"{t}\")"
+             (SELECT total(length(inline_data)) FROM \"{t}\"), \
+             (SELECT count(*) FROM \"{t}__content\"), \
+             (SELECT total(length(data)) FROM \"{t}__content\"), \
+             (SELECT count(*) FROM \"{t}\" WHERE NOT {live})",
+            live = live(1)
         );
+        let now = store.now_ms();
         store.read(|conn| {
-            Ok(conn.query_row(&sql, [], |r| {
+            Ok(conn.query_row(&sql, [now], |r| {
                 let count = |i: usize| r.get::<_, i64>(i).map(|v| u64::try_from(v).unwrap_or(0));
                 #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
                 let total = |i: usize| r.get::<_, f64>(i).map(|v| v as u64);
@@ -1051,6 +1108,9 @@ impl KvTable {
                     chunk_bytes: total(3)?,
                     pending_uploads: count(4)?,
                     inline_bytes: total(5)?,
+                    unique_chunks: count(6)?,
+                    content_bytes: total(7)?,
+                    expired_keys: count(8)?,
                 })
             })?)
         })
@@ -1087,8 +1147,10 @@ impl KvTable {
             let mut stmt = conn.prepare(&format!(
                 "SELECT key, blob_id, size, chunk_size, \
                  (SELECT count(*) FROM \"{c}\" WHERE id BETWEEN (blob_id << 32) AND (blob_id << 32) + 4294967295), \
-                 (SELECT total(length(data)) FROM \"{c}\" WHERE id BETWEEN (blob_id << 32) AND (blob_id << 32) + 4294967295), \
-                 (SELECT max(length(data)) FROM \"{c}\" WHERE id BETWEEN (blob_id << 32) AND (blob_id << 32) + 4294967295) \
+                 (SELECT total(length(n.data)) FROM \"{c}\" k JOIN \"{t}__content\" n ON n.cid = k.cid \
+                    WHERE k.id BETWEEN (blob_id << 32) AND (blob_id << 32) + 4294967295), \
+                 (SELECT max(length(n.data)) FROM \"{c}\" k JOIN \"{t}__content\" n ON n.cid = k.cid \
+                    WHERE k.id BETWEEN (blob_id << 32) AND (blob_id << 32) + 4294967295) \
                  FROM \"{t}\" WHERE blob_id IS NOT NULL"
             ))?;
             let mut rows = stmt.query([])?;
@@ -1117,6 +1179,33 @@ impl KvTable {
             let orphans = owners.iter().filter(|b| !referenced.contains(b) && !pending.contains(b)).count();
             if orphans > 0 {
                 problems.push(format!("table {t}: chunks of {orphans} blobs belong to no key or upload"));
+            }
+            // Reference counts: every content row is referenced exactly `refs` times, and every
+            // chunk refers to content that exists.
+            let mut counts = std::collections::HashMap::<i64, i64>::new();
+            let mut stmt = conn.prepare(&format!("SELECT cid, count(*) FROM \"{c}\" GROUP BY cid"))?;
+            let mut rows = stmt.query([])?;
+            while let Some(row) = rows.next()? {
+                counts.insert(row.get(0)?, row.get(1)?);
+            }
+            let mut stmt = conn.prepare(&format!("SELECT cid, refs FROM \"{t}__content\""))?;
+            let mut rows = stmt.query([])?;
+            let mut bad_refs = 0usize;
+            while let Some(row) = rows.next()? {
+                let cid: i64 = row.get(0)?;
+                let refs: i64 = row.get(1)?;
+                if counts.remove(&cid).unwrap_or(0) != refs {
+                    bad_refs += 1;
+                }
+            }
+            if bad_refs > 0 {
+                problems.push(format!("table {t}: {bad_refs} stored chunks have a wrong reference count"));
+            }
+            if !counts.is_empty() {
+                problems.push(format!(
+                    "table {t}: chunks refer to {} missing stored contents",
+                    counts.len()
+                ));
             }
             let abandoned = live_pids.iter().filter(|(_, pid)| !process_alive(*pid)).count();
             if abandoned > 0 {
@@ -1329,9 +1418,23 @@ impl BlobWriter {
             }
         };
         let rowid = chunk_rowid(blob_id, self.chunks_written);
-        let sql = &self.table.sql.insert_chunk;
+        // Content-addressed: a chunk whose bytes are already stored only gains a reference.
+        let hash = blake3::hash(chunk);
+        let sql = &self.table.sql;
         store.write(|conn| {
-            conn.prepare_cached(sql)?.execute(params![rowid, chunk])?;
+            conn.prepare_cached(&sql.insert_content)?
+                .execute(params![hash.as_bytes().as_slice(), chunk])?;
+            let (cid, len): (i64, i64) = conn
+                .prepare_cached(&sql.find_content)?
+                .query_row([hash.as_bytes().as_slice()], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            if usize::try_from(len).ok() != Some(chunk.len()) {
+                return Err(Error::Corrupted(format!(
+                    "stored content {cid} has {len} bytes but its hash names {} bytes",
+                    chunk.len()
+                )));
+            }
+            conn.prepare_cached(&sql.insert_chunk)?
+                .execute(params![rowid, cid])?;
             Ok(())
         })?;
         self.chunks_written += 1;
@@ -1349,7 +1452,7 @@ impl BlobWriter {
             return Err(Error::Closed("writer"));
         }
         self.done = true;
-        if self.chunks_written == 0 {
+        if self.chunks_written == 0 && self.buffer.len() <= self.table.inline_limit() {
             return Ok(StagedOwned::Inline(std::mem::take(&mut self.buffer)));
         }
         if !self.buffer.is_empty() {

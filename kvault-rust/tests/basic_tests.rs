@@ -453,3 +453,33 @@ fn explicit_transactions_commit_roll_back_and_nest() {
         Err(Error::InvalidArgument(_))
     ));
 }
+
+#[test]
+fn identical_chunks_are_stored_once_and_reference_counted() {
+    let mut vault = Vault::open_with(":memory:", StoreOptions::default(), "kv", 8).unwrap();
+    let table = vault.table().clone();
+    let rows = |vault: &mut Vault, t: &str| -> i64 {
+        vault
+            .store_mut()
+            .conn()
+            .unwrap()
+            .query_row(&format!("SELECT count(*) FROM \"{t}\""), [], |r| r.get(0))
+            .unwrap()
+    };
+    let movie = pattern(20, 1); // 3 chunks of 8, 8, 4 bytes
+    vault.put(b"a", &movie).unwrap();
+    vault.put(b"b", &movie).unwrap();
+    vault.put(b"c", &[7u8; 16]).unwrap(); // two identical chunks inside one value
+    assert_eq!(rows(&mut vault, "kv__chunks"), 8);
+    assert_eq!(rows(&mut vault, "kv__content"), 4);
+    let stats = table.stats(vault.store_mut()).unwrap();
+    assert_eq!((stats.logical_bytes, stats.content_bytes), (56, 28));
+    assert!(vault.delete(b"a").unwrap());
+    assert_eq!(rows(&mut vault, "kv__content"), 4);
+    assert_eq!(vault.get(b"b").unwrap().unwrap(), movie);
+    vault.put(b"b", b"small").unwrap(); // overwrite releases its references
+    assert_eq!(rows(&mut vault, "kv__content"), 1);
+    assert!(vault.delete(b"c").unwrap());
+    assert_eq!(rows(&mut vault, "kv__content"), 0);
+    assert!(table.check(vault.store_mut()).unwrap().is_empty());
+}

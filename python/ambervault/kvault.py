@@ -802,9 +802,11 @@ class KVault(collections.abc.MutableMapping):  # type: ignore[type-arg]
     def stats(self) -> Dict[str, Any]:
         """Health figures of the vault and its file:
 
-        ``keys``; ``logical_bytes`` (sum of value sizes); ``stored_bytes`` (bytes held for them:
-        inline values plus chunk rows) and ``dedup_ratio`` (logical / stored); ``chunks`` and
-        ``chunk_bytes``; ``pending_uploads`` (streams not finished); ``columns`` (name ->
+        ``keys``; ``logical_bytes`` (sum of value sizes); ``stored_bytes`` (bytes really held for
+        them: inline values plus each distinct chunk once) and ``dedup_ratio`` (logical /
+        stored); ``chunks`` and ``chunk_bytes`` (chunk references and what they stand for);
+        ``unique_chunks`` (distinct chunk contents); ``expired_keys`` (awaiting :meth:`prune`);
+        ``pending_uploads`` (streams not finished); ``columns`` (name ->
         ``{"dtype", "length", "bytes"}``); ``file_bytes``, ``wal_bytes`` (0 in memory),
         ``page_size`` and ``free_pages`` (reclaimed by :meth:`optimize`).
 
@@ -812,8 +814,21 @@ class KVault(collections.abc.MutableMapping):  # type: ignore[type-arg]
         (1, 3)
         """
         self._flush_for_scan()
-        keys, logical, chunks, chunk_bytes, pending, inline, page_size, _, free = self._native.table_stats()
-        stored = inline + chunk_bytes
+        (
+            keys,
+            logical,
+            chunks,
+            chunk_bytes,
+            pending,
+            inline,
+            unique,
+            content,
+            expired,
+            page_size,
+            _,
+            free,
+        ) = self._native.table_stats()
+        stored = inline + content
         file_bytes = wal_bytes = 0
         if self.path != ":memory:":
             with contextlib.suppress(OSError):
@@ -827,6 +842,8 @@ class KVault(collections.abc.MutableMapping):  # type: ignore[type-arg]
             "dedup_ratio": (logical / stored) if stored else 1.0,
             "chunks": chunks,
             "chunk_bytes": chunk_bytes,
+            "unique_chunks": unique,
+            "expired_keys": expired,
             "pending_uploads": pending,
             "columns": {
                 name: {"dtype": dtype, "length": length, "bytes": nbytes}

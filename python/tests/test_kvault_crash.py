@@ -88,6 +88,7 @@ def test_killed_streams_leave_a_complete_value_and_no_leftovers(tmp_path, mode):
             stats = v.stats()
             assert stats["pending_uploads"] == 0
             assert stats["chunks"] == -(-len(got) // 4096)
+            assert v.check() == []  # no reference without its stored content
 
 
 def test_killed_small_writes_keep_every_acknowledged_write(tmp_path):

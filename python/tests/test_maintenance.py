@@ -23,8 +23,10 @@ def test_stats_add_up(tmp_path):
         stats = kv.stats()
         assert stats["keys"] == 2
         assert stats["logical_bytes"] == 260
-        assert stats["stored_bytes"] == 260 and stats["dedup_ratio"] == 1.0
-        assert stats["chunks"] == 3 and stats["chunk_bytes"] == 250
+        # "y" * 250 in 100-byte chunks: two identical chunks are stored once.
+        assert stats["chunks"] == 3 and stats["chunk_bytes"] == 250 and stats["unique_chunks"] == 2
+        assert stats["stored_bytes"] == 10 + 150
+        assert stats["dedup_ratio"] == pytest.approx(260 / 160)
         assert stats["columns"] == {
             "s": {"dtype": "str", "length": 2, "bytes": 3},
             "t": {"dtype": "f64", "length": 3, "bytes": 24},
@@ -44,7 +46,7 @@ def test_check_reports_problems_instead_of_raising(tmp_path):
     path = tmp_path / "c.db"
     with KVault(path, chunk_size=100) as kv:
         cv = ColumnVault(kv)
-        kv["big"] = b"y" * 250
+        kv["big"] = bytes(range(250))
         kv["small"] = b"s"
         cv.create_column("n", "i64").extend(range(10))
         cv.create_column("v", "bytes").extend([b"a", b"bb"])
@@ -54,7 +56,8 @@ def test_check_reports_problems_instead_of_raising(tmp_path):
         """
         DELETE FROM kvault__chunks WHERE id = (SELECT min(id) FROM kvault__chunks);
         UPDATE kvault SET size = 99 WHERE key = CAST('small' AS BLOB);
-        INSERT INTO kvault__chunks (id, data) VALUES (999 << 32, x'00');
+        INSERT INTO kvault__chunks (id, cid) VALUES (999 << 32, 12345);
+        UPDATE kvault__content SET refs = refs + 5 WHERE cid = (SELECT max(cid) FROM kvault__content);
         UPDATE ambervault_columns SET length = 11 WHERE name = 'n';
         UPDATE ambervault_columns SET data_bytes = 1 WHERE name = 'v';
         """,
@@ -65,6 +68,8 @@ def test_check_reports_problems_instead_of_raising(tmp_path):
         assert "key big has 2 chunks" in text
         assert "inconsistent inline value" in text
         assert "belong to no key" in text
+        assert "missing stored contents" in text
+        assert "wrong reference count" in text
         assert 'column "n"' in text
         assert 'column "v"' in text
         assert len(problems) >= 5
