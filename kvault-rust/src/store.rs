@@ -273,6 +273,20 @@ impl Store {
     /// # Errors
     /// [`Error::ReadOnly`] when the store cannot be written.
     pub fn check_writable(&self) -> Result<()> {
+        if let (Location::File(path), Some(conn)) = (&self.location, self.conn.as_ref()) {
+            if file_has_moved(conn) {
+                // Writing on would go to a file nobody can open any more: acknowledged writes
+                // would be lost. Refuse instead.
+                return Err(Error::Io(std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!(
+                        "vault file {} was deleted or replaced while open; writes are refused \
+                         (reopen the vault)",
+                        path.display()
+                    ),
+                )));
+            }
+        }
         if self.read_only {
             return Err(Error::ReadOnly(match &self.location {
                 Location::File(p) if !self.options.read_only => {
@@ -760,6 +774,23 @@ fn open_connection(location: &Location, options: &StoreOptions) -> Result<Connec
     };
     configure(&conn, location, options)?;
     Ok(conn)
+}
+
+/// Whether the main database file was unlinked or replaced since it was opened (SQLite's
+/// `SQLITE_FCNTL_HAS_MOVED`: one `stat` of the path).
+fn file_has_moved(conn: &Connection) -> bool {
+    let mut moved: std::os::raw::c_int = 0;
+    // SAFETY: the handle is valid while `conn` lives; HAS_MOVED writes one int through the
+    // pointer and has no other effect.
+    let rc = unsafe {
+        rusqlite::ffi::sqlite3_file_control(
+            conn.handle(),
+            c"main".as_ptr(),
+            rusqlite::ffi::SQLITE_FCNTL_HAS_MOVED,
+            std::ptr::from_mut(&mut moved).cast(),
+        )
+    };
+    rc == rusqlite::ffi::SQLITE_OK && moved != 0
 }
 
 fn open_immutable(path: &Path) -> Result<Connection> {
