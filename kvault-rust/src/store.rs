@@ -273,6 +273,9 @@ impl Store {
     /// # Errors
     /// [`Error::ReadOnly`] when the store cannot be written.
     pub fn check_writable(&self) -> Result<()> {
+        if self.conn.is_none() {
+            return Err(Error::Closed("vault"));
+        }
         if let (Location::File(path), Some(conn)) = (&self.location, self.conn.as_ref()) {
             if file_has_moved(conn) {
                 // Writing on would go to a file nobody can open any more: acknowledged writes

@@ -296,6 +296,7 @@ class ColumnVault(_CacheControls):
     def __getitem__(self, name: str) -> Column:
         if not isinstance(name, str):
             raise TypeError(f"column names must be str, not {type(name).__name__}")
+        self._native  # noqa: B018 - raises ClosedError when closed
         with self._lock:
             col = self._columns.get(name)
             if col is not None:
