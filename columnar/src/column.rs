@@ -147,6 +147,19 @@ fn build_meta(raw: (i64, String, String, i64, i64, i64, i64)) -> Result<ColumnMe
         u64::try_from(v)
             .map_err(|_| Error::Corrupted(format!("column {name:?} has negative {what}")))
     };
+    let parsed = DType::parse(&dtype)
+        .map_err(|_| Error::Corrupted(format!("column {name:?} has unknown dtype {dtype:?}")))?;
+    let (len_u, bytes_u) = (
+        non_negative(len, "length")?,
+        non_negative(data_bytes, "data size")?,
+    );
+    if let Some(w) = parsed.fixed_width() {
+        if len_u.checked_mul(w as u64) != Some(bytes_u) {
+            return Err(Error::Corrupted(format!(
+                "column {name:?} claims {len_u} elements of {w} bytes in {bytes_u} bytes"
+            )));
+        }
+    }
     Ok(ColumnMeta {
         id,
         dtype: DType::parse(&dtype).map_err(|_| {
@@ -595,11 +608,26 @@ impl Columns {
     /// # Errors
     /// SQLite errors (a problem in the data is a message, not an error).
     pub fn check(store: &mut Store) -> Result<Vec<String>> {
-        let columns = Self::list(store)?;
         store.read_with(|conn| {
             let mut problems = Vec::new();
             if !Self::tables_exist(conn)? {
                 return Ok(problems);
+            }
+            // Metadata that fails validation is a problem to report, not an error to raise.
+            let mut columns = Vec::new();
+            let mut known = std::collections::HashSet::new();
+            let mut stmt = conn.prepare(&format!(
+                "SELECT {META_COLUMNS} FROM {COLUMNS_TABLE} ORDER BY name"
+            ))?;
+            let rows: Vec<_> = stmt
+                .query_map([], meta_from_row)?
+                .collect::<rusqlite::Result<_>>()?;
+            for raw in rows {
+                known.insert(raw.0);
+                match build_meta(raw) {
+                    Ok(meta) => columns.push(meta),
+                    Err(err) => problems.push(err.to_string()),
+                }
             }
             for meta in &columns {
                 match meta.width() {
@@ -658,7 +686,6 @@ impl Columns {
                     }
                 }
             }
-            let known: std::collections::HashSet<i64> = columns.iter().map(|m| m.id).collect();
             let mut stmt =
                 conn.prepare(&format!("SELECT DISTINCT id >> 33 FROM {CHUNKS_TABLE}"))?;
             let owners: Vec<i64> = stmt
@@ -759,6 +786,19 @@ fn start_of(conn: &Connection, meta: &ColumnMeta, i: u64) -> Result<u64> {
     }
 }
 
+/// `(start, end)` byte offsets of variable-width element `i`, checked against the metadata.
+fn element_bounds(conn: &Connection, meta: &ColumnMeta, i: u64) -> Result<(u64, u64)> {
+    let start = start_of(conn, meta, i)?;
+    let end = read_ends(conn, meta, i, 1)?[0];
+    if start > end || end > meta.data_bytes {
+        return Err(Error::Corrupted(format!(
+            "column {:?} has inconsistent offsets at element {i}",
+            meta.name
+        )));
+    }
+    Ok((start, end))
+}
+
 fn read_range(conn: &Connection, meta: &ColumnMeta, start: u64, stop: u64) -> Result<ReadOut> {
     let stop = stop.max(start);
     match meta.width() {
@@ -777,7 +817,11 @@ fn read_range(conn: &Connection, meta: &ColumnMeta, start: u64, stop: u64) -> Re
             let base = start_of(conn, meta, start)?;
             let mut ends = read_ends(conn, meta, start, stop - start)?;
             let last = *ends.last().expect("non-empty range");
-            if last < base || last > meta.data_bytes || ends.windows(2).any(|w| w[1] < w[0]) {
+            if ends[0] < base
+                || last > meta.data_bytes
+                || base > meta.data_bytes
+                || ends.windows(2).any(|w| w[1] < w[0])
+            {
                 return Err(Error::Corrupted(format!(
                     "column {:?} has inconsistent offsets",
                     meta.name
@@ -821,8 +865,7 @@ fn append(conn: &Connection, meta: &mut ColumnMeta, elements: Elements<'_>) -> R
 
 /// Replaces variable-width element `i`, moving later bytes if the length changes.
 fn replace_var(conn: &Connection, meta: &mut ColumnMeta, i: u64, item: &[u8]) -> Result<()> {
-    let start = start_of(conn, meta, i)?;
-    let end = read_ends(conn, meta, i, 1)?[0];
+    let (start, end) = element_bounds(conn, meta, i)?;
     let new_end = start + item.len() as u64;
     if new_end != end {
         let tail = meta.data_bytes - end;
@@ -881,7 +924,7 @@ fn insert(conn: &Connection, meta: &mut ColumnMeta, at: u64, elements: Elements<
         }
         Elements::Var(items) => {
             let added: u64 = items.iter().map(|i| i.len() as u64).sum();
-            let start = start_of(conn, meta, at)?;
+            let (start, _) = element_bounds(conn, meta, at)?;
             // Data: open a gap of `added` bytes at `start`.
             let data = meta.data();
             data.resize(conn, meta.data_bytes, meta.data_bytes + added)?;
@@ -931,8 +974,14 @@ fn delete_range(conn: &Connection, meta: &mut ColumnMeta, start: u64, stop: u64)
             meta.data_bytes -= count * w;
         }
         None => {
-            let first = start_of(conn, meta, start)?;
-            let last = read_ends(conn, meta, stop - 1, 1)?[0];
+            let (first, _) = element_bounds(conn, meta, start)?;
+            let (_, last) = element_bounds(conn, meta, stop - 1)?;
+            if first > last {
+                return Err(Error::Corrupted(format!(
+                    "column {:?} has inconsistent offsets",
+                    meta.name
+                )));
+            }
             let removed = last - first;
             let data = meta.data();
             data.copy_within(conn, last, first, meta.data_bytes - last)?;

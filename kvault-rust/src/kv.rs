@@ -517,26 +517,53 @@ impl KvTable {
         let row = stmt
             .query_row(params![key, now], |row| {
                 let blob_id: Option<i64> = row.get(1)?;
-                match blob_id {
-                    None => Ok(ValueLocation::Inline(
-                        row.get_ref(0)?
-                            .as_blob_or_null()?
-                            .unwrap_or_default()
-                            .to_vec(),
-                    )),
-                    Some(blob_id) => Ok(ValueLocation::Chunked(BlobRef {
+                Ok(match blob_id {
+                    None => (
+                        Some(
+                            row.get_ref(0)?
+                                .as_blob_or_null()?
+                                .unwrap_or_default()
+                                .to_vec(),
+                        ),
+                        0,
+                        row.get::<_, i64>(2)?,
+                        0,
+                    ),
+                    Some(blob_id) => (
+                        None,
                         blob_id,
-                        size: row.get::<_, i64>(2)?.try_into().unwrap_or(0),
-                        chunk_size: row
-                            .get::<_, Option<i64>>(3)?
-                            .unwrap_or(1)
-                            .try_into()
-                            .unwrap_or(1),
-                    })),
-                }
+                        row.get(2)?,
+                        row.get::<_, Option<i64>>(3)?.unwrap_or(0),
+                    ),
+                })
             })
             .optional()?;
-        Ok(row)
+        let Some((inline, blob_id, size, chunk_size)) = row else {
+            return Ok(None);
+        };
+        // The row is read from disk: check it before any arithmetic relies on it.
+        let (Ok(size), Ok(chunk_size)) = (u64::try_from(size), u64::try_from(chunk_size)) else {
+            return Err(Error::Corrupted(format!(
+                "key row has negative size {size} or chunk size {chunk_size}"
+            )));
+        };
+        match inline {
+            Some(bytes) if bytes.len() as u64 == size => Ok(Some(ValueLocation::Inline(bytes))),
+            Some(bytes) => Err(Error::Corrupted(format!(
+                "inline value has {} bytes but its key row records {size}",
+                bytes.len()
+            ))),
+            None if chunk_size == 0 || size.div_ceil(chunk_size) > MAX_CHUNKS_PER_BLOB => {
+                Err(Error::Corrupted(format!(
+                    "chunked value of {size} bytes has an impossible chunk size {chunk_size}"
+                )))
+            }
+            None => Ok(Some(ValueLocation::Chunked(BlobRef {
+                blob_id,
+                size,
+                chunk_size,
+            }))),
+        }
     }
 
     /// Reads a whole value into memory, or `None` if the key is absent.
@@ -564,6 +591,7 @@ impl KvTable {
             None => Ok(None),
             Some(ValueLocation::Inline(bytes)) => Ok(Some(bytes)),
             Some(ValueLocation::Chunked(blob)) => {
+                self.verify_extent(conn, &blob)?;
                 let mut out = vec![0u8; usize_of(blob.size)?];
                 self.read_blob_range(conn, &blob, 0, &mut out)?;
                 Ok(Some(out))
@@ -586,6 +614,50 @@ impl KvTable {
                 .map(|k| self.get_in(conn, k.as_ref(), now))
                 .collect()
         })
+    }
+
+    /// Checks that a blob's last chunk exists with the length its recorded size implies, before
+    /// anything is allocated for the size (a damaged size must not become a huge allocation).
+    ///
+    /// # Errors
+    /// [`Error::ValueChanged`] if the chunks are gone; [`Error::Corrupted`] on a mismatch.
+    pub fn verify_extent(&self, conn: &Connection, blob: &BlobRef) -> Result<()> {
+        if blob.size == 0 {
+            return Ok(());
+        }
+        let last = blob.chunk_count() - 1;
+        let expected = blob.size - last * blob.chunk_size;
+        let sql = format!(
+            "SELECT length(c.data) FROM \"{}\" k JOIN \"{}\" c ON c.cid = k.cid WHERE k.id = ?1",
+            self.sql.chunks_table, self.sql.content_table
+        );
+        let found: Option<i64> = conn
+            .prepare_cached(&sql)?
+            .query_row([blob.chunk_rowid(last)], |r| r.get(0))
+            .optional()?;
+        match found {
+            Some(len) if u64::try_from(len).ok() == Some(expected) => Ok(()),
+            Some(len) => Err(Error::Corrupted(format!(
+                "last chunk of blob {} has {len} bytes, its size implies {expected}",
+                blob.blob_id
+            ))),
+            None => {
+                let any: bool = conn
+                    .prepare_cached(&format!(
+                        "SELECT EXISTS(SELECT 1 FROM \"{}\" WHERE id = ?1)",
+                        self.sql.chunks_table
+                    ))?
+                    .query_row([blob.chunk_rowid(0)], |r| r.get(0))?;
+                Err(if any {
+                    Error::Corrupted(format!(
+                        "blob {} has fewer chunks than its size needs",
+                        blob.blob_id
+                    ))
+                } else {
+                    Error::ValueChanged
+                })
+            }
+        }
     }
 
     /// Fills `out` with bytes `offset .. offset + out.len()` of a chunked blob.
@@ -1543,7 +1615,13 @@ impl BlobReader {
     pub fn open(table: &KvTable, store: &mut Store, key: &[u8]) -> Result<Option<Self>> {
         let now = store.now_ms();
         Ok(store
-            .retry(|conn| table.locate(conn, key, now))?
+            .retry(|conn| {
+                let found = table.locate(conn, key, now)?;
+                if let Some(ValueLocation::Chunked(blob)) = &found {
+                    table.verify_extent(conn, blob)?;
+                }
+                Ok(found)
+            })?
             .map(|source| Self {
                 table: table.clone(),
                 source,

@@ -202,7 +202,10 @@ def test_closed_column_vault_and_columns(tmp_path):
         (lambda cv, c: c.__setitem__(slice(0, 2), [1]), ValueError),
         (lambda cv, c: c.to_numpy("a"), TypeError),
         (lambda cv, c: ColumnVault(tmp_path_holder[0], min_chunk_bytes=0), InvalidArgument),
-        (lambda cv, c: ColumnVault(tmp_path_holder[0], min_chunk_bytes=10, max_chunk_bytes=5), InvalidArgument),
+        (
+            lambda cv, c: ColumnVault(tmp_path_holder[0], min_chunk_bytes=10, max_chunk_bytes=5),
+            InvalidArgument,
+        ),
         (lambda cv, c: ColumnVault(3.5), TypeError),
     ],
 )

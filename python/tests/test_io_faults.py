@@ -7,9 +7,9 @@ import json
 import os
 
 import pytest
-from helpers import run_python
 
 from ambervault import ColumnVault, IoError, KVault, VaultError
+from helpers import run_python
 
 DISK_FULL = r"""
 import json, resource, signal, sys, ambervault
@@ -39,7 +39,7 @@ def test_full_disk_is_a_clear_error_and_loses_nothing_acknowledged(tmp_path, lim
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["error"] is not None, "the size limit was never reached"
-    name, is_oserror, message = report["error"]
+    name, is_oserror, _message = report["error"]
     assert name == "IoError" and is_oserror, report
     assert report["reads_ok"]
     with KVault(path, chunk_size=4096) as kv:

@@ -84,7 +84,8 @@ def scanner():
     with lock:
         report["scans"] += 1
 
-threads = [threading.Thread(target=guarded, args=(f.__name__, f)) for f in (writer, appender, reader, scanner)]
+workers = (writer, appender, reader, scanner)
+threads = [threading.Thread(target=guarded, args=(f.__name__, f)) for f in workers]
 for t in threads:
     t.start()
 for t in threads:
