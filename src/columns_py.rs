@@ -271,18 +271,24 @@ pub struct PyColumnVault {
 impl PyColumnVault {
     /// Opens the column store of the file at `path` (or `":memory:"`) with its own connection.
     #[staticmethod]
+    #[pyo3(signature = (path, min_chunk, max_chunk, read_only=false))]
     fn open(
         py: Python<'_>,
         path: std::path::PathBuf,
         min_chunk: i64,
         max_chunk: i64,
+        read_only: bool,
     ) -> Result<Self, BindingError> {
         let plan = ChunkPlan::new(
             to_u64("min_chunk_bytes", min_chunk)?,
             to_u64("max_chunk_bytes", max_chunk)?,
         )?;
         let store = py.detach(move || -> columnar::Result<Store> {
-            let mut store = Store::open(Location::from_path(&path), StoreOptions::default())?;
+            let options = StoreOptions {
+                read_only,
+                ..StoreOptions::default()
+            };
+            let mut store = Store::open(Location::from_path(&path), options)?;
             Columns::ensure_schema(&mut store)?;
             Ok(store)
         })?;

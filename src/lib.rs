@@ -6,6 +6,7 @@ use pyo3::prelude::*;
 mod columns_py;
 mod convert;
 mod errors;
+mod inspect_py;
 mod kvault_py;
 mod shared;
 
@@ -16,6 +17,7 @@ fn _ambervault(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("SQLITE_VERSION", rusqlite_version())?;
     kvault_py::register(m)?;
     columns_py::register(m)?;
+    inspect_py::register(m)?;
     Ok(())
 }
 

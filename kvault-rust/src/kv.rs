@@ -373,6 +373,26 @@ pub enum Condition {
     IfVersion(i64),
 }
 
+/// Names of the key-value tables in a store's file.
+///
+/// # Errors
+/// SQLite errors.
+pub fn kv_table_names(store: &mut Store) -> Result<Vec<String>> {
+    store.retry(|conn| {
+        let mut stmt = conn.prepare(
+            "SELECT substr(name, 1, length(name) - 9) FROM sqlite_master \
+             WHERE type = 'table' AND name LIKE '%\\_\\_content' ESCAPE '\\' ORDER BY name",
+        )?;
+        let names: Vec<String> = stmt
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(names
+            .into_iter()
+            .filter(|n| validate_table_name(n).is_ok())
+            .collect())
+    })
+}
+
 /// One key-value table in a [`Store`]. Cheap to clone; holds no connection of its own.
 #[derive(Debug, Clone)]
 pub struct KvTable {

@@ -34,9 +34,10 @@ mod store;
 
 pub use error::{Error, Result};
 pub use kv::{
-    validate_chunk_size, validate_key, validate_table_name, BlobReader, BlobRef, BlobWriter,
-    Condition, Encoding, EntryInfo, KeyKind, KeyRange, KvTable, PutItem, PutOptions, Staged,
-    StagedOwned, TableStats, ValueLocation, DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, MAX_KEY_LEN,
+    kv_table_names, validate_chunk_size, validate_key, validate_table_name, BlobReader, BlobRef,
+    BlobWriter, Condition, Encoding, EntryInfo, KeyKind, KeyRange, KvTable, PutItem, PutOptions,
+    Staged, StagedOwned, TableStats, ValueLocation, DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE,
+    MAX_KEY_LEN,
 };
 pub use store::{
     now_ms, Location, Store, StoreError, StoreOptions, Synchronous, APPLICATION_ID, FORMAT_VERSION,

@@ -197,6 +197,7 @@ class ColumnVault(_CacheControls):
         connection) or a path (``str``/``os.PathLike``, or ``":memory:"``).
     :param min_chunk_bytes: size of a new column's first chunk; chunks double from here...
     :param max_chunk_bytes: ...up to this size.
+    :param read_only: open a path without write access (every write raises ``ReadOnlyError``).
 
     >>> cv = ColumnVault(":memory:")
     >>> temps = cv.create_column("temps", "f64")
@@ -210,6 +211,7 @@ class ColumnVault(_CacheControls):
         kv_or_path: Union[KVault, str, os.PathLike[str]],
         min_chunk_bytes: int = 128 << 10,
         max_chunk_bytes: int = 16 << 20,
+        read_only: bool = False,
     ) -> None:
         self._core: Optional[ColumnVaultCore] = None
         self._cache = None
@@ -232,7 +234,7 @@ class ColumnVault(_CacheControls):
                     f"ColumnVault takes a KVault or a path, not {type(kv_or_path).__name__}"
                 ) from None
             self.path = path
-            self._core = ColumnVaultCore.open(path, min_chunk_bytes, max_chunk_bytes)
+            self._core = ColumnVaultCore.open(path, min_chunk_bytes, max_chunk_bytes, bool(read_only))
         self._columns: Dict[str, Column] = {}
         self._lock = threading.RLock()
 
