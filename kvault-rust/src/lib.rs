@@ -149,6 +149,56 @@ impl Vault {
         BlobReader::open(&self.table, &mut self.store, key)
     }
 
+    /// A reader implementing [`std::io::Read`] and [`std::io::Seek`] over `key`'s value, or
+    /// `None` if the key is absent.
+    ///
+    /// ```
+    /// use std::io::{Read, Seek, SeekFrom};
+    /// # fn main() -> kvault::Result<()> {
+    /// let mut vault = kvault::Vault::open_in_memory()?;
+    /// vault.put(b"clip", b"0123456789")?;
+    /// let mut reader = vault.open_reader(b"clip")?.expect("stored above");
+    /// reader.seek(SeekFrom::Start(4))?;
+    /// let mut buf = [0u8; 3];
+    /// reader.read_exact(&mut buf)?;
+    /// assert_eq!(&buf, b"456");
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn open_reader(&mut self, key: &[u8]) -> Result<Option<ValueReader<'_>>> {
+        let reader = BlobReader::open(&self.table, &mut self.store, key)?;
+        Ok(reader.map(|reader| ValueReader {
+            store: &mut self.store,
+            reader,
+        }))
+    }
+
+    /// A writer implementing [`std::io::Write`] whose bytes become `key`'s value when
+    /// [`ValueWriter::commit`] is called; dropping it uncommitted discards them.
+    ///
+    /// ```
+    /// use std::io::Write;
+    /// # fn main() -> kvault::Result<()> {
+    /// let mut vault = kvault::Vault::open_in_memory()?;
+    /// let mut writer = vault.open_writer(b"log");
+    /// writer.write_all(b"hello ")?;
+    /// writer.write_all(b"world")?;
+    /// assert_eq!(writer.commit()?, 11);
+    /// assert_eq!(vault.get(b"log")?.as_deref(), Some(&b"hello world"[..]));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn open_writer(&mut self, key: &[u8]) -> ValueWriter<'_> {
+        ValueWriter {
+            writer: Some(BlobWriter::new(self.table.clone(), None)),
+            store: &mut self.store,
+            key: key.to_vec(),
+        }
+    }
+
     /// Closes the file. Idempotent.
     ///
     /// # Errors
@@ -162,4 +212,97 @@ impl Vault {
 #[must_use]
 pub fn sqlite_version() -> &'static str {
     rusqlite::version()
+}
+
+impl From<Error> for std::io::Error {
+    fn from(err: Error) -> Self {
+        match err {
+            Error::Io(io) => io,
+            other => std::io::Error::other(other),
+        }
+    }
+}
+
+/// [`std::io::Read`] + [`std::io::Seek`] over one stored value (see [`Vault::open_reader`]).
+#[derive(Debug)]
+pub struct ValueReader<'v> {
+    store: &'v mut Store,
+    reader: BlobReader,
+}
+
+impl ValueReader<'_> {
+    /// Length of the value in bytes.
+    #[must_use]
+    pub fn len(&self) -> u64 {
+        self.reader.size()
+    }
+
+    /// Whether the value is empty.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.reader.size() == 0
+    }
+}
+
+impl std::io::Read for ValueReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        Ok(self.reader.read(self.store, buf)?)
+    }
+}
+
+impl std::io::Seek for ValueReader<'_> {
+    fn seek(&mut self, pos: std::io::SeekFrom) -> std::io::Result<u64> {
+        let target = match pos {
+            std::io::SeekFrom::Start(n) => Some(n),
+            std::io::SeekFrom::End(d) => self.reader.size().checked_add_signed(d),
+            std::io::SeekFrom::Current(d) => self.reader.position().checked_add_signed(d),
+        };
+        let target = target.ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "seek before the start of the value",
+            )
+        })?;
+        self.reader.seek(target);
+        Ok(target)
+    }
+}
+
+/// [`std::io::Write`] into a new value (see [`Vault::open_writer`]).
+#[derive(Debug)]
+pub struct ValueWriter<'v> {
+    store: &'v mut Store,
+    writer: Option<BlobWriter>,
+    key: Vec<u8>,
+}
+
+impl ValueWriter<'_> {
+    /// Makes the written bytes the key's value, atomically; returns the length.
+    ///
+    /// # Errors
+    /// As [`BlobWriter::finish`]; the upload is discarded on error.
+    pub fn commit(mut self) -> Result<u64> {
+        let writer = self.writer.take().ok_or(Error::Closed("writer"))?;
+        writer.finish(self.store, &self.key, KeyKind::Bytes)
+    }
+}
+
+impl std::io::Write for ValueWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let writer = self.writer.as_mut().ok_or(Error::Closed("writer"))?;
+        writer.write(self.store, buf)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for ValueWriter<'_> {
+    fn drop(&mut self) {
+        if let Some(mut writer) = self.writer.take() {
+            let _ = writer.abort(self.store);
+        }
+    }
 }
