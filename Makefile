@@ -37,6 +37,7 @@ lint: $(STAMP)
 	cargo clippy --workspace --all-targets -- -D warnings
 	$(BIN)/ruff check python examples scripts
 	$(BIN)/ruff format --check python examples scripts
+	$(BIN)/mypy --strict examples
 
 fmt: $(STAMP)
 	cargo fmt --all

@@ -70,7 +70,9 @@ def main() -> None:
 
         # 2. Prefix scan: only the images.
         for key in vault.keys(prefix="images/"):
-            print(f"  {key:<20} {vault.info(key)['size']:>9,} bytes")
+            meta = vault.info(key)
+            assert meta is not None and isinstance(key, str)  # written above with str keys
+            print(f"  {key:<20} {meta['size']:>9,} bytes")
 
         # 3. Range read from the middle of the video: only the touched chunk is read.
         with vault.open("video.mp4") as video:

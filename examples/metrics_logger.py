@@ -1,8 +1,9 @@
-"""ambervault columns demo: a training-metrics logger and a log-line store in one file.
+"""Training-metrics logger: typed columns, a write-back cache, numpy, and a plot.
 
 Logs 20,000 steps of loss/accuracy through the write-back cache (columns flushed together),
-appends variable-length log lines, reads windows and whole columns back through numpy, and
-reopens the file to show everything persisted. Run: ``python examples/columns_demo.py``.
+appends log lines, reads windows and whole columns back through numpy, draws the loss curve to
+``loss.png`` (if matplotlib is installed), and reopens the file to show everything persisted.
+Run: ``python examples/metrics_logger.py``.
 """
 
 from __future__ import annotations
@@ -47,6 +48,23 @@ def main() -> None:
             print("loss[10000:10005] =", [round(v, 4) for v in window])
             print("every 5000th step:", step[::5000])
             print("last log line:", logs[-1])
+
+            try:
+                import matplotlib
+
+                matplotlib.use("Agg")
+                import matplotlib.pyplot as plt
+            except ImportError:
+                print("matplotlib is not installed: skipping the plot")
+            else:
+                curve = loss.to_numpy()
+                fig, ax = plt.subplots(figsize=(8, 3))
+                ax.plot(step.to_numpy(), curve, linewidth=0.7)
+                ax.set_xlabel("step")
+                ax.set_ylabel("loss")
+                fig.tight_layout()
+                fig.savefig("loss.png")
+                print(f"plotted {len(curve):,} points to loss.png")
 
         with ambervault.ColumnVault(path) as cv:
             for name, dtype, length in cv.list_columns():
