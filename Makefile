@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.deps-installed
 
-.PHONY: demo test test-rust test-python compat lint fmt develop clean
+.PHONY: demo test test-rust test-python compat wheel-test docs lint fmt develop clean
 
 $(STAMP): requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +21,8 @@ demo: develop
 	$(BIN)/python examples/demo.py
 
 test-rust:
-	cargo test -p kvault -p columnar
+	cargo test -p kvault -p columnar --all-targets
+	cargo test -p kvault -p columnar --doc
 
 test-python: develop
 	$(BIN)/python -m pytest
@@ -30,14 +31,24 @@ test-python: develop
 compat: develop
 	$(BIN)/python scripts/run_kohakuvault_tests.py
 
-test: test-rust test-python compat
+# Build the release abi3 wheel, install it into a fresh venv, run the seed examples against it.
+wheel-test: $(STAMP)
+	$(BIN)/python scripts/test_wheel.py
 
-lint: $(STAMP)
+# The documentation site (mkdocs-material + API reference from docstrings); warnings are errors.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
+test: test-rust test-python compat wheel-test
+
+lint: develop
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	$(BIN)/ruff check python examples scripts
 	$(BIN)/ruff format --check python examples scripts
 	$(BIN)/mypy --strict examples
+	$(BIN)/python -m mypy.stubtest ambervault._ambervault
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 fmt: $(STAMP)
 	cargo fmt --all
