@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.deps-installed
 
-.PHONY: demo test test-rust test-python compat wheel-test docs lint fmt develop clean
+.PHONY: demo test test-rust test-python compat wheel-test docs lint fmt develop clean bench bench-full
 
 $(STAMP): requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -44,16 +44,34 @@ test: test-rust test-python compat wheel-test
 lint: develop
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
-	$(BIN)/ruff check python examples scripts
-	$(BIN)/ruff format --check python examples scripts
+	$(BIN)/ruff check python examples scripts benches
+	$(BIN)/ruff format --check python examples scripts benches
 	$(BIN)/mypy --strict examples
 	$(BIN)/python -m mypy.stubtest ambervault._ambervault
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 fmt: $(STAMP)
 	cargo fmt --all
-	$(BIN)/ruff format python examples scripts
-	$(BIN)/ruff check --fix python examples scripts
+	$(BIN)/ruff format python examples scripts benches
+	$(BIN)/ruff check --fix python examples scripts benches
+
+# Benchmarks: a separate venv with the peers from PyPI and ambervault's release wheel.
+BENCH := .venv-bench
+$(BENCH)/.installed: requirements-bench.txt
+	$(PYTHON) -m venv $(BENCH)
+	$(BENCH)/bin/python -m pip install --quiet --upgrade pip
+	$(BENCH)/bin/python -m pip install --quiet -r requirements-bench.txt
+	touch $@
+
+bench-install: $(BENCH)/.installed $(STAMP)
+	$(BIN)/maturin build --release --quiet -o dist
+	$(BENCH)/bin/python -m pip install --quiet --force-reinstall --no-deps $$(ls -t dist/ambervault-*.whl | head -1)
+
+bench: bench-install
+	$(BENCH)/bin/python benches/run.py --quick
+
+bench-full: bench-install
+	$(BENCH)/bin/python benches/run.py
 
 clean:
 	rm -rf $(VENV) target python/ambervault/_ambervault*.so

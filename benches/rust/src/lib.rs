@@ -1,0 +1,1 @@
+//! Holds the criterion benchmarks in `benches/`; no library code.

@@ -1,0 +1,716 @@
+"""Benchmark workloads, one function per (workload, system), each using the system's fastest
+documented path for the job (its batch API, its array API); the path is named in ``NOTES``.
+
+A workload function receives a fresh temporary directory and a size, does untimed setup, and
+returns ``(seconds, operations)`` for the timed part only. ``worker.py`` runs one of them per
+fresh process and measures heap growth and file size around it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import sqlite3
+import time
+from typing import Callable, Dict, List, Tuple
+
+import numpy as np
+
+Result = Tuple[float, int]
+Workload = Callable[[str, int], Result]
+
+VALUE = b"v" * 100
+
+
+def keys(n: int) -> List[bytes]:
+    return [b"key:%08d" % i for i in range(n)]
+
+
+def random_order(n: int, seed: int = 7) -> List[int]:
+    rng = random.Random(seed)
+    order = list(range(n))
+    rng.shuffle(order)
+    return order
+
+
+class Timer:
+    def __enter__(self) -> Timer:
+        self.start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds = time.perf_counter() - self.start
+
+
+def blob_1mib(i: int) -> bytes:
+    return hashlib.shake_256(b"%d" % i).digest(1 << 20)
+
+
+# -- key-value systems ---------------------------------------------------------------------------
+# Each KV adapter: open(dir) -> object with put(k, v), put_many(items), get(k), iterate(), close().
+
+
+class Amber:
+    note = "KVault; batches: put_many / write-back cache"
+
+    def __init__(self, d: str) -> None:
+        import ambervault
+
+        self.v = ambervault.KVault(os.path.join(d, "a.db"))
+
+    def put(self, k: bytes, v: bytes) -> None:
+        self.v.put(k, v)
+
+    def put_many(self, items: List[Tuple[bytes, bytes]]) -> None:
+        self.v.put_many(items)
+
+    def get(self, k: bytes) -> bytes:
+        return self.v.get(k)
+
+    def iterate(self) -> int:
+        return sum(1 for _ in self.v.keys())
+
+    def stream_in(self, k: bytes, f) -> None:
+        self.v.put_file(k, f)
+
+    def stream_out(self, k: bytes, f) -> None:
+        self.v.get_to_file(k, f)
+
+    def close(self) -> None:
+        self.v.close()
+
+
+class Kohaku:
+    note = "kohakuvault 1.1.0 KVault (raw bytes); batches: put_many"
+
+    def __init__(self, d: str) -> None:
+        import kohakuvault
+
+        self.v = kohakuvault.KVault(os.path.join(d, "k.db"))
+
+    def put(self, k: bytes, v: bytes) -> None:
+        self.v.put(k, v)
+
+    def put_many(self, items: List[Tuple[bytes, bytes]]) -> None:
+        self.v.put_many(items)
+
+    def get(self, k: bytes) -> bytes:
+        return self.v.get(k)
+
+    def iterate(self) -> int:
+        return sum(1 for _ in self.v.keys())
+
+    def stream_in(self, k: bytes, f) -> None:
+        self.v.put_file(k, f)
+
+    def stream_out(self, k: bytes, f) -> None:
+        self.v.get_to_file(k, f)
+
+    def close(self) -> None:
+        self.v.close()
+
+
+class DiskCache:
+    note = "diskcache.Cache; batches: transact()"
+
+    def __init__(self, d: str) -> None:
+        import diskcache
+
+        self.c = diskcache.Cache(os.path.join(d, "dc"))
+
+    def put(self, k: bytes, v: bytes) -> None:
+        self.c.set(k, v)
+
+    def put_many(self, items: List[Tuple[bytes, bytes]]) -> None:
+        with self.c.transact():
+            for k, v in items:
+                self.c.set(k, v)
+
+    def get(self, k: bytes) -> bytes:
+        return self.c.get(k)
+
+    def iterate(self) -> int:
+        return sum(1 for _ in self.c.iterkeys())
+
+    def stream_in(self, k: bytes, f) -> None:
+        self.c.set(k, f, read=True)
+
+    def stream_out(self, k: bytes, out) -> None:
+        handle = self.c.get(k, read=True)
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            out.write(block)
+        handle.close()
+
+    def close(self) -> None:
+        self.c.close()
+
+
+class SqliteDict:
+    note = "sqlitedict (autocommit per put; batches: one commit)"
+
+    def __init__(self, d: str) -> None:
+        from sqlitedict import SqliteDict as SD
+
+        path = os.path.join(d, "sd.db")
+        self.auto = SD(path, autocommit=True, encode=lambda x: x, decode=lambda x: x)
+        self.path = path
+
+    def put(self, k: bytes, v: bytes) -> None:
+        self.auto[k.decode()] = v
+
+    def put_many(self, items: List[Tuple[bytes, bytes]]) -> None:
+        from sqlitedict import SqliteDict as SD
+
+        self.auto.close()
+        with SD(self.path, autocommit=False, encode=lambda x: x, decode=lambda x: x) as batch:
+            for k, v in items:
+                batch[k.decode()] = v
+            batch.commit()
+        self.auto = SD(self.path, autocommit=True, encode=lambda x: x, decode=lambda x: x)
+
+    def get(self, k: bytes) -> bytes:
+        return self.auto[k.decode()]
+
+    def iterate(self) -> int:
+        return sum(1 for _ in self.auto.keys())
+
+    def close(self) -> None:
+        self.auto.close()
+
+
+class Lmdb:
+    note = "lmdb (sync on commit); batches: one write transaction"
+
+    def __init__(self, d: str) -> None:
+        import lmdb
+
+        self.env = lmdb.open(os.path.join(d, "lmdb"), map_size=64 << 30)
+
+    def put(self, k: bytes, v: bytes) -> None:
+        with self.env.begin(write=True) as txn:
+            txn.put(k, v)
+
+    def put_many(self, items: List[Tuple[bytes, bytes]]) -> None:
+        with self.env.begin(write=True) as txn:
+            for k, v in items:
+                txn.put(k, v)
+
+    def get(self, k: bytes) -> bytes:
+        with self.env.begin() as txn:
+            return txn.get(k)
+
+    def iterate(self) -> int:
+        with self.env.begin() as txn:
+            return sum(1 for _ in txn.cursor().iternext(keys=True, values=False))
+
+    def close(self) -> None:
+        self.env.close()
+
+
+class RocksDict:
+    note = "rocksdict.Rdict (raw mode); batches: WriteBatch"
+
+    def __init__(self, d: str) -> None:
+        from rocksdict import Options, Rdict
+
+        self.db = Rdict(os.path.join(d, "rocks"), Options(raw_mode=True))
+
+    def put(self, k: bytes, v: bytes) -> None:
+        self.db[k] = v
+
+    def put_many(self, items: List[Tuple[bytes, bytes]]) -> None:
+        from rocksdict import WriteBatch
+
+        wb = WriteBatch(raw_mode=True)
+        for k, v in items:
+            wb.put(k, v)
+        self.db.write(wb)
+
+    def get(self, k: bytes) -> bytes:
+        return self.db[k]
+
+    def iterate(self) -> int:
+        return sum(1 for _ in self.db.keys())
+
+    def close(self) -> None:
+        self.db.close()
+
+
+class DirectSqlite:
+    note = "stdlib sqlite3, one table, WAL+NORMAL; batches: one transaction"
+
+    def __init__(self, d: str) -> None:
+        self.c = sqlite3.connect(os.path.join(d, "s.db"), isolation_level=None)
+        self.c.execute("PRAGMA journal_mode=WAL")
+        self.c.execute("PRAGMA synchronous=NORMAL")
+        self.c.execute("CREATE TABLE kv (k BLOB PRIMARY KEY, v BLOB) WITHOUT ROWID")
+
+    def put(self, k: bytes, v: bytes) -> None:
+        self.c.execute("INSERT OR REPLACE INTO kv VALUES (?, ?)", (k, v))
+
+    def put_many(self, items: List[Tuple[bytes, bytes]]) -> None:
+        self.c.execute("BEGIN")
+        self.c.executemany("INSERT OR REPLACE INTO kv VALUES (?, ?)", items)
+        self.c.execute("COMMIT")
+
+    def get(self, k: bytes) -> bytes:
+        return self.c.execute("SELECT v FROM kv WHERE k = ?", (k,)).fetchone()[0]
+
+    def iterate(self) -> int:
+        return sum(1 for _ in self.c.execute("SELECT k FROM kv"))
+
+    def close(self) -> None:
+        self.c.close()
+
+
+KV_SYSTEMS = {
+    "ambervault": Amber,
+    "kohakuvault": Kohaku,
+    "diskcache": DiskCache,
+    "sqlitedict": SqliteDict,
+    "lmdb": Lmdb,
+    "rocksdict": RocksDict,
+    "sqlite3": DirectSqlite,
+}
+
+
+def kv_put_single(system: str) -> Workload:
+    def run(d: str, n: int) -> Result:
+        s = KV_SYSTEMS[system](d)
+        ks = keys(n)
+        with Timer() as t:
+            for k in ks:
+                s.put(k, VALUE)
+        s.close()
+        return t.seconds, n
+
+    return run
+
+
+def kv_put_batch(system: str) -> Workload:
+    def run(d: str, n: int) -> Result:
+        s = KV_SYSTEMS[system](d)
+        items = [(k, VALUE) for k in keys(n)]
+        with Timer() as t:
+            if system == "ambervault":
+                # The write-back cache: single-key calls, batched into transactions.
+                with s.v.cache(cap_bytes=64 << 20, flush_threshold=16 << 20):
+                    for k, v in items:
+                        s.v[k] = v
+            else:
+                for i in range(0, n, 10_000):
+                    s.put_many(items[i : i + 10_000])
+        s.close()
+        return t.seconds, n
+
+    return run
+
+
+def _populated(system: str, d: str, n: int):
+    s = KV_SYSTEMS[system](d)
+    items = [(k, VALUE) for k in keys(n)]
+    for i in range(0, n, 10_000):
+        s.put_many(items[i : i + 10_000])
+    return s
+
+
+def kv_get_random(system: str) -> Workload:
+    def run(d: str, n: int) -> Result:
+        s = _populated(system, d, n)
+        ks = keys(n)
+        order = random_order(n)
+        with Timer() as t:
+            for i in order:
+                s.get(ks[i])
+        s.close()
+        return t.seconds, n
+
+    return run
+
+
+def kv_iterate(system: str) -> Workload:
+    def run(d: str, n: int) -> Result:
+        s = _populated(system, d, n)
+        with Timer() as t:
+            count = s.iterate()
+        assert count == n, (system, count)
+        s.close()
+        return t.seconds, n
+
+    return run
+
+
+def kv_mix(system: str) -> Workload:
+    def run(d: str, n: int) -> Result:
+        s = _populated(system, d, n)
+        ks = keys(n)
+        rng = random.Random(3)
+        ops = [(rng.random() < 0.1, rng.randrange(n)) for _ in range(n)]
+        with Timer() as t:
+            for write, i in ops:
+                if write:
+                    s.put(ks[i], VALUE)
+                else:
+                    s.get(ks[i])
+        s.close()
+        return t.seconds, n
+
+    return run
+
+
+def kv_1mib_put(system: str) -> Workload:
+    def run(d: str, n: int) -> Result:
+        s = KV_SYSTEMS[system](d)
+        blobs = [blob_1mib(i % 16) + b"%d" % i for i in range(n)]
+        with Timer() as t:
+            for i, b in enumerate(blobs):
+                s.put(b"blob:%d" % i, b)
+        s.close()
+        return t.seconds, n
+
+    return run
+
+
+def kv_1mib_get(system: str) -> Workload:
+    def run(d: str, n: int) -> Result:
+        s = KV_SYSTEMS[system](d)
+        for i in range(n):
+            s.put(b"blob:%d" % i, blob_1mib(i % 16) + b"%d" % i)
+        order = random_order(n)
+        with Timer() as t:
+            for i in order:
+                s.get(b"blob:%d" % i)
+        s.close()
+        return t.seconds, n
+
+    return run
+
+
+class Source:
+    """An unknown-length stream of distinct 1 MiB blocks."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.sent = 0
+        self.n = 0
+        self.block = hashlib.shake_256(b"stream").digest(1 << 20)
+
+    def read(self, size: int = -1) -> bytes:
+        if self.sent >= self.total:
+            return b""
+        self.n += 1
+        data = (self.n.to_bytes(8, "little") + self.block[8:])[
+            : min(size if size > 0 else 1 << 20, self.total - self.sent)
+        ]
+        self.sent += len(data)
+        return data
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.n = 0
+
+    def write(self, data: bytes) -> int:
+        self.n += len(data)
+        return len(data)
+
+
+def kv_stream_in(system: str) -> Workload:
+    def run(d: str, n: int) -> Result:
+        s = KV_SYSTEMS[system](d)
+        with Timer() as t:
+            s.stream_in(b"movie", Source(n << 20))
+        s.close()
+        return t.seconds, n << 20
+
+    return run
+
+
+def kv_stream_out(system: str) -> Workload:
+    def run(d: str, n: int) -> Result:
+        s = KV_SYSTEMS[system](d)
+        s.stream_in(b"movie", Source(n << 20))
+        sink = Sink()
+        with Timer() as t:
+            s.stream_out(b"movie", sink)
+        assert sink.n == n << 20
+        s.close()
+        return t.seconds, n << 20
+
+    return run
+
+
+# -- column systems -----------------------------------------------------------------------------
+
+
+def _amber_col(d: str, dtype: str = "f64"):
+    import ambervault
+
+    cv = ambervault.ColumnVault(os.path.join(d, "c.db"))
+    return cv, cv.create_column("x", dtype)
+
+
+def _kohaku_col(d: str, dtype: str = "f64"):
+    import kohakuvault
+
+    cv = kohakuvault.ColumnVault(os.path.join(d, "k.db"))
+    return cv, cv.create_column("x", dtype)
+
+
+def col_append(system: str, cached: bool) -> Workload:
+    def run(d: str, n: int) -> Result:
+        if system == "sqlite3":
+            c = sqlite3.connect(os.path.join(d, "s.db"), isolation_level=None)
+            c.execute("PRAGMA journal_mode=WAL")
+            c.execute("PRAGMA synchronous=NORMAL")
+            c.execute("CREATE TABLE t (x REAL)")
+            with Timer() as t:
+                if cached:
+                    c.execute("BEGIN")
+                for i in range(n):
+                    c.execute("INSERT INTO t VALUES (?)", (i * 0.5,))
+                if cached:
+                    c.execute("COMMIT")
+            c.close()
+            return t.seconds, n
+        cv, col = (_amber_col if system == "ambervault" else _kohaku_col)(d)
+        with Timer() as t:
+            if cached:
+                with cv.cache(cap_bytes=64 << 20, flush_threshold=16 << 20):
+                    for i in range(n):
+                        col.append(i * 0.5)
+            else:
+                for i in range(n):
+                    col.append(i * 0.5)
+        assert len(col) == n
+        return t.seconds, n
+
+    return run
+
+
+def col_extend(system: str, source: str) -> Workload:
+    def run(d: str, n: int) -> Result:
+        data = np.arange(n, dtype="f8") * 0.5
+        values = data if source == "numpy" else data.tolist()
+        if system == "numpy":
+            with Timer() as t:
+                out = np.array(values, dtype="f8")
+            return t.seconds, len(out)
+        if system == "h5py":
+            import h5py
+
+            with h5py.File(os.path.join(d, "h.h5"), "w") as f, Timer() as t:
+                f.create_dataset("x", data=np.asarray(values, dtype="f8"), maxshape=(None,), chunks=True)
+            return t.seconds, n
+        if system == "zarr":
+            import zarr
+
+            with Timer() as t:
+                z = zarr.open_array(
+                    os.path.join(d, "z.zarr"), mode="w", shape=(n,), chunks=(1 << 20,), dtype="f8"
+                )
+                z[:] = np.asarray(values, dtype="f8")
+            return t.seconds, n
+        if system == "pyarrow":
+            import pyarrow as pa
+            import pyarrow.feather as feather
+
+            with Timer() as t:
+                feather.write_feather(
+                    pa.table({"x": np.asarray(values, dtype="f8")}), os.path.join(d, "x.arrow")
+                )
+            return t.seconds, n
+        _cv, col = (_amber_col if system == "ambervault" else _kohaku_col)(d)
+        with Timer() as t:
+            col.extend(values)
+        assert len(col) == n
+        return t.seconds, n
+
+    return run
+
+
+def _filled_column(system: str, d: str, n: int):
+    data = np.arange(n, dtype="f8") * 0.5
+    if system == "numpy":
+        return data
+    if system == "h5py":
+        import h5py
+
+        f = h5py.File(os.path.join(d, "h.h5"), "w")
+        f.create_dataset("x", data=data, chunks=(1 << 16,))
+        return f["x"]
+    if system == "zarr":
+        import zarr
+
+        z = zarr.open_array(os.path.join(d, "z.zarr"), mode="w", shape=(n,), chunks=(1 << 16,), dtype="f8")
+        z[:] = data
+        return z
+    if system == "pyarrow":
+        import pyarrow as pa
+        import pyarrow.feather as feather
+
+        path = os.path.join(d, "x.arrow")
+        feather.write_feather(pa.table({"x": data}), path, compression="uncompressed")
+        return feather.read_table(path, memory_map=True).column("x")
+    _cv, col = (_amber_col if system == "ambervault" else _kohaku_col)(d)
+    col.extend(data)
+    return col
+
+
+def col_point_reads(system: str) -> Workload:
+    def run(d: str, n: int) -> Result:
+        col = _filled_column(system, d, n)
+        idx = [random.Random(5).randrange(n) for _ in range(0)]
+        rng = random.Random(5)
+        idx = [rng.randrange(n) for _ in range(min(n, 100_000))]
+        with Timer() as t:
+            if system == "pyarrow":
+                for i in idx:
+                    col[i].as_py()
+            else:
+                for i in idx:
+                    col[i]
+        return t.seconds, len(idx)
+
+    return run
+
+
+def col_scan(system: str) -> Workload:
+    def run(d: str, n: int) -> Result:
+        col = _filled_column(system, d, n)
+        with Timer() as t:
+            if system == "ambervault":
+                out = col.to_numpy()
+            elif system == "kohakuvault":
+                out = col.read_array(0, len(col))
+            elif system == "pyarrow":
+                out = col.to_numpy()
+            elif system == "numpy":
+                out = col.copy()
+            else:
+                out = col[:]
+        assert len(out) == n
+        return t.seconds, n
+
+    return run
+
+
+def col_windows(system: str) -> Workload:
+    def run(d: str, n: int) -> Result:
+        col = _filled_column(system, d, n)
+        rng = random.Random(9)
+        starts = [rng.randrange(n - 1000) for _ in range(2000)]
+        with Timer() as t:
+            for s in starts:
+                if system == "kohakuvault":
+                    col.read_array(s, 1000)
+                elif system == "pyarrow":
+                    col.slice(s, 1000).to_numpy()
+                elif system == "ambervault":
+                    col.to_numpy(s, s + 1000)
+                else:
+                    col[s : s + 1000]
+        return t.seconds, len(starts)
+
+    return run
+
+
+def log_lines(n: int) -> List[bytes]:
+    rng = random.Random(11)
+    return [(b"%d request served " % i) + b"x" * rng.randrange(0, 180) for i in range(n)]
+
+
+def log_append(system: str, mode: str) -> Workload:
+    def run(d: str, n: int) -> Result:
+        lines = log_lines(n)
+        if system == "sqlite3":
+            c = sqlite3.connect(os.path.join(d, "s.db"), isolation_level=None)
+            c.execute("PRAGMA journal_mode=WAL")
+            c.execute("PRAGMA synchronous=NORMAL")
+            c.execute("CREATE TABLE t (x BLOB)")
+            with Timer() as t:
+                if mode == "single":
+                    for line in lines:
+                        c.execute("INSERT INTO t VALUES (?)", (line,))
+                else:
+                    c.execute("BEGIN")
+                    c.executemany("INSERT INTO t VALUES (?)", [(x,) for x in lines])
+                    c.execute("COMMIT")
+            return t.seconds, n
+        cv, col = (_amber_col if system == "ambervault" else _kohaku_col)(d, "bytes")
+        with Timer() as t:
+            if mode == "single":
+                for line in lines:
+                    col.append(line)
+            elif mode == "cached":
+                with cv.cache(cap_bytes=64 << 20, flush_threshold=16 << 20):
+                    for line in lines:
+                        col.append(line)
+            else:
+                col.extend(lines)
+        assert len(col) == n
+        return t.seconds, n
+
+    return run
+
+
+KV = ["ambervault", "kohakuvault", "diskcache", "sqlitedict", "lmdb", "rocksdict", "sqlite3"]
+STREAMERS = ["ambervault", "kohakuvault", "diskcache"]
+COLS = ["ambervault", "kohakuvault", "h5py", "zarr", "pyarrow", "numpy"]
+
+# name -> (systems, factory, (quick size, full size), unit)
+WORKLOADS: Dict[str, Tuple[List[str], Callable[[str], Workload], Tuple[int, int], str]] = {
+    "kv_put_single_100B": (KV, kv_put_single, (20_000, 100_000), "puts"),
+    "kv_put_batched_100B": (KV, kv_put_batch, (50_000, 100_000), "puts"),
+    "kv_get_random_100B": (KV, kv_get_random, (50_000, 100_000), "gets"),
+    "kv_put_1MiB": (KV, kv_1mib_put, (100, 1000), "puts"),
+    "kv_get_1MiB": (KV, kv_1mib_get, (100, 1000), "gets"),
+    "kv_stream_in": (STREAMERS, kv_stream_in, (256, 1024), "bytes"),
+    "kv_stream_out": (STREAMERS, kv_stream_out, (256, 1024), "bytes"),
+    "kv_iterate_keys": (KV, kv_iterate, (50_000, 100_000), "keys"),
+    "kv_mix_90r_10w": (KV, kv_mix, (50_000, 100_000), "ops"),
+    "col_append_f64_durable": (
+        ["ambervault", "kohakuvault", "sqlite3"],
+        lambda s: col_append(s, False),
+        (20_000, 1_000_000),
+        "appends",
+    ),
+    "col_append_f64_cached": (
+        ["ambervault", "kohakuvault", "sqlite3"],
+        lambda s: col_append(s, True),
+        (200_000, 1_000_000),
+        "appends",
+    ),
+    "col_extend_f64_list": (COLS, lambda s: col_extend(s, "list"), (2_000_000, 10_000_000), "elements"),
+    "col_extend_f64_numpy": (COLS, lambda s: col_extend(s, "numpy"), (2_000_000, 10_000_000), "elements"),
+    "col_point_reads": (COLS, col_point_reads, (2_000_000, 10_000_000), "reads"),
+    "col_scan_to_numpy": (COLS, col_scan, (2_000_000, 10_000_000), "elements"),
+    "col_windows_1000": (COLS, col_windows, (2_000_000, 10_000_000), "windows"),
+    "log_append_durable": (
+        ["ambervault", "kohakuvault", "sqlite3"],
+        lambda s: log_append(s, "single"),
+        (20_000, 1_000_000),
+        "lines",
+    ),
+    "log_append_cached": (
+        ["ambervault", "kohakuvault"],
+        lambda s: log_append(s, "cached"),
+        (200_000, 1_000_000),
+        "lines",
+    ),
+    "log_extend": (
+        ["ambervault", "kohakuvault", "sqlite3"],
+        lambda s: log_append(s, "extend"),
+        (200_000, 1_000_000),
+        "lines",
+    ),
+}
+
+NOTES = {
+    **{k: v.note for k, v in KV_SYSTEMS.items()},
+    "h5py": "h5py dataset, chunked; reads by index/slice",
+    "zarr": "zarr array on disk, 64 Ki-element chunks",
+    "pyarrow": "Arrow IPC (feather) file, memory-mapped reads",
+    "numpy": "numpy in memory (the limit, not a store)",
+}
