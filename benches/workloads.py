@@ -444,10 +444,14 @@ def kv_stream_out(system: str) -> Workload:
 # -- column systems -----------------------------------------------------------------------------
 
 
+_KEEP: list = []  # vaults must outlive the columns handed out (some stores close on collection)
+
+
 def _amber_col(d: str, dtype: str = "f64"):
     import ambervault
 
     cv = ambervault.ColumnVault(os.path.join(d, "c.db"))
+    _KEEP.append(cv)
     return cv, cv.create_column("x", dtype)
 
 
@@ -455,6 +459,7 @@ def _kohaku_col(d: str, dtype: str = "f64"):
     import kohakuvault
 
     cv = kohakuvault.ColumnVault(os.path.join(d, "k.db"))
+    _KEEP.append(cv)
     return cv, cv.create_column("x", dtype)
 
 

@@ -18,6 +18,121 @@ pub const COLUMNS_TABLE: &str = "ambervault_columns";
 const INDEX_WIDTH: u64 = 8;
 /// Column ids must fit in the upper bits of a chunk rowid.
 const MAX_COLUMN_ID: i64 = (1 << 30) - 1;
+/// Reads of fixed-width columns go through a cache of blocks of this many bytes.
+const BLOCK: u64 = 64 << 10;
+/// Most bytes of blocks one connection keeps.
+const CACHE_BYTES: usize = 64 << 20;
+
+/// Per-connection cache of column metadata and hot blocks of fixed-width data.
+///
+/// Valid for one `(PRAGMA data_version, Store::local_write_count)` stamp: the first changes when
+/// another connection commits, the second when this one writes, commits or rolls back. The stamp
+/// is read inside the read transaction, so cached bytes always belong to the snapshot being read.
+struct ReadCache {
+    stamp: Option<(i64, u64)>,
+    metas: std::collections::HashMap<i64, ColumnMeta>,
+    blocks: lru::LruCache<(i64, u64), std::sync::Arc<Vec<u8>>>,
+    bytes: usize,
+}
+
+impl Default for ReadCache {
+    fn default() -> Self {
+        Self {
+            stamp: None,
+            metas: std::collections::HashMap::new(),
+            blocks: lru::LruCache::unbounded(),
+            bytes: 0,
+        }
+    }
+}
+
+impl ReadCache {
+    /// Drops everything unless it was filled under the snapshot's stamp.
+    fn validate(&mut self, conn: &Connection, local_writes: u64) -> Result<()> {
+        let version: i64 = conn
+            .prepare_cached("PRAGMA data_version")?
+            .query_row([], |r| r.get(0))?;
+        let stamp = Some((version, local_writes));
+        if self.stamp != stamp {
+            self.metas.clear();
+            self.blocks.clear();
+            self.bytes = 0;
+            self.stamp = stamp;
+        }
+        Ok(())
+    }
+
+    fn meta(&mut self, conn: &Connection, id: i64, name: &str) -> Result<ColumnMeta> {
+        if let Some(meta) = self.metas.get(&id) {
+            return Ok(meta.clone());
+        }
+        let meta = Columns::load(conn, id, name)?;
+        self.metas.insert(id, meta.clone());
+        Ok(meta)
+    }
+
+    /// Copies data bytes `offset .. offset + out.len()` of a fixed-width column, block by block.
+    fn read_fixed(
+        &mut self,
+        conn: &Connection,
+        meta: &ColumnMeta,
+        offset: u64,
+        out: &mut [u8],
+    ) -> Result<()> {
+        let stream = meta.data();
+        let mut done = 0usize;
+        while done < out.len() {
+            let pos = offset + done as u64;
+            let index = pos / BLOCK;
+            let block = match self.blocks.get(&(stream.id, index)) {
+                Some(block) => std::sync::Arc::clone(block),
+                None => {
+                    let start = index * BLOCK;
+                    let len = BLOCK.min(meta.data_bytes.saturating_sub(start));
+                    let mut bytes = vec![0u8; usize_of(len)];
+                    stream.read(conn, start, &mut bytes)?;
+                    let block = std::sync::Arc::new(bytes);
+                    self.bytes += block.len();
+                    self.blocks
+                        .put((stream.id, index), std::sync::Arc::clone(&block));
+                    while self.bytes > CACHE_BYTES {
+                        match self.blocks.pop_lru() {
+                            Some((_, old)) => self.bytes -= old.len(),
+                            None => break,
+                        }
+                    }
+                    block
+                }
+            };
+            let within = usize_of(pos - index * BLOCK);
+            let take = (block.len().saturating_sub(within)).min(out.len() - done);
+            if take == 0 {
+                return Err(Error::Corrupted(format!(
+                    "column {:?} is shorter than its length",
+                    meta.name
+                )));
+            }
+            out[done..done + take].copy_from_slice(&block[within..within + take]);
+            done += take;
+        }
+        Ok(())
+    }
+}
+
+/// Runs a read with this connection's cache (taken out of the store for the duration).
+fn with_cache<T>(
+    store: &mut Store,
+    mut f: impl FnMut(&Connection, &mut ReadCache) -> Result<T>,
+) -> Result<T> {
+    let local = store.local_write_count();
+    let mut cache = std::mem::take(store.extension::<ReadCache>());
+    let result = store.read_with(|conn| {
+        cache.validate(conn, local)?;
+        f(conn, &mut cache)
+    });
+    *store.extension::<ReadCache>() = cache;
+    result
+}
 
 /// A column's metadata.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -392,7 +507,7 @@ impl Columns {
     /// # Errors
     /// [`Error::ColumnNotFound`] if it was deleted.
     pub fn meta(store: &mut Store, id: i64, name: &str) -> Result<ColumnMeta> {
-        store.retry_with(|conn| Self::load(conn, id, name))
+        with_cache(store, |conn, cache| cache.meta(conn, id, name))
     }
 
     /// Reads elements `start..stop` (clamped to the length) from one snapshot.
@@ -400,9 +515,19 @@ impl Columns {
     /// # Errors
     /// [`Error::ColumnNotFound`]; [`Error::Corrupted`].
     pub fn read(store: &mut Store, id: i64, name: &str, start: u64, stop: u64) -> Result<ReadOut> {
-        store.read_with(|conn| {
-            let meta = Self::load(conn, id, name)?;
-            read_range(conn, &meta, start.min(meta.len), stop.min(meta.len))
+        with_cache(store, |conn, cache| {
+            let meta = cache.meta(conn, id, name)?;
+            let (start, stop) = (start.min(meta.len), stop.min(meta.len));
+            match meta.width() {
+                // Small fixed-width reads (points, windows) go through the block cache; big
+                // ones (scans) straight into the result.
+                Some(w) if (stop.saturating_sub(start)) * w <= BLOCK => {
+                    let mut out = vec![0u8; usize_of(stop.saturating_sub(start) * w)];
+                    cache.read_fixed(conn, &meta, start * w, &mut out)?;
+                    Ok(ReadOut::Fixed(out))
+                }
+                _ => read_range(conn, &meta, start, stop),
+            }
         })
     }
 
@@ -411,10 +536,17 @@ impl Columns {
     /// # Errors
     /// [`Error::IndexOutOfRange`]; [`Error::ColumnNotFound`].
     pub fn read_index(store: &mut Store, id: i64, name: &str, index: i64) -> Result<ReadOut> {
-        store.read_with(|conn| {
-            let meta = Self::load(conn, id, name)?;
+        with_cache(store, |conn, cache| {
+            let meta = cache.meta(conn, id, name)?;
             let resolved = resolve_index(index, meta.len)?;
-            read_range(conn, &meta, resolved, resolved + 1)
+            match meta.width() {
+                Some(w) => {
+                    let mut out = vec![0u8; usize_of(w)];
+                    cache.read_fixed(conn, &meta, resolved * w, &mut out)?;
+                    Ok(ReadOut::Fixed(out))
+                }
+                None => read_range(conn, &meta, resolved, resolved + 1),
+            }
         })
     }
 

@@ -173,6 +173,12 @@ pub struct Store {
     txn_owner: Option<std::thread::ThreadId>,
     /// Fixed "now" (ms) for expiry decisions, set by tests through an injected clock.
     clock_override: Option<i64>,
+    /// Counts writes, commits and rollbacks made through this connection, so read caches
+    /// built on it can tell when they went stale (other connections' commits show up in
+    /// `PRAGMA data_version` instead).
+    local_writes: u64,
+    /// Per-connection state of the layers above (e.g. the column read cache), by type.
+    extensions: std::collections::HashMap<std::any::TypeId, Box<dyn std::any::Any + Send>>,
 }
 
 impl Store {
@@ -201,6 +207,8 @@ impl Store {
                 txn_depth: 0,
                 txn_owner: None,
                 clock_override: None,
+                local_writes: 0,
+                extensions: std::collections::HashMap::new(),
             };
             store.initialize()?;
             Ok(store)
@@ -322,6 +330,7 @@ impl Store {
         f: impl FnOnce(&Connection) -> Result<T, E>,
     ) -> Result<T, E> {
         self.check_writable()?;
+        self.local_writes += 1;
         let retries = self.options.retries;
         let backoff = self.options.backoff_base;
         let conn = self.conn()?;
@@ -439,10 +448,27 @@ impl Store {
     /// [`Error::Busy`] after the retries; whatever `f` returns.
     pub fn write_one<T>(&mut self, mut f: impl FnMut(&Connection) -> Result<T>) -> Result<T> {
         self.check_writable()?;
+        self.local_writes += 1;
         let retries = self.options.retries;
         let backoff = self.options.backoff_base;
         let conn = self.conn()?;
         with_retries(retries, backoff, || f(conn))
+    }
+
+    /// How many writes, commits and rollbacks went through this connection so far.
+    #[must_use]
+    pub fn local_write_count(&self) -> u64 {
+        self.local_writes
+    }
+
+    /// This connection's instance of `T` (created on first use), for per-connection state of
+    /// the layers above, such as read caches.
+    pub fn extension<T: Default + Send + 'static>(&mut self) -> &mut T {
+        self.extensions
+            .entry(std::any::TypeId::of::<T>())
+            .or_insert_with(|| Box::new(T::default()))
+            .downcast_mut::<T>()
+            .expect("extension stored under its own type id")
     }
 
     /// The current time in ms, as used for expiry (the injected clock if one is set).
@@ -541,6 +567,7 @@ impl Store {
     }
 
     fn end_level(&mut self) {
+        self.local_writes += 1;
         self.txn_depth -= 1;
         if self.txn_depth == 0 {
             self.txn_owner = None;

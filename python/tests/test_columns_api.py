@@ -286,3 +286,29 @@ def test_elements_larger_than_a_chunk_span_boundaries(cv):
     col[5] = b"z" * 3000
     items[5] = b"z" * 3000
     assert col[4:7] == items[4:7]
+
+
+def test_cached_reads_see_other_connections_and_rollbacks(tmp_path):
+    # Point reads go through a per-connection block cache; it must never serve stale bytes.
+    path = tmp_path / "shared.db"
+    a = ColumnVault(path)
+    b = ColumnVault(path)
+    col_a = a.create_column("x", "i64")
+    col_a.extend(range(100))
+    col_b = b["x"]
+    assert col_a[5] == 5 and col_b[5] == 5  # both caches warm
+    col_b[5] = -5  # another connection commits
+    assert col_a[5] == -5
+    del col_b[0]  # shifts everything: lengths and bytes change under a's cache
+    assert len(col_a) == 99 and col_a[4] == -5 and col_a[-1] == 99
+    kv = KVault(tmp_path / "t.db")
+    col = ColumnVault(kv).create_column("y", "f64")
+    col.extend([1.0, 2.0])
+    t = kv.transaction()
+    col[0] = 9.0
+    assert col[0] == 9.0  # read inside the transaction, through the cache
+    t.rollback()
+    assert col[0] == 1.0 and col.to_numpy(0, 1)[0] == 1.0
+    a.close()
+    b.close()
+    kv.close()
