@@ -52,7 +52,7 @@ def blob_1mib(i: int) -> bytes:
 
 
 class Amber:
-    note = "KVault; batches: put_many / write-back cache"
+    note = "KVault; batches: put_many (one transaction each)"
 
     def __init__(self, d: str) -> None:
         import ambervault
@@ -293,14 +293,8 @@ def kv_put_batch(system: str) -> Workload:
         s = KV_SYSTEMS[system](d)
         items = [(k, VALUE) for k in keys(n)]
         with Timer() as t:
-            if system == "ambervault":
-                # The write-back cache: single-key calls, batched into transactions.
-                with s.v.cache(cap_bytes=64 << 20, flush_threshold=16 << 20):
-                    for k, v in items:
-                        s.v[k] = v
-            else:
-                for i in range(0, n, 10_000):
-                    s.put_many(items[i : i + 10_000])
+            for i in range(0, n, 10_000):
+                s.put_many(items[i : i + 10_000])
         s.close()
         return t.seconds, n
 
@@ -566,9 +560,11 @@ def _filled_column(system: str, d: str, n: int):
 def col_point_reads(system: str) -> Workload:
     def run(d: str, n: int) -> Result:
         col = _filled_column(system, d, n)
-        idx = [random.Random(5).randrange(n) for _ in range(0)]
         rng = random.Random(5)
-        idx = [rng.randrange(n) for _ in range(min(n, 100_000))]
+        # zarr decodes a whole chunk per element read: fewer reads keep the run bounded
+        # (rates, not times, are compared).
+        count = min(n // 20, 100_000) // (20 if system == "zarr" else 1)
+        idx = [rng.randrange(n) for _ in range(count)]
         with Timer() as t:
             if system == "pyarrow":
                 for i in idx:
@@ -605,7 +601,7 @@ def col_windows(system: str) -> Workload:
     def run(d: str, n: int) -> Result:
         col = _filled_column(system, d, n)
         rng = random.Random(9)
-        starts = [rng.randrange(n - 1000) for _ in range(2000)]
+        starts = [rng.randrange(n - 1000) for _ in range(min(2000, n // 1000))]
         with Timer() as t:
             for s in starts:
                 if system == "kohakuvault":
@@ -666,48 +662,48 @@ COLS = ["ambervault", "kohakuvault", "h5py", "zarr", "pyarrow", "numpy"]
 
 # name -> (systems, factory, (quick size, full size), unit)
 WORKLOADS: Dict[str, Tuple[List[str], Callable[[str], Workload], Tuple[int, int], str]] = {
-    "kv_put_single_100B": (KV, kv_put_single, (20_000, 100_000), "puts"),
-    "kv_put_batched_100B": (KV, kv_put_batch, (50_000, 100_000), "puts"),
-    "kv_get_random_100B": (KV, kv_get_random, (50_000, 100_000), "gets"),
-    "kv_put_1MiB": (KV, kv_1mib_put, (100, 1000), "puts"),
-    "kv_get_1MiB": (KV, kv_1mib_get, (100, 1000), "gets"),
-    "kv_stream_in": (STREAMERS, kv_stream_in, (256, 1024), "bytes"),
-    "kv_stream_out": (STREAMERS, kv_stream_out, (256, 1024), "bytes"),
-    "kv_iterate_keys": (KV, kv_iterate, (50_000, 100_000), "keys"),
-    "kv_mix_90r_10w": (KV, kv_mix, (50_000, 100_000), "ops"),
+    "kv_put_single_100B": (KV, kv_put_single, (5_000, 100_000), "puts"),
+    "kv_put_batched_100B": (KV, kv_put_batch, (20_000, 100_000), "puts"),
+    "kv_get_random_100B": (KV, kv_get_random, (20_000, 100_000), "gets"),
+    "kv_put_1MiB": (KV, kv_1mib_put, (50, 1000), "puts"),
+    "kv_get_1MiB": (KV, kv_1mib_get, (50, 1000), "gets"),
+    "kv_stream_in": (STREAMERS, kv_stream_in, (128, 1024), "bytes"),
+    "kv_stream_out": (STREAMERS, kv_stream_out, (128, 1024), "bytes"),
+    "kv_iterate_keys": (KV, kv_iterate, (20_000, 100_000), "keys"),
+    "kv_mix_90r_10w": (KV, kv_mix, (20_000, 100_000), "ops"),
     "col_append_f64_durable": (
         ["ambervault", "kohakuvault", "sqlite3"],
         lambda s: col_append(s, False),
-        (20_000, 1_000_000),
+        (5_000, 1_000_000),
         "appends",
     ),
     "col_append_f64_cached": (
         ["ambervault", "kohakuvault", "sqlite3"],
         lambda s: col_append(s, True),
-        (200_000, 1_000_000),
+        (100_000, 1_000_000),
         "appends",
     ),
-    "col_extend_f64_list": (COLS, lambda s: col_extend(s, "list"), (2_000_000, 10_000_000), "elements"),
-    "col_extend_f64_numpy": (COLS, lambda s: col_extend(s, "numpy"), (2_000_000, 10_000_000), "elements"),
-    "col_point_reads": (COLS, col_point_reads, (2_000_000, 10_000_000), "reads"),
-    "col_scan_to_numpy": (COLS, col_scan, (2_000_000, 10_000_000), "elements"),
-    "col_windows_1000": (COLS, col_windows, (2_000_000, 10_000_000), "windows"),
+    "col_extend_f64_list": (COLS, lambda s: col_extend(s, "list"), (1_000_000, 10_000_000), "elements"),
+    "col_extend_f64_numpy": (COLS, lambda s: col_extend(s, "numpy"), (1_000_000, 10_000_000), "elements"),
+    "col_point_reads": (COLS, col_point_reads, (1_000_000, 10_000_000), "reads"),
+    "col_scan_to_numpy": (COLS, col_scan, (1_000_000, 10_000_000), "elements"),
+    "col_windows_1000": (COLS, col_windows, (1_000_000, 10_000_000), "windows"),
     "log_append_durable": (
         ["ambervault", "kohakuvault", "sqlite3"],
         lambda s: log_append(s, "single"),
-        (20_000, 1_000_000),
+        (5_000, 1_000_000),
         "lines",
     ),
     "log_append_cached": (
         ["ambervault", "kohakuvault"],
         lambda s: log_append(s, "cached"),
-        (200_000, 1_000_000),
+        (50_000, 1_000_000),
         "lines",
     ),
     "log_extend": (
         ["ambervault", "kohakuvault", "sqlite3"],
         lambda s: log_append(s, "extend"),
-        (200_000, 1_000_000),
+        (50_000, 1_000_000),
         "lines",
     ),
 }
