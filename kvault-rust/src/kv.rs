@@ -887,6 +887,18 @@ impl KvTable {
         expires_at_ms: Option<i64>,
     ) -> Result<()> {
         let mut stmt = conn.prepare_cached(&self.sql.upsert)?;
+        Self::upsert_with(&mut stmt, key, kind, value, now, expires_at_ms)
+    }
+
+    /// [`KvTable::upsert`] with an already prepared statement (batches reuse one).
+    fn upsert_with(
+        stmt: &mut rusqlite::CachedStatement<'_>,
+        key: &[u8],
+        kind: KeyKind,
+        value: &Staged<'_>,
+        now: i64,
+        expires_at_ms: Option<i64>,
+    ) -> Result<()> {
         match value {
             Staged::Inline(bytes) => stmt.execute(params![
                 key,
@@ -979,6 +991,7 @@ impl KvTable {
             Some(err) => Err(err),
             None => store.write(|conn| {
                 let now = now_ms();
+                let mut stmt = conn.prepare_cached(&self.sql.upsert)?;
                 for ((key, kind, value, expires), blob) in items.iter().zip(&staged) {
                     match blob {
                         Some(blob) => {
@@ -991,7 +1004,8 @@ impl KvTable {
                             )?;
                         }
                         None => {
-                            self.upsert(conn, key, *kind, &Staged::Inline(value), now, *expires)?;
+                            let inline = Staged::Inline(value);
+                            Self::upsert_with(&mut stmt, key, *kind, &inline, now, *expires)?;
                         }
                     }
                 }
