@@ -6,6 +6,7 @@ import contextlib
 import operator
 import os
 import threading
+import time
 from collections.abc import MutableSequence
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
@@ -100,6 +101,21 @@ class ColumnCache(BatchingCache):
             else:
                 entry[1].extend(values)
             self._added(size)
+            return True
+
+    def add_one(self, column: Column, value: Any, size: int) -> bool:
+        """Fast path of :meth:`add` for one small element; False to take the general path."""
+        with self.lock:
+            if self._nbytes + size > self.cap_bytes:
+                return False
+            entry = self._pending_appends.get(id(column))
+            if entry is None:
+                return False
+            entry[1].append(value)
+            self._nbytes += size
+            if self._nbytes >= self.flush_threshold and self.auto_flush and self._locks == 0:
+                self._last_write = time.monotonic()
+                self.flush()
             return True
 
     def discard_column(self, column: Column) -> None:
@@ -513,10 +529,18 @@ class Column(MutableSequence, _CacheControls):  # type: ignore[type-arg]
 
     def append(self, value: Any) -> None:
         """Append one element (durable when it returns, unless a cache is active)."""
-        cache = self._active_cache()
+        cache = self._cache if self._cache is not None else self._vault._cache
         if cache is None:
             self._core.append(value)
             return
+        # Hot path of cached logging: a float into f64 or an int into i64 needs no conversion
+        # check beyond the type (the extension checks it again when the batch is written).
+        kind = type(value)
+        if (kind is float and self.dtype == "f64") or (
+            kind is int and self.dtype == "i64" and -(2**63) <= value < 2**63
+        ):
+            if cache.add_one(self, value, 8):
+                return
         if isinstance(value, (bytearray, memoryview)):
             value = bytes(value)
         size = self._core.validate(value)
