@@ -179,7 +179,7 @@ def chart(summary: dict, path: Path) -> None:
     ax.set_yticks([i + 0.4 - height / 2 for i in range(len(workloads))])
     ax.set_yticklabels(workloads)
     ax.invert_yaxis()
-    ax.set_xlabel("time relative to ambervault (log scale; > 1 = ambervault faster)")
+    ax.set_xlabel("ambervault rate / system rate (log scale; > 1 = ambervault faster)")
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=90)
