@@ -8,9 +8,10 @@ process crashes before a flush: that is the trade it makes for speed.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from .exceptions import InvalidArgument
 
@@ -216,3 +217,90 @@ class WriteBackCache(BatchingCache):
             self._entries.clear()
             self._nbytes = 0
             return len(pairs)
+
+
+class CacheControls:
+    """The cache controls shared by KVault, ColumnVault and Column: ``enable_cache``,
+    ``flush_cache``, ``disable_cache``, ``cache()`` and ``lock_cache()`` over ``self._cache``.
+    The class using it provides ``_new_cache``."""
+
+    _cache: Optional[BatchingCache]
+
+    def _new_cache(
+        self, cap_bytes: int, flush_threshold: int, flush_interval: Optional[float], auto_flush: bool
+    ) -> BatchingCache:
+        raise NotImplementedError
+
+    def enable_cache(
+        self,
+        cap_bytes: int = 64 << 20,
+        flush_threshold: int = 16 << 20,
+        flush_interval: Optional[float] = None,
+        auto_flush: bool = True,
+    ) -> None:
+        """Hold writes in memory and write them in batches (one transaction each).
+
+        A batch is written when the cache reaches ``flush_threshold`` bytes, before it would
+        exceed ``cap_bytes``, after ``flush_interval`` idle seconds (if set), and on
+        :meth:`flush_cache`, :meth:`disable_cache` and ``close()``. Items larger than
+        ``cap_bytes`` skip the cache. Reads see cached writes. **Cached writes are lost if the
+        process crashes before they are flushed.** Enabling again replaces the settings
+        (flushing what is cached first).
+        """
+        new = self._new_cache(cap_bytes, flush_threshold, flush_interval, auto_flush)
+        if self._cache is not None:
+            self.disable_cache()
+        self._cache = new
+
+    def flush_cache(self) -> int:
+        """Write pending appends now (one transaction); returns how many elements."""
+        cache = self._cache
+        return 0 if cache is None else cache.flush()
+
+    def disable_cache(self) -> int:
+        """Flush and stop caching; returns how many elements the final flush wrote."""
+        cache = self._cache
+        if cache is None:
+            return 0
+        cache.stop_daemon()
+        written = cache.flush()
+        self._cache = None
+        return written
+
+    @contextlib.contextmanager
+    def cache(
+        self,
+        cap_bytes: int = 64 << 20,
+        flush_threshold: int = 16 << 20,
+        flush_interval: Optional[float] = None,
+        auto_flush: bool = True,
+    ) -> Iterator[Any]:
+        """Context manager: cache writes inside the block; flush and disable at its end (also
+        when the block raises, so writes made before the error are kept).
+
+        >>> import ambervault
+        >>> v = ambervault.KVault(":memory:")
+        >>> with v.cache(cap_bytes=1 << 20):
+        ...     for i in range(3):
+        ...         v[f"k{i}"] = b"x"
+        >>> len(v), v.flush_cache()
+        (3, 0)
+        """
+        self.enable_cache(cap_bytes, flush_threshold, flush_interval, auto_flush)
+        try:
+            yield self
+        finally:
+            self.disable_cache()
+
+    @contextlib.contextmanager
+    def lock_cache(self) -> Iterator[Any]:
+        """Context manager: no automatic flush happens inside the block."""
+        cache = self._cache
+        if cache is None:
+            yield self
+            return
+        cache.acquire()
+        try:
+            yield self
+        finally:
+            cache.release()

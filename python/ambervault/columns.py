@@ -11,7 +11,7 @@ from collections.abc import MutableSequence
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
 from ._ambervault import ColumnCore, ColumnVaultCore, canonical_dtype
-from .cache import BatchingCache
+from .cache import BatchingCache, CacheControls
 from .exceptions import ClosedError, InvalidArgument, NotFound
 from .kvault import KVault
 from .transaction import Transaction
@@ -136,77 +136,7 @@ class ColumnCache(BatchingCache):
             return count
 
 
-class _CacheControls:
-    """enable_cache / flush_cache / disable_cache / cache() / lock_cache() over ``_cache``."""
-
-    _cache: Optional[ColumnCache]
-
-    def _new_cache(
-        self, cap_bytes: int, flush_threshold: int, flush_interval: Optional[float], auto_flush: bool
-    ) -> ColumnCache:
-        raise NotImplementedError
-
-    def enable_cache(
-        self,
-        cap_bytes: int = 64 << 20,
-        flush_threshold: int = 16 << 20,
-        flush_interval: Optional[float] = None,
-        auto_flush: bool = True,
-    ) -> None:
-        """Hold appends in memory and write them in batches (see the KVault cache for the
-        flush rules). **Appends held in the cache are lost if the process crashes before a
-        flush.** Every other operation on a column flushes its pending appends first."""
-        new = self._new_cache(cap_bytes, flush_threshold, flush_interval, auto_flush)
-        if self._cache is not None:
-            self.disable_cache()
-        self._cache = new
-
-    def flush_cache(self) -> int:
-        """Write pending appends now (one transaction); returns how many elements."""
-        cache = self._cache
-        return 0 if cache is None else cache.flush()
-
-    def disable_cache(self) -> int:
-        """Flush and stop caching; returns how many elements the final flush wrote."""
-        cache = self._cache
-        if cache is None:
-            return 0
-        cache.stop_daemon()
-        written = cache.flush()
-        self._cache = None
-        return written
-
-    @contextlib.contextmanager
-    def cache(
-        self,
-        cap_bytes: int = 64 << 20,
-        flush_threshold: int = 16 << 20,
-        flush_interval: Optional[float] = None,
-        auto_flush: bool = True,
-    ) -> Iterator[Any]:
-        """Context manager: cache appends inside the block; flush and disable at its end (also
-        when it raises)."""
-        self.enable_cache(cap_bytes, flush_threshold, flush_interval, auto_flush)
-        try:
-            yield self
-        finally:
-            self.disable_cache()
-
-    @contextlib.contextmanager
-    def lock_cache(self) -> Iterator[Any]:
-        """Context manager: no automatic flush happens inside the block."""
-        cache = self._cache
-        if cache is None:
-            yield self
-            return
-        cache.acquire()
-        try:
-            yield self
-        finally:
-            cache.release()
-
-
-class ColumnVault(_CacheControls):
+class ColumnVault(CacheControls):
     """Named, typed columns in a vault file.
 
     :param kv_or_path: a :class:`KVault` (the columns then live in its file and share its
@@ -409,7 +339,7 @@ class ColumnVault(_CacheControls):
                 self._cache.flush()
 
 
-class Column(MutableSequence, _CacheControls):  # type: ignore[type-arg]
+class Column(MutableSequence, CacheControls):  # type: ignore[type-arg]
     """One typed column: a ``MutableSequence`` stored in the vault file.
 
     Appending and popping at the end are O(1) amortized; inserting or deleting in the middle

@@ -23,7 +23,7 @@ from typing import (
 )
 
 from ._ambervault import KVaultCore
-from .cache import BatchingCache, WriteBackCache
+from .cache import BatchingCache, CacheControls, WriteBackCache
 from .exceptions import ClosedError, InvalidArgument, NotFound
 from .streams import VaultReader, VaultWriter
 from .transaction import Transaction
@@ -111,7 +111,7 @@ def _check_limit(limit: Optional[int]) -> Optional[int]:
     return limit
 
 
-class KVault(collections.abc.MutableMapping):  # type: ignore[type-arg]
+class KVault(collections.abc.MutableMapping, CacheControls):  # type: ignore[type-arg]
     """A persistent mapping of ``str``/``bytes`` keys to ``bytes`` values in a SQLite file.
 
     Small values are stored inline; values larger than ``chunk_size`` are stored as chunks and
@@ -156,7 +156,7 @@ class KVault(collections.abc.MutableMapping):  # type: ignore[type-arg]
         clock: Optional[Callable[[], float]] = None,
     ) -> None:
         self._core: Optional[KVaultCore] = None
-        self._cache: Optional[WriteBackCache] = None
+        self._cache: Optional[WriteBackCache] = None  # type: ignore[assignment]
         self._clock = clock
         self._column_vaults: weakref.WeakSet[Any] = weakref.WeakSet()
         if default_ttl is not None:
@@ -704,85 +704,15 @@ class KVault(collections.abc.MutableMapping):  # type: ignore[type-arg]
         return self._finish_writer(writer, key)
 
     # -- cache -------------------------------------------------------------------------------
-    def enable_cache(
-        self,
-        cap_bytes: int = 64 << 20,
-        flush_threshold: int = 16 << 20,
-        flush_interval: Optional[float] = None,
-        auto_flush: bool = True,
-    ) -> None:
-        """Hold writes in memory and write them in batches (one transaction each).
-
-        A batch is written when the cache reaches ``flush_threshold`` bytes, before it would
-        exceed ``cap_bytes``, after ``flush_interval`` idle seconds (if set), and on
-        :meth:`flush_cache`, :meth:`disable_cache` and :meth:`close`. Values larger than
-        ``cap_bytes`` skip the cache. Reads see cached writes. **Cached writes are lost if the
-        process crashes before they are flushed.** Enabling again replaces the settings
-        (flushing what is cached first).
-        """
+    def _new_cache(
+        self, cap_bytes: int, flush_threshold: int, flush_interval: Optional[float], auto_flush: bool
+    ) -> WriteBackCache:
         if self.closed:
             raise ClosedError("vault is closed")
-        new = WriteBackCache(self._flush_pairs, cap_bytes, flush_threshold, flush_interval, auto_flush)
-        if self._cache is not None:
-            self.disable_cache()
-        self._cache = new
+        return WriteBackCache(self._flush_pairs, cap_bytes, flush_threshold, flush_interval, auto_flush)
 
     def _flush_pairs(self, pairs: List[Tuple[Any, bytes]]) -> None:
         self._native.put_many(pairs)
-
-    def flush_cache(self) -> int:
-        """Write every cached entry now, atomically; returns how many were written."""
-        cache = self._cache
-        return 0 if cache is None else cache.flush()
-
-    def disable_cache(self) -> int:
-        """Flush and turn the cache off; returns how many entries the final flush wrote."""
-        cache = self._cache
-        if cache is None:
-            return 0
-        cache.stop_daemon()
-        written = cache.flush()
-        self._cache = None
-        return written
-
-    @contextlib.contextmanager
-    def cache(
-        self,
-        cap_bytes: int = 64 << 20,
-        flush_threshold: int = 16 << 20,
-        flush_interval: Optional[float] = None,
-        auto_flush: bool = True,
-    ) -> Iterator[KVault]:
-        """Context manager: cache writes inside the block, flush and disable at its end (also
-        when the block raises, so writes made before the error are kept).
-
-        >>> v = KVault(":memory:")
-        >>> with v.cache(cap_bytes=1 << 20):
-        ...     for i in range(3):
-        ...         v[f"k{i}"] = b"x"
-        >>> len(v)
-        3
-        """
-        self.enable_cache(cap_bytes, flush_threshold, flush_interval, auto_flush)
-        try:
-            yield self
-        finally:
-            self.disable_cache()
-
-    @contextlib.contextmanager
-    def lock_cache(self) -> Iterator[KVault]:
-        """Context manager: no automatic flush (threshold or idle thread) happens inside the
-        block, so a group of cached writes is flushed together. A write that would overflow
-        ``cap_bytes`` still flushes."""
-        cache = self._cache
-        if cache is None:
-            yield self
-            return
-        cache.acquire()
-        try:
-            yield self
-        finally:
-            cache.release()
 
     def _flush_for_scan(self) -> None:
         if self._cache is not None:
