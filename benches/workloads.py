@@ -81,34 +81,15 @@ class Amber:
         self.v.close()
 
 
-class Kohaku:
+class Kohaku(Amber):
+    """The seed system has the same API: only how it is opened differs."""
+
     note = "kohakuvault 1.1.0 KVault (raw bytes); batches: put_many"
 
     def __init__(self, d: str) -> None:
         import kohakuvault
 
         self.v = kohakuvault.KVault(os.path.join(d, "k.db"))
-
-    def put(self, k: bytes, v: bytes) -> None:
-        self.v.put(k, v)
-
-    def put_many(self, items: List[Tuple[bytes, bytes]]) -> None:
-        self.v.put_many(items)
-
-    def get(self, k: bytes) -> bytes:
-        return self.v.get(k)
-
-    def iterate(self) -> int:
-        return sum(1 for _ in self.v.keys())
-
-    def stream_in(self, k: bytes, f) -> None:
-        self.v.put_file(k, f)
-
-    def stream_out(self, k: bytes, f) -> None:
-        self.v.get_to_file(k, f)
-
-    def close(self) -> None:
-        self.v.close()
 
 
 class DiskCache:
