@@ -405,6 +405,16 @@ class Column(MutableSequence, CacheControls):  # type: ignore[type-arg]
                 return
             start += _PAGE
 
+    def _resolve(self, idx: Any) -> int:
+        """A Python-style index (negative counts from the end) as a position in the column."""
+        i = _index(idx)
+        n = self._core.len()
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError(f"column index out of range (index {idx}, length {n})")
+        return i
+
     def __reversed__(self) -> Iterator[Any]:
         self._sync()
         stop = self._core.len()
@@ -541,13 +551,7 @@ class Column(MutableSequence, CacheControls):  # type: ignore[type-arg]
             else:
                 self._core.set_at(list(picked), values)
             return
-        i = _index(idx)
-        n = self._core.len()
-        if i < 0:
-            i += n
-        if not 0 <= i < n:
-            raise IndexError(f"column index out of range (index {idx}, length {n})")
-        self._core.set_range(i, [value])
+        self._core.set_range(self._resolve(idx), [value])
 
     def __delitem__(self, idx: Any) -> None:
         self._sync()
@@ -561,12 +565,7 @@ class Column(MutableSequence, CacheControls):  # type: ignore[type-arg]
             if picked:
                 self._core.delete_at(picked)
             return
-        i = _index(idx)
-        n = self._core.len()
-        if i < 0:
-            i += n
-        if not 0 <= i < n:
-            raise IndexError(f"column index out of range (index {idx}, length {n})")
+        i = self._resolve(idx)
         self._core.delete_range(i, i + 1)
 
     def insert(self, index: int, value: Any) -> None:
