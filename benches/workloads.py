@@ -98,7 +98,9 @@ class DiskCache:
     def __init__(self, d: str) -> None:
         import diskcache
 
-        self.c = diskcache.Cache(os.path.join(d, "dc"))
+        # As a store, not a cache: the default 1 GB size limit would evict a streamed 1 GiB file
+        # right after writing it.
+        self.c = diskcache.Cache(os.path.join(d, "dc"), size_limit=1 << 40, eviction_policy="none")
 
     def put(self, k: bytes, v: bytes) -> None:
         self.c.set(k, v)
@@ -598,6 +600,34 @@ def col_windows(system: str) -> Workload:
     return run
 
 
+def col_scale(system: str, column_len: int, what: str) -> Workload:
+    """Point reads or durable appends on a column that already holds ``column_len`` elements:
+    the cost per operation must not grow with the column."""
+
+    def run(d: str, n: int) -> Result:
+        _cv, col = (_amber_col if system == "ambervault" else _kohaku_col)(d)
+        block = np.arange(10_000_000, dtype="f8")
+        filled = 0
+        while filled < column_len:
+            take = min(len(block), column_len - filled)
+            col.extend(block[:take])
+            filled += take
+        rng = random.Random(13)
+        if what == "reads":
+            idx = [rng.randrange(column_len) for _ in range(n)]
+            with Timer() as t:
+                for i in idx:
+                    col[i]
+        else:
+            with Timer() as t:
+                for i in range(n):
+                    col.append(i * 0.5)
+            assert len(col) == column_len + n
+        return t.seconds, n
+
+    return run
+
+
 def log_lines(n: int) -> List[bytes]:
     rng = random.Random(11)
     return [(b"%d request served " % i) + b"x" * rng.randrange(0, 180) for i in range(n)]
@@ -687,6 +717,25 @@ WORKLOADS: Dict[str, Tuple[List[str], Callable[[str], Workload], Tuple[int, int]
         (50_000, 1_000_000),
         "lines",
     ),
+}
+
+# Flat cost as data grows: the same operations on columns of 1M, 10M and 100M elements (the
+# 100M ones only in full runs). Sizes here are operation counts; the column length is in the name.
+for _label, _length in (("1M", 1_000_000), ("10M", 10_000_000), ("100M", 100_000_000)):
+    for _what, _count in (("reads", 20_000), ("appends", 5_000)):
+        WORKLOADS[f"scale_{_what}_at_{_label}"] = (
+            ["ambervault", "kohakuvault"],
+            (lambda length, what: lambda s: col_scale(s, length, what))(_length, _what),
+            (None if _length > 10_000_000 else _count // 4, _count),
+            "reads" if _what == "reads" else "appends",
+        )
+
+# How each workload's size reads in the report ("{n}" is the size), where "n <unit>" misleads.
+SIZE_LABELS = {
+    "kv_stream_in": "a {n:,} MiB stream",
+    "kv_stream_out": "a {n:,} MiB stream",
+    "col_point_reads": "random reads on a {n:,}-element column",
+    "col_windows_1000": "1,000-element windows of a {n:,}-element column",
 }
 
 NOTES = {

@@ -13,6 +13,7 @@ use pyo3::types::{PyBool, PyByteArray, PyBytes, PyList, PyString};
 use crate::convert::{type_name, value_from_py};
 use crate::errors::{BindingError, InvalidArgument};
 use crate::kvault_py::{lock, PyKVault, SharedStore};
+use crate::raw_buffer::RawBuffer;
 
 fn run<T: Send>(
     py: Python<'_>,
@@ -516,40 +517,57 @@ impl PyColumn {
             .expect("one element read"))
     }
 
-    /// Elements `start..stop` (clamped) as a list.
+    /// Elements of the slice `start:stop` as a list (Python slice rules with step 1: `None`
+    /// is an open end, negative bounds count from the end, bounds are clamped), read from
+    /// one snapshot.
+    #[pyo3(signature = (start=None, stop=None))]
     fn get_range(
         &self,
         py: Python<'_>,
-        start: i64,
-        stop: i64,
+        start: Option<i64>,
+        stop: Option<i64>,
     ) -> Result<Vec<Py<PyAny>>, BindingError> {
-        let (start, stop) = (to_u64("start", start)?, to_u64("stop", stop)?);
         let name = self.name();
         let id = self.id;
         let out = run(py, &self.store, |s| {
-            Columns::read(s, id, &name, start, stop)
+            Columns::read_slice(s, id, &name, start, stop)
         })?;
         Ok(decode_all(py, self.dtype, &out)?)
     }
 
-    /// Raw little-endian bytes of fixed-width elements `start..stop`, in a new bytearray.
+    /// Raw little-endian bytes of fixed-width elements of the slice `start:stop` (as in
+    /// `get_range`): a bytearray, or for large slices a `RawBuffer` filled in place (both wrap
+    /// into numpy without a copy).
+    #[pyo3(signature = (start=None, stop=None))]
     fn get_raw<'py>(
         &self,
         py: Python<'py>,
-        start: i64,
-        stop: i64,
-    ) -> Result<Bound<'py, PyByteArray>, BindingError> {
-        let (start, stop) = (to_u64("start", start)?, to_u64("stop", stop)?);
+        start: Option<i64>,
+        stop: Option<i64>,
+    ) -> Result<Bound<'py, PyAny>, BindingError> {
+        // Below this size the extra metadata lookup of the direct path costs more than a copy.
+        const DIRECT_BYTES: u64 = 1 << 20;
+        if self.dtype.fixed_width().is_none() {
+            return Err(BindingError::Py(PyTypeError::new_err(
+                "raw element bytes exist only for fixed-width dtypes",
+            )));
+        }
         let name = self.name();
         let id = self.id;
-        match run(py, &self.store, |s| {
-            Columns::read(s, id, &name, start, stop)
+        if let Some(out) = run(py, &self.store, |s| {
+            Columns::read_slice_upto(s, id, &name, start, stop, DIRECT_BYTES)
         })? {
-            ReadOut::Fixed(raw) => Ok(PyByteArray::new(py, &raw)),
-            ReadOut::Var { .. } => Err(BindingError::Py(PyTypeError::new_err(
-                "raw element bytes exist only for fixed-width dtypes",
-            ))),
+            return match out {
+                ReadOut::Fixed(raw) => Ok(PyByteArray::new(py, &raw).into_any()),
+                ReadOut::Var { .. } => Err(BindingError::Py(PyTypeError::new_err(
+                    "raw element bytes exist only for fixed-width dtypes",
+                ))),
+            };
         }
+        let bytes = run(py, &self.store, |s| {
+            Columns::read_slice_into(s, id, &name, start, stop, RawBuffer::zeroed)
+        })?;
+        Ok(Bound::new(py, RawBuffer::from(bytes))?.into_any())
     }
 
     /// Checks (and sizes) one element without writing it: the byte size it will take.

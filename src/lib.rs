@@ -8,6 +8,7 @@ mod convert;
 mod errors;
 mod inspect_py;
 mod kvault_py;
+mod raw_buffer;
 mod shared;
 
 #[pymodule]
@@ -18,6 +19,7 @@ fn _ambervault(m: &Bound<'_, PyModule>) -> PyResult<()> {
     kvault_py::register(m)?;
     columns_py::register(m)?;
     inspect_py::register(m)?;
+    raw_buffer::register(m)?;
     Ok(())
 }
 

@@ -18,8 +18,12 @@ pub const COLUMNS_TABLE: &str = "ambervault_columns";
 const INDEX_WIDTH: u64 = 8;
 /// Column ids must fit in the upper bits of a chunk rowid.
 const MAX_COLUMN_ID: i64 = (1 << 30) - 1;
-/// Reads of fixed-width columns go through a cache of blocks of this many bytes.
-const BLOCK: u64 = 64 << 10;
+/// Point reads of fixed-width columns go through a cache of blocks of this many bytes.
+const BLOCK: u64 = 16 << 10;
+/// Largest read that goes through the block cache. Larger reads (windows, scans) are copied
+/// straight from the chunks: filling cache blocks for them would cost more (fresh memory,
+/// bytes they do not need) than the one blob read they take.
+const CACHED_READ: u64 = 256;
 /// Most bytes of blocks one connection keeps.
 const CACHE_BYTES: usize = 64 << 20;
 
@@ -49,9 +53,7 @@ impl Default for ReadCache {
 impl ReadCache {
     /// Drops everything unless it was filled under the snapshot's stamp.
     fn validate(&mut self, conn: &Connection, local_writes: u64) -> Result<()> {
-        let version: i64 = conn
-            .prepare_cached("PRAGMA data_version")?
-            .query_row([], |r| r.get(0))?;
+        let version = data_version(conn)?;
         let stamp = Some((version, local_writes));
         if self.stamp != stamp {
             self.metas.clear();
@@ -80,6 +82,7 @@ impl ReadCache {
         out: &mut [u8],
     ) -> Result<()> {
         let stream = meta.data();
+        let mut reader = stream.reader(conn);
         let mut done = 0usize;
         while done < out.len() {
             let pos = offset + done as u64;
@@ -90,7 +93,7 @@ impl ReadCache {
                     let start = index * BLOCK;
                     let len = BLOCK.min(meta.data_bytes.saturating_sub(start));
                     let mut bytes = vec![0u8; usize_of(len)];
-                    stream.read(conn, start, &mut bytes)?;
+                    reader.read(start, &mut bytes)?;
                     let block = std::sync::Arc::new(bytes);
                     self.bytes += block.len();
                     self.blocks
@@ -104,27 +107,91 @@ impl ReadCache {
                     block
                 }
             };
-            let within = usize_of(pos - index * BLOCK);
-            let take = (block.len().saturating_sub(within)).min(out.len() - done);
-            if take == 0 {
-                return Err(Error::Corrupted(format!(
-                    "column {:?} is shorter than its length",
-                    meta.name
-                )));
-            }
-            out[done..done + take].copy_from_slice(&block[within..within + take]);
-            done += take;
+            done += copy_from_block(meta, &block, pos - index * BLOCK, &mut out[done..])?;
         }
         Ok(())
     }
+
+    /// Fixed-width elements `start..stop` (clamped to the length of the cached metadata)
+    /// through the cache only; `None` when the metadata or a block is not cached.
+    fn fixed_range_cached(&mut self, id: i64, want: Wanted) -> Option<Result<ReadOut>> {
+        let meta = self.metas.get(&id)?;
+        let w = meta.width()?;
+        let (start, stop) = match want {
+            Wanted::Index(index) => match resolve_index(index, meta.len) {
+                Ok(i) => (i, i + 1),
+                Err(err) => return Some(Err(err)),
+            },
+            Wanted::Slice(start, stop) => resolve_slice(start, stop, meta.len),
+        };
+        if (stop - start) * w > CACHED_READ {
+            return None;
+        }
+        let (offset, len) = (start * w, usize_of((stop - start) * w));
+        let stream_id = meta.data().id;
+        // Probe first so a miss costs no allocation.
+        let first = offset / BLOCK;
+        let last = (offset + len as u64).saturating_sub(1) / BLOCK;
+        if len > 0 && (first..=last).any(|b| !self.blocks.contains(&(stream_id, b))) {
+            return None;
+        }
+        let mut out = vec![0u8; len];
+        let mut done = 0usize;
+        while done < len {
+            let pos = offset + done as u64;
+            let index = pos / BLOCK;
+            let block = self.blocks.get(&(stream_id, index))?;
+            match copy_from_block(meta, block, pos - index * BLOCK, &mut out[done..]) {
+                Ok(n) => done += n,
+                Err(err) => return Some(Err(err)),
+            }
+        }
+        Some(Ok(ReadOut::Fixed(out)))
+    }
+}
+
+/// Which elements a cached read wants: one index, or Python slice bounds.
+#[derive(Clone, Copy)]
+enum Wanted {
+    Index(i64),
+    Slice(Option<i64>, Option<i64>),
+}
+
+/// Copies from `block` at `within` into `out` as far as both go; returns the bytes copied.
+fn copy_from_block(meta: &ColumnMeta, block: &[u8], within: u64, out: &mut [u8]) -> Result<usize> {
+    let within = usize_of(within);
+    let take = block.len().saturating_sub(within).min(out.len());
+    if take == 0 {
+        return Err(Error::Corrupted(format!(
+            "column {:?} is shorter than its length",
+            meta.name
+        )));
+    }
+    out[..take].copy_from_slice(&block[within..within + take]);
+    Ok(take)
 }
 
 /// Runs a read with this connection's cache (taken out of the store for the duration).
+///
+/// Outside a transaction, `hit` is tried first when the cache is still current. Checking that
+/// needs only `PRAGMA data_version` (one statement in its own snapshot) instead of a read
+/// transaction; what `hit` returns from the cache is exactly what that snapshot holds.
 fn with_cache<T>(
     store: &mut Store,
+    mut hit: impl FnMut(&mut ReadCache) -> Option<Result<T>>,
     mut f: impl FnMut(&Connection, &mut ReadCache) -> Result<T>,
 ) -> Result<T> {
     let local = store.local_write_count();
+    if store.conn()?.is_autocommit() {
+        // Try the cache as it stands; only if it has the answer is it worth checking that it
+        // is current (a miss goes straight to the read transaction, which checks anyway).
+        let stamp = store.extension::<ReadCache>().stamp;
+        if let Some(result) = hit(store.extension::<ReadCache>()) {
+            if stamp == Some((store.retry_with(data_version)?, local)) {
+                return result;
+            }
+        }
+    }
     let mut cache = std::mem::take(store.extension::<ReadCache>());
     let result = store.read_with(|conn| {
         cache.validate(conn, local)?;
@@ -132,6 +199,27 @@ fn with_cache<T>(
     });
     *store.extension::<ReadCache>() = cache;
     result
+}
+
+fn data_version(conn: &Connection) -> Result<i64> {
+    Ok(conn
+        .prepare_cached("PRAGMA data_version")?
+        .query_row([], |r| r.get(0))?)
+}
+
+/// Python slice bounds (`None` = open end, negatives count from the end) resolved against
+/// `len` and clamped, with `stop >= start`.
+fn resolve_slice(start: Option<i64>, stop: Option<i64>, len: u64) -> (u64, u64) {
+    let resolve = |bound: i64| -> u64 {
+        if bound < 0 {
+            len.saturating_sub(bound.unsigned_abs())
+        } else {
+            u64::try_from(bound).unwrap_or(0).min(len)
+        }
+    };
+    let begin = start.map_or(0, resolve);
+    let end = stop.map_or(len, resolve);
+    (begin, end.max(begin))
 }
 
 /// A column's metadata.
@@ -352,6 +440,8 @@ impl Columns {
     ) -> Result<ColumnMeta> {
         validate_name(name)?;
         Self::ensure_schema(store)?;
+        // The stored plan is the one every later access uses, so files stay self-describing.
+        let plan = plan.row_limited();
         let result = store.write_with(|conn| {
             if Self::find_in(conn, name)?.is_some() {
                 return Err(Error::ColumnExists(name.to_string()));
@@ -507,7 +597,11 @@ impl Columns {
     /// # Errors
     /// [`Error::ColumnNotFound`] if it was deleted.
     pub fn meta(store: &mut Store, id: i64, name: &str) -> Result<ColumnMeta> {
-        with_cache(store, |conn, cache| cache.meta(conn, id, name))
+        with_cache(
+            store,
+            |cache| cache.metas.get(&id).cloned().map(Ok),
+            |conn, cache| cache.meta(conn, id, name),
+        )
     }
 
     /// Reads elements `start..stop` (clamped to the length) from one snapshot.
@@ -515,20 +609,97 @@ impl Columns {
     /// # Errors
     /// [`Error::ColumnNotFound`]; [`Error::Corrupted`].
     pub fn read(store: &mut Store, id: i64, name: &str, start: u64, stop: u64) -> Result<ReadOut> {
-        with_cache(store, |conn, cache| {
-            let meta = cache.meta(conn, id, name)?;
-            let (start, stop) = (start.min(meta.len), stop.min(meta.len));
-            match meta.width() {
-                // Small fixed-width reads (points, windows) go through the block cache; big
-                // ones (scans) straight into the result.
-                Some(w) if (stop.saturating_sub(start)) * w <= BLOCK => {
-                    let mut out = vec![0u8; usize_of(stop.saturating_sub(start) * w)];
-                    cache.read_fixed(conn, &meta, start * w, &mut out)?;
-                    Ok(ReadOut::Fixed(out))
+        let bound = |v: u64| Some(i64::try_from(v).unwrap_or(i64::MAX));
+        Self::read_slice(store, id, name, bound(start), bound(stop))
+    }
+
+    /// Reads the elements of the Python-style slice `start:stop` (`None` = open end, negative
+    /// bounds count from the end, clamped to the length) from one snapshot.
+    ///
+    /// # Errors
+    /// [`Error::ColumnNotFound`]; [`Error::Corrupted`].
+    pub fn read_slice(
+        store: &mut Store,
+        id: i64,
+        name: &str,
+        start: Option<i64>,
+        stop: Option<i64>,
+    ) -> Result<ReadOut> {
+        Self::read_slice_upto(store, id, name, start, stop, u64::MAX)
+            .map(|out| out.expect("no size limit"))
+    }
+
+    /// [`Columns::read_slice`], unless the slice of a fixed-width column holds more than
+    /// `max_bytes`: then `None`, and nothing is copied (the caller reads it into its own buffer
+    /// with [`Columns::read_slice_into`]).
+    ///
+    /// # Errors
+    /// As [`Columns::read_slice`].
+    pub fn read_slice_upto(
+        store: &mut Store,
+        id: i64,
+        name: &str,
+        start: Option<i64>,
+        stop: Option<i64>,
+        max_bytes: u64,
+    ) -> Result<Option<ReadOut>> {
+        with_cache(
+            store,
+            |cache| {
+                cache
+                    .fixed_range_cached(id, Wanted::Slice(start, stop))
+                    .map(|r| r.map(Some))
+            },
+            |conn, cache| {
+                let meta = cache.meta(conn, id, name)?;
+                let (start, stop) = resolve_slice(start, stop, meta.len);
+                match meta.width() {
+                    Some(w) if (stop - start) * w > max_bytes => Ok(None),
+                    Some(w) if (stop - start) * w <= CACHED_READ => {
+                        let mut out = vec![0u8; usize_of((stop - start) * w)];
+                        cache.read_fixed(conn, &meta, start * w, &mut out)?;
+                        Ok(Some(ReadOut::Fixed(out)))
+                    }
+                    _ => read_range(conn, &meta, start, stop).map(Some),
                 }
-                _ => read_range(conn, &meta, start, stop),
-            }
-        })
+            },
+        )
+    }
+
+    /// Reads the raw bytes of the fixed-width slice `start:stop` (as in [`Columns::read_slice`])
+    /// into a buffer from `alloc`, which gets the exact byte size. Sizing and reading happen in
+    /// one snapshot, so a concurrent append can neither tear the result nor make the caller
+    /// retry. Large reads use this to fill their final buffer (memory numpy will wrap) without
+    /// an intermediate copy.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for variable-width columns; as [`Columns::read_slice`].
+    pub fn read_slice_into<B: AsMut<[u8]>>(
+        store: &mut Store,
+        id: i64,
+        name: &str,
+        start: Option<i64>,
+        stop: Option<i64>,
+        mut alloc: impl FnMut(usize) -> B,
+    ) -> Result<B> {
+        with_cache(
+            store,
+            |_| None,
+            |conn, cache| {
+                let meta = cache.meta(conn, id, name)?;
+                let w = meta.width().ok_or_else(|| {
+                    Error::InvalidArgument(format!(
+                        "column {:?} of dtype {} has no fixed-width raw bytes",
+                        meta.name,
+                        meta.dtype.name()
+                    ))
+                })?;
+                let (start, stop) = resolve_slice(start, stop, meta.len);
+                let mut out = alloc(usize_of((stop - start) * w));
+                meta.data().read(conn, start * w, out.as_mut())?;
+                Ok(out)
+            },
+        )
     }
 
     /// Reads element `index` (negative counts from the end, as in Python).
@@ -536,18 +707,22 @@ impl Columns {
     /// # Errors
     /// [`Error::IndexOutOfRange`]; [`Error::ColumnNotFound`].
     pub fn read_index(store: &mut Store, id: i64, name: &str, index: i64) -> Result<ReadOut> {
-        with_cache(store, |conn, cache| {
-            let meta = cache.meta(conn, id, name)?;
-            let resolved = resolve_index(index, meta.len)?;
-            match meta.width() {
-                Some(w) => {
-                    let mut out = vec![0u8; usize_of(w)];
-                    cache.read_fixed(conn, &meta, resolved * w, &mut out)?;
-                    Ok(ReadOut::Fixed(out))
+        with_cache(
+            store,
+            |cache| cache.fixed_range_cached(id, Wanted::Index(index)),
+            |conn, cache| {
+                let meta = cache.meta(conn, id, name)?;
+                let resolved = resolve_index(index, meta.len)?;
+                match meta.width() {
+                    Some(w) => {
+                        let mut out = vec![0u8; usize_of(w)];
+                        cache.read_fixed(conn, &meta, resolved * w, &mut out)?;
+                        Ok(ReadOut::Fixed(out))
+                    }
+                    None => read_range(conn, &meta, resolved, resolved + 1),
                 }
-                None => read_range(conn, &meta, resolved, resolved + 1),
-            }
-        })
+            },
+        )
     }
 
     /// Overwrites the elements at the given (non-negative, in range) indices in one transaction.
@@ -946,8 +1121,10 @@ fn read_range(conn: &Connection, meta: &ColumnMeta, start: u64, stop: u64) -> Re
                     data: Vec::new(),
                 });
             }
-            let base = start_of(conn, meta, start)?;
-            let mut ends = read_ends(conn, meta, start, stop - start)?;
+            // One index read covers the previous element's end (this range's base) too.
+            let first = start.saturating_sub(1);
+            let mut ends = read_ends(conn, meta, first, stop - first)?;
+            let base = if start == 0 { 0 } else { ends.remove(0) };
             let last = *ends.last().expect("non-empty range");
             if ends[0] < base
                 || last > meta.data_bytes

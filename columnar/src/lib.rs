@@ -33,4 +33,4 @@ mod stream;
 pub use column::{ColumnMeta, Columns, Elements, ReadOut, COLUMNS_TABLE};
 pub use dtype::{DType, ACCEPTED_DTYPES, MAX_FIXED_BYTES};
 pub use error::{Error, Result};
-pub use stream::{ChunkPlan, Stream, CHUNKS_TABLE, MAX_CHUNK_BYTES};
+pub use stream::{ChunkPlan, Stream, StreamReader, CHUNKS_TABLE, MAX_CHUNK_BYTES, MAX_ROW_BYTES};

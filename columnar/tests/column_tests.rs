@@ -2,7 +2,7 @@
 //! boundaries, middle operations on fixed and variable columns against a `Vec` model, metadata
 //! operations, and persistence.
 
-use columnar::{ChunkPlan, Columns, DType, Elements, Error, ReadOut, CHUNKS_TABLE};
+use columnar::{ChunkPlan, Columns, DType, Elements, Error, ReadOut, CHUNKS_TABLE, MAX_ROW_BYTES};
 use kvault::{Location, Store, StoreOptions};
 
 fn store() -> Store {
@@ -344,4 +344,113 @@ fn columns_persist_across_reopen() {
     };
     let mut s = Store::open(Location::File(path), StoreOptions::default()).unwrap();
     assert_eq!(read_i64s(&mut s, id, "x"), (0..100).collect::<Vec<_>>());
+}
+
+#[test]
+fn chunk_rows_are_capped_however_large_max_chunk_is() {
+    // Deep offsets in big rows are slow to reach (SQLite walks the overflow chain), so new
+    // columns store rows of at most MAX_ROW_BYTES whatever max_chunk asks for.
+    let mut s = store();
+    let plan = ChunkPlan::new(16 << 10, 16 << 20).unwrap();
+    let meta = Columns::create(&mut s, "big", DType::I64, plan).unwrap();
+    assert_eq!(meta.plan.max(), MAX_ROW_BYTES);
+    let values: Vec<i64> = (0..100_000).collect();
+    Columns::append(&mut s, meta.id, "big", Elements::Fixed(&i64s(&values))).unwrap();
+    let sizes = chunk_sizes(&mut s);
+    assert!(
+        sizes.iter().all(|&n| n as u64 <= MAX_ROW_BYTES),
+        "{sizes:?}"
+    );
+    assert!(sizes.iter().sum::<i64>() >= 800_000);
+    assert_eq!(read_i64s(&mut s, meta.id, "big"), values);
+    // The stored plan is what later opens use.
+    let found = Columns::find(&mut s, "big").unwrap().unwrap();
+    assert_eq!(found.plan, meta.plan);
+}
+
+#[test]
+fn columns_stored_with_large_chunks_keep_working() {
+    // Files may hold columns whose stored plan has chunks larger than today's cap: the plan in
+    // the file is authoritative, so they read and grow as before.
+    let mut s = store();
+    let meta = Columns::create(&mut s, "old", DType::I64, ChunkPlan::new(64, 64).unwrap()).unwrap();
+    s.conn()
+        .unwrap()
+        .execute(
+            "UPDATE ambervault_columns SET min_chunk = 1024, max_chunk = 4194304",
+            [],
+        )
+        .unwrap();
+    let mut model: Vec<i64> = Vec::new();
+    for round in 0..5 {
+        let batch: Vec<i64> = (0..40_000).map(|i| i * 7 + round).collect();
+        Columns::append(&mut s, meta.id, "old", Elements::Fixed(&i64s(&batch))).unwrap();
+        model.extend(&batch);
+    }
+    assert!(chunk_sizes(&mut s)
+        .iter()
+        .any(|&n| n as u64 > MAX_ROW_BYTES));
+    assert_eq!(read_i64s(&mut s, meta.id, "old"), model);
+    Columns::set(
+        &mut s,
+        meta.id,
+        "old",
+        150_001,
+        Elements::Fixed(&i64s(&[-1])),
+    )
+    .unwrap();
+    model[150_001] = -1;
+    assert_eq!(read_i64s(&mut s, meta.id, "old"), model);
+}
+
+#[test]
+fn slices_follow_python_rules_and_large_reads_fill_the_callers_buffer() {
+    let mut s = store();
+    let meta = Columns::create(&mut s, "x", DType::I64, ChunkPlan::new(64, 4096).unwrap()).unwrap();
+    let values: Vec<i64> = (0..5000).collect();
+    Columns::append(&mut s, meta.id, "x", Elements::Fixed(&i64s(&values))).unwrap();
+    let cases: [(Option<i64>, Option<i64>); 6] = [
+        (None, None),
+        (Some(-10), None),
+        (Some(3), Some(-3)),
+        (Some(i64::MIN), Some(i64::MAX)),
+        (Some(4000), Some(10)),
+        (Some(-1), Some(-1)),
+    ];
+    for (start, stop) in cases {
+        let resolve = |b: i64| -> usize {
+            if b < 0 {
+                (5000 + b).max(0) as usize
+            } else {
+                (b as usize).min(5000)
+            }
+        };
+        let a = start.map_or(0, resolve);
+        let b = stop.map_or(5000, resolve).max(a);
+        let want = i64s(&values[a..b]);
+        match Columns::read_slice(&mut s, meta.id, "x", start, stop).unwrap() {
+            ReadOut::Fixed(raw) => assert_eq!(raw, want, "{start:?}:{stop:?}"),
+            ReadOut::Var { .. } => panic!("fixed column read as variable"),
+        }
+        let mut sizes = Vec::new();
+        let filled = Columns::read_slice_into(&mut s, meta.id, "x", start, stop, |n| {
+            sizes.push(n);
+            vec![0xAAu8; n]
+        })
+        .unwrap();
+        assert_eq!(filled, want);
+        assert_eq!(sizes, vec![want.len()]);
+        assert!(
+            Columns::read_slice_upto(&mut s, meta.id, "x", start, stop, 256)
+                .unwrap()
+                .is_none()
+                == (want.len() > 256)
+        );
+    }
+    let var =
+        Columns::create(&mut s, "v", DType::Bytes, ChunkPlan::new(64, 4096).unwrap()).unwrap();
+    assert!(matches!(
+        Columns::read_slice_into(&mut s, var.id, "v", None, None, |n| vec![0u8; n]),
+        Err(Error::InvalidArgument(_))
+    ));
 }

@@ -40,12 +40,18 @@ def _numpy_dtype(dtype: str) -> Optional[str]:
     return _NUMPY.get(dtype)
 
 
+_numpy: Any = None
+
+
 def _np() -> Any:
-    try:
-        import numpy
-    except ImportError as e:  # pragma: no cover - numpy is installed in every test environment
-        raise ImportError("this operation needs numpy: pip install numpy") from e
-    return numpy
+    global _numpy
+    if _numpy is None:
+        try:
+            import numpy
+        except ImportError as e:  # pragma: no cover - numpy is installed in every test environment
+            raise ImportError("this operation needs numpy: pip install numpy") from e
+        _numpy = numpy
+    return _numpy
 
 
 def _is_array(values: Any) -> bool:
@@ -62,6 +68,21 @@ def _index(idx: Any) -> int:
         return operator.index(idx)
     except TypeError:
         raise TypeError(f"column indices must be integers or slices, not {type(idx).__name__}") from None
+
+
+_I64_MIN, _I64_MAX = -(2**63), 2**63 - 1
+
+
+def _bound(value: Any) -> Optional[int]:
+    """A slice bound for the native reads: ``None`` or an int clamped to the i64 range (bounds
+    are clamped to the length anyway, so clamping first changes nothing)."""
+    if value is None or (type(value) is int and _I64_MIN <= value <= _I64_MAX):
+        return value
+    try:
+        value = operator.index(value)
+    except TypeError:
+        raise TypeError("slice indices must be integers or None or have an __index__ method") from None
+    return min(max(value, _I64_MIN), _I64_MAX)
 
 
 class ColumnCache(BatchingCache):
@@ -353,6 +374,7 @@ class Column(MutableSequence, CacheControls):  # type: ignore[type-arg]
         self.name = name
         self.dtype: str = core.dtype
         self._width: Optional[int] = core.width
+        self._npdtype = _numpy_dtype(self.dtype)
 
     def _new_cache(
         self, cap_bytes: int, flush_threshold: int, flush_interval: Optional[float], auto_flush: bool
@@ -382,9 +404,10 @@ class Column(MutableSequence, CacheControls):  # type: ignore[type-arg]
     def __getitem__(self, idx: Any) -> Any:
         self._sync()
         if isinstance(idx, slice):
+            if idx.step is None or idx.step == 1:
+                # One native call resolves the bounds and reads in the same snapshot.
+                return self._core.get_range(_bound(idx.start), _bound(idx.stop))
             start, stop, step = idx.indices(self._core.len())
-            if step == 1:
-                return self._core.get_range(start, stop) if stop > start else []
             picked = range(start, stop, step)
             if not picked:
                 return []
@@ -450,14 +473,15 @@ class Column(MutableSequence, CacheControls):  # type: ignore[type-arg]
         >>> col.to_numpy(1)
         array([2, 3], dtype=int32)
         """
-        np = _np()
+        np = _numpy or _np()
         self._sync()
-        begin, end, _ = slice(start, stop).indices(self._core.len())
-        end = max(begin, end)
-        npdtype = _numpy_dtype(self.dtype)
-        if npdtype is None:
-            return np.array(self._core.get_range(begin, end), dtype=object)
-        return np.frombuffer(self._core.get_raw(begin, end), dtype=npdtype)
+        if self._npdtype is None:
+            return np.array(self._core.get_range(_bound(start), _bound(stop)), dtype=object)
+        raw = self._core.get_raw(_bound(start), _bound(stop))
+        if type(raw) is bytearray:
+            return np.frombuffer(raw, dtype=self._npdtype)
+        # A large read arrives in a native buffer numpy wraps through __array_interface__.
+        return np.asarray(raw).view(self._npdtype)
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> Any:
         array = self.to_numpy()
