@@ -2,6 +2,7 @@
 //! `Column`. Elements are converted here (Python objects <-> little-endian element bytes);
 //! storage logic lives in the `columnar` crate.
 
+use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
 
 use columnar::{ChunkPlan, Columns, DType, Elements, ReadOut};
@@ -23,18 +24,19 @@ fn run<T: Send>(
     Ok(py.detach(|| op(&mut lock(store)))?)
 }
 
-/// Encoded elements, owned.
-enum Encoded {
+/// Encoded elements. Variable-width items borrow the bytes of `bytes` objects the caller holds
+/// references to (immutable, so safe to read with the GIL released); others are copied once.
+enum Encoded<'a> {
     Fixed(Vec<u8>),
-    Var(Vec<Vec<u8>>),
+    Var(Vec<Cow<'a, [u8]>>),
 }
 
-impl Encoded {
+impl Encoded<'_> {
     fn with_elements<T>(&self, f: impl FnOnce(Elements<'_>) -> T) -> T {
         match self {
             Encoded::Fixed(raw) => f(Elements::Fixed(raw)),
             Encoded::Var(items) => {
-                let refs: Vec<&[u8]> = items.iter().map(Vec::as_slice).collect();
+                let refs: Vec<&[u8]> = items.iter().map(AsRef::as_ref).collect();
                 f(Elements::Var(&refs))
             }
         }
@@ -124,7 +126,8 @@ fn encode_fixed(
             }
         }
         DType::FixedBytes(n) => {
-            let bytes = bytes_like(value, dtype)?;
+            let bytes =
+                value_from_py(value).map_err(|_| wrong_type(value, dtype, "bytes-like values"))?;
             let n = n as usize;
             if bytes.len() > n {
                 return Err(BindingError::Py(PyValueError::new_err(format!(
@@ -140,38 +143,37 @@ fn encode_fixed(
     Ok(())
 }
 
-fn bytes_like(value: &Bound<'_, PyAny>, dtype: DType) -> Result<Vec<u8>, BindingError> {
-    value_from_py(value)
-        .map(std::borrow::Cow::into_owned)
-        .map_err(|_| wrong_type(value, dtype, "bytes-like values"))
-}
-
-fn encode_var(dtype: DType, value: &Bound<'_, PyAny>) -> Result<Vec<u8>, BindingError> {
+fn encode_var<'a>(
+    dtype: DType,
+    value: &'a Bound<'_, PyAny>,
+) -> Result<Cow<'a, [u8]>, BindingError> {
     if dtype == DType::Str {
         let text = value
             .cast::<PyString>()
             .map_err(|_| wrong_type(value, dtype, "str values"))?;
-        return Ok(text.to_cow()?.into_owned().into_bytes());
+        return Ok(Cow::Owned(text.to_cow()?.into_owned().into_bytes()));
     }
-    bytes_like(value, dtype)
+    value_from_py(value).map_err(|_| wrong_type(value, dtype, "bytes-like values"))
 }
 
-fn encode_values<'py>(
+/// Encodes `values`, which the caller keeps alive (and so owns references to) for as long as
+/// the result is used.
+fn encode_values<'a>(
     dtype: DType,
-    values: impl Iterator<Item = Bound<'py, PyAny>>,
-) -> Result<Encoded, BindingError> {
+    values: &'a [Bound<'_, PyAny>],
+) -> Result<Encoded<'a>, BindingError> {
     match dtype.fixed_width() {
         Some(w) => {
-            let (low, _) = values.size_hint();
-            let mut out = Vec::with_capacity(low * w);
+            let mut out = Vec::with_capacity(values.len() * w);
             for value in values {
-                encode_fixed(dtype, &value, &mut out)?;
+                encode_fixed(dtype, value, &mut out)?;
             }
             Ok(Encoded::Fixed(out))
         }
         None => Ok(Encoded::Var(
             values
-                .map(|v| encode_var(dtype, &v))
+                .iter()
+                .map(|v| encode_var(dtype, v))
                 .collect::<Result<_, _>>()?,
         )),
     }
@@ -360,8 +362,13 @@ impl PyColumnVault {
         py: Python<'_>,
         batches: Vec<(Py<PyColumn>, Bound<'_, PyList>)>,
     ) -> Result<Vec<u64>, BindingError> {
+        // References to every element, held until the write is done (encoded items borrow them).
+        let held: Vec<Vec<Bound<'_, PyAny>>> = batches
+            .iter()
+            .map(|(_, values)| values.iter().collect())
+            .collect();
         let mut encoded = Vec::with_capacity(batches.len());
-        for (column, values) in &batches {
+        for ((column, _), values) in batches.iter().zip(&held) {
             let column = column.get();
             if !Arc::ptr_eq(&column.store, &self.store) {
                 return Err(BindingError::Py(InvalidArgument::new_err(
@@ -371,7 +378,7 @@ impl PyColumnVault {
             encoded.push((
                 column.id,
                 column.name(),
-                encode_values(column.dtype, values.iter())?,
+                encode_values(column.dtype, values)?,
             ));
         }
         run(py, &self.store, |s| {
@@ -379,7 +386,7 @@ impl PyColumnVault {
             let refs: Vec<Vec<&[u8]>> = encoded
                 .iter()
                 .map(|(_, _, e)| match e {
-                    Encoded::Var(items) => items.iter().map(Vec::as_slice).collect(),
+                    Encoded::Var(items) => items.iter().map(AsRef::as_ref).collect(),
                     Encoded::Fixed(_) => Vec::new(),
                 })
                 .collect();
@@ -573,22 +580,33 @@ impl PyColumn {
     /// Checks (and sizes) one element without writing it: the byte size it will take.
     fn validate(&self, value: &Bound<'_, PyAny>) -> Result<usize, BindingError> {
         Ok(
-            match encode_values(self.dtype, std::iter::once(value.clone()))? {
+            match encode_values(self.dtype, std::slice::from_ref(value))? {
                 Encoded::Fixed(raw) => raw.len(),
                 Encoded::Var(items) => items[0].len() + 8,
             },
         )
     }
 
+    /// Checks every element of a list without writing any: the total bytes they will take
+    /// (as `validate` sums them).
+    fn validate_all(&self, values: &Bound<'_, PyList>) -> Result<usize, BindingError> {
+        let held: Vec<Bound<'_, PyAny>> = values.iter().collect();
+        Ok(match encode_values(self.dtype, &held)? {
+            Encoded::Fixed(raw) => raw.len(),
+            Encoded::Var(items) => items.iter().map(|i| i.len() + 8).sum(),
+        })
+    }
+
     /// Appends one element.
     fn append(&self, py: Python<'_>, value: &Bound<'_, PyAny>) -> Result<u64, BindingError> {
-        let encoded = encode_values(self.dtype, std::iter::once(value.clone()))?;
+        let encoded = encode_values(self.dtype, std::slice::from_ref(value))?;
         self.write_append(py, &encoded)
     }
 
     /// Appends every element of a list (converted first: a bad element writes nothing).
     fn extend(&self, py: Python<'_>, values: &Bound<'_, PyList>) -> Result<u64, BindingError> {
-        let encoded = encode_values(self.dtype, values.iter())?;
+        let held: Vec<Bound<'_, PyAny>> = values.iter().collect();
+        let encoded = encode_values(self.dtype, &held)?;
         self.write_append(py, &encoded)
     }
 
@@ -610,7 +628,8 @@ impl PyColumn {
         values: &Bound<'_, PyList>,
     ) -> Result<(), BindingError> {
         let start = to_u64("start", start)?;
-        let encoded = encode_values(self.dtype, values.iter())?;
+        let held: Vec<Bound<'_, PyAny>> = values.iter().collect();
+        let encoded = encode_values(self.dtype, &held)?;
         let name = self.name();
         let id = self.id;
         run(py, &self.store, |s| {
@@ -641,7 +660,8 @@ impl PyColumn {
         indices: Vec<u64>,
         values: &Bound<'_, PyList>,
     ) -> Result<(), BindingError> {
-        let encoded = encode_values(self.dtype, values.iter())?;
+        let held: Vec<Bound<'_, PyAny>> = values.iter().collect();
+        let encoded = encode_values(self.dtype, &held)?;
         let name = self.name();
         let id = self.id;
         run(py, &self.store, |s| {
@@ -657,7 +677,7 @@ impl PyColumn {
         value: &Bound<'_, PyAny>,
     ) -> Result<(), BindingError> {
         let at = to_u64("index", index)?;
-        let encoded = encode_values(self.dtype, std::iter::once(value.clone()))?;
+        let encoded = encode_values(self.dtype, std::slice::from_ref(value))?;
         let name = self.name();
         let id = self.id;
         run(py, &self.store, |s| {

@@ -71,6 +71,7 @@ def _index(idx: Any) -> int:
 
 
 _I64_MIN, _I64_MAX = -(2**63), 2**63 - 1
+_FAST_KINDS = {"f64": float, "i64": int, "bytes": bytes, "str": str}
 
 
 def _bound(value: Any) -> Optional[int]:
@@ -375,6 +376,8 @@ class Column(MutableSequence, CacheControls):  # type: ignore[type-arg]
         self.dtype: str = core.dtype
         self._width: Optional[int] = core.width
         self._npdtype = _numpy_dtype(self.dtype)
+        # The Python type whose values the cached-append fast path takes for this dtype.
+        self._fast_kind: Optional[type] = _FAST_KINDS.get(self.dtype)
 
     def _new_cache(
         self, cap_bytes: int, flush_threshold: int, flush_interval: Optional[float], auto_flush: bool
@@ -497,13 +500,20 @@ class Column(MutableSequence, CacheControls):  # type: ignore[type-arg]
         if cache is None:
             self._core.append(value)
             return
-        # Hot path of cached logging: a float into f64 or an int into i64 needs no conversion
-        # check beyond the type (the extension checks it again when the batch is written).
+        # Hot path of cached logging: a float into f64, an in-range int into i64, bytes into a
+        # bytes column or ASCII text into a str column needs no conversion check beyond the type
+        # (the extension checks every element again when the batch is written).
         kind = type(value)
-        if (kind is float and self.dtype == "f64") or (
-            kind is int and self.dtype == "i64" and -(2**63) <= value < 2**63
-        ):
-            if cache.add_one(self, value, 8):
+        if kind is self._fast_kind:
+            if kind is float:
+                size = 8
+            elif kind is int:
+                size = 8 if -(2**63) <= value < 2**63 else 0
+            elif kind is bytes:
+                size = len(value) + 8
+            else:
+                size = len(value) + 8 if value.isascii() else 0
+            if size and cache.add_one(self, value, size):
                 return
         if isinstance(value, (bytearray, memoryview)):
             value = bytes(value)
@@ -525,7 +535,7 @@ class Column(MutableSequence, CacheControls):  # type: ignore[type-arg]
             self._core.extend(items)
             return
         items = [bytes(v) if isinstance(v, (bytearray, memoryview)) else v for v in items]
-        size = sum(self._core.validate(v) for v in items)
+        size = self._core.validate_all(items)
         if not cache.add(self, items, size):
             self._core.extend(items)
 

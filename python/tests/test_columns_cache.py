@@ -166,3 +166,49 @@ def test_bad_cache_settings(path):
         with pytest.raises(TypeError):
             cv.enable_cache(flush_threshold="x")
         assert cv.flush_cache() == 0
+
+
+@pytest.mark.parametrize(
+    "dtype,values",
+    [
+        ("f64", [0.5, 1, -2.25, True, 1e300]),  # ints and bools take the general path
+        ("i64", [1, 2**63 - 1, -(2**63), 3, True]),
+        ("bytes", [b"", b"abc", bytearray(b"mutable"), memoryview(b"view"), b"\x00" * 300]),
+        ("str", ["", "ascii", "日本語", "mixed é", "x" * 300]),
+    ],
+)
+def test_cached_appends_of_every_kind_match_a_list(path, dtype, values):
+    # The fast path (float/int/bytes/ASCII str) and the general path interleave in one batch;
+    # sizes must be accounted the same way so thresholds flush at the right time.
+    with ColumnVault(path) as cv:
+        col = cv.create_column("c", dtype)
+        expected = []
+        seen = set()
+        with cv.cache(cap_bytes=4096, flush_threshold=120):
+            for _ in range(20):
+                for v in values:
+                    col.append(v)
+                    expected.append(bytes(v) if isinstance(v, (bytearray, memoryview)) else v)
+                seen.add(on_disk(path, "c"))
+                assert cv._cache.nbytes < 4096
+        assert len(seen) > 2  # the threshold fired several times along the way
+        assert on_disk(path, "c") == len(expected)
+        assert list(col) == expected
+
+
+def test_out_of_range_and_wrong_types_never_enter_the_cache(path):
+    with ColumnVault(path) as cv:
+        ints = cv.create_column("i", "i64")
+        texts = cv.create_column("s", "str")
+        with cv.cache():
+            ints.append(1)
+            with pytest.raises(OverflowError):
+                ints.append(2**63)
+            with pytest.raises(TypeError):
+                ints.append(1.5)
+            texts.append("ok")
+            with pytest.raises(TypeError):
+                texts.append(b"bytes are not str")
+            with pytest.raises(TypeError):
+                texts.extend(["fine", 5])
+        assert list(ints) == [1] and list(texts) == ["ok"]
