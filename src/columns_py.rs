@@ -577,26 +577,6 @@ impl PyColumn {
         Ok(Bound::new(py, RawBuffer::from(bytes))?.into_any())
     }
 
-    /// Checks (and sizes) one element without writing it: the byte size it will take.
-    fn validate(&self, value: &Bound<'_, PyAny>) -> Result<usize, BindingError> {
-        Ok(
-            match encode_values(self.dtype, std::slice::from_ref(value))? {
-                Encoded::Fixed(raw) => raw.len(),
-                Encoded::Var(items) => items[0].len() + 8,
-            },
-        )
-    }
-
-    /// Checks every element of a list without writing any: the total bytes they will take
-    /// (as `validate` sums them).
-    fn validate_all(&self, values: &Bound<'_, PyList>) -> Result<usize, BindingError> {
-        let held: Vec<Bound<'_, PyAny>> = values.iter().collect();
-        Ok(match encode_values(self.dtype, &held)? {
-            Encoded::Fixed(raw) => raw.len(),
-            Encoded::Var(items) => items.iter().map(|i| i.len() + 8).sum(),
-        })
-    }
-
     /// Appends one element.
     fn append(&self, py: Python<'_>, value: &Bound<'_, PyAny>) -> Result<u64, BindingError> {
         let encoded = encode_values(self.dtype, std::slice::from_ref(value))?;
@@ -737,6 +717,229 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(canonical_dtype, m)?)?;
     m.add_class::<PyColumnVault>()?;
     m.add_class::<PyColumn>()?;
+    m.add_class::<PyPendingAppends>()?;
     m.add("ACCEPTED_DTYPES", columnar::ACCEPTED_DTYPES)?;
     Ok(())
+}
+
+/// Appends of one column held by a [`PyPendingAppends`], already encoded.
+struct PendingColumn {
+    column: Py<PyColumn>,
+    /// Fixed-width: the elements back to back. Variable-width: the items back to back.
+    data: Vec<u8>,
+    /// Variable-width only: each item's end offset within `data`.
+    ends: Vec<usize>,
+    count: usize,
+}
+
+#[derive(Default)]
+struct Pending {
+    columns: Vec<PendingColumn>,
+    nbytes: usize,
+}
+
+impl Pending {
+    fn slot(&mut self, column: &Bound<'_, PyColumn>) -> &mut PendingColumn {
+        let at = match self
+            .columns
+            .iter()
+            .position(|c| c.column.as_ptr() == column.as_ptr())
+        {
+            Some(at) => at,
+            None => {
+                self.columns.push(PendingColumn {
+                    column: column.clone().unbind(),
+                    data: Vec::new(),
+                    ends: Vec::new(),
+                    count: 0,
+                });
+                self.columns.len() - 1
+            }
+        };
+        &mut self.columns[at]
+    }
+}
+
+/// The column cache's pending appends, encoded and held natively (the Python `ColumnCache`
+/// keeps the thresholds, the idle thread and the locking around it).
+///
+/// Each add checks and encodes its elements at once, so a bad element is refused at append
+/// time with nothing held; a flush writes every column's appends in one transaction.
+#[pyclass(module = "ambervault._ambervault", name = "PendingAppends", frozen)]
+pub struct PyPendingAppends {
+    store: SharedStore,
+    inner: Mutex<Pending>,
+}
+
+impl PyPendingAppends {
+    fn pending(&self) -> std::sync::MutexGuard<'_, Pending> {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Encodes `values` for `column` and holds them unless that would pass `cap` bytes.
+    fn hold(
+        &self,
+        column: &Bound<'_, PyColumn>,
+        values: &[Bound<'_, PyAny>],
+        cap: usize,
+    ) -> Result<Option<usize>, BindingError> {
+        let core = column.get();
+        if !Arc::ptr_eq(&core.store, &self.store) {
+            return Err(BindingError::Py(InvalidArgument::new_err(
+                "the column belongs to another ColumnVault",
+            )));
+        }
+        let encoded = encode_values(core.dtype, values)?;
+        let size = match &encoded {
+            Encoded::Fixed(raw) => raw.len(),
+            Encoded::Var(items) => items.iter().map(|i| i.len() + 8).sum(),
+        };
+        let mut pending = self.pending();
+        if pending.nbytes + size > cap {
+            return Ok(None);
+        }
+        pending.nbytes += size;
+        let slot = pending.slot(column);
+        slot.count += values.len();
+        match encoded {
+            Encoded::Fixed(raw) => slot.data.extend_from_slice(&raw),
+            Encoded::Var(items) => {
+                for item in items {
+                    slot.data.extend_from_slice(&item);
+                    slot.ends.push(slot.data.len());
+                }
+            }
+        }
+        Ok(Some(pending.nbytes))
+    }
+}
+
+#[pymethods]
+impl PyPendingAppends {
+    /// An empty buffer for columns of `vault`.
+    #[new]
+    fn new(vault: &PyColumnVault) -> Self {
+        Self {
+            store: Arc::clone(&vault.store),
+            inner: Mutex::new(Pending::default()),
+        }
+    }
+
+    /// Holds one element for `column`; returns the bytes now held, or `None` (holding nothing)
+    /// when it would pass `cap` bytes. A bad element raises and nothing is held.
+    fn add(
+        &self,
+        column: &Bound<'_, PyColumn>,
+        value: &Bound<'_, PyAny>,
+        cap: usize,
+    ) -> Result<Option<usize>, BindingError> {
+        self.hold(column, std::slice::from_ref(value), cap)
+    }
+
+    /// Holds every element of a list for `column` (all or none), as `add`.
+    fn add_many(
+        &self,
+        column: &Bound<'_, PyColumn>,
+        values: &Bound<'_, PyList>,
+        cap: usize,
+    ) -> Result<Option<usize>, BindingError> {
+        let held: Vec<Bound<'_, PyAny>> = values.iter().collect();
+        self.hold(column, &held, cap)
+    }
+
+    /// Bytes held.
+    #[getter]
+    fn nbytes(&self) -> usize {
+        self.pending().nbytes
+    }
+
+    /// Elements held, over all columns.
+    fn __len__(&self) -> usize {
+        self.pending().columns.iter().map(|c| c.count).sum()
+    }
+
+    /// Whether appends to `column` are held.
+    fn holds(&self, column: &Bound<'_, PyColumn>) -> bool {
+        self.pending()
+            .columns
+            .iter()
+            .any(|c| c.column.as_ptr() == column.as_ptr())
+    }
+
+    /// Drops the appends held for `column` (it is being deleted).
+    fn discard(&self, column: &Bound<'_, PyColumn>) {
+        let mut pending = self.pending();
+        if let Some(at) = pending
+            .columns
+            .iter()
+            .position(|c| c.column.as_ptr() == column.as_ptr())
+        {
+            let gone = pending.columns.remove(at);
+            pending.nbytes -= gone.data.len() + 8 * gone.ends.len();
+        }
+    }
+
+    /// Drops everything held without writing it.
+    fn clear(&self) {
+        *self.pending() = Pending::default();
+    }
+
+    /// Writes everything held, every column in one transaction, and empties the buffer;
+    /// returns how many elements were written. On an error nothing is written and everything
+    /// stays held (a later flush retries).
+    fn flush(&self, py: Python<'_>) -> Result<usize, BindingError> {
+        // The buffer's mutex is taken and released with the GIL released: an appender waiting
+        // for it holds the GIL, so this thread must not need the GIL while holding it.
+        let (written, _written_out) =
+            py.detach(|| -> Result<(usize, Pending), columnar::Error> {
+                let mut pending = self.pending();
+                if pending.columns.is_empty() {
+                    return Ok((0, Pending::default()));
+                }
+                let names: Vec<String> = pending
+                    .columns
+                    .iter()
+                    .map(|c| c.column.get().name())
+                    .collect();
+                let items: Vec<Vec<&[u8]>> = pending
+                    .columns
+                    .iter()
+                    .map(|c| {
+                        let mut start = 0;
+                        c.ends
+                            .iter()
+                            .map(|&end| {
+                                let item = &c.data[start..end];
+                                start = end;
+                                item
+                            })
+                            .collect()
+                    })
+                    .collect();
+                let parts: Vec<(i64, &str, Elements<'_>)> = pending
+                    .columns
+                    .iter()
+                    .zip(&names)
+                    .zip(&items)
+                    .map(|((c, name), items)| {
+                        let core = c.column.get();
+                        let elements = if core.dtype.fixed_width().is_some() {
+                            Elements::Fixed(&c.data)
+                        } else {
+                            Elements::Var(items)
+                        };
+                        (core.id, name.as_str(), elements)
+                    })
+                    .collect();
+                Columns::append_many(&mut lock(&self.store), &parts)?;
+                let written = pending.columns.iter().map(|c| c.count).sum();
+                drop(parts);
+                drop(items);
+                // Handed back to be dropped with the GIL held (it holds column references).
+                Ok((written, std::mem::take(&mut *pending)))
+            })?;
+        Ok(written)
+    }
 }

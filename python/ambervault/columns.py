@@ -10,7 +10,7 @@ import time
 from collections.abc import MutableSequence
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
-from ._ambervault import ColumnCore, ColumnVaultCore, canonical_dtype
+from ._ambervault import ColumnCore, ColumnVaultCore, PendingAppends, canonical_dtype
 from .cache import BatchingCache, CacheControls
 from .exceptions import ClosedError, InvalidArgument, NotFound
 from .kvault import KVault
@@ -71,7 +71,6 @@ def _index(idx: Any) -> int:
 
 
 _I64_MIN, _I64_MAX = -(2**63), 2**63 - 1
-_FAST_KINDS = {"f64": float, "i64": int, "bytes": bytes, "str": str}
 
 
 def _bound(value: Any) -> Optional[int]:
@@ -87,8 +86,13 @@ def _bound(value: Any) -> Optional[int]:
 
 
 class ColumnCache(BatchingCache):
-    """Appends held in memory per column and written in one transaction spanning every column
-    that has pending appends, so columns logged side by side stay the same length on disk."""
+    """Appends held per column and written in one transaction spanning every column that has
+    pending appends, so columns logged side by side stay the same length on disk.
+
+    The appends themselves are checked, encoded and held natively (:class:`PendingAppends`):
+    appending takes no Python lock. Flushes take the cache's lock, so :meth:`acquire` (and the
+    transactions that use it) hold them off.
+    """
 
     def __init__(
         self,
@@ -99,63 +103,63 @@ class ColumnCache(BatchingCache):
         auto_flush: bool = True,
     ) -> None:
         self._vault = vault
-        self._pending_appends: Dict[int, Tuple[Column, List[Any]]] = {}
+        self._buffer = PendingAppends(vault._native)
         super().__init__(cap_bytes, flush_threshold, flush_interval, auto_flush)
 
     def _forget(self) -> None:
-        self._pending_appends.clear()
+        # A new buffer rather than clearing the old one: after a fork the old one's mutex may
+        # have been held by a parent thread.
+        self._buffer = PendingAppends(self._vault._native)
 
     def _pending(self) -> bool:
-        return bool(self._pending_appends)
+        return self._buffer.nbytes > 0
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held."""
+        return self._buffer.nbytes
 
     def holds(self, column: Column) -> bool:
         """Whether appends to ``column`` are pending here."""
-        return id(column) in self._pending_appends
+        return self._buffer.holds(column._core)
 
-    def add(self, column: Column, values: List[Any], size: int) -> bool:
-        """Hold ``values`` for ``column``; False if they exceed the whole cache (write directly)."""
-        with self.lock:
-            if not self._admit(size):
-                return False
-            entry = self._pending_appends.get(id(column))
-            if entry is None:
-                self._pending_appends[id(column)] = (column, list(values))
-            else:
-                entry[1].extend(values)
-            self._added(size)
-            return True
+    def add_one(self, column: Column, value: Any) -> None:
+        """Hold one element for ``column`` (checked now: a bad element raises, nothing held)."""
+        held = self._buffer.add(column._core, value, self.cap_bytes)
+        if held is None:
+            self._add_slow(column, [value])
+        elif held >= self.flush_threshold and self.auto_flush and self._locks == 0:
+            self.flush()
 
-    def add_one(self, column: Column, value: Any, size: int) -> bool:
-        """Fast path of :meth:`add` for one small element; False to take the general path."""
+    def add(self, column: Column, values: List[Any]) -> None:
+        """Hold ``values`` for ``column`` (all checked first: a bad one raises, none held)."""
+        held = self._buffer.add_many(column._core, values, self.cap_bytes)
+        if held is None:
+            self._add_slow(column, values)
+        elif held >= self.flush_threshold and self.auto_flush and self._locks == 0:
+            self.flush()
+
+    def _add_slow(self, column: Column, values: List[Any]) -> None:
+        """The values do not fit: flush, then hold them, or write them directly (after the
+        flush, so order is kept) when they are larger than the whole cache."""
         with self.lock:
-            if self._nbytes + size > self.cap_bytes:
-                return False
-            entry = self._pending_appends.get(id(column))
-            if entry is None:
-                return False
-            entry[1].append(value)
-            self._nbytes += size
-            if self._nbytes >= self.flush_threshold and self.auto_flush and self._locks == 0:
-                self._last_write = time.monotonic()
+            self._last_write = time.monotonic()
+            self.flush()
+            held = self._buffer.add_many(column._core, values, self.cap_bytes)
+            if held is None:
+                column._core.extend(values)
+            elif held >= self.flush_threshold and self.auto_flush and self._locks == 0:
                 self.flush()
-            return True
 
     def discard_column(self, column: Column) -> None:
         """Drop the pending appends of a column that is being deleted."""
-        with self.lock:
-            self._pending_appends.pop(id(column), None)
+        self._buffer.discard(column._core)
 
     def flush(self) -> int:
         """Write every pending append (all columns, one transaction); returns how many."""
         with self.lock:
-            if not self._pending_appends:
-                return 0
-            batches = [(col._core, values) for col, values in self._pending_appends.values()]
-            self._vault._native.append_batches(batches)
-            count = sum(len(values) for _, values in batches)
-            self._pending_appends.clear()
-            self._nbytes = 0
-            return count
+            self._last_write = time.monotonic()
+            return self._buffer.flush()
 
 
 class ColumnVault(CacheControls):
@@ -376,8 +380,6 @@ class Column(MutableSequence, CacheControls):  # type: ignore[type-arg]
         self.dtype: str = core.dtype
         self._width: Optional[int] = core.width
         self._npdtype = _numpy_dtype(self.dtype)
-        # The Python type whose values the cached-append fast path takes for this dtype.
-        self._fast_kind: Optional[type] = _FAST_KINDS.get(self.dtype)
 
     def _new_cache(
         self, cap_bytes: int, flush_threshold: int, flush_interval: Optional[float], auto_flush: bool
@@ -499,27 +501,8 @@ class Column(MutableSequence, CacheControls):  # type: ignore[type-arg]
         cache = self._cache if self._cache is not None else self._vault._cache
         if cache is None:
             self._core.append(value)
-            return
-        # Hot path of cached logging: a float into f64, an in-range int into i64, bytes into a
-        # bytes column or ASCII text into a str column needs no conversion check beyond the type
-        # (the extension checks every element again when the batch is written).
-        kind = type(value)
-        if kind is self._fast_kind:
-            if kind is float:
-                size = 8
-            elif kind is int:
-                size = 8 if -(2**63) <= value < 2**63 else 0
-            elif kind is bytes:
-                size = len(value) + 8
-            else:
-                size = len(value) + 8 if value.isascii() else 0
-            if size and cache.add_one(self, value, size):
-                return
-        if isinstance(value, (bytearray, memoryview)):
-            value = bytes(value)
-        size = self._core.validate(value)
-        if not cache.add(self, [value], size):
-            self._core.append(value)
+        else:
+            cache.add_one(self, value)
 
     def extend(self, values: Iterable[Any]) -> None:
         """Append every element of ``values`` in one transaction. A numpy array (or other typed
@@ -533,11 +516,8 @@ class Column(MutableSequence, CacheControls):  # type: ignore[type-arg]
         cache = self._active_cache()
         if cache is None:
             self._core.extend(items)
-            return
-        items = [bytes(v) if isinstance(v, (bytearray, memoryview)) else v for v in items]
-        size = self._core.validate_all(items)
-        if not cache.add(self, items, size):
-            self._core.extend(items)
+        else:
+            cache.add(self, items)
 
     def _as_raw(self, values: Any) -> Any:
         """A C-contiguous little-endian buffer of the column's dtype, or an error: integer
