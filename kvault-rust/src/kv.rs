@@ -206,7 +206,8 @@ pub fn validate_key(key: &[u8]) -> Result<()> {
 #[derive(Debug)]
 struct Sql {
     get: String,
-    upsert: String,
+    insert_new: String,
+    update_existing: String,
     delete: String,
     exists: String,
     count: String,
@@ -227,6 +228,12 @@ struct Sql {
     clear: String,
 }
 
+/// The prepared statements of one upsert.
+struct UpsertStatements<'c> {
+    insert: rusqlite::CachedStatement<'c>,
+    update: rusqlite::CachedStatement<'c>,
+}
+
 /// SQL condition: the row has not expired at parameter `?{n}`.
 fn live(n: u32) -> String {
     format!("(expires_at IS NULL OR expires_at > ?{n})")
@@ -243,20 +250,25 @@ impl Sql {
             ),
             // An expired row is replaced as if it were absent: its version and creation time
             // restart.
-            upsert: format!(
-                "INSERT INTO \"{t}\" (key, key_kind, encoding, size, inline_data, blob_id, \
-                 chunk_size, version, created_at, updated_at, expires_at) \
-                 VALUES (?1, ?2, 0, ?3, ?4, ?5, ?6, 1, ?7, ?7, ?8) \
-                 ON CONFLICT(key) DO UPDATE SET key_kind = excluded.key_kind, \
-                 encoding = excluded.encoding, size = excluded.size, \
-                 inline_data = excluded.inline_data, blob_id = excluded.blob_id, \
-                 chunk_size = excluded.chunk_size, \
-                 version = CASE WHEN expires_at IS NOT NULL AND expires_at <= excluded.updated_at \
+            // An upsert is two statements: most writes of a batch are new keys, and a plain
+            // INSERT OR IGNORE needs no statement journal (an ON CONFLICT DO UPDATE, which can
+            // fire the chunk-release trigger, does). When the key exists, the UPDATE runs.
+            insert_new: format!(
+                "INSERT OR IGNORE INTO \"{t}\" (key, key_kind, encoding, size, inline_data, \
+                 blob_id, chunk_size, version, created_at, updated_at, expires_at) \
+                 VALUES (?1, ?2, 0, ?3, ?4, ?5, ?6, 1, ?7, ?7, ?8)"
+            ),
+            // An expired row is replaced as if it were absent: its version and creation time
+            // restart.
+            update_existing: format!(
+                "UPDATE \"{t}\" SET key_kind = ?2, encoding = 0, size = ?3, inline_data = ?4, \
+                 blob_id = ?5, chunk_size = ?6, \
+                 version = CASE WHEN expires_at IS NOT NULL AND expires_at <= ?7 \
                            THEN 1 ELSE version + 1 END, \
-                 created_at = CASE WHEN expires_at IS NOT NULL AND expires_at <= excluded.updated_at \
-                              THEN excluded.created_at ELSE created_at END, \
-                 updated_at = excluded.updated_at, expires_at = excluded.expires_at, \
-                 content_hash = NULL"
+                 created_at = CASE WHEN expires_at IS NOT NULL AND expires_at <= ?7 \
+                              THEN ?7 ELSE created_at END, \
+                 updated_at = ?7, expires_at = ?8, content_hash = NULL \
+                 WHERE key = ?1"
             ),
             delete: format!("DELETE FROM \"{t}\" WHERE key = ?1 RETURNING {}", live(2)),
             exists: format!("SELECT 1 FROM \"{t}\" WHERE key = ?1 AND {}", live(2)),
@@ -271,9 +283,7 @@ impl Sql {
                 "UPDATE \"{t}\" SET expires_at = ?3 WHERE key = ?1 AND {}",
                 live(2)
             ),
-            prune: format!(
-                "DELETE FROM \"{t}\" WHERE expires_at IS NOT NULL AND expires_at <= ?1"
-            ),
+            prune: format!("DELETE FROM \"{t}\" WHERE expires_at IS NOT NULL AND expires_at <= ?1"),
             insert_content: format!(
                 "INSERT INTO \"{t}__content\" (hash, refs, data) VALUES (?1, 0, ?2) \
                  ON CONFLICT(hash) DO NOTHING"
@@ -886,41 +896,49 @@ impl KvTable {
         now: i64,
         expires_at_ms: Option<i64>,
     ) -> Result<()> {
-        let mut stmt = conn.prepare_cached(&self.sql.upsert)?;
-        Self::upsert_with(&mut stmt, key, kind, value, now, expires_at_ms)
+        let mut statements = self.upsert_statements(conn)?;
+        Self::upsert_with(&mut statements, key, kind, value, now, expires_at_ms)
     }
 
-    /// [`KvTable::upsert`] with an already prepared statement (batches reuse one).
+    /// The two prepared statements of an upsert (batches prepare them once).
+    fn upsert_statements<'c>(&self, conn: &'c Connection) -> Result<UpsertStatements<'c>> {
+        Ok(UpsertStatements {
+            insert: conn.prepare_cached(&self.sql.insert_new)?,
+            update: conn.prepare_cached(&self.sql.update_existing)?,
+        })
+    }
+
+    /// [`KvTable::upsert`] with already prepared statements.
     fn upsert_with(
-        stmt: &mut rusqlite::CachedStatement<'_>,
+        statements: &mut UpsertStatements<'_>,
         key: &[u8],
         kind: KeyKind,
         value: &Staged<'_>,
         now: i64,
         expires_at_ms: Option<i64>,
     ) -> Result<()> {
-        match value {
-            Staged::Inline(bytes) => stmt.execute(params![
-                key,
-                kind as i64,
-                bytes.len() as i64,
-                bytes,
-                None::<i64>,
-                None::<i64>,
-                now,
-                expires_at_ms
-            ])?,
-            Staged::Chunked(blob) => stmt.execute(params![
-                key,
-                kind as i64,
+        let (size, inline, blob_id, chunk_size) = match value {
+            Staged::Inline(bytes) => (bytes.len() as i64, Some(*bytes), None, None),
+            Staged::Chunked(blob) => (
                 i64::try_from(blob.size).unwrap_or(i64::MAX),
-                None::<&[u8]>,
-                blob.blob_id,
-                i64::try_from(blob.chunk_size).unwrap_or(i64::MAX),
-                now,
-                expires_at_ms
-            ])?,
+                None,
+                Some(blob.blob_id),
+                Some(i64::try_from(blob.chunk_size).unwrap_or(i64::MAX)),
+            ),
         };
+        let values = params![
+            key,
+            kind as i64,
+            size,
+            inline,
+            blob_id,
+            chunk_size,
+            now,
+            expires_at_ms
+        ];
+        if statements.insert.execute(values)? == 0 {
+            statements.update.execute(values)?;
+        }
         Ok(())
     }
 
@@ -991,7 +1009,7 @@ impl KvTable {
             Some(err) => Err(err),
             None => store.write(|conn| {
                 let now = now_ms();
-                let mut stmt = conn.prepare_cached(&self.sql.upsert)?;
+                let mut statements = self.upsert_statements(conn)?;
                 for ((key, kind, value, expires), blob) in items.iter().zip(&staged) {
                     match blob {
                         Some(blob) => {
@@ -1005,7 +1023,7 @@ impl KvTable {
                         }
                         None => {
                             let inline = Staged::Inline(value);
-                            Self::upsert_with(&mut stmt, key, *kind, &inline, now, *expires)?;
+                            Self::upsert_with(&mut statements, key, *kind, &inline, now, *expires)?;
                         }
                     }
                 }
