@@ -19,7 +19,7 @@ const INDEX_WIDTH: u64 = 8;
 /// Column ids must fit in the upper bits of a chunk rowid.
 const MAX_COLUMN_ID: i64 = (1 << 30) - 1;
 /// Point reads of fixed-width columns go through a cache of blocks of this many bytes.
-const BLOCK: u64 = 16 << 10;
+const BLOCK: u64 = 4 << 10;
 /// Largest read that goes through the block cache. Larger reads (windows, scans) are copied
 /// straight from the chunks: filling cache blocks for them would cost more (fresh memory,
 /// bytes they do not need) than the one blob read they take.
