@@ -9,12 +9,12 @@ use columnar::{ChunkPlan, Columns, DType, Elements, ReadOut};
 use kvault::{Location, Store, StoreOptions};
 use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyByteArray, PyBytes, PyList, PyString};
+use pyo3::types::{PyBool, PyByteArray, PyBytes, PyFloat, PyInt, PyList, PyString};
 
 use crate::convert::{type_name, value_from_py};
 use crate::errors::{BindingError, InvalidArgument};
 use crate::kvault_py::{lock, PyKVault, SharedStore};
-use crate::raw_buffer::RawBuffer;
+use crate::raw_buffer::{ndarray_bytes, RawBuffer};
 
 fn run<T: Send>(
     py: Python<'_>,
@@ -65,6 +65,12 @@ fn extract_int<T: TryFrom<i128>>(
     value: &Bound<'_, PyAny>,
     dtype: DType,
 ) -> Result<T, BindingError> {
+    // Fast path: an exact int within i64 (the limited API has no cheap i128 conversion).
+    if value.is_exact_instance_of::<PyInt>() {
+        if let Ok(v) = value.extract::<i64>() {
+            return T::try_from(i128::from(v)).map_err(|_| overflow(value, dtype));
+        }
+    }
     if value.is_instance_of::<PyString>() || value.is_instance_of::<PyBytes>() {
         return Err(wrong_type(value, dtype, "integers"));
     }
@@ -79,6 +85,9 @@ fn extract_int<T: TryFrom<i128>>(
 }
 
 fn extract_float(value: &Bound<'_, PyAny>, dtype: DType) -> Result<f64, BindingError> {
+    if let Ok(float) = value.cast_exact::<PyFloat>() {
+        return Ok(float.value());
+    }
     if value.is_instance_of::<PyString>() || value.is_instance_of::<PyBytes>() {
         return Err(wrong_type(value, dtype, "numbers"));
     }
@@ -154,6 +163,34 @@ fn encode_var<'a>(
         return Ok(Cow::Owned(text.to_cow()?.into_owned().into_bytes()));
     }
     value_from_py(value).map_err(|_| wrong_type(value, dtype, "bytes-like values"))
+}
+
+/// References to a list's items, for variable-width dtypes whose encoding borrows them (fixed
+/// widths copy each value out at once and need none).
+fn hold_items<'py>(dtype: DType, values: &Bound<'py, PyList>) -> Vec<Bound<'py, PyAny>> {
+    if dtype.fixed_width().is_some() {
+        Vec::new()
+    } else {
+        values.iter().collect()
+    }
+}
+
+/// Encodes a list; `held` is `hold_items(dtype, values)`.
+fn encode_list<'a>(
+    dtype: DType,
+    values: &Bound<'_, PyList>,
+    held: &'a [Bound<'_, PyAny>],
+) -> Result<Encoded<'a>, BindingError> {
+    match dtype.fixed_width() {
+        Some(w) => {
+            let mut out = Vec::with_capacity(values.len() * w);
+            for value in values.iter() {
+                encode_fixed(dtype, &value, &mut out)?;
+            }
+            Ok(Encoded::Fixed(out))
+        }
+        None => encode_values(dtype, held),
+    }
 }
 
 /// Encodes `values`, which the caller keeps alive (and so owns references to) for as long as
@@ -251,6 +288,14 @@ fn decode_all(py: Python<'_>, dtype: DType, out: &ReadOut) -> PyResult<Vec<Py<Py
                 })
                 .collect()
         }
+    }
+}
+
+/// Raw element bytes: a numpy array's memory borrowed in place, any other buffer copied.
+fn raw_bytes<'a>(raw: &'a Bound<'_, PyAny>) -> Result<Cow<'a, [u8]>, BindingError> {
+    match ndarray_bytes(raw)? {
+        Some(bytes) => Ok(Cow::Borrowed(bytes)),
+        None => value_from_py(raw),
     }
 }
 
@@ -361,54 +406,6 @@ impl PyColumnVault {
     /// Renames a column.
     fn rename(&self, py: Python<'_>, old: String, new: String) -> Result<(), BindingError> {
         run(py, &self.store, |s| Columns::rename(s, &old, &new))
-    }
-
-    /// Appends `values` (a list) to each column in one transaction: all or nothing.
-    fn append_batches(
-        &self,
-        py: Python<'_>,
-        batches: Vec<(Py<PyColumn>, Bound<'_, PyList>)>,
-    ) -> Result<Vec<u64>, BindingError> {
-        // References to every element, held until the write is done (encoded items borrow them).
-        let held: Vec<Vec<Bound<'_, PyAny>>> = batches
-            .iter()
-            .map(|(_, values)| values.iter().collect())
-            .collect();
-        let mut encoded = Vec::with_capacity(batches.len());
-        for ((column, _), values) in batches.iter().zip(&held) {
-            let column = column.get();
-            if !Arc::ptr_eq(&column.store, &self.store) {
-                return Err(BindingError::Py(InvalidArgument::new_err(
-                    "all columns of a batch must belong to this ColumnVault",
-                )));
-            }
-            encoded.push((
-                column.id,
-                column.name(),
-                encode_values(column.dtype, values)?,
-            ));
-        }
-        run(py, &self.store, |s| {
-            let mut parts: Vec<(i64, &str, Elements<'_>)> = Vec::with_capacity(encoded.len());
-            let refs: Vec<Vec<&[u8]>> = encoded
-                .iter()
-                .map(|(_, _, e)| match e {
-                    Encoded::Var(items) => items.iter().map(AsRef::as_ref).collect(),
-                    Encoded::Fixed(_) => Vec::new(),
-                })
-                .collect();
-            for ((id, name, e), r) in encoded.iter().zip(&refs) {
-                parts.push((
-                    *id,
-                    name.as_str(),
-                    match e {
-                        Encoded::Fixed(raw) => Elements::Fixed(raw),
-                        Encoded::Var(_) => Elements::Var(r),
-                    },
-                ));
-            }
-            Columns::append_many(s, &parts)
-        })
     }
 
     /// Opens an explicit transaction (or a nested savepoint); returns the depth.
@@ -592,14 +589,15 @@ impl PyColumn {
 
     /// Appends every element of a list (converted first: a bad element writes nothing).
     fn extend(&self, py: Python<'_>, values: &Bound<'_, PyList>) -> Result<u64, BindingError> {
-        let held: Vec<Bound<'_, PyAny>> = values.iter().collect();
-        let encoded = encode_values(self.dtype, &held)?;
+        let held = hold_items(self.dtype, values);
+        let encoded = encode_list(self.dtype, values, &held)?;
         self.write_append(py, &encoded)
     }
 
-    /// Appends fixed-width elements given as raw little-endian bytes (a numpy buffer).
+    /// Appends fixed-width elements given as raw little-endian bytes (a numpy array's memory
+    /// is read in place; other buffers are copied once).
     fn extend_raw(&self, py: Python<'_>, raw: &Bound<'_, PyAny>) -> Result<u64, BindingError> {
-        let raw = value_from_py(raw)?;
+        let raw = raw_bytes(raw)?;
         let name = self.name();
         let id = self.id;
         run(py, &self.store, |s| {
@@ -615,8 +613,8 @@ impl PyColumn {
         values: &Bound<'_, PyList>,
     ) -> Result<(), BindingError> {
         let start = to_u64("start", start)?;
-        let held: Vec<Bound<'_, PyAny>> = values.iter().collect();
-        let encoded = encode_values(self.dtype, &held)?;
+        let held = hold_items(self.dtype, values);
+        let encoded = encode_list(self.dtype, values, &held)?;
         let name = self.name();
         let id = self.id;
         run(py, &self.store, |s| {
@@ -632,7 +630,7 @@ impl PyColumn {
         raw: &Bound<'_, PyAny>,
     ) -> Result<(), BindingError> {
         let start = to_u64("start", start)?;
-        let raw = value_from_py(raw)?;
+        let raw = raw_bytes(raw)?;
         let name = self.name();
         let id = self.id;
         run(py, &self.store, |s| {
@@ -647,8 +645,8 @@ impl PyColumn {
         indices: Vec<u64>,
         values: &Bound<'_, PyList>,
     ) -> Result<(), BindingError> {
-        let held: Vec<Bound<'_, PyAny>> = values.iter().collect();
-        let encoded = encode_values(self.dtype, &held)?;
+        let held = hold_items(self.dtype, values);
+        let encoded = encode_list(self.dtype, values, &held)?;
         let name = self.name();
         let id = self.id;
         run(py, &self.store, |s| {
@@ -767,6 +765,17 @@ impl Pending {
     }
 }
 
+/// The dtype of `column`, which must belong to `store`.
+fn own_column(column: &Bound<'_, PyColumn>, store: &SharedStore) -> Result<DType, BindingError> {
+    let core = column.get();
+    if !Arc::ptr_eq(&core.store, store) {
+        return Err(BindingError::Py(InvalidArgument::new_err(
+            "the column belongs to another ColumnVault",
+        )));
+    }
+    Ok(core.dtype)
+}
+
 /// The column cache's pending appends, encoded and held natively (the Python `ColumnCache`
 /// keeps the thresholds, the idle thread and the locking around it).
 ///
@@ -785,20 +794,14 @@ impl PyPendingAppends {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Encodes `values` for `column` and holds them unless that would pass `cap` bytes.
+    /// Holds encoded elements for `column` unless that would pass `cap` bytes.
     fn hold(
         &self,
         column: &Bound<'_, PyColumn>,
-        values: &[Bound<'_, PyAny>],
+        encoded: Encoded<'_>,
+        count: usize,
         cap: usize,
     ) -> Result<Option<usize>, BindingError> {
-        let core = column.get();
-        if !Arc::ptr_eq(&core.store, &self.store) {
-            return Err(BindingError::Py(InvalidArgument::new_err(
-                "the column belongs to another ColumnVault",
-            )));
-        }
-        let encoded = encode_values(core.dtype, values)?;
         let size = match &encoded {
             Encoded::Fixed(raw) => raw.len(),
             Encoded::Var(items) => items.iter().map(|i| i.len() + 8).sum(),
@@ -809,7 +812,7 @@ impl PyPendingAppends {
         }
         pending.nbytes += size;
         let slot = pending.slot(column);
-        slot.count += values.len();
+        slot.count += count;
         match encoded {
             Encoded::Fixed(raw) => slot.data.extend_from_slice(&raw),
             Encoded::Var(items) => {
@@ -842,7 +845,9 @@ impl PyPendingAppends {
         value: &Bound<'_, PyAny>,
         cap: usize,
     ) -> Result<Option<usize>, BindingError> {
-        self.hold(column, std::slice::from_ref(value), cap)
+        let dtype = own_column(column, &self.store)?;
+        let encoded = encode_values(dtype, std::slice::from_ref(value))?;
+        self.hold(column, encoded, 1, cap)
     }
 
     /// Holds every element of a list for `column` (all or none), as `add`.
@@ -852,8 +857,10 @@ impl PyPendingAppends {
         values: &Bound<'_, PyList>,
         cap: usize,
     ) -> Result<Option<usize>, BindingError> {
-        let held: Vec<Bound<'_, PyAny>> = values.iter().collect();
-        self.hold(column, &held, cap)
+        let dtype = own_column(column, &self.store)?;
+        let held = hold_items(dtype, values);
+        let encoded = encode_list(dtype, values, &held)?;
+        self.hold(column, encoded, values.len(), cap)
     }
 
     /// Bytes held.

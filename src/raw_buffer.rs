@@ -90,3 +90,34 @@ fn advise_huge_pages(_bytes: &mut [u8]) {}
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<RawBuffer>()
 }
+
+/// The memory of a C-contiguous `numpy.ndarray`, borrowed without a copy; `None` for any other
+/// object (the caller then copies it through `memoryview`).
+///
+/// Sound to read for as long as the caller holds `array`: numpy frees or reallocates an array's
+/// data only when nothing else references it (`ndarray.resize` refuses while we do). Another
+/// thread writing into the array meanwhile makes the stored contents unspecified, as with any
+/// numpy consumer that releases the GIL, but cannot make the read touch freed memory.
+pub fn ndarray_bytes<'a>(array: &'a Bound<'_, PyAny>) -> PyResult<Option<&'a [u8]>> {
+    let ty = array.get_type();
+    if ty.name()?.to_cow()? != "ndarray" || ty.module()?.to_cow()? != "numpy" {
+        return Ok(None);
+    }
+    let interface = array.getattr("__array_interface__")?;
+    if !interface.get_item("strides")?.is_none() {
+        return Ok(None); // not C-contiguous
+    }
+    let (address, _read_only): (usize, bool) = interface.get_item("data")?.extract()?;
+    let nbytes: usize = array.getattr("nbytes")?.extract()?;
+    if nbytes == 0 {
+        return Ok(Some(&[]));
+    }
+    if address == 0 {
+        return Ok(None);
+    }
+    // SAFETY: a live, C-contiguous ndarray's data pointer addresses `nbytes` readable bytes,
+    // kept allocated by the reference the caller holds (see above).
+    Ok(Some(unsafe {
+        std::slice::from_raw_parts(address as *const u8, nbytes)
+    }))
+}

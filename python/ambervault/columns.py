@@ -512,7 +512,8 @@ class Column(MutableSequence, CacheControls):  # type: ignore[type-arg]
             self._sync()
             self._core.extend_raw(self._as_raw(values))
             return
-        items = list(values)
+        # The extension reads a list as it stands (holding the GIL), so a list needs no copy.
+        items = values if type(values) is list else list(values)
         cache = self._active_cache()
         if cache is None:
             self._core.extend(items)

@@ -1,4 +1,4 @@
-"""Read paths of columns: point reads, windows and whole-column scans (large slices are filled
+"""Read and bulk paths of columns: point reads, windows and whole-column scans (large slices are filled
 straight into a native buffer numpy wraps), each checked against numpy as the model."""
 
 from __future__ import annotations
@@ -114,3 +114,43 @@ def test_scans_racing_an_appender_always_see_a_whole_prefix(tmp_path):
         thread.join()
     assert lengths == sorted(lengths) and appended
     cv.close()
+
+
+def test_bulk_writes_from_numpy_arrays_of_every_layout(cv):
+    # Contiguous ndarrays are read in place by the extension; every other layout is copied
+    # first. Either way the stored elements must equal the array's.
+    col = cv.create_column("x", "f64")
+    base = np.arange(100_000, dtype="f8")
+    expected = []
+    layouts = [
+        base,  # contiguous: read in place
+        base[::3],  # strided view
+        base.reshape(100, 1000).T,  # Fortran-ordered 2-D (flattened in C order)
+        np.asfortranarray(base.reshape(1000, 100)),
+        base.astype("f4"),  # converted (lossless)
+        np.arange(5, dtype="i2"),
+        np.array([], dtype="f8"),
+    ]
+    readonly = base.copy()
+    readonly.flags.writeable = False
+    layouts.append(readonly)
+    for array in layouts:
+        col.extend(array)
+        expected.extend(np.asarray(array, dtype="f8").reshape(-1).tolist())
+    assert len(col) == len(expected)
+    assert np.array_equal(col.to_numpy(), np.array(expected))
+    # Slice assignment takes the same path.
+    col[10:20] = np.full(10, -1.0)
+    expected[10:20] = [-1.0] * 10
+    col[30:40] = np.full(20, 7.0)[::2]
+    expected[30:40] = [7.0] * 10
+    assert np.array_equal(col.to_numpy(0, 50), np.array(expected[:50]))
+
+
+def test_the_array_may_change_after_extend_returns(cv):
+    col = cv.create_column("x", "i64")
+    data = np.arange(300_000, dtype="i8")
+    col.extend(data)
+    data[:] = -1  # the column holds its own copy
+    del data
+    assert col[0] == 0 and col[-1] == 299_999
