@@ -172,6 +172,8 @@ __all__ = [
     "ColumnCore",
     "ColumnVaultCore",
     "KVaultCore",
+    "PendingAppends",
+    "RawBuffer",
     "__version__",
     "canonical_dtype",
     "inspect",
@@ -189,7 +191,7 @@ class RawBuffer:
 class PendingAppends:
     """A column cache's pending appends, checked, encoded and held natively."""
 
-    def __init__(self, vault: ColumnVaultCore) -> None: ...
+    def __new__(cls, vault: ColumnVaultCore) -> PendingAppends: ...
     def add(self, column: ColumnCore, value: Any, cap: int) -> Optional[int]: ...
     def add_many(self, column: ColumnCore, values: List[Any], cap: int) -> Optional[int]: ...
     @property
