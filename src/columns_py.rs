@@ -917,32 +917,19 @@ impl PyPendingAppends {
                     .iter()
                     .map(|c| c.column.get().name())
                     .collect();
-                let items: Vec<Vec<&[u8]>> = pending
-                    .columns
-                    .iter()
-                    .map(|c| {
-                        let mut start = 0;
-                        c.ends
-                            .iter()
-                            .map(|&end| {
-                                let item = &c.data[start..end];
-                                start = end;
-                                item
-                            })
-                            .collect()
-                    })
-                    .collect();
                 let parts: Vec<(i64, &str, Elements<'_>)> = pending
                     .columns
                     .iter()
                     .zip(&names)
-                    .zip(&items)
-                    .map(|((c, name), items)| {
+                    .map(|(c, name)| {
                         let core = c.column.get();
                         let elements = if core.dtype.fixed_width().is_some() {
                             Elements::Fixed(&c.data)
                         } else {
-                            Elements::Var(items)
+                            Elements::Packed {
+                                data: &c.data,
+                                ends: &c.ends,
+                            }
                         };
                         (core.id, name.as_str(), elements)
                     })
@@ -950,7 +937,6 @@ impl PyPendingAppends {
                 Columns::append_many(&mut lock(&self.store), &parts)?;
                 let written = pending.columns.iter().map(|c| c.count).sum();
                 drop(parts);
-                drop(items);
                 // Handed back to be dropped with the GIL held (it holds column references).
                 Ok((written, std::mem::take(&mut *pending)))
             })?;

@@ -276,11 +276,42 @@ pub enum Elements<'a> {
     Fixed(&'a [u8]),
     /// Variable-width elements.
     Var(&'a [&'a [u8]]),
+    /// Variable-width elements packed back to back: element `k` is `data[ends[k-1]..ends[k]]`
+    /// (with `ends[-1] = 0`); `ends` never decrease and the last is `data.len()`. Appends write
+    /// `data` as it is, without gathering the items.
+    Packed {
+        /// The elements' bytes back to back.
+        data: &'a [u8],
+        /// End offset of each element within `data`.
+        ends: &'a [usize],
+    },
 }
 
-impl Elements<'_> {
+impl<'a> Elements<'a> {
+    /// The items of packed elements (checked), for the operations that take them one by one.
+    fn packed_items(&self) -> Result<Option<Vec<&'a [u8]>>> {
+        let Elements::Packed { data, ends } = *self else {
+            return Ok(None);
+        };
+        check_packed(data, ends)?;
+        let mut start = 0;
+        Ok(Some(
+            ends.iter()
+                .map(|&end| {
+                    let item = &data[start..end];
+                    start = end;
+                    item
+                })
+                .collect(),
+        ))
+    }
+
     fn count(&self, meta: &ColumnMeta) -> Result<u64> {
         match (self, meta.width()) {
+            (Elements::Packed { data, ends }, None) => {
+                check_packed(data, ends)?;
+                Ok(ends.len() as u64)
+            }
             (Elements::Fixed(raw), Some(w)) => {
                 if raw.len() as u64 % w != 0 {
                     return Err(Error::InvalidArgument(format!(
@@ -299,6 +330,21 @@ impl Elements<'_> {
             ))),
         }
     }
+}
+
+/// The public entry points turn packed elements into items before these paths; reaching one
+/// with packed elements is a bug, reported as an error rather than a panic.
+fn packed_not_unpacked() -> Error {
+    Error::InvalidArgument("packed elements reached a path that takes items".into())
+}
+
+fn check_packed(data: &[u8], ends: &[usize]) -> Result<()> {
+    if ends.windows(2).any(|w| w[1] < w[0]) || ends.last().copied().unwrap_or(0) != data.len() {
+        return Err(Error::InvalidArgument(
+            "packed elements need non-decreasing ends, the last equal to the data length".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Elements read from a column.
@@ -737,6 +783,8 @@ impl Columns {
         indices: &[u64],
         elements: Elements<'_>,
     ) -> Result<()> {
+        let items = elements.packed_items()?;
+        let elements = items.as_deref().map_or(elements, Elements::Var);
         store.write_with(|conn| {
             let mut meta = Self::load(conn, id, name)?;
             if elements.count(&meta)? != indices.len() as u64 {
@@ -755,6 +803,7 @@ impl Columns {
                             .write(conn, i * w as u64, &raw[k * w..(k + 1) * w])?;
                     }
                     Elements::Var(items) => replace_var(conn, &mut meta, i, items[k])?,
+                    Elements::Packed { .. } => return Err(packed_not_unpacked()),
                 }
             }
             Self::save(conn, &meta)
@@ -822,6 +871,8 @@ impl Columns {
         start: u64,
         elements: Elements<'_>,
     ) -> Result<()> {
+        let items = elements.packed_items()?;
+        let elements = items.as_deref().map_or(elements, Elements::Var);
         store.write_with(|conn| {
             let mut meta = Self::load(conn, id, name)?;
             let count = elements.count(&meta)?;
@@ -839,6 +890,7 @@ impl Columns {
                         replace_var(conn, &mut meta, start + k as u64, item)?;
                     }
                 }
+                Elements::Packed { .. } => return Err(packed_not_unpacked()),
             }
             Self::save(conn, &meta)?;
             Ok(())
@@ -856,6 +908,8 @@ impl Columns {
         at: u64,
         elements: Elements<'_>,
     ) -> Result<()> {
+        let items = elements.packed_items()?;
+        let elements = items.as_deref().map_or(elements, Elements::Var);
         store.write_with(|conn| {
             let mut meta = Self::load(conn, id, name)?;
             if at > meta.len {
@@ -1167,6 +1221,16 @@ fn append(conn: &Connection, meta: &mut ColumnMeta, elements: Elements<'_>) -> R
             meta.data().append(conn, meta.data_bytes, &data)?;
             meta.data_bytes = end;
         }
+        Elements::Packed { data, ends } => {
+            let base = meta.data_bytes;
+            let index: Vec<u8> = ends
+                .iter()
+                .flat_map(|&e| (base + e as u64).to_le_bytes())
+                .collect();
+            meta.index().append(conn, meta.len * INDEX_WIDTH, &index)?;
+            meta.data().append(conn, base, data)?;
+            meta.data_bytes = base + data.len() as u64;
+        }
     }
     meta.len += count;
     Ok(())
@@ -1231,6 +1295,7 @@ fn insert(conn: &Connection, meta: &mut ColumnMeta, at: u64, elements: Elements<
             data.write(conn, at * w, raw)?;
             meta.data_bytes += raw.len() as u64;
         }
+        Elements::Packed { .. } => return Err(packed_not_unpacked()),
         Elements::Var(items) => {
             let added: u64 = items.iter().map(|i| i.len() as u64).sum();
             let (start, _) = element_bounds(conn, meta, at)?;

@@ -454,3 +454,47 @@ fn slices_follow_python_rules_and_large_reads_fill_the_callers_buffer() {
         Err(Error::InvalidArgument(_))
     ));
 }
+
+#[test]
+fn packed_elements_append_insert_and_set_like_items() {
+    let mut s = store();
+    let plan = ChunkPlan::new(16, 64).unwrap();
+    let meta = Columns::create(&mut s, "v", DType::Bytes, plan).unwrap();
+    let items: Vec<Vec<u8>> = (0..50u8).map(|i| vec![i; usize::from(i % 7) * 9]).collect();
+    let mut data = Vec::new();
+    let mut ends = Vec::new();
+    for item in &items {
+        data.extend_from_slice(item);
+        ends.push(data.len());
+    }
+    let packed = Elements::Packed {
+        data: &data,
+        ends: &ends,
+    };
+    Columns::append(&mut s, meta.id, "v", packed).unwrap();
+    let mut model = items.clone();
+    // The same packed elements inserted in the middle and written over a range.
+    Columns::insert(&mut s, meta.id, "v", 10, packed).unwrap();
+    model.splice(10..10, items.iter().cloned());
+    Columns::set(&mut s, meta.id, "v", 40, packed).unwrap();
+    model.splice(40..90, items.iter().cloned());
+    assert_eq!(read_var(&mut s, meta.id, "v", 0, u64::MAX), model);
+    // Bad ends are refused and write nothing.
+    for bad in [vec![5, 3, data.len()], vec![1, 2]] {
+        let err = Columns::append(
+            &mut s,
+            meta.id,
+            "v",
+            Elements::Packed {
+                data: &data,
+                ends: &bad,
+            },
+        )
+        .unwrap_err();
+        assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
+    }
+    assert_eq!(read_var(&mut s, meta.id, "v", 0, u64::MAX), model);
+    // Packed elements do not fit a fixed-width column.
+    let fixed = Columns::create(&mut s, "f", DType::I64, plan).unwrap();
+    assert!(Columns::append(&mut s, fixed.id, "f", packed).is_err());
+}
