@@ -407,6 +407,11 @@ class Column(MutableSequence, CacheControls):  # type: ignore[type-arg]
         return self._core.len()
 
     def __getitem__(self, idx: Any) -> Any:
+        # Hot path of point reads: a plain int index and no cache that could hold appends.
+        if type(idx) is int and self._cache is None and self._vault._cache is None:
+            if _I64_MIN <= idx <= _I64_MAX:
+                return self._core.get(idx)
+            raise IndexError(f"column index out of range (index {idx})")
         self._sync()
         if isinstance(idx, slice):
             if idx.step is None or idx.step == 1:
