@@ -288,22 +288,28 @@ pub enum Elements<'a> {
 }
 
 impl<'a> Elements<'a> {
-    /// The items of packed elements (checked), for the operations that take them one by one.
-    fn packed_items(&self) -> Result<Option<Vec<&'a [u8]>>> {
-        let Elements::Packed { data, ends } = *self else {
-            return Ok(None);
-        };
-        check_packed(data, ends)?;
-        let mut start = 0;
-        Ok(Some(
-            ends.iter()
-                .map(|&end| {
-                    let item = &data[start..end];
-                    start = end;
-                    item
-                })
-                .collect(),
-        ))
+    /// Variable-width elements one by one (packed ones checked and split; no bytes copied),
+    /// for the operations that replace or insert items individually.
+    fn items(&self) -> Result<std::borrow::Cow<'_, [&'a [u8]]>> {
+        match *self {
+            Elements::Var(items) => Ok(std::borrow::Cow::Borrowed(items)),
+            Elements::Packed { data, ends } => {
+                check_packed(data, ends)?;
+                let mut start = 0;
+                Ok(std::borrow::Cow::Owned(
+                    ends.iter()
+                        .map(|&end| {
+                            let item = &data[start..end];
+                            start = end;
+                            item
+                        })
+                        .collect(),
+                ))
+            }
+            Elements::Fixed(_) => Err(Error::InvalidArgument(
+                "fixed-width elements have no variable-width items".into(),
+            )),
+        }
     }
 
     fn count(&self, meta: &ColumnMeta) -> Result<u64> {
@@ -330,12 +336,6 @@ impl<'a> Elements<'a> {
             ))),
         }
     }
-}
-
-/// The public entry points turn packed elements into items before these paths; reaching one
-/// with packed elements is a bug, reported as an error rather than a panic.
-fn packed_not_unpacked() -> Error {
-    Error::InvalidArgument("packed elements reached a path that takes items".into())
 }
 
 fn check_packed(data: &[u8], ends: &[usize]) -> Result<()> {
@@ -783,8 +783,6 @@ impl Columns {
         indices: &[u64],
         elements: Elements<'_>,
     ) -> Result<()> {
-        let items = elements.packed_items()?;
-        let elements = items.as_deref().map_or(elements, Elements::Var);
         store.write_with(|conn| {
             let mut meta = Self::load(conn, id, name)?;
             if elements.count(&meta)? != indices.len() as u64 {
@@ -795,15 +793,15 @@ impl Columns {
             for &i in indices {
                 meta.check_index(i)?;
             }
-            for (k, &i) in indices.iter().enumerate() {
-                match elements {
-                    Elements::Fixed(raw) => {
-                        let w = usize_of(meta.width().unwrap_or(1));
-                        meta.data()
-                            .write(conn, i * w as u64, &raw[k * w..(k + 1) * w])?;
-                    }
-                    Elements::Var(items) => replace_var(conn, &mut meta, i, items[k])?,
-                    Elements::Packed { .. } => return Err(packed_not_unpacked()),
+            if let Elements::Fixed(raw) = elements {
+                let w = usize_of(meta.width().unwrap_or(1));
+                for (k, &i) in indices.iter().enumerate() {
+                    meta.data()
+                        .write(conn, i * w as u64, &raw[k * w..(k + 1) * w])?;
+                }
+            } else {
+                for (&i, item) in indices.iter().zip(elements.items()?.iter()) {
+                    replace_var(conn, &mut meta, i, item)?;
                 }
             }
             Self::save(conn, &meta)
@@ -871,8 +869,6 @@ impl Columns {
         start: u64,
         elements: Elements<'_>,
     ) -> Result<()> {
-        let items = elements.packed_items()?;
-        let elements = items.as_deref().map_or(elements, Elements::Var);
         store.write_with(|conn| {
             let mut meta = Self::load(conn, id, name)?;
             let count = elements.count(&meta)?;
@@ -885,12 +881,11 @@ impl Columns {
                     let w = meta.width().unwrap_or(1);
                     meta.data().write(conn, start * w, raw)?;
                 }
-                Elements::Var(items) => {
-                    for (k, item) in items.iter().enumerate() {
+                Elements::Var(_) | Elements::Packed { .. } => {
+                    for (k, item) in elements.items()?.iter().enumerate() {
                         replace_var(conn, &mut meta, start + k as u64, item)?;
                     }
                 }
-                Elements::Packed { .. } => return Err(packed_not_unpacked()),
             }
             Self::save(conn, &meta)?;
             Ok(())
@@ -908,8 +903,6 @@ impl Columns {
         at: u64,
         elements: Elements<'_>,
     ) -> Result<()> {
-        let items = elements.packed_items()?;
-        let elements = items.as_deref().map_or(elements, Elements::Var);
         store.write_with(|conn| {
             let mut meta = Self::load(conn, id, name)?;
             if at > meta.len {
@@ -1295,8 +1288,8 @@ fn insert(conn: &Connection, meta: &mut ColumnMeta, at: u64, elements: Elements<
             data.write(conn, at * w, raw)?;
             meta.data_bytes += raw.len() as u64;
         }
-        Elements::Packed { .. } => return Err(packed_not_unpacked()),
-        Elements::Var(items) => {
+        Elements::Var(_) | Elements::Packed { .. } => {
+            let items = elements.items()?;
             let added: u64 = items.iter().map(|i| i.len() as u64).sum();
             let (start, _) = element_bounds(conn, meta, at)?;
             // Data: open a gap of `added` bytes at `start`.
@@ -1306,7 +1299,7 @@ fn insert(conn: &Connection, meta: &mut ColumnMeta, at: u64, elements: Elements<
             let mut joined = Vec::with_capacity(usize_of(added));
             let mut new_ends = Vec::with_capacity(items.len());
             let mut end = start;
-            for item in items {
+            for item in items.iter() {
                 joined.extend_from_slice(item);
                 end += item.len() as u64;
                 new_ends.push(end);
