@@ -15,6 +15,14 @@ from helpers import REPO
 SEEDS = Path(os.environ.get("AMBERVAULT_SEEDS", REPO.parent / "shared" / "seeds"))
 SEED = next(iter(sorted(SEEDS.glob("002_*.txt"))), None) if SEEDS.is_dir() else None
 
+# Seed 002 is the seed system's own documentation: this repository must not copy its text, so
+# the examples are read where the workspace keeps it (../shared/seeds, or AMBERVAULT_SEEDS). A
+# checkout without it cannot run these tests; every other test still runs. The examples' API is
+# also exercised by the kohakuvault test run (`make compat`).
+pytestmark = pytest.mark.skipif(
+    SEED is None, reason=f"seed 002 is not at {SEEDS} (set AMBERVAULT_SEEDS to its folder)"
+)
+
 # Blocks about columns are the ColumnVault examples (tested below, separately).
 COLUMN_WORDS = ("ColumnVault", "create_column")
 
@@ -49,12 +57,10 @@ with open("large_video.mp4", "wb") as f:
 """
 
 
-@pytest.mark.skipif(SEED is None, reason="seed documents (../shared/seeds) are not beside this checkout")
 def test_seed_has_kvault_examples():
     assert len(kvault_blocks()) == 4
 
 
-@pytest.mark.skipif(SEED is None, reason="seed documents (../shared/seeds) are not beside this checkout")
 def test_constructor_defaults_match_the_seed_signature():
     import inspect
 
@@ -67,7 +73,6 @@ def test_constructor_defaults_match_the_seed_signature():
         assert eval(default) == actual[name].default, name
 
 
-@pytest.mark.skipif(SEED is None, reason="seed documents (../shared/seeds) are not beside this checkout")
 @pytest.mark.parametrize("index", range(4))
 def test_seed_kvault_example_runs(tmp_path, monkeypatch, index):
     code = kvault_blocks()[index].replace("kohakuvault", "ambervault")
@@ -90,12 +95,10 @@ def column_blocks():
     return [b for b in blocks if "ColumnVault(" in b]
 
 
-@pytest.mark.skipif(SEED is None, reason="seed documents (../shared/seeds) are not beside this checkout")
 def test_seed_has_column_examples():
     assert len(column_blocks()) == 2
 
 
-@pytest.mark.skipif(SEED is None, reason="seed documents (../shared/seeds) are not beside this checkout")
 @pytest.mark.parametrize("index", range(2))
 def test_seed_column_example_runs(tmp_path, monkeypatch, index, capsys):
     code = column_blocks()[index].replace("kohakuvault", "ambervault")
