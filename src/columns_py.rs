@@ -869,11 +869,6 @@ impl PyPendingAppends {
         self.pending().nbytes
     }
 
-    /// Elements held, over all columns.
-    fn __len__(&self) -> usize {
-        self.pending().columns.iter().map(|c| c.count).sum()
-    }
-
     /// Whether appends to `column` are held.
     fn holds(&self, column: &Bound<'_, PyColumn>) -> bool {
         self.pending()
@@ -893,11 +888,6 @@ impl PyPendingAppends {
             let gone = pending.columns.remove(at);
             pending.nbytes -= gone.data.len() + 8 * gone.ends.len();
         }
-    }
-
-    /// Drops everything held without writing it.
-    fn clear(&self) {
-        *self.pending() = Pending::default();
     }
 
     /// Writes everything held, every column in one transaction, and empties the buffer;

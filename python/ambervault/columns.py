@@ -128,16 +128,16 @@ class ColumnCache(BatchingCache):
         held = self._buffer.add(column._core, value, self.cap_bytes)
         if held is None:
             self._add_slow(column, [value])
-        elif held >= self.flush_threshold and self.auto_flush and self._locks == 0:
-            self.flush()
+        else:
+            self._after_add(held)
 
     def add(self, column: Column, values: List[Any]) -> None:
         """Hold ``values`` for ``column`` (all checked first: a bad one raises, none held)."""
         held = self._buffer.add_many(column._core, values, self.cap_bytes)
         if held is None:
             self._add_slow(column, values)
-        elif held >= self.flush_threshold and self.auto_flush and self._locks == 0:
-            self.flush()
+        else:
+            self._after_add(held)
 
     def _add_slow(self, column: Column, values: List[Any]) -> None:
         """The values do not fit: flush, then hold them, or write them directly (after the
@@ -148,8 +148,13 @@ class ColumnCache(BatchingCache):
             held = self._buffer.add_many(column._core, values, self.cap_bytes)
             if held is None:
                 column._core.extend(values)
-            elif held >= self.flush_threshold and self.auto_flush and self._locks == 0:
-                self.flush()
+            else:
+                self._after_add(held)
+
+    def _after_add(self, held: int) -> None:
+        """Flush once ``held`` bytes reach the threshold (unless flushes are held off)."""
+        if held >= self.flush_threshold and self.auto_flush and self._locks == 0:
+            self.flush()
 
     def discard_column(self, column: Column) -> None:
         """Drop the pending appends of a column that is being deleted."""
