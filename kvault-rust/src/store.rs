@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OpenFlags};
 
+use crate::checkpoint::Checkpointer;
 use crate::error::{Error, Result};
 
 /// `PRAGMA application_id` of every ambervault file: the bytes "AMBV".
@@ -48,7 +49,7 @@ impl Synchronous {
         }
     }
 
-    fn pragma_value(self) -> &'static str {
+    pub(crate) fn pragma_value(self) -> &'static str {
         match self {
             Self::Off => "OFF",
             Self::Normal => "NORMAL",
@@ -179,6 +180,8 @@ pub struct Store {
     local_writes: u64,
     /// Per-connection state of the layers above (e.g. the column read cache), by type.
     extensions: std::collections::HashMap<std::any::TypeId, Box<dyn std::any::Any + Send>>,
+    /// Runs WAL checkpoints off the writing thread (writable WAL files only).
+    checkpointer: Option<Checkpointer>,
 }
 
 impl Store {
@@ -209,8 +212,10 @@ impl Store {
                 clock_override: None,
                 local_writes: 0,
                 extensions: std::collections::HashMap::new(),
+                checkpointer: None,
             };
             store.initialize()?;
+            store.start_checkpointer()?;
             Ok(store)
         })
     }
@@ -270,6 +275,11 @@ impl Store {
         // could checkpoint or unlink the parent's WAL, so it is deliberately leaked.
         if let Some(inherited) = self.conn.take() {
             std::mem::forget(inherited);
+        }
+        // The parent's checkpoint thread does not exist here. The child's new connection keeps
+        // SQLite's own autocheckpoint.
+        if let Some(checkpointer) = self.checkpointer.take() {
+            checkpointer.abandon();
         }
         self.conn = Some(open_connection(&self.location, &self.options)?);
         self.fork_generation = generation;
@@ -678,6 +688,9 @@ impl Store {
         if self.read_only {
             return Ok(());
         }
+        // A pass of the checkpoint thread would make this one busy (and skipped); none can
+        // start meanwhile, since only this connection's commits request them.
+        let _ = self.wait_for_checkpoints(Duration::from_secs(60));
         let conn = self.conn()?;
         conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
         Ok(())
@@ -719,9 +732,50 @@ impl Store {
             && self.location != Location::Memory
         {
             std::mem::forget(conn);
+            if let Some(checkpointer) = self.checkpointer.take() {
+                checkpointer.abandon();
+            }
             return Ok(());
         }
+        // The checkpoint thread's connection closes first, so the main connection is the last
+        // one and SQLite copies back and removes the WAL as it closes.
+        if let Some(checkpointer) = self.checkpointer.take() {
+            checkpointer.stop();
+        }
         conn.close().map_err(|(_, err)| Error::from(err))
+    }
+
+    /// Moves WAL checkpoints to a background thread (see `checkpoint.rs`) when this is a
+    /// writable WAL file; otherwise SQLite's autocheckpoint stays.
+    fn start_checkpointer(&mut self) -> Result<()> {
+        let Location::File(path) = &self.location else {
+            return Ok(());
+        };
+        if self.read_only || !self.options.enable_wal {
+            return Ok(());
+        }
+        let path = path.clone();
+        let synchronous = self.options.synchronous;
+        let Some(conn) = self.conn.as_mut() else {
+            return Ok(());
+        };
+        let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
+        if mode.eq_ignore_ascii_case("wal") {
+            self.checkpointer = Some(Checkpointer::install(conn, &path, synchronous)?);
+        }
+        Ok(())
+    }
+
+    /// Waits until no background checkpoint is due or running, at most `timeout`; returns
+    /// whether that happened. Stores without a checkpoint thread are always settled.
+    ///
+    /// Checkpoints never affect what a reader sees or what survives a crash; this is for tests
+    /// and for measuring the file as it will stay.
+    #[must_use]
+    pub fn wait_for_checkpoints(&self, timeout: Duration) -> bool {
+        self.checkpointer
+            .as_ref()
+            .is_none_or(|c| c.wait_until_idle(timeout))
     }
 
     fn initialize(&mut self) -> Result<()> {

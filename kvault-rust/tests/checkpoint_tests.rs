@@ -1,0 +1,207 @@
+//! WAL checkpoints: bulk writes are copied back by a background thread, small commits keep the
+//! WAL short, closing leaves no WAL behind, and a process killed mid-checkpoint loses nothing.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use kvault::{KeyKind, PutItem, Vault};
+
+const PAGE_FRAME_BYTES: u64 = 4096 + 24;
+
+fn key(batch: usize, i: usize) -> Vec<u8> {
+    format!("b{batch:03}-k{i:06}").into_bytes()
+}
+
+fn value(batch: usize, i: usize) -> Vec<u8> {
+    let seed = (batch * 31 + i) as u8;
+    (0..1000)
+        .map(|j| (j as u8).wrapping_mul(7) ^ seed)
+        .collect()
+}
+
+/// Writes one batch of `n` 1000-byte values in one transaction (about n/4 WAL frames).
+fn put_batch(vault: &mut Vault, batch: usize, n: usize) {
+    let keys: Vec<Vec<u8>> = (0..n).map(|i| key(batch, i)).collect();
+    let values: Vec<Vec<u8>> = (0..n).map(|i| value(batch, i)).collect();
+    let items: Vec<PutItem<'_>> = keys
+        .iter()
+        .zip(&values)
+        .map(|(k, v)| (k.as_slice(), KeyKind::Bytes, v.as_slice(), None))
+        .collect();
+    let table = vault.table().clone();
+    table.put_many(vault.store_mut(), &items).unwrap();
+}
+
+fn check_batch(vault: &mut Vault, batch: usize, n: usize) {
+    for i in 0..n {
+        assert_eq!(
+            vault.get(&key(batch, i)).unwrap().as_deref(),
+            Some(value(batch, i).as_slice()),
+            "batch {batch} item {i}"
+        );
+    }
+}
+
+fn wal_path(db: &Path) -> PathBuf {
+    let mut name = db.as_os_str().to_owned();
+    name.push("-wal");
+    PathBuf::from(name)
+}
+
+fn file_len(path: &Path) -> u64 {
+    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+}
+
+#[cfg(target_os = "linux")]
+fn checkpoint_threads() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .filter(|name| name.trim() == "amber-ckpt")
+        .count()
+}
+
+#[test]
+fn a_bulk_write_is_copied_back_without_the_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("v.db");
+    let mut vault = Vault::open(&db).unwrap();
+    put_batch(&mut vault, 0, 20_000); // about 20 MB: 5000 frames in one commit
+    assert!(vault
+        .store_mut()
+        .wait_for_checkpoints(Duration::from_secs(30)));
+    // The pages reached the main file although the writer neither closed nor checkpointed.
+    assert!(file_len(&db) >= 20_000_000, "main file {}", file_len(&db));
+    assert!(file_len(&wal_path(&db)) > 0, "the WAL is still in use");
+    check_batch(&mut vault, 0, 20_000);
+}
+
+/// Child side of the thread test: alone in its process, so the thread count is its own.
+#[cfg(target_os = "linux")]
+#[test]
+fn thread_child() {
+    let Ok(path) = std::env::var("KVAULT_CHECKPOINT_THREAD_PATH") else {
+        return; // Not the child: nothing to do.
+    };
+    let db = PathBuf::from(path);
+    let mut vault = Vault::open(&db).unwrap();
+    for i in 0..50 {
+        vault.put(format!("small{i}").as_bytes(), b"x").unwrap();
+    }
+    assert_eq!(checkpoint_threads(), 0, "small commits need no thread");
+    put_batch(&mut vault, 0, 5_000);
+    assert_eq!(checkpoint_threads(), 1, "a bulk write starts the thread");
+    put_batch(&mut vault, 1, 5_000);
+    assert_eq!(checkpoint_threads(), 1, "one thread per vault");
+    vault.close().unwrap();
+    assert_eq!(checkpoint_threads(), 0, "closing ends the thread");
+    assert!(!wal_path(&db).exists(), "closing must remove the WAL");
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn the_thread_starts_with_a_bulk_write_and_ends_on_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "thread_child", "--nocapture", "--test-threads=1"])
+        .env("KVAULT_CHECKPOINT_THREAD_PATH", dir.path().join("v.db"))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn small_commits_keep_the_wal_short() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("v.db");
+    let mut vault = Vault::open(&db).unwrap();
+    let mut longest = 0;
+    for i in 0..20_000u32 {
+        vault.put(format!("k{i}").as_bytes(), &[7u8; 100]).unwrap();
+        if i % 500 == 0 {
+            longest = longest.max(file_len(&wal_path(&db)));
+        }
+    }
+    longest = longest.max(file_len(&wal_path(&db)));
+    // Without checkpoints the 20,000 commits would leave more than 40,000 frames (160 MB).
+    assert!(
+        longest < 3 * 1000 * PAGE_FRAME_BYTES,
+        "WAL grew to {longest} bytes"
+    );
+    assert_eq!(vault.len().unwrap(), 20_000);
+}
+
+#[test]
+fn reads_during_background_checkpoints_see_every_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("v.db");
+    let mut vault = Vault::open(&db).unwrap();
+    for batch in 0..6 {
+        put_batch(&mut vault, batch, 3_000);
+        // Read right away, while the thread is likely still copying.
+        check_batch(&mut vault, batch, 3_000);
+        vault
+            .put(format!("after{batch}").as_bytes(), b"small")
+            .unwrap();
+    }
+    for batch in 0..6 {
+        check_batch(&mut vault, batch, 3_000);
+    }
+    vault.close().unwrap();
+    let mut reopened = Vault::open(&db).unwrap();
+    for batch in 0..6 {
+        check_batch(&mut reopened, batch, 3_000);
+    }
+    assert_eq!(reopened.len().unwrap(), 6 * 3_000 + 6);
+}
+
+/// Child side of the crash test: writes bulk batches and SIGKILLs itself right after the last
+/// one is acknowledged, while its checkpoint is in flight.
+#[test]
+fn checkpoint_crash_child() {
+    let Ok(path) = std::env::var("KVAULT_CHECKPOINT_CRASH_PATH") else {
+        return; // Not the child: nothing to do.
+    };
+    let mut vault = Vault::open(Path::new(&path)).unwrap();
+    for batch in 0..4 {
+        put_batch(&mut vault, batch, 4_000);
+    }
+    // SAFETY: sending SIGKILL to ourselves; nothing runs after it.
+    unsafe {
+        libc::kill(libc::getpid(), libc::SIGKILL);
+    }
+    unreachable!("SIGKILL returned");
+}
+
+#[cfg(unix)]
+#[test]
+fn a_process_killed_during_a_checkpoint_loses_no_acknowledged_write() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("v.db");
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "checkpoint_crash_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("KVAULT_CHECKPOINT_CRASH_PATH", &db)
+        .status()
+        .unwrap();
+    assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?}");
+    let mut vault = Vault::open(&db).unwrap();
+    for batch in 0..4 {
+        check_batch(&mut vault, batch, 4_000);
+    }
+    let conn = vault.store_mut().conn().unwrap();
+    let integrity: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(integrity, "ok");
+}
