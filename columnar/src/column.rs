@@ -32,8 +32,17 @@ const CACHE_BYTES: usize = 64 << 20;
 /// Valid for one `(PRAGMA data_version, Store::local_write_count)` stamp: the first changes when
 /// another connection commits, the second when this one writes, commits or rolls back. The stamp
 /// is read inside the read transaction, so cached bytes always belong to the snapshot being read.
+/// How a cache knows it is current: the commit token read before its snapshot was taken, or
+/// (where no token can be read) the snapshot's `PRAGMA data_version`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Freshness {
+    Token(kvault::CommitToken),
+    DataVersion(i64),
+}
+
 struct ReadCache {
-    stamp: Option<(i64, u64)>,
+    /// Freshness and this connection's write count when the contents were read.
+    stamp: Option<(Freshness, u64)>,
     metas: std::collections::HashMap<i64, ColumnMeta>,
     blocks: lru::LruCache<(i64, u64), std::sync::Arc<Vec<u8>>>,
     bytes: usize,
@@ -51,10 +60,19 @@ impl Default for ReadCache {
 }
 
 impl ReadCache {
-    /// Drops everything unless it was filled under the snapshot's stamp.
-    fn validate(&mut self, conn: &Connection, local_writes: u64) -> Result<()> {
-        let version = data_version(conn)?;
-        let stamp = Some((version, local_writes));
+    /// Drops everything unless it was filled under the snapshot's stamp. `token` must have been
+    /// read before the snapshot was taken (outside any transaction), or be `None`.
+    fn validate(
+        &mut self,
+        conn: &Connection,
+        local_writes: u64,
+        token: Option<kvault::CommitToken>,
+    ) -> Result<()> {
+        let fresh = match token {
+            Some(token) => Freshness::Token(token),
+            None => Freshness::DataVersion(data_version(conn)?),
+        };
+        let stamp = Some((fresh, local_writes));
         if self.stamp != stamp {
             self.metas.clear();
             self.blocks.clear();
@@ -174,27 +192,40 @@ fn copy_from_block(meta: &ColumnMeta, block: &[u8], within: u64, out: &mut [u8])
 /// Runs a read with this connection's cache (taken out of the store for the duration).
 ///
 /// Outside a transaction, `hit` is tried first when the cache is still current. Checking that
-/// needs only `PRAGMA data_version` (one statement in its own snapshot) instead of a read
-/// transaction; what `hit` returns from the cache is exactly what that snapshot holds.
+/// needs only the store's commit token (the WAL index header, no lock), or where there is none,
+/// `PRAGMA data_version` (one statement in its own snapshot) instead of a read transaction.
+/// The token is read before any snapshot is taken, so a cache stamped with it holds a state at
+/// least as new as the token says; equal tokens later mean nothing was committed since.
 fn with_cache<T>(
     store: &mut Store,
     mut hit: impl FnMut(&mut ReadCache) -> Option<Result<T>>,
     mut f: impl FnMut(&Connection, &mut ReadCache) -> Result<T>,
 ) -> Result<T> {
     let local = store.local_write_count();
-    if store.conn()?.is_autocommit() {
+    let autocommit = store.conn()?.is_autocommit();
+    // Inside a transaction the snapshot is older than any token read now: no token then.
+    let token = if autocommit {
+        store.commit_token()
+    } else {
+        None
+    };
+    if autocommit {
         // Try the cache as it stands; only if it has the answer is it worth checking that it
         // is current (a miss goes straight to the read transaction, which checks anyway).
         let stamp = store.extension::<ReadCache>().stamp;
         if let Some(result) = hit(store.extension::<ReadCache>()) {
-            if stamp == Some((store.retry_with(data_version)?, local)) {
+            let now = match token {
+                Some(token) => Freshness::Token(token),
+                None => Freshness::DataVersion(store.retry_with(data_version)?),
+            };
+            if stamp == Some((now, local)) {
                 return result;
             }
         }
     }
     let mut cache = std::mem::take(store.extension::<ReadCache>());
     let result = store.read_with(|conn| {
-        cache.validate(conn, local)?;
+        cache.validate(conn, local, token)?;
         f(conn, &mut cache)
     });
     *store.extension::<ReadCache>() = cache;

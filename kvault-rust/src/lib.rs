@@ -32,6 +32,7 @@ mod checkpoint;
 mod error;
 mod kv;
 mod store;
+mod wal_index;
 
 pub use error::{Error, Result};
 pub use kv::{
@@ -43,6 +44,7 @@ pub use kv::{
 pub use store::{
     now_ms, Location, Store, StoreError, StoreOptions, Synchronous, APPLICATION_ID, FORMAT_VERSION,
 };
+pub use wal_index::CommitToken;
 
 use std::path::Path;
 

@@ -13,6 +13,7 @@ use rusqlite::{Connection, OpenFlags};
 
 use crate::checkpoint::Checkpointer;
 use crate::error::{Error, Result};
+use crate::wal_index::{CommitToken, WalIndexView};
 
 /// `PRAGMA application_id` of every ambervault file: the bytes "AMBV".
 pub const APPLICATION_ID: i32 = 0x414D_4256;
@@ -182,6 +183,8 @@ pub struct Store {
     extensions: std::collections::HashMap<std::any::TypeId, Box<dyn std::any::Any + Send>>,
     /// Runs WAL checkpoints off the writing thread (writable WAL files only).
     checkpointer: Option<Checkpointer>,
+    /// The WAL index header, mapped read-only (writable WAL files only): see [`Store::commit_token`].
+    wal_index: Option<WalIndexView>,
 }
 
 impl Store {
@@ -213,6 +216,7 @@ impl Store {
                 local_writes: 0,
                 extensions: std::collections::HashMap::new(),
                 checkpointer: None,
+                wal_index: None,
             };
             store.initialize()?;
             store.start_checkpointer()?;
@@ -277,7 +281,8 @@ impl Store {
             std::mem::forget(inherited);
         }
         // The parent's checkpoint thread does not exist here. The child's new connection keeps
-        // SQLite's own autocheckpoint.
+        // SQLite's own autocheckpoint and reads commit tokens through `PRAGMA data_version`.
+        self.wal_index = None;
         if let Some(checkpointer) = self.checkpointer.take() {
             checkpointer.abandon();
         }
@@ -725,6 +730,8 @@ impl Store {
         let Some(conn) = self.conn.take() else {
             return Ok(());
         };
+        // The view is the connection's own mapping: gone with it.
+        self.wal_index = None;
         // Closing with a transaction open rolls it back (SQLite does this on close).
         self.txn_depth = 0;
         self.txn_owner = None;
@@ -762,8 +769,24 @@ impl Store {
         let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
         if mode.eq_ignore_ascii_case("wal") {
             self.checkpointer = Some(Checkpointer::install(conn, &path, synchronous)?);
+            self.wal_index = WalIndexView::open(conn);
         }
         Ok(())
+    }
+
+    /// A token that changes whenever any connection, in any process, commits to this file,
+    /// read without a transaction or lock (the WAL index header, see `wal_index.rs`). Equal
+    /// tokens read at two moments mean nothing was committed in between, so a cache filled in
+    /// a snapshot taken after the first read is still current at the second.
+    ///
+    /// `None` when this store cannot tell cheaply (read-only, in-memory or non-WAL stores, or a
+    /// writer is mid-update): use `PRAGMA data_version` in a read transaction instead.
+    #[must_use]
+    pub fn commit_token(&self) -> Option<CommitToken> {
+        if self.conn.is_none() {
+            return None;
+        }
+        self.wal_index.as_ref()?.token()
     }
 
     /// Waits until no background checkpoint is due or running, at most `timeout`; returns

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use kvault::{KeyKind, PutItem, Vault};
+use kvault::{KeyKind, PutItem, StoreOptions, Vault};
 
 const PAGE_FRAME_BYTES: u64 = 4096 + 24;
 
@@ -90,6 +90,11 @@ fn thread_child() {
     }
     assert_eq!(checkpoint_threads(), 0, "small commits need no thread");
     put_batch(&mut vault, 0, 5_000);
+    // The thread names itself once it runs.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while checkpoint_threads() == 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
     assert_eq!(checkpoint_threads(), 1, "a bulk write starts the thread");
     put_batch(&mut vault, 1, 5_000);
     assert_eq!(checkpoint_threads(), 1, "one thread per vault");
@@ -204,4 +209,58 @@ fn a_process_killed_during_a_checkpoint_loses_no_acknowledged_write() {
         .query_row("PRAGMA integrity_check", [], |r| r.get(0))
         .unwrap();
     assert_eq!(integrity, "ok");
+}
+
+#[test]
+fn the_commit_token_changes_with_every_commit_of_any_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("v.db");
+    let mut vault = Vault::open(&db).unwrap();
+    vault.put(b"a", b"1").unwrap();
+    let first = vault
+        .store_mut()
+        .commit_token()
+        .expect("a writable WAL vault has a token");
+    assert_eq!(vault.get(b"a").unwrap().as_deref(), Some(&b"1"[..]));
+    assert_eq!(
+        vault.store_mut().commit_token(),
+        Some(first),
+        "reads change nothing"
+    );
+
+    let mut other = Vault::open(&db).unwrap();
+    other.put(b"a", b"2").unwrap();
+    let second = vault.store_mut().commit_token().unwrap();
+    assert_ne!(second, first, "another connection's commit");
+
+    vault.put(b"b", b"3").unwrap();
+    let third = vault.store_mut().commit_token().unwrap();
+    assert_ne!(third, second, "this connection's commit");
+
+    // A truncating checkpoint rewinds the WAL; the next commit starts it over.
+    other.store_mut().checkpoint().unwrap();
+    other.put(b"c", b"4").unwrap();
+    assert_ne!(vault.store_mut().commit_token().unwrap(), third);
+
+    let mut read_only = Vault::open_with(
+        &db,
+        StoreOptions {
+            read_only: true,
+            ..StoreOptions::default()
+        },
+        "kvault",
+        1 << 20,
+    )
+    .unwrap();
+    assert_eq!(
+        read_only.store_mut().commit_token(),
+        None,
+        "read-only stores fall back"
+    );
+    vault.close().unwrap();
+    assert_eq!(
+        vault.store_mut().commit_token(),
+        None,
+        "closed stores have none"
+    );
 }

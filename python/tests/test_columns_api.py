@@ -288,6 +288,37 @@ def test_elements_larger_than_a_chunk_span_boundaries(cv):
     assert col[4:7] == items[4:7]
 
 
+def test_cached_reads_see_commits_of_other_processes(tmp_path):
+    # A cache hit is confirmed current from the WAL index header, without a read transaction.
+    # Commits by another process (small ones, a bulk one that goes to the background
+    # checkpoint, and a checkpoint that rewinds the WAL) must all show up at once.
+    path = tmp_path / "shared.db"
+    cv = ColumnVault(path)
+    col = cv.create_column("x", "i64")
+    col.extend(range(1000))
+    writer = """
+import sys, numpy as np, ambervault
+cv = ambervault.ColumnVault(sys.argv[1])
+col = cv["x"]
+step = int(sys.argv[2])
+col[5] = -step
+if step % 3 == 0:
+    col[500:1000] = np.full(500, step, dtype="i8")
+if step % 4 == 0:
+    cv.checkpoint()
+cv.close()
+"""
+    for step in range(1, 13):
+        assert col[5] in (5, -(step - 1))  # the cache is warm
+        expected_tail = col[999]
+        result = run_python(writer, str(path), str(step))
+        assert result.returncode == 0, result.stderr
+        assert col[5] == -step
+        assert col[999] == (step if step % 3 == 0 else expected_tail)
+        assert col.to_numpy(998, 1000).tolist() == [col[998], col[999]]
+    cv.close()
+
+
 def test_cached_reads_see_other_connections_and_rollbacks(tmp_path):
     # Point reads go through a per-connection block cache; it must never serve stale bytes.
     path = tmp_path / "shared.db"
