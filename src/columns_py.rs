@@ -520,9 +520,26 @@ impl PyColumn {
     fn get(&self, py: Python<'_>, index: i64) -> Result<Py<PyAny>, BindingError> {
         let name = self.name();
         let id = self.id;
-        let out = run(py, &self.store, |s| {
-            Columns::read_index(s, id, &name, index)
-        })?;
+        // One fixed-width element is a short read (often a cache hit): done under the GIL
+        // when the store is free, instead of releasing and retaking it. (A WAL reader is only
+        // refused in rare moments such as another process's recovery; then it backs off like
+        // any read, briefly holding the GIL.)
+        let quick = if self.dtype.fixed_width().is_some() {
+            crate::shared::try_lock_now(&self.store)
+                .map(|mut store| Columns::read_index(&mut store, id, &name, index))
+        } else {
+            None
+        };
+        let out = match quick {
+            Some(Err(err)) if kvault::StoreError::is_busy(&err) => None,
+            other => other,
+        };
+        let out = match out {
+            Some(out) => out?,
+            None => run(py, &self.store, |s| {
+                Columns::read_index(s, id, &name, index)
+            })?,
+        };
         Ok(decode_all(py, self.dtype, &out)?
             .pop()
             .expect("one element read"))

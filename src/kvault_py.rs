@@ -5,7 +5,8 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use kvault::{
-    BlobReader, BlobWriter, Condition, KeyRange, KvTable, Location, PutOptions, Store, StoreOptions,
+    BlobReader, BlobWriter, Condition, KeyRange, KvTable, Location, PutOptions, Store,
+    StoreOptions, ValueLocation,
 };
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
@@ -113,6 +114,19 @@ impl PyKVault {
     ) -> Result<Option<Py<PyBytes>>, BindingError> {
         let (key, _) = key_from_py(key)?;
         let table = &self.table;
+        // An inline value is one indexed statement: found under the GIL when the store is free.
+        // Chunked values (and a busy store) take the path that releases the GIL.
+        if let Some(mut store) = crate::shared::try_lock_now(&self.store) {
+            let now = store.now_ms();
+            match table.locate(store.conn()?, &key, now) {
+                Ok(None) => return Ok(None),
+                Ok(Some(ValueLocation::Inline(value))) => {
+                    return Ok(Some(PyBytes::new(py, &value).unbind()))
+                }
+                Ok(Some(ValueLocation::Chunked(_))) | Err(kvault::Error::Busy { .. }) => {}
+                Err(err) => return Err(err.into()),
+            }
+        }
         let found = run(py, &self.store, |s| table.get(s, &key))?;
         Ok(found.map(|v| PyBytes::new(py, &v).unbind()))
     }

@@ -39,6 +39,24 @@ pub fn lock(shared: &SharedStore) -> MutexGuard<'_, Store> {
     guard
 }
 
+/// The store, if it can be had at once: unlocked, and no other thread's transaction open.
+///
+/// For short reads that are cheaper done while holding the GIL than with it released and
+/// taken back (about 0.2 µs). Never blocks, so it cannot deadlock against a thread that holds
+/// the store and waits for the GIL; callers fall back to [`lock`] with the GIL released.
+pub fn try_lock_now(shared: &SharedStore) -> Option<MutexGuard<'_, Store>> {
+    let guard = match shared.store.try_lock() {
+        Ok(guard) => guard,
+        Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+        Err(std::sync::TryLockError::WouldBlock) => return None,
+    };
+    let me = std::thread::current().id();
+    if guard.transaction_owner().is_some_and(|owner| owner != me) {
+        return None;
+    }
+    Some(guard)
+}
+
 /// Runs `end` (commit or rollback) and wakes waiting threads if that closed the outermost
 /// transaction.
 pub fn end_transaction<T>(

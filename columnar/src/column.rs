@@ -8,6 +8,7 @@
 use kvault::{now_ms, Store};
 use rusqlite::{params, Connection, OptionalExtension};
 
+use crate::block_cache::BlockCache;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::stream::{usize_of, ChunkPlan, Stream, CHUNKS_TABLE};
@@ -44,8 +45,7 @@ struct ReadCache {
     /// Freshness and this connection's write count when the contents were read.
     stamp: Option<(Freshness, u64)>,
     metas: std::collections::HashMap<i64, ColumnMeta>,
-    blocks: lru::LruCache<(i64, u64), std::sync::Arc<Vec<u8>>>,
-    bytes: usize,
+    blocks: BlockCache,
 }
 
 impl Default for ReadCache {
@@ -53,8 +53,7 @@ impl Default for ReadCache {
         Self {
             stamp: None,
             metas: std::collections::HashMap::new(),
-            blocks: lru::LruCache::unbounded(),
-            bytes: 0,
+            blocks: BlockCache::new(usize_of(BLOCK), CACHE_BYTES),
         }
     }
 }
@@ -76,7 +75,6 @@ impl ReadCache {
         if self.stamp != stamp {
             self.metas.clear();
             self.blocks.clear();
-            self.bytes = 0;
             self.stamp = stamp;
         }
         Ok(())
@@ -105,27 +103,20 @@ impl ReadCache {
         while done < out.len() {
             let pos = offset + done as u64;
             let index = pos / BLOCK;
-            let block = match self.blocks.get(&(stream.id, index)) {
-                Some(block) => std::sync::Arc::clone(block),
+            let within = pos - index * BLOCK;
+            let block = match self.blocks.get(stream.id, index) {
+                Some(block) => block,
                 None => {
                     let start = index * BLOCK;
                     let len = BLOCK.min(meta.data_bytes.saturating_sub(start));
-                    let mut bytes = vec![0u8; usize_of(len)];
-                    reader.read(start, &mut bytes)?;
-                    let block = std::sync::Arc::new(bytes);
-                    self.bytes += block.len();
+                    // Read straight into the cache's slot.
                     self.blocks
-                        .put((stream.id, index), std::sync::Arc::clone(&block));
-                    while self.bytes > CACHE_BYTES {
-                        match self.blocks.pop_lru() {
-                            Some((_, old)) => self.bytes -= old.len(),
-                            None => break,
-                        }
-                    }
-                    block
+                        .insert_with(stream.id, index, usize_of(len), |slot| {
+                            reader.read(start, slot)
+                        })?
                 }
             };
-            done += copy_from_block(meta, &block, pos - index * BLOCK, &mut out[done..])?;
+            done += copy_from_block(meta, block, within, &mut out[done..])?;
         }
         Ok(())
     }
@@ -150,7 +141,7 @@ impl ReadCache {
         // Probe first so a miss costs no allocation.
         let first = offset / BLOCK;
         let last = (offset + len as u64).saturating_sub(1) / BLOCK;
-        if len > 0 && (first..=last).any(|b| !self.blocks.contains(&(stream_id, b))) {
+        if len > 0 && (first..=last).any(|b| !self.blocks.contains(stream_id, b)) {
             return None;
         }
         let mut out = vec![0u8; len];
@@ -158,7 +149,7 @@ impl ReadCache {
         while done < len {
             let pos = offset + done as u64;
             let index = pos / BLOCK;
-            let block = self.blocks.get(&(stream_id, index))?;
+            let block = self.blocks.get(stream_id, index)?;
             match copy_from_block(meta, block, pos - index * BLOCK, &mut out[done..]) {
                 Ok(n) => done += n,
                 Err(err) => return Some(Err(err)),

@@ -25,6 +25,7 @@
 //! ```
 #![warn(missing_docs)]
 
+mod block_cache;
 mod column;
 mod dtype;
 mod error;

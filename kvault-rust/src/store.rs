@@ -783,9 +783,7 @@ impl Store {
     /// writer is mid-update): use `PRAGMA data_version` in a read transaction instead.
     #[must_use]
     pub fn commit_token(&self) -> Option<CommitToken> {
-        if self.conn.is_none() {
-            return None;
-        }
+        self.conn.as_ref()?;
         self.wal_index.as_ref()?.token()
     }
 
