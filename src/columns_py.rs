@@ -580,8 +580,18 @@ impl PyColumn {
                 "raw element bytes exist only for fixed-width dtypes",
             )));
         }
+        // Up to this size a read is done under the GIL when the store is free (see `get`).
+        const UNDER_GIL_BYTES: u64 = 64 << 10;
         let name = self.name();
         let id = self.id;
+        if let Some(mut store) = crate::shared::try_lock_now(&self.store) {
+            match Columns::read_slice_upto(&mut store, id, &name, start, stop, UNDER_GIL_BYTES) {
+                Ok(Some(ReadOut::Fixed(raw))) => return Ok(PyByteArray::new(py, &raw).into_any()),
+                Ok(_) => {}
+                Err(err) if kvault::StoreError::is_busy(&err) => {}
+                Err(err) => return Err(err.into()),
+            }
+        }
         if let Some(out) = run(py, &self.store, |s| {
             Columns::read_slice_upto(s, id, &name, start, stop, DIRECT_BYTES)
         })? {

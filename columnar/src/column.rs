@@ -223,6 +223,39 @@ fn with_cache<T>(
     result
 }
 
+/// A read outside any transaction, with the cached metadata of column `id` and no
+/// `BEGIN`/`COMMIT`, when the cache is current by the store's commit token. The read's own
+/// statements and blob handles take their snapshots; reading the token again afterwards, like
+/// a sequence lock, proves no commit happened from before the metadata check to after the
+/// read, so every part of it saw the state the metadata describes. `None` when this does not
+/// apply (no token, a transaction open, metadata not cached or stale) or a commit intervened:
+/// the caller then reads in a transaction.
+fn read_if_current<T>(
+    store: &mut Store,
+    id: i64,
+    read: impl FnOnce(&Connection, &ColumnMeta) -> Result<T>,
+) -> Option<Result<T>> {
+    let token = store.commit_token()?;
+    let local = store.local_write_count();
+    let conn = store.conn().ok()?;
+    if !conn.is_autocommit() {
+        return None;
+    }
+    let cache = store.extension::<ReadCache>();
+    if cache.stamp != Some((Freshness::Token(token), local)) {
+        return None;
+    }
+    let meta = cache.metas.get(&id)?.clone();
+    let result = read(store.conn().ok()?, &meta);
+    if store.commit_token() != Some(token) {
+        return None;
+    }
+    match result {
+        Err(err) if kvault::StoreError::is_busy(&err) => None,
+        other => Some(other),
+    }
+}
+
 fn data_version(conn: &Connection) -> Result<i64> {
     Ok(conn
         .prepare_cached("PRAGMA data_version")?
@@ -711,6 +744,21 @@ impl Columns {
         stop: Option<i64>,
         max_bytes: u64,
     ) -> Result<Option<ReadOut>> {
+        // Reads too large for the block cache (windows) skip the read transaction when the
+        // cached metadata is current.
+        let direct = read_if_current(store, id, |conn, meta| {
+            let (start, stop) = resolve_slice(start, stop, meta.len);
+            match meta.width() {
+                Some(w) if (stop - start) * w > max_bytes => Ok(Some(None)),
+                Some(w) if (stop - start) * w <= CACHED_READ => Ok(None),
+                _ => read_range(conn, meta, start, stop).map(|out| Some(Some(out))),
+            }
+        });
+        match direct {
+            Some(Ok(Some(out))) => return Ok(out),
+            Some(Err(err)) => return Err(err),
+            Some(Ok(None)) | None => {}
+        }
         with_cache(
             store,
             |cache| {

@@ -489,14 +489,28 @@ class Column(MutableSequence, CacheControls):  # type: ignore[type-arg]
         array([2, 3], dtype=int32)
         """
         np = _numpy or _np()
-        self._sync()
-        if self._npdtype is None:
-            return np.array(self._core.get_range(_bound(start), _bound(stop)), dtype=object)
-        raw = self._core.get_raw(_bound(start), _bound(stop))
+        npdtype = self._npdtype
+        # Hot path of windows: int bounds, a fixed-width dtype and no cache holding appends
+        # skip the sync and the bound helpers.
+        hot = (
+            npdtype is not None
+            and type(start) is int
+            and type(stop) is int
+            and self._cache is None
+            and self._vault._cache is None
+            and _I64_MIN <= start <= _I64_MAX
+            and _I64_MIN <= stop <= _I64_MAX  # type: ignore[operator]
+        )
+        if not hot:
+            self._sync()
+            if npdtype is None:
+                return np.array(self._core.get_range(_bound(start), _bound(stop)), dtype=object)
+            start, stop = _bound(start), _bound(stop)  # type: ignore[assignment]
+        raw = self._core.get_raw(start, stop)
         if type(raw) is bytearray:
-            return np.frombuffer(raw, dtype=self._npdtype)
+            return np.frombuffer(raw, dtype=npdtype)
         # A large read arrives in a native buffer numpy wraps through __array_interface__.
-        return np.asarray(raw).view(self._npdtype)
+        return np.asarray(raw).view(npdtype)
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> Any:
         array = self.to_numpy()

@@ -289,9 +289,10 @@ def test_elements_larger_than_a_chunk_span_boundaries(cv):
 
 
 def test_cached_reads_see_commits_of_other_processes(tmp_path):
-    # A cache hit is confirmed current from the WAL index header, without a read transaction.
-    # Commits by another process (small ones, a bulk one that goes to the background
-    # checkpoint, and a checkpoint that rewinds the WAL) must all show up at once.
+    # Cache hits and windows (read with cached metadata) are confirmed current from the WAL
+    # index header, without a read transaction. Commits by another process (small ones, a
+    # bulk one that goes to the background checkpoint, appends that change the length, and a
+    # checkpoint that rewinds the WAL) must all show up at once.
     path = tmp_path / "shared.db"
     cv = ColumnVault(path)
     col = cv.create_column("x", "i64")
@@ -304,18 +305,30 @@ step = int(sys.argv[2])
 col[5] = -step
 if step % 3 == 0:
     col[500:1000] = np.full(500, step, dtype="i8")
+if step % 2 == 0:
+    col.extend([step] * 7)
 if step % 4 == 0:
     cv.checkpoint()
 cv.close()
 """
+    expected = np.arange(1000, dtype="i8")
     for step in range(1, 13):
         assert col[5] in (5, -(step - 1))  # the cache is warm
-        expected_tail = col[999]
+        assert (col.to_numpy(0, 1000) == expected[:1000]).all()  # a window: no read transaction
+        assert col.to_numpy(900).tolist() == expected[900:].tolist()
         result = run_python(writer, str(path), str(step))
         assert result.returncode == 0, result.stderr
+        expected[5] = -step
+        if step % 3 == 0:
+            expected[500:1000] = step
+        if step % 2 == 0:
+            expected = np.append(expected, [step] * 7)
+        # The window first, while the cached metadata is what the commit made stale.
+        assert col.to_numpy(900).tolist() == expected[900:].tolist()  # bounds from the length
+        assert (col.to_numpy(0, 1000) == expected[:1000]).all()
         assert col[5] == -step
-        assert col[999] == (step if step % 3 == 0 else expected_tail)
-        assert col.to_numpy(998, 1000).tolist() == [col[998], col[999]]
+        assert col[999] == expected[999]
+        assert col.to_numpy(998, 1000).tolist() == expected[998:1000].tolist()
     cv.close()
 
 
