@@ -132,6 +132,8 @@ def markdown(summary: dict, facts: dict, mode: str, sizes: dict) -> str:
         "",
         "Defaults everywhere: ambervault and kohakuvault in WAL with `synchronous=NORMAL`; "
         "lmdb and rocksdict with their own defaults. Each system's path is in the notes at the end.",
+        "Read workloads start on a settled file: after the (untimed) fill, ambervault and "
+        "kohakuvault run `checkpoint()`.",
         "",
     ]
     for workload, rows in summary.items():
