@@ -167,6 +167,7 @@ fn reads_during_background_checkpoints_see_every_commit() {
 
 /// Child side of the crash test: writes bulk batches and SIGKILLs itself right after the last
 /// one is acknowledged, while its checkpoint is in flight.
+#[cfg(unix)]
 #[test]
 fn checkpoint_crash_child() {
     let Ok(path) = std::env::var("KVAULT_CHECKPOINT_CRASH_PATH") else {
