@@ -34,6 +34,7 @@ mod kv;
 mod store;
 mod wal_index;
 
+pub use checkpoint::{BULK_COMMIT_FRAMES, CHECKPOINT_FRAMES, INLINE_CHECKPOINT_FRAMES};
 pub use error::{Error, Result};
 pub use kv::{
     kv_table_names, validate_chunk_size, validate_key, validate_table_name, BlobReader, BlobRef,

@@ -42,6 +42,14 @@ fn check_batch(vault: &mut Vault, batch: usize, n: usize) {
     }
 }
 
+/// A new vault in its own temporary directory (kept alive by the returned guard).
+fn fresh_vault() -> (tempfile::TempDir, PathBuf, Vault) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("v.db");
+    let vault = Vault::open(&db).unwrap();
+    (dir, db, vault)
+}
+
 fn wal_path(db: &Path) -> PathBuf {
     let mut name = db.as_os_str().to_owned();
     name.push("-wal");
@@ -63,9 +71,7 @@ fn checkpoint_threads() -> usize {
 
 #[test]
 fn a_bulk_write_is_copied_back_without_the_writer() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("v.db");
-    let mut vault = Vault::open(&db).unwrap();
+    let (_dir, db, mut vault) = fresh_vault();
     put_batch(&mut vault, 0, 20_000); // about 20 MB: 5000 frames in one commit
     assert!(vault
         .store_mut()
@@ -122,9 +128,7 @@ fn the_thread_starts_with_a_bulk_write_and_ends_on_close() {
 
 #[test]
 fn small_commits_keep_the_wal_short() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("v.db");
-    let mut vault = Vault::open(&db).unwrap();
+    let (_dir, db, mut vault) = fresh_vault();
     let mut longest = 0;
     for i in 0..20_000u32 {
         vault.put(format!("k{i}").as_bytes(), &[7u8; 100]).unwrap();
@@ -142,10 +146,30 @@ fn small_commits_keep_the_wal_short() {
 }
 
 #[test]
+fn back_to_back_bulk_commits_keep_the_wal_bounded() {
+    let (_dir, db, mut vault) = fresh_vault();
+    let mut longest = 0;
+    for batch in 0..300 {
+        // 200 values of 1000 bytes: about 230 frames (each value has an overflow page), a
+        // bulk commit; 280 MB of frames in all.
+        put_batch(&mut vault, batch, 200);
+        longest = longest.max(file_len(&wal_path(&db)));
+    }
+    // Once the WAL holds INLINE_CHECKPOINT_FRAMES, a commit waits for the thread and copies the
+    // rest itself, so the next one rewinds the WAL.
+    let bound = (kvault::INLINE_CHECKPOINT_FRAMES as u64 + 1000) * PAGE_FRAME_BYTES;
+    assert!(
+        longest <= bound,
+        "WAL grew to {longest} bytes (bound {bound})"
+    );
+    for batch in [0, 170, 299] {
+        check_batch(&mut vault, batch, 200);
+    }
+}
+
+#[test]
 fn reads_during_background_checkpoints_see_every_commit() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("v.db");
-    let mut vault = Vault::open(&db).unwrap();
+    let (_dir, db, mut vault) = fresh_vault();
     for batch in 0..6 {
         put_batch(&mut vault, batch, 3_000);
         // Read right away, while the thread is likely still copying.
@@ -214,9 +238,7 @@ fn a_process_killed_during_a_checkpoint_loses_no_acknowledged_write() {
 
 #[test]
 fn the_commit_token_changes_with_every_commit_of_any_connection() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("v.db");
-    let mut vault = Vault::open(&db).unwrap();
+    let (_dir, db, mut vault) = fresh_vault();
     vault.put(b"a", b"1").unwrap();
     let first = vault
         .store_mut()
