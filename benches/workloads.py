@@ -13,7 +13,7 @@ import os
 import random
 import sqlite3
 import time
-from typing import Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Tuple
 
 import numpy as np
 
@@ -284,13 +284,11 @@ def kv_put_batch(system: str) -> Workload:
     return run
 
 
-def _settle(store: object) -> None:
+def _settle(store: Any) -> None:
     """Untimed, after a fill: the SQLite-backed vaults copy their WAL back into the file, so
     reads are measured on a settled file whoever did that work during the fill (ambervault
     checkpoints bulk writes on a background thread; kohakuvault inside the commit)."""
-    checkpoint = getattr(store, "checkpoint", None)
-    if checkpoint is not None:
-        checkpoint()
+    store.checkpoint()
 
 
 def _populated(system: str, d: str, n: int):

@@ -524,17 +524,10 @@ impl PyColumn {
         // when the store is free, instead of releasing and retaking it. (A WAL reader is only
         // refused in rare moments such as another process's recovery; then it backs off like
         // any read, briefly holding the GIL.)
-        let quick = if self.dtype.fixed_width().is_some() {
-            crate::shared::try_lock_now(&self.store)
-                .map(|mut store| Columns::read_index(&mut store, id, &name, index))
-        } else {
-            None
-        };
+        let quick = self.dtype.fixed_width().and_then(|_| {
+            crate::shared::try_now(&self.store, |s| Columns::read_index(s, id, &name, index))
+        });
         let out = match quick {
-            Some(Err(err)) if kvault::StoreError::is_busy(&err) => None,
-            other => other,
-        };
-        let out = match out {
             Some(out) => out?,
             None => run(py, &self.store, |s| {
                 Columns::read_index(s, id, &name, index)
@@ -584,13 +577,11 @@ impl PyColumn {
         const UNDER_GIL_BYTES: u64 = 64 << 10;
         let name = self.name();
         let id = self.id;
-        if let Some(mut store) = crate::shared::try_lock_now(&self.store) {
-            match Columns::read_slice_upto(&mut store, id, &name, start, stop, UNDER_GIL_BYTES) {
-                Ok(Some(ReadOut::Fixed(raw))) => return Ok(PyByteArray::new(py, &raw).into_any()),
-                Ok(_) => {}
-                Err(err) if kvault::StoreError::is_busy(&err) => {}
-                Err(err) => return Err(err.into()),
-            }
+        let quick = crate::shared::try_now(&self.store, |s| {
+            Columns::read_slice_upto(s, id, &name, start, stop, UNDER_GIL_BYTES)
+        });
+        if let Some(Some(ReadOut::Fixed(raw))) = quick.transpose()? {
+            return Ok(PyByteArray::new(py, &raw).into_any());
         }
         if let Some(out) = run(py, &self.store, |s| {
             Columns::read_slice_upto(s, id, &name, start, stop, DIRECT_BYTES)

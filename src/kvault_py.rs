@@ -116,16 +116,16 @@ impl PyKVault {
         let table = &self.table;
         // An inline value is one indexed statement: found under the GIL when the store is free.
         // Chunked values (and a busy store) take the path that releases the GIL.
-        if let Some(mut store) = crate::shared::try_lock_now(&self.store) {
+        let quick = crate::shared::try_now(&self.store, |store| {
             let now = store.now_ms();
-            match table.locate(store.conn()?, &key, now) {
-                Ok(None) => return Ok(None),
-                Ok(Some(ValueLocation::Inline(value))) => {
-                    return Ok(Some(PyBytes::new(py, &value).unbind()))
-                }
-                Ok(Some(ValueLocation::Chunked(_))) | Err(kvault::Error::Busy { .. }) => {}
-                Err(err) => return Err(err.into()),
+            table.locate(store.conn()?, &key, now)
+        });
+        match quick.transpose()? {
+            Some(None) => return Ok(None),
+            Some(Some(ValueLocation::Inline(value))) => {
+                return Ok(Some(PyBytes::new(py, &value).unbind()))
             }
+            Some(Some(ValueLocation::Chunked(_))) | None => {}
         }
         let found = run(py, &self.store, |s| table.get(s, &key))?;
         Ok(found.map(|v| PyBytes::new(py, &v).unbind()))

@@ -44,7 +44,7 @@ pub fn lock(shared: &SharedStore) -> MutexGuard<'_, Store> {
 /// For short reads that are cheaper done while holding the GIL than with it released and
 /// taken back (about 0.2 µs). Never blocks, so it cannot deadlock against a thread that holds
 /// the store and waits for the GIL; callers fall back to [`lock`] with the GIL released.
-pub fn try_lock_now(shared: &SharedStore) -> Option<MutexGuard<'_, Store>> {
+fn try_lock_now(shared: &SharedStore) -> Option<MutexGuard<'_, Store>> {
     let guard = match shared.store.try_lock() {
         Ok(guard) => guard,
         Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
@@ -55,6 +55,20 @@ pub fn try_lock_now(shared: &SharedStore) -> Option<MutexGuard<'_, Store>> {
         return None;
     }
     Some(guard)
+}
+
+/// Runs a short read under the GIL when the store can be had at once ([`try_lock_now`]).
+/// `None` when it cannot, or when SQLite reported the database busy: the caller then takes the
+/// usual path, which releases the GIL and backs off.
+pub fn try_now<T, E: kvault::StoreError>(
+    shared: &SharedStore,
+    op: impl FnOnce(&mut Store) -> Result<T, E>,
+) -> Option<Result<T, E>> {
+    let mut store = try_lock_now(shared)?;
+    match op(&mut store) {
+        Err(err) if err.is_busy() => None,
+        other => Some(other),
+    }
 }
 
 /// Runs `end` (commit or rollback) and wakes waiting threads if that closed the outermost

@@ -466,7 +466,7 @@ class Column(MutableSequence, CacheControls):  # type: ignore[type-arg]
             return len(self) == len(other) and all(a == b for a, b in zip(self, other))
         return NotImplemented
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__ = None
 
     def index(self, value: Any, start: int = 0, stop: Optional[int] = None) -> int:
         """First index of ``value`` (in ``[start, stop)``); ``ValueError`` if absent."""
@@ -499,14 +499,18 @@ class Column(MutableSequence, CacheControls):  # type: ignore[type-arg]
             and self._cache is None
             and self._vault._cache is None
             and _I64_MIN <= start <= _I64_MAX
-            and _I64_MIN <= stop <= _I64_MAX  # type: ignore[operator]
+            and _I64_MIN <= stop <= _I64_MAX
         )
-        if not hot:
+        lo: Optional[int]
+        hi: Optional[int]
+        if hot:
+            lo, hi = start, stop
+        else:
             self._sync()
+            lo, hi = _bound(start), _bound(stop)
             if npdtype is None:
-                return np.array(self._core.get_range(_bound(start), _bound(stop)), dtype=object)
-            start, stop = _bound(start), _bound(stop)  # type: ignore[assignment]
-        raw = self._core.get_raw(start, stop)
+                return np.array(self._core.get_range(lo, hi), dtype=object)
+        raw = self._core.get_raw(lo, hi)
         if type(raw) is bytearray:
             return np.frombuffer(raw, dtype=npdtype)
         # A large read arrives in a native buffer numpy wraps through __array_interface__.
