@@ -5,13 +5,15 @@
 //! streams, and writes the new length back. After a crash a column has the length and contents of
 //! its last committed operation.
 
+use std::sync::Arc;
+
 use kvault::{now_ms, Store};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::block_cache::BlockCache;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::stream::{usize_of, ChunkPlan, Stream, CHUNKS_TABLE};
+use crate::stream::{usize_of, ChunkPlan, Stream, StreamReader, CHUNKS_TABLE};
 
 /// Name of the table holding one row per column.
 pub const COLUMNS_TABLE: &str = "ambervault_columns";
@@ -27,6 +29,10 @@ const BLOCK: u64 = 4 << 10;
 const CACHED_READ: u64 = 256;
 /// Most bytes of blocks one connection keeps.
 const CACHE_BYTES: usize = 64 << 20;
+/// Most bytes a fixed-width column keeps in its metadata row's `tail` (see [`ColumnMeta::tail`]).
+/// The row must stay inside one page next to other columns' rows: 1 KiB is a quarter of the
+/// default page, and one move of the tail into the chunks serves 128 f64 appends.
+pub const TAIL_BYTES: u64 = 1 << 10;
 
 /// Per-connection cache of column metadata and hot blocks of fixed-width data.
 ///
@@ -98,7 +104,7 @@ impl ReadCache {
         out: &mut [u8],
     ) -> Result<()> {
         let stream = meta.data();
-        let mut reader = stream.reader(conn);
+        let mut reader = meta.data_reader(conn);
         let mut done = 0usize;
         while done < out.len() {
             let pos = offset + done as u64;
@@ -292,6 +298,13 @@ pub struct ColumnMeta {
     pub data_bytes: u64,
     /// Chunk capacities of its streams.
     pub plan: ChunkPlan,
+    /// The last `tail.len()` data bytes of a fixed-width column (at most [`TAIL_BYTES`]; always
+    /// empty for variable-width columns), stored in the metadata row instead of the chunks.
+    /// An append that fits writes only this row, so a durable one-element append commits one
+    /// page instead of two (the chunk page and the length). The chunks hold the bytes before
+    /// the tail (`data_bytes - tail.len()`, "sealed"); any other write first moves the tail
+    /// into the chunks.
+    pub tail: Arc<[u8]>,
 }
 
 impl ColumnMeta {
@@ -313,6 +326,25 @@ impl ColumnMeta {
         self.dtype.fixed_width().map(|w| w as u64)
     }
 
+    /// Data bytes held by the chunks: everything before the tail.
+    fn sealed(&self) -> u64 {
+        self.data_bytes - self.tail.len() as u64
+    }
+
+    /// A reader of the data bytes, chunks and tail alike.
+    fn data_reader<'c, 'm>(&'m self, conn: &'c Connection) -> DataReader<'c, 'm> {
+        DataReader {
+            chunks: self.data().reader(conn),
+            sealed: self.sealed(),
+            tail: &self.tail,
+        }
+    }
+
+    /// Reads data bytes `offset .. offset + out.len()` (chunks and tail alike).
+    fn read_data(&self, conn: &Connection, offset: u64, out: &mut [u8]) -> Result<()> {
+        self.data_reader(conn).read(offset, out)
+    }
+
     fn check_index(&self, index: u64) -> Result<()> {
         if index >= self.len {
             return Err(Error::IndexOutOfRange {
@@ -322,6 +354,41 @@ impl ColumnMeta {
         }
         Ok(())
     }
+}
+
+/// Reads a column's data bytes: those before `sealed` from the chunks, the rest from the tail.
+struct DataReader<'c, 'm> {
+    chunks: StreamReader<'c>,
+    sealed: u64,
+    tail: &'m [u8],
+}
+
+impl DataReader<'_, '_> {
+    fn read(&mut self, offset: u64, out: &mut [u8]) -> Result<()> {
+        let in_chunks = usize_of(self.sealed.saturating_sub(offset).min(out.len() as u64));
+        if in_chunks > 0 {
+            self.chunks.read(offset, &mut out[..in_chunks])?;
+        }
+        if in_chunks < out.len() {
+            let from = usize_of(offset + in_chunks as u64 - self.sealed);
+            let rest = &mut out[in_chunks..];
+            let part = self.tail.get(from..from + rest.len()).ok_or_else(|| {
+                Error::Corrupted("a read ran past the end of a column's data".into())
+            })?;
+            rest.copy_from_slice(part);
+        }
+        Ok(())
+    }
+}
+
+/// Moves a column's tail into its chunks (before any write other than an append that fits in
+/// the tail). The caller saves the metadata.
+fn seal(conn: &Connection, meta: &mut ColumnMeta) -> Result<()> {
+    if !meta.tail.is_empty() {
+        meta.data().append(conn, meta.sealed(), &meta.tail)?;
+        meta.tail = Arc::from(&[][..]);
+    }
+    Ok(())
 }
 
 /// Elements to write, already encoded.
@@ -431,9 +498,10 @@ impl ReadOut {
 #[derive(Debug, Clone, Copy)]
 pub struct Columns;
 
-fn meta_from_row(
-    row: &rusqlite::Row<'_>,
-) -> rusqlite::Result<(i64, String, String, i64, i64, i64, i64)> {
+/// One metadata row as stored: id, name, dtype, length, data bytes, min and max chunk, tail.
+type RawMeta = (i64, String, String, i64, i64, i64, i64, Option<Vec<u8>>);
+
+fn meta_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawMeta> {
     Ok((
         row.get(0)?,
         row.get(1)?,
@@ -442,11 +510,13 @@ fn meta_from_row(
         row.get(4)?,
         row.get(5)?,
         row.get(6)?,
+        row.get(7)?,
     ))
 }
 
-fn build_meta(raw: (i64, String, String, i64, i64, i64, i64)) -> Result<ColumnMeta> {
-    let (id, name, dtype, len, data_bytes, min, max) = raw;
+fn build_meta(raw: RawMeta) -> Result<ColumnMeta> {
+    let (id, name, dtype, len, data_bytes, min, max, tail) = raw;
+    let tail = tail.unwrap_or_default();
     let non_negative = |v: i64, what: &str| {
         u64::try_from(v)
             .map_err(|_| Error::Corrupted(format!("column {name:?} has negative {what}")))
@@ -464,6 +534,17 @@ fn build_meta(raw: (i64, String, String, i64, i64, i64, i64)) -> Result<ColumnMe
             )));
         }
     }
+    let tail_fits = match parsed.fixed_width() {
+        Some(w) => tail.len() % w == 0 && tail.len() as u64 <= bytes_u,
+        None => tail.is_empty(),
+    };
+    if !tail_fits {
+        return Err(Error::Corrupted(format!(
+            "column {name:?} has a {}-byte tail that does not fit its {bytes_u} data bytes of \
+             dtype {dtype}",
+            tail.len()
+        )));
+    }
     Ok(ColumnMeta {
         id,
         dtype: DType::parse(&dtype).map_err(|_| {
@@ -477,10 +558,11 @@ fn build_meta(raw: (i64, String, String, i64, i64, i64, i64)) -> Result<ColumnMe
         )
         .map_err(|e| Error::Corrupted(format!("column {name:?}: {e}")))?,
         name,
+        tail: tail.into(),
     })
 }
 
-const META_COLUMNS: &str = "col_id, name, dtype, length, data_bytes, min_chunk, max_chunk";
+const META_COLUMNS: &str = "col_id, name, dtype, length, data_bytes, min_chunk, max_chunk, tail";
 
 impl Columns {
     /// Creates the column tables if the store is writable and they are missing.
@@ -499,7 +581,7 @@ impl Columns {
             )?)
         })?;
         if present == 2 {
-            return Ok(());
+            return Self::add_tail_column(store);
         }
         store.write_with(|conn| -> Result<()> {
             conn.execute_batch(&format!(
@@ -512,12 +594,34 @@ impl Columns {
                     min_chunk INTEGER NOT NULL,
                     max_chunk INTEGER NOT NULL,
                     created_at INTEGER NOT NULL,
-                    updated_at INTEGER NOT NULL);
+                    updated_at INTEGER NOT NULL,
+                    tail BLOB);
                  CREATE TABLE IF NOT EXISTS {CHUNKS_TABLE} (id INTEGER PRIMARY KEY, data BLOB NOT NULL);"
             ))?;
             Ok(())
         })?;
         Ok(())
+    }
+
+    /// Adds the `tail` column to a columns table created by a development build before it
+    /// existed (such a table has no tails, so no data moves).
+    fn add_tail_column(store: &mut Store) -> Result<()> {
+        let has_tail = |conn: &Connection| -> Result<bool> {
+            Ok(conn.query_row(
+                "SELECT count(*) FROM pragma_table_info(?1) WHERE name = 'tail'",
+                [COLUMNS_TABLE],
+                |r| r.get::<_, i64>(0),
+            )? == 1)
+        };
+        if store.retry_with(has_tail)? {
+            return Ok(());
+        }
+        store.write_with(|conn| {
+            if !has_tail(conn)? {
+                conn.execute_batch(&format!("ALTER TABLE {COLUMNS_TABLE} ADD COLUMN tail BLOB"))?;
+            }
+            Ok(())
+        })
     }
 
     fn tables_exist(conn: &Connection) -> Result<bool> {
@@ -574,6 +678,7 @@ impl Columns {
                 len: 0,
                 data_bytes: 0,
                 plan,
+                tail: Arc::from(&[][..]),
             })
         });
         result
@@ -615,12 +720,14 @@ impl Columns {
 
     fn save(conn: &Connection, meta: &ColumnMeta) -> Result<()> {
         conn.prepare_cached(&format!(
-            "UPDATE {COLUMNS_TABLE} SET length = ?1, data_bytes = ?2, updated_at = ?3 WHERE col_id = ?4"
+            "UPDATE {COLUMNS_TABLE} SET length = ?1, data_bytes = ?2, updated_at = ?3, tail = ?4 \
+             WHERE col_id = ?5"
         ))?
         .execute(params![
             i64::try_from(meta.len).unwrap_or(i64::MAX),
             i64::try_from(meta.data_bytes).unwrap_or(i64::MAX),
             now_ms(),
+            (!meta.tail.is_empty()).then_some(&meta.tail[..]),
             meta.id
         ])?;
         Ok(())
@@ -812,7 +919,7 @@ impl Columns {
                 })?;
                 let (start, stop) = resolve_slice(start, stop, meta.len);
                 let mut out = alloc(usize_of((stop - start) * w));
-                meta.data().read(conn, start * w, out.as_mut())?;
+                meta.read_data(conn, start * w, out.as_mut())?;
                 Ok(out)
             },
         )
@@ -855,6 +962,7 @@ impl Columns {
     ) -> Result<()> {
         store.write_with(|conn| {
             let mut meta = Self::load(conn, id, name)?;
+            seal(conn, &mut meta)?;
             if elements.count(&meta)? != indices.len() as u64 {
                 return Err(Error::InvalidArgument(
                     "length mismatch between indices and values".into(),
@@ -889,6 +997,7 @@ impl Columns {
         sorted.dedup();
         store.write_with(|conn| {
             let mut meta = Self::load(conn, id, name)?;
+            seal(conn, &mut meta)?;
             for &i in &sorted {
                 meta.check_index(i)?;
             }
@@ -941,6 +1050,7 @@ impl Columns {
     ) -> Result<()> {
         store.write_with(|conn| {
             let mut meta = Self::load(conn, id, name)?;
+            seal(conn, &mut meta)?;
             let count = elements.count(&meta)?;
             if count == 0 {
                 return Ok(());
@@ -975,6 +1085,7 @@ impl Columns {
     ) -> Result<()> {
         store.write_with(|conn| {
             let mut meta = Self::load(conn, id, name)?;
+            seal(conn, &mut meta)?;
             if at > meta.len {
                 return Err(Error::IndexOutOfRange {
                     index: at,
@@ -1000,6 +1111,7 @@ impl Columns {
     ) -> Result<u64> {
         store.write_with(|conn| {
             let mut meta = Self::load(conn, id, name)?;
+            seal(conn, &mut meta)?;
             let stop = stop.min(meta.len);
             let start = start.min(stop);
             delete_range(conn, &mut meta, start, stop)?;
@@ -1015,6 +1127,7 @@ impl Columns {
     pub fn pop(store: &mut Store, id: i64, name: &str, index: u64) -> Result<ReadOut> {
         store.write_with(|conn| {
             let mut meta = Self::load(conn, id, name)?;
+            seal(conn, &mut meta)?;
             meta.check_index(index)?;
             let out = read_range(conn, &meta, index, index + 1)?;
             delete_range(conn, &mut meta, index, index + 1)?;
@@ -1066,7 +1179,7 @@ impl Columns {
                             conn,
                             meta,
                             meta.data(),
-                            meta.data_bytes,
+                            meta.sealed(),
                             "data",
                         )?);
                     }
@@ -1228,7 +1341,7 @@ fn read_range(conn: &Connection, meta: &ColumnMeta, start: u64, stop: u64) -> Re
     match meta.width() {
         Some(w) => {
             let mut out = vec![0u8; usize_of((stop - start) * w)];
-            meta.data().read(conn, start * w, &mut out)?;
+            meta.read_data(conn, start * w, &mut out)?;
             Ok(ReadOut::Fixed(out))
         }
         None => {
@@ -1267,7 +1380,13 @@ fn append(conn: &Connection, meta: &mut ColumnMeta, elements: Elements<'_>) -> R
     let count = elements.count(meta)?;
     match elements {
         Elements::Fixed(raw) => {
-            meta.data().append(conn, meta.data_bytes, raw)?;
+            if (meta.tail.len() + raw.len()) as u64 <= TAIL_BYTES {
+                // Only the metadata row changes: one page for the whole commit.
+                meta.tail = [&meta.tail[..], raw].concat().into();
+            } else {
+                seal(conn, meta)?;
+                meta.data().append(conn, meta.data_bytes, raw)?;
+            }
             meta.data_bytes += raw.len() as u64;
         }
         Elements::Var(items) => {

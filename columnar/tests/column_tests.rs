@@ -2,7 +2,10 @@
 //! boundaries, middle operations on fixed and variable columns against a `Vec` model, metadata
 //! operations, and persistence.
 
-use columnar::{ChunkPlan, Columns, DType, Elements, Error, ReadOut, CHUNKS_TABLE, MAX_ROW_BYTES};
+use columnar::{
+    ChunkPlan, Columns, DType, Elements, Error, ReadOut, CHUNKS_TABLE, COLUMNS_TABLE,
+    MAX_ROW_BYTES, TAIL_BYTES,
+};
 use kvault::{Location, Store, StoreOptions};
 
 fn store() -> Store {
@@ -69,7 +72,8 @@ fn chunks_start_small_and_double_to_the_cap() {
     let mut s = store();
     let col = Columns::create(&mut s, "x", DType::I64, ChunkPlan::new(64, 512).unwrap()).unwrap();
     Columns::append(&mut s, col.id, "x", Elements::Fixed(&i64s(&[1]))).unwrap();
-    assert_eq!(chunk_sizes(&mut s), vec![64]); // a tiny column stays tiny
+    // A tiny column has no chunk yet: its bytes are in its metadata row's tail.
+    assert_eq!(chunk_sizes(&mut s), Vec::<i64>::new());
     let values: Vec<i64> = (0..300).collect();
     Columns::append(&mut s, col.id, "x", Elements::Fixed(&i64s(&values))).unwrap();
     // 301 * 8 = 2408 bytes: 64 + 128 + 256 + 512 + 512 + 512 + 512 = 2496
@@ -181,10 +185,14 @@ fn fixed_column_matches_a_vec_under_random_operations() {
         let meta = Columns::meta(&mut s, col.id, "n").unwrap();
         assert_eq!(meta.len, model.len() as u64);
         let plan = ChunkPlan::new(16, 128).unwrap();
+        assert_eq!(meta.data_bytes, meta.len * 8);
+        assert!(meta.tail.len() as u64 <= TAIL_BYTES);
+        // The chunks hold exactly the bytes before the tail.
         assert_eq!(
             chunk_sizes(&mut s).len() as u64,
-            plan.chunks_for(meta.len * 8)
+            plan.chunks_for(meta.data_bytes - meta.tail.len() as u64)
         );
+        assert_eq!(Columns::check(&mut s).unwrap(), Vec::<String>::new());
     }
 }
 
@@ -497,4 +505,163 @@ fn packed_elements_append_insert_and_set_like_items() {
     // Packed elements do not fit a fixed-width column.
     let fixed = Columns::create(&mut s, "f", DType::I64, plan).unwrap();
     assert!(Columns::append(&mut s, fixed.id, "f", packed).is_err());
+}
+
+#[test]
+fn small_appends_stay_in_the_tail_until_it_is_full() {
+    let mut s = store();
+    let col = Columns::create(&mut s, "t", DType::I64, ChunkPlan::new(64, 512).unwrap()).unwrap();
+    let per_tail = TAIL_BYTES / 8;
+    let mut model = Vec::new();
+    for v in 0..per_tail as i64 {
+        Columns::append(&mut s, col.id, "t", Elements::Fixed(&i64s(&[v * 3]))).unwrap();
+        model.push(v * 3);
+    }
+    let meta = Columns::meta(&mut s, col.id, "t").unwrap();
+    assert_eq!(meta.tail.len() as u64, TAIL_BYTES);
+    assert_eq!(chunk_sizes(&mut s), Vec::<i64>::new());
+    // Point reads, cached reads and windows are served from the tail.
+    assert_eq!(read_i64s(&mut s, col.id, "t"), model);
+    let ReadOut::Fixed(raw) = Columns::read_index(&mut s, col.id, "t", -1).unwrap() else {
+        panic!()
+    };
+    assert_eq!(raw, i64s(&[model[model.len() - 1]]));
+    // One more element does not fit: the tail moves into the chunks with it.
+    Columns::append(&mut s, col.id, "t", Elements::Fixed(&i64s(&[-1]))).unwrap();
+    model.push(-1);
+    let meta = Columns::meta(&mut s, col.id, "t").unwrap();
+    assert!(meta.tail.is_empty());
+    let stored: i64 = chunk_sizes(&mut s).iter().sum();
+    assert!(stored as u64 >= TAIL_BYTES + 8);
+    assert_eq!(read_i64s(&mut s, col.id, "t"), model);
+    // The next small append starts a new tail after the sealed bytes.
+    Columns::append(&mut s, col.id, "t", Elements::Fixed(&i64s(&[7, 8]))).unwrap();
+    model.extend([7, 8]);
+    assert_eq!(read_i64s(&mut s, col.id, "t"), model);
+    let ReadOut::Fixed(raw) =
+        Columns::read(&mut s, col.id, "t", per_tail - 2, per_tail + 3).unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(raw, i64s(&model[per_tail as usize - 2..]));
+    assert_eq!(Columns::check(&mut s).unwrap(), Vec::<String>::new());
+}
+
+#[test]
+fn writes_other_than_appends_move_the_tail_into_the_chunks_first() {
+    let mut s = store();
+    let col = Columns::create(&mut s, "w", DType::I64, ChunkPlan::new(64, 512).unwrap()).unwrap();
+    let mut model: Vec<i64> = (0..10).collect();
+    Columns::append(&mut s, col.id, "w", Elements::Fixed(&i64s(&model))).unwrap();
+    assert_eq!(Columns::meta(&mut s, col.id, "w").unwrap().tail.len(), 80);
+    Columns::set(&mut s, col.id, "w", 9, Elements::Fixed(&i64s(&[99]))).unwrap();
+    model[9] = 99;
+    let meta = Columns::meta(&mut s, col.id, "w").unwrap();
+    assert!(meta.tail.is_empty());
+    assert_eq!(chunk_sizes(&mut s), vec![64, 128]);
+    assert_eq!(read_i64s(&mut s, col.id, "w"), model);
+    Columns::append(&mut s, col.id, "w", Elements::Fixed(&i64s(&[10, 11]))).unwrap();
+    model.extend([10, 11]);
+    Columns::insert(&mut s, col.id, "w", 11, Elements::Fixed(&i64s(&[-5]))).unwrap();
+    model.insert(11, -5);
+    Columns::append(&mut s, col.id, "w", Elements::Fixed(&i64s(&[12]))).unwrap();
+    model.push(12);
+    let ReadOut::Fixed(raw) = Columns::pop(&mut s, col.id, "w", 12).unwrap() else {
+        panic!()
+    };
+    assert_eq!(raw, i64s(&[model.remove(12)]));
+    Columns::append(&mut s, col.id, "w", Elements::Fixed(&i64s(&[13, 14]))).unwrap();
+    model.extend([13, 14]);
+    Columns::delete_range(&mut s, col.id, "w", 0, 3).unwrap();
+    model.drain(0..3);
+    assert_eq!(read_i64s(&mut s, col.id, "w"), model);
+    assert_eq!(Columns::check(&mut s).unwrap(), Vec::<String>::new());
+}
+
+#[test]
+fn a_durable_one_element_append_commits_one_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pages.db");
+    let mut s = Store::open(Location::File(path.clone()), StoreOptions::default()).unwrap();
+    Columns::ensure_schema(&mut s).unwrap();
+    let col = Columns::create(
+        &mut s,
+        "p",
+        DType::F64,
+        ChunkPlan::new(4096, 65536).unwrap(),
+    )
+    .unwrap();
+    // Start past the first chunk so the appends write into a partly used chunk, as usual.
+    let first: Vec<u8> = (0..5000).flat_map(|i| f64::from(i).to_le_bytes()).collect();
+    Columns::append(&mut s, col.id, "p", Elements::Fixed(&first)).unwrap();
+    let wal = path.with_extension("db-wal");
+    let frame = 4096 + 24;
+    for round in 0..3 {
+        let before = std::fs::metadata(&wal).unwrap().len();
+        for i in 0..20 {
+            let v = f64::from(round * 20 + i).to_le_bytes();
+            Columns::append(&mut s, col.id, "p", Elements::Fixed(&v)).unwrap();
+        }
+        let after = std::fs::metadata(&wal).unwrap().len();
+        assert_eq!((after - before) / frame, 20, "WAL frames for 20 appends");
+    }
+    // The 128th element since the last seal moves the tail: a few pages, once.
+    let meta = Columns::meta(&mut s, col.id, "p").unwrap();
+    assert_eq!(meta.len, 5060);
+    assert_eq!(meta.tail.len(), 60 * 8);
+}
+
+#[test]
+fn a_tail_that_does_not_fit_its_column_is_reported() {
+    let mut s = store();
+    let col = Columns::create(&mut s, "c", DType::I64, ChunkPlan::new(64, 512).unwrap()).unwrap();
+    Columns::append(&mut s, col.id, "c", Elements::Fixed(&i64s(&[1, 2]))).unwrap();
+    s.conn()
+        .unwrap()
+        .execute(&format!("UPDATE {COLUMNS_TABLE} SET tail = x'010203'"), [])
+        .unwrap();
+    let problems = Columns::check(&mut s).unwrap();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(problems[0].contains("3-byte tail"), "{problems:?}");
+    assert!(matches!(
+        Columns::read(&mut s, col.id, "c", 0, 2),
+        Err(Error::Corrupted(_))
+    ));
+}
+
+#[test]
+fn a_columns_table_without_tails_gains_the_column_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    {
+        let mut s = Store::open(Location::File(path.clone()), StoreOptions::default()).unwrap();
+        Columns::ensure_schema(&mut s).unwrap();
+        let col =
+            Columns::create(&mut s, "o", DType::I64, ChunkPlan::new(64, 512).unwrap()).unwrap();
+        Columns::append(
+            &mut s,
+            col.id,
+            "o",
+            Elements::Fixed(&i64s(&(0..200).collect::<Vec<_>>())),
+        )
+        .unwrap();
+        // As a development build before tails wrote it.
+        s.conn()
+            .unwrap()
+            .execute_batch(&format!("ALTER TABLE {COLUMNS_TABLE} DROP COLUMN tail"))
+            .unwrap();
+    }
+    let mut s = Store::open(Location::File(path), StoreOptions::default()).unwrap();
+    Columns::ensure_schema(&mut s).unwrap();
+    let meta = Columns::find(&mut s, "o").unwrap().unwrap();
+    assert_eq!(
+        read_i64s(&mut s, meta.id, "o"),
+        (0..200).collect::<Vec<_>>()
+    );
+    Columns::append(&mut s, meta.id, "o", Elements::Fixed(&i64s(&[200]))).unwrap();
+    assert_eq!(
+        read_i64s(&mut s, meta.id, "o"),
+        (0..201).collect::<Vec<_>>()
+    );
+    assert_eq!(Columns::check(&mut s).unwrap(), Vec::<String>::new());
 }
