@@ -7,6 +7,7 @@
 //! only the pages it writes. Invariant: a stream of `used` bytes has exactly
 //! `ChunkPlan::chunks_for(used)` chunk rows.
 
+use kvault::BorrowedBlobInsert;
 use rusqlite::blob::ZeroBlob;
 use rusqlite::{params, Connection};
 
@@ -22,6 +23,8 @@ pub const MAX_CHUNK_BYTES: u64 = 256 << 20;
 /// against ~3 µs in 1 MiB rows). Rows of this size keep every access's walk short while a
 /// column of many gigabytes still needs only thousands of rows.
 pub const MAX_ROW_BYTES: u64 = 64 << 10;
+/// Appends of at least this many bytes insert their chunk rows through [`BorrowedBlobInsert`].
+const BORROWED_INSERT_BYTES: usize = 1 << 20;
 /// Bytes moved per step when elements are shifted (insert/delete in the middle).
 const SHIFT_BLOCK: u64 = 4 << 20;
 
@@ -247,20 +250,37 @@ impl Stream {
         if in_place > 0 {
             self.write(conn, used, &data[..in_place])?;
         }
-        let mut stmt = conn.prepare_cached(&format!(
-            "INSERT INTO {CHUNKS_TABLE} (id, data) VALUES (?1, ?2)"
-        ))?;
+        if have == need {
+            return Ok(());
+        }
+        let sql = format!("INSERT INTO {CHUNKS_TABLE} (id, data) VALUES (?1, ?2)");
+        // Bulk appends bind their bytes without SQLite's copy; the statement is prepared per
+        // call, which only pays off for large appends.
+        let mut borrowed = if data.len() >= BORROWED_INSERT_BYTES {
+            Some(BorrowedBlobInsert::prepare(conn, &sql)?)
+        } else {
+            None
+        };
+        let mut cached = conn.prepare_cached(&sql)?;
         let mut done = in_place;
         for chunk in have..need {
             let cap = usize_of(self.plan.capacity(chunk));
             let piece = &data[done..data.len().min(done + cap)];
-            if piece.len() == cap {
-                stmt.execute(params![self.rowid(chunk), piece])?;
+            let padded;
+            let row: &[u8] = if piece.len() == cap {
+                piece
             } else {
-                let mut padded = Vec::with_capacity(cap);
-                padded.extend_from_slice(piece);
-                padded.resize(cap, 0);
-                stmt.execute(params![self.rowid(chunk), padded])?;
+                let mut zeroed = Vec::with_capacity(cap);
+                zeroed.extend_from_slice(piece);
+                zeroed.resize(cap, 0);
+                padded = zeroed;
+                &padded
+            };
+            match borrowed.as_mut() {
+                Some(insert) => insert.execute(self.rowid(chunk), row)?,
+                None => {
+                    cached.execute(params![self.rowid(chunk), row])?;
+                }
             }
             done += piece.len();
         }

@@ -28,12 +28,14 @@
 //! ```
 #![warn(missing_docs)]
 
+mod borrowed_insert;
 mod checkpoint;
 mod error;
 mod kv;
 mod store;
 mod wal_index;
 
+pub use borrowed_insert::BorrowedBlobInsert;
 pub use checkpoint::{BULK_COMMIT_FRAMES, CHECKPOINT_FRAMES, INLINE_CHECKPOINT_FRAMES};
 pub use error::{Error, Result};
 pub use kv::{
