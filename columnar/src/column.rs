@@ -29,10 +29,12 @@ const BLOCK: u64 = 4 << 10;
 const CACHED_READ: u64 = 256;
 /// Most bytes of blocks one connection keeps.
 const CACHE_BYTES: usize = 64 << 20;
-/// Most bytes a fixed-width column keeps in its metadata row's `tail` (see [`ColumnMeta::tail`]).
+/// Most data bytes a column keeps in its metadata row's `tail` (see [`ColumnMeta::tail`]).
 /// The row must stay inside one page next to other columns' rows: 1 KiB is a quarter of the
 /// default page, and one move of the tail into the chunks serves 128 f64 appends.
 pub const TAIL_BYTES: u64 = 1 << 10;
+/// Most index bytes (64 end offsets) a variable-width column keeps in `index_tail`.
+pub const INDEX_TAIL_BYTES: u64 = 64 * INDEX_WIDTH;
 
 /// Per-connection cache of column metadata and hot blocks of fixed-width data.
 ///
@@ -298,13 +300,16 @@ pub struct ColumnMeta {
     pub data_bytes: u64,
     /// Chunk capacities of its streams.
     pub plan: ChunkPlan,
-    /// The last `tail.len()` data bytes of a fixed-width column (at most [`TAIL_BYTES`]; always
-    /// empty for variable-width columns), stored in the metadata row instead of the chunks.
-    /// An append that fits writes only this row, so a durable one-element append commits one
-    /// page instead of two (the chunk page and the length). The chunks hold the bytes before
-    /// the tail (`data_bytes - tail.len()`, "sealed"); any other write first moves the tail
-    /// into the chunks.
+    /// The last `tail.len()` data bytes (at most [`TAIL_BYTES`]), stored in the metadata row
+    /// instead of the chunks. An append that fits writes only this row, so a durable
+    /// one-element append commits one page instead of two or three (the chunk pages and the
+    /// length). The chunks hold the bytes before the tail (`data_bytes - tail.len()`,
+    /// "sealed"); any other write first moves the tails into the chunks.
     pub tail: Arc<[u8]>,
+    /// For variable-width columns, the index entries of the last `index_tail.len() / 8`
+    /// elements (at most [`INDEX_TAIL_BYTES`]): exactly the elements whose bytes `tail` holds.
+    /// Always empty for fixed-width columns.
+    pub index_tail: Arc<[u8]>,
 }
 
 impl ColumnMeta {
@@ -331,12 +336,26 @@ impl ColumnMeta {
         self.data_bytes - self.tail.len() as u64
     }
 
+    /// Index bytes held by the chunks: everything before the index tail.
+    fn index_sealed(&self) -> u64 {
+        self.len * INDEX_WIDTH - self.index_tail.len() as u64
+    }
+
     /// A reader of the data bytes, chunks and tail alike.
-    fn data_reader<'c, 'm>(&'m self, conn: &'c Connection) -> DataReader<'c, 'm> {
-        DataReader {
+    fn data_reader<'c, 'm>(&'m self, conn: &'c Connection) -> TailedReader<'c, 'm> {
+        TailedReader {
             chunks: self.data().reader(conn),
             sealed: self.sealed(),
             tail: &self.tail,
+        }
+    }
+
+    /// A reader of the index bytes, chunks and tail alike.
+    fn index_reader<'c, 'm>(&'m self, conn: &'c Connection) -> TailedReader<'c, 'm> {
+        TailedReader {
+            chunks: self.index().reader(conn),
+            sealed: self.index_sealed(),
+            tail: &self.index_tail,
         }
     }
 
@@ -356,14 +375,15 @@ impl ColumnMeta {
     }
 }
 
-/// Reads a column's data bytes: those before `sealed` from the chunks, the rest from the tail.
-struct DataReader<'c, 'm> {
+/// Reads one of a column's streams: bytes before `sealed` from the chunks, the rest from the
+/// stream's tail in the metadata row.
+struct TailedReader<'c, 'm> {
     chunks: StreamReader<'c>,
     sealed: u64,
     tail: &'m [u8],
 }
 
-impl DataReader<'_, '_> {
+impl TailedReader<'_, '_> {
     fn read(&mut self, offset: u64, out: &mut [u8]) -> Result<()> {
         let in_chunks = usize_of(self.sealed.saturating_sub(offset).min(out.len() as u64));
         if in_chunks > 0 {
@@ -381,12 +401,17 @@ impl DataReader<'_, '_> {
     }
 }
 
-/// Moves a column's tail into its chunks (before any write other than an append that fits in
-/// the tail). The caller saves the metadata.
+/// Moves a column's tails into its chunks (before any write other than an append that fits in
+/// them). The caller saves the metadata.
 fn seal(conn: &Connection, meta: &mut ColumnMeta) -> Result<()> {
     if !meta.tail.is_empty() {
         meta.data().append(conn, meta.sealed(), &meta.tail)?;
         meta.tail = Arc::from(&[][..]);
+    }
+    if !meta.index_tail.is_empty() {
+        meta.index()
+            .append(conn, meta.index_sealed(), &meta.index_tail)?;
+        meta.index_tail = Arc::from(&[][..]);
     }
     Ok(())
 }
@@ -498,8 +523,19 @@ impl ReadOut {
 #[derive(Debug, Clone, Copy)]
 pub struct Columns;
 
-/// One metadata row as stored: id, name, dtype, length, data bytes, min and max chunk, tail.
-type RawMeta = (i64, String, String, i64, i64, i64, i64, Option<Vec<u8>>);
+/// One metadata row as stored: id, name, dtype, length, data bytes, min and max chunk, tail,
+/// index tail.
+type RawMeta = (
+    i64,
+    String,
+    String,
+    i64,
+    i64,
+    i64,
+    i64,
+    Option<Vec<u8>>,
+    Option<Vec<u8>>,
+);
 
 fn meta_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawMeta> {
     Ok((
@@ -511,12 +547,14 @@ fn meta_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawMeta> {
         row.get(5)?,
         row.get(6)?,
         row.get(7)?,
+        row.get(8)?,
     ))
 }
 
 fn build_meta(raw: RawMeta) -> Result<ColumnMeta> {
-    let (id, name, dtype, len, data_bytes, min, max, tail) = raw;
+    let (id, name, dtype, len, data_bytes, min, max, tail, index_tail) = raw;
     let tail = tail.unwrap_or_default();
+    let index_tail = index_tail.unwrap_or_default();
     let non_negative = |v: i64, what: &str| {
         u64::try_from(v)
             .map_err(|_| Error::Corrupted(format!("column {name:?} has negative {what}")))
@@ -534,15 +572,21 @@ fn build_meta(raw: RawMeta) -> Result<ColumnMeta> {
             )));
         }
     }
-    let tail_fits = match parsed.fixed_width() {
-        Some(w) => tail.len() % w == 0 && tail.len() as u64 <= bytes_u,
-        None => tail.is_empty(),
-    };
+    let tail_fits = tail.len() as u64 <= bytes_u
+        && match parsed.fixed_width() {
+            Some(w) => tail.len() % w == 0 && index_tail.is_empty(),
+            None => {
+                index_tail.len() as u64 % INDEX_WIDTH == 0
+                    && index_tail.len() as u64 <= len_u.saturating_mul(INDEX_WIDTH)
+                    && (!index_tail.is_empty() || tail.is_empty())
+            }
+        };
     if !tail_fits {
         return Err(Error::Corrupted(format!(
-            "column {name:?} has a {}-byte tail that does not fit its {bytes_u} data bytes of \
-             dtype {dtype}",
-            tail.len()
+            "column {name:?} has a {}-byte tail and a {}-byte index tail that do not fit its \
+             {len_u} elements and {bytes_u} data bytes of dtype {dtype}",
+            tail.len(),
+            index_tail.len()
         )));
     }
     Ok(ColumnMeta {
@@ -559,10 +603,12 @@ fn build_meta(raw: RawMeta) -> Result<ColumnMeta> {
         .map_err(|e| Error::Corrupted(format!("column {name:?}: {e}")))?,
         name,
         tail: tail.into(),
+        index_tail: index_tail.into(),
     })
 }
 
-const META_COLUMNS: &str = "col_id, name, dtype, length, data_bytes, min_chunk, max_chunk, tail";
+const META_COLUMNS: &str =
+    "col_id, name, dtype, length, data_bytes, min_chunk, max_chunk, tail, index_tail";
 
 impl Columns {
     /// Creates the column tables if the store is writable and they are missing.
@@ -595,7 +641,8 @@ impl Columns {
                     max_chunk INTEGER NOT NULL,
                     created_at INTEGER NOT NULL,
                     updated_at INTEGER NOT NULL,
-                    tail BLOB);
+                    tail BLOB,
+                    index_tail BLOB);
                  CREATE TABLE IF NOT EXISTS {CHUNKS_TABLE} (id INTEGER PRIMARY KEY, data BLOB NOT NULL);"
             ))?;
             Ok(())
@@ -603,22 +650,27 @@ impl Columns {
         Ok(())
     }
 
-    /// Adds the `tail` column to a columns table created by a development build before it
-    /// existed (such a table has no tails, so no data moves).
+    /// Adds the `tail` and `index_tail` columns to a columns table created by a development
+    /// build before they existed (such a table has no tails, so no data moves).
     fn add_tail_column(store: &mut Store) -> Result<()> {
-        let has_tail = |conn: &Connection| -> Result<bool> {
-            Ok(conn.query_row(
-                "SELECT count(*) FROM pragma_table_info(?1) WHERE name = 'tail'",
-                [COLUMNS_TABLE],
-                |r| r.get::<_, i64>(0),
-            )? == 1)
+        let missing = |conn: &Connection| -> Result<Vec<String>> {
+            let mut stmt = conn.prepare(
+                "SELECT value FROM json_each('[\"tail\", \"index_tail\"]') \
+                 WHERE value NOT IN (SELECT name FROM pragma_table_info(?1))",
+            )?;
+            let names = stmt
+                .query_map([COLUMNS_TABLE], |r| r.get(0))?
+                .collect::<rusqlite::Result<Vec<String>>>()?;
+            Ok(names)
         };
-        if store.retry_with(has_tail)? {
+        if store.retry_with(missing)?.is_empty() {
             return Ok(());
         }
         store.write_with(|conn| {
-            if !has_tail(conn)? {
-                conn.execute_batch(&format!("ALTER TABLE {COLUMNS_TABLE} ADD COLUMN tail BLOB"))?;
+            for name in missing(conn)? {
+                conn.execute_batch(&format!(
+                    "ALTER TABLE {COLUMNS_TABLE} ADD COLUMN {name} BLOB"
+                ))?;
             }
             Ok(())
         })
@@ -679,6 +731,7 @@ impl Columns {
                 data_bytes: 0,
                 plan,
                 tail: Arc::from(&[][..]),
+                index_tail: Arc::from(&[][..]),
             })
         });
         result
@@ -720,14 +773,15 @@ impl Columns {
 
     fn save(conn: &Connection, meta: &ColumnMeta) -> Result<()> {
         conn.prepare_cached(&format!(
-            "UPDATE {COLUMNS_TABLE} SET length = ?1, data_bytes = ?2, updated_at = ?3, tail = ?4 \
-             WHERE col_id = ?5"
+            "UPDATE {COLUMNS_TABLE} SET length = ?1, data_bytes = ?2, updated_at = ?3, tail = ?4, \
+             index_tail = ?5 WHERE col_id = ?6"
         ))?
         .execute(params![
             i64::try_from(meta.len).unwrap_or(i64::MAX),
             i64::try_from(meta.data_bytes).unwrap_or(i64::MAX),
             now_ms(),
             (!meta.tail.is_empty()).then_some(&meta.tail[..]),
+            (!meta.index_tail.is_empty()).then_some(&meta.index_tail[..]),
             meta.id
         ])?;
         Ok(())
@@ -1185,12 +1239,12 @@ impl Columns {
                     }
                     None => {
                         let mut own =
-                            stream_problems(conn, meta, meta.data(), meta.data_bytes, "data")?;
+                            stream_problems(conn, meta, meta.data(), meta.sealed(), "data")?;
                         own.extend(stream_problems(
                             conn,
                             meta,
                             meta.index(),
-                            meta.len * INDEX_WIDTH,
+                            meta.index_sealed(),
                             "index",
                         )?);
                         // Offsets are only readable when the index stream itself is sound.
@@ -1217,6 +1271,17 @@ impl Columns {
                                 problems.push(format!(
                                     "column {:?}: last end offset {previous} != data size {}",
                                     meta.name, meta.data_bytes
+                                ));
+                            }
+                            // The tail holds the bytes of exactly the index tail's elements.
+                            let tailed = meta.index_tail.len() as u64 / INDEX_WIDTH;
+                            let first_tailed = start_of(conn, meta, meta.len - tailed)?;
+                            if tailed > 0 && first_tailed != meta.sealed() {
+                                problems.push(format!(
+                                    "column {:?}: its last {tailed} elements start at byte \
+                                     {first_tailed}, but its tail starts at byte {}",
+                                    meta.name,
+                                    meta.sealed()
                                 ));
                             }
                         }
@@ -1303,7 +1368,8 @@ fn validate_name(name: &str) -> Result<()> {
 
 fn read_ends(conn: &Connection, meta: &ColumnMeta, first: u64, count: u64) -> Result<Vec<u64>> {
     let mut raw = vec![0u8; usize_of(count * INDEX_WIDTH)];
-    meta.index().read(conn, first * INDEX_WIDTH, &mut raw)?;
+    meta.index_reader(conn)
+        .read(first * INDEX_WIDTH, &mut raw)?;
     Ok(raw
         .chunks_exact(8)
         .map(|c| u64::from_le_bytes(c.try_into().expect("8-byte chunk")))
@@ -1367,7 +1433,7 @@ fn read_range(conn: &Connection, meta: &ColumnMeta, start: u64, stop: u64) -> Re
                 )));
             }
             let mut data = vec![0u8; usize_of(last - base)];
-            meta.data().read(conn, base, &mut data)?;
+            meta.read_data(conn, base, &mut data)?;
             for end in &mut ends {
                 *end -= base;
             }
@@ -1398,10 +1464,7 @@ fn append(conn: &Connection, meta: &mut ColumnMeta, elements: Elements<'_>) -> R
                 ends.push(end);
                 data.extend_from_slice(item);
             }
-            meta.index()
-                .append(conn, meta.len * INDEX_WIDTH, &encode_ends(&ends))?;
-            meta.data().append(conn, meta.data_bytes, &data)?;
-            meta.data_bytes = end;
+            append_var(conn, meta, &encode_ends(&ends), &data)?;
         }
         Elements::Packed { data, ends } => {
             let base = meta.data_bytes;
@@ -1409,12 +1472,28 @@ fn append(conn: &Connection, meta: &mut ColumnMeta, elements: Elements<'_>) -> R
                 .iter()
                 .flat_map(|&e| (base + e as u64).to_le_bytes())
                 .collect();
-            meta.index().append(conn, meta.len * INDEX_WIDTH, &index)?;
-            meta.data().append(conn, base, data)?;
-            meta.data_bytes = base + data.len() as u64;
+            append_var(conn, meta, &index, data)?;
         }
     }
     meta.len += count;
+    Ok(())
+}
+
+/// Appends encoded index entries (absolute end offsets) and their bytes to a variable-width
+/// column: into the tails when both fit, otherwise (after moving the tails) into the chunks.
+/// The caller adds the element count to `len`.
+fn append_var(conn: &Connection, meta: &mut ColumnMeta, index: &[u8], data: &[u8]) -> Result<()> {
+    let fits = (meta.tail.len() + data.len()) as u64 <= TAIL_BYTES
+        && (meta.index_tail.len() + index.len()) as u64 <= INDEX_TAIL_BYTES;
+    if fits {
+        meta.index_tail = [&meta.index_tail[..], index].concat().into();
+        meta.tail = [&meta.tail[..], data].concat().into();
+    } else {
+        seal(conn, meta)?;
+        meta.index().append(conn, meta.len * INDEX_WIDTH, index)?;
+        meta.data().append(conn, meta.data_bytes, data)?;
+    }
+    meta.data_bytes += data.len() as u64;
     Ok(())
 }
 

@@ -31,7 +31,9 @@ mod dtype;
 mod error;
 mod stream;
 
-pub use column::{ColumnMeta, Columns, Elements, ReadOut, COLUMNS_TABLE, TAIL_BYTES};
+pub use column::{
+    ColumnMeta, Columns, Elements, ReadOut, COLUMNS_TABLE, INDEX_TAIL_BYTES, TAIL_BYTES,
+};
 pub use dtype::{DType, ACCEPTED_DTYPES, MAX_FIXED_BYTES};
 pub use error::{Error, Result};
 pub use stream::{ChunkPlan, Stream, StreamReader, CHUNKS_TABLE, MAX_CHUNK_BYTES, MAX_ROW_BYTES};

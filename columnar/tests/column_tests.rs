@@ -4,7 +4,7 @@
 
 use columnar::{
     ChunkPlan, Columns, DType, Elements, Error, ReadOut, CHUNKS_TABLE, COLUMNS_TABLE,
-    MAX_ROW_BYTES, TAIL_BYTES,
+    INDEX_TAIL_BYTES, MAX_ROW_BYTES, TAIL_BYTES,
 };
 use kvault::{Location, Store, StoreOptions};
 
@@ -241,6 +241,13 @@ fn variable_column_matches_a_vec_under_random_operations() {
         assert_eq!(
             meta.data_bytes,
             model.iter().map(|m| m.len() as u64).sum::<u64>()
+        );
+        assert!(meta.tail.len() as u64 <= TAIL_BYTES);
+        assert!(meta.index_tail.len() as u64 <= INDEX_TAIL_BYTES);
+        assert_eq!(
+            Columns::check(&mut s).unwrap(),
+            Vec::<String>::new(),
+            "step {step}"
         );
     }
 }
@@ -648,7 +655,10 @@ fn a_columns_table_without_tails_gains_the_column_on_open() {
         // As a development build before tails wrote it.
         s.conn()
             .unwrap()
-            .execute_batch(&format!("ALTER TABLE {COLUMNS_TABLE} DROP COLUMN tail"))
+            .execute_batch(&format!(
+                "ALTER TABLE {COLUMNS_TABLE} DROP COLUMN tail; \
+                 ALTER TABLE {COLUMNS_TABLE} DROP COLUMN index_tail;"
+            ))
             .unwrap();
     }
     let mut s = Store::open(Location::File(path), StoreOptions::default()).unwrap();
@@ -664,4 +674,116 @@ fn a_columns_table_without_tails_gains_the_column_on_open() {
         (0..201).collect::<Vec<_>>()
     );
     assert_eq!(Columns::check(&mut s).unwrap(), Vec::<String>::new());
+}
+
+#[test]
+fn small_variable_appends_stay_in_the_tails_until_one_is_full() {
+    let mut s = store();
+    let col = Columns::create(&mut s, "l", DType::Bytes, ChunkPlan::new(64, 512).unwrap()).unwrap();
+    let mut model: Vec<Vec<u8>> = Vec::new();
+    for i in 0..10u8 {
+        let item = vec![i; 20];
+        Columns::append(&mut s, col.id, "l", Elements::Var(&[&item])).unwrap();
+        model.push(item);
+    }
+    let meta = Columns::meta(&mut s, col.id, "l").unwrap();
+    assert_eq!((meta.tail.len(), meta.index_tail.len()), (200, 80));
+    assert_eq!(chunk_sizes(&mut s), Vec::<i64>::new());
+    assert_eq!(read_var(&mut s, col.id, "l", 0, u64::MAX), model);
+    assert_eq!(read_var(&mut s, col.id, "l", 3, 5), model[3..5].to_vec());
+    // Data that does not fit moves both tails into the chunks.
+    let big = vec![0xAB; 900];
+    Columns::append(&mut s, col.id, "l", Elements::Var(&[&big])).unwrap();
+    model.push(big);
+    let meta = Columns::meta(&mut s, col.id, "l").unwrap();
+    assert!(meta.tail.is_empty() && meta.index_tail.is_empty());
+    assert_eq!(read_var(&mut s, col.id, "l", 0, u64::MAX), model);
+    // So do index entries that do not fit, even of empty elements.
+    let per_index_tail = INDEX_TAIL_BYTES / 8;
+    for _ in 0..per_index_tail {
+        Columns::append(&mut s, col.id, "l", Elements::Var(&[b""])).unwrap();
+        model.push(Vec::new());
+    }
+    let meta = Columns::meta(&mut s, col.id, "l").unwrap();
+    assert_eq!(meta.index_tail.len() as u64, INDEX_TAIL_BYTES);
+    assert!(meta.tail.is_empty());
+    Columns::append(&mut s, col.id, "l", Elements::Var(&[b"last"])).unwrap();
+    model.push(b"last".to_vec());
+    let meta = Columns::meta(&mut s, col.id, "l").unwrap();
+    assert!(meta.index_tail.is_empty());
+    assert_eq!(read_var(&mut s, col.id, "l", 0, u64::MAX), model);
+    // Middle operations move the tails first.
+    Columns::append(&mut s, col.id, "l", Elements::Var(&[b"x", b"yz"])).unwrap();
+    model.extend([b"x".to_vec(), b"yz".to_vec()]);
+    Columns::set(
+        &mut s,
+        col.id,
+        "l",
+        1,
+        Elements::Var(&[b"longer than before"]),
+    )
+    .unwrap();
+    model[1] = b"longer than before".to_vec();
+    let n = model.len() as u64;
+    Columns::delete_range(&mut s, col.id, "l", n - 2, n - 1).unwrap();
+    model.remove(model.len() - 2);
+    assert_eq!(read_var(&mut s, col.id, "l", 0, u64::MAX), model);
+    assert_eq!(Columns::check(&mut s).unwrap(), Vec::<String>::new());
+}
+
+#[test]
+fn a_durable_one_line_append_commits_one_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lines.db");
+    let mut s = Store::open(Location::File(path.clone()), StoreOptions::default()).unwrap();
+    let col = Columns::create(
+        &mut s,
+        "log",
+        DType::Str,
+        ChunkPlan::new(4096, 65536).unwrap(),
+    )
+    .unwrap();
+    let first: Vec<Vec<u8>> = (0..3000)
+        .map(|i| format!("line {i}").into_bytes())
+        .collect();
+    let refs: Vec<&[u8]> = first.iter().map(Vec::as_slice).collect();
+    Columns::append(&mut s, col.id, "log", Elements::Var(&refs)).unwrap();
+    let wal = path.with_extension("db-wal");
+    let before = std::fs::metadata(&wal).unwrap().len();
+    for i in 0..20 {
+        let line = format!("event {i}: ok");
+        Columns::append(&mut s, col.id, "log", Elements::Var(&[line.as_bytes()])).unwrap();
+    }
+    let after = std::fs::metadata(&wal).unwrap().len();
+    assert_eq!(
+        (after - before) / (4096 + 24),
+        20,
+        "WAL frames for 20 appends"
+    );
+}
+
+#[test]
+fn an_index_tail_that_disagrees_with_the_data_tail_is_reported() {
+    let mut s = store();
+    let col = Columns::create(&mut s, "d", DType::Bytes, ChunkPlan::new(64, 512).unwrap()).unwrap();
+    Columns::append(&mut s, col.id, "d", Elements::Var(&[b"abc", b"defg"])).unwrap();
+    Columns::append(&mut s, col.id, "d", Elements::Var(&[&[7u8; 2000]])).unwrap();
+    Columns::append(&mut s, col.id, "d", Elements::Var(&[b"hi", b"jk"])).unwrap();
+    assert_eq!(Columns::check(&mut s).unwrap(), Vec::<String>::new());
+    // Claim that only the last element is in the tail: its 4 bytes no longer match.
+    let end = 2007u64 + 4;
+    s.conn()
+        .unwrap()
+        .execute(
+            &format!("UPDATE {COLUMNS_TABLE} SET index_tail = ?1"),
+            [end.to_le_bytes().to_vec()],
+        )
+        .unwrap();
+    let problems = Columns::check(&mut s).unwrap();
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("its tail starts at byte")),
+        "{problems:?}"
+    );
 }

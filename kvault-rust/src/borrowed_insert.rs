@@ -23,9 +23,8 @@ impl<'c> BorrowedBlobInsert<'c> {
     /// SQLite's error for `sql`.
     pub fn prepare(conn: &'c Connection, sql: &str) -> rusqlite::Result<Self> {
         let mut stmt: *mut ffi::sqlite3_stmt = std::ptr::null_mut();
-        let len = c_int::try_from(sql.len()).map_err(|_| {
-            rusqlite::Error::InvalidParameterName("statement text too long".into())
-        })?;
+        let len = c_int::try_from(sql.len())
+            .map_err(|_| rusqlite::Error::InvalidParameterName("statement text too long".into()))?;
         // SAFETY: the handle is open for 'c; SQLite reads `len` bytes of `sql` (no NUL needed)
         // and writes the statement pointer.
         let rc = unsafe {
