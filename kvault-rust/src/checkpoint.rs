@@ -198,7 +198,7 @@ fn request(shared: &Arc<Shared>, path: &Path, synchronous: Synchronous) {
 }
 
 fn open_worker(path: &Path, synchronous: Synchronous) -> rusqlite::Result<Connection> {
-    let conn = Connection::open_with_flags(
+    let conn = crate::store::open_file(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;

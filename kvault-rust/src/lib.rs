@@ -34,6 +34,7 @@ mod error;
 mod kv;
 mod store;
 mod wal_index;
+mod wal_vfs;
 
 pub use borrowed_insert::BorrowedBlobInsert;
 pub use checkpoint::{BULK_COMMIT_FRAMES, CHECKPOINT_FRAMES, INLINE_CHECKPOINT_FRAMES};

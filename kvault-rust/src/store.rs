@@ -857,7 +857,7 @@ fn open_connection(location: &Location, options: &StoreOptions) -> Result<Connec
         Location::Memory => Connection::open_in_memory_with_flags(flags)?,
         Location::File(path) => {
             check_path(path, options.read_only)?;
-            let conn = Connection::open_with_flags(path, flags)?;
+            let conn = open_file(path, flags)?;
             if options.read_only || conn.is_readonly(rusqlite::MAIN_DB)? {
                 // A WAL file needs its -shm index; in a directory we cannot write, SQLite can
                 // neither create nor use it. Such a file cannot change under us (no writer could
@@ -896,6 +896,15 @@ fn file_has_moved(conn: &Connection) -> bool {
         )
     };
     rc == rusqlite::ffi::SQLITE_OK && moved != 0
+}
+
+/// Opens a vault file through the WAL-batching VFS (see `wal_vfs`), or SQLite's default VFS
+/// where it could not be registered.
+pub(crate) fn open_file(path: &Path, flags: OpenFlags) -> rusqlite::Result<Connection> {
+    match crate::wal_vfs::register() {
+        Some(vfs) => Connection::open_with_flags_and_vfs(path, flags, vfs),
+        None => Connection::open_with_flags(path, flags),
+    }
 }
 
 fn open_immutable(path: &Path) -> Result<Connection> {
