@@ -338,7 +338,10 @@ impl ColumnMeta {
 
     /// Index bytes held by the chunks: everything before the index tail.
     fn index_sealed(&self) -> u64 {
-        self.len * INDEX_WIDTH - self.index_tail.len() as u64
+        // Saturating: a damaged length must give an error later, not an overflow here.
+        self.len
+            .saturating_mul(INDEX_WIDTH)
+            .saturating_sub(self.index_tail.len() as u64)
     }
 
     /// A reader of the data bytes, chunks and tail alike.
