@@ -395,9 +395,12 @@ impl TailedReader<'_, '_> {
         if in_chunks < out.len() {
             let from = usize_of(offset + in_chunks as u64 - self.sealed);
             let rest = &mut out[in_chunks..];
-            let part = self.tail.get(from..from + rest.len()).ok_or_else(|| {
-                Error::Corrupted("a read ran past the end of a column's data".into())
-            })?;
+            let part = from
+                .checked_add(rest.len())
+                .and_then(|end| self.tail.get(from..end))
+                .ok_or_else(|| {
+                    Error::Corrupted("a read ran past the end of a column's data".into())
+                })?;
             rest.copy_from_slice(part);
         }
         Ok(())
