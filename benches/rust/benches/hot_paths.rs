@@ -75,5 +75,43 @@ fn columns(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, kv, columns);
+/// The paths a file changes: durable appends (one page through the column's tail) and bulk
+/// extends (the WAL written in large pieces).
+fn columns_on_file(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = kvault::Store::open(
+        kvault::Location::File(dir.path().join("c.db")),
+        StoreOptions::default(),
+    )
+    .unwrap();
+    let plan = ChunkPlan::new(128 << 10, 16 << 20).unwrap();
+    let col = Columns::create(&mut store, "x", DType::F64, plan).unwrap();
+    let log = Columns::create(&mut store, "log", DType::Str, plan).unwrap();
+    c.bench_function("column append f64 (durable file, WAL NORMAL)", |b| {
+        b.iter(|| {
+            Columns::append(
+                &mut store,
+                col.id,
+                "x",
+                Elements::Fixed(&2.5f64.to_le_bytes()),
+            )
+            .unwrap()
+        });
+    });
+    let line = b"2026-11-22T07:00:00Z worker=3 event=done elapsed_ms=17";
+    c.bench_function("column append log line (durable file, WAL NORMAL)", |b| {
+        b.iter(|| Columns::append(&mut store, log.id, "log", Elements::Var(&[line])).unwrap());
+    });
+    let raw: Vec<u8> = (0..1_000_000u64)
+        .flat_map(|v| (v as f64).to_le_bytes())
+        .collect();
+    let mut group = c.benchmark_group("bulk");
+    group.sample_size(20);
+    group.bench_function("column extend 1M f64 (file)", |b| {
+        b.iter(|| Columns::append(&mut store, col.id, "x", Elements::Fixed(&raw)).unwrap());
+    });
+    group.finish();
+}
+
+criterion_group!(benches, kv, columns, columns_on_file);
 criterion_main!(benches);
