@@ -207,6 +207,7 @@ pub fn validate_key(key: &[u8]) -> Result<()> {
 struct Sql {
     get: String,
     insert_new: String,
+    insert_inline: String,
     update_existing: String,
     delete: String,
     exists: String,
@@ -231,6 +232,8 @@ struct Sql {
 /// The prepared statements of one upsert.
 struct UpsertStatements<'c> {
     insert: rusqlite::CachedStatement<'c>,
+    /// `insert` for the common case, an inline value without expiry: fewer parameters to bind.
+    insert_inline: rusqlite::CachedStatement<'c>,
     update: rusqlite::CachedStatement<'c>,
 }
 
@@ -257,6 +260,10 @@ impl Sql {
                 "INSERT OR IGNORE INTO \"{t}\" (key, key_kind, encoding, size, inline_data, \
                  blob_id, chunk_size, version, created_at, updated_at, expires_at) \
                  VALUES (?1, ?2, 0, ?3, ?4, ?5, ?6, 1, ?7, ?7, ?8)"
+            ),
+            insert_inline: format!(
+                "INSERT OR IGNORE INTO \"{t}\" (key, key_kind, encoding, size, inline_data, \
+                 version, created_at, updated_at) VALUES (?1, ?2, 0, ?3, ?4, 1, ?5, ?5)"
             ),
             // An expired row is replaced as if it were absent: its version and creation time
             // restart.
@@ -904,6 +911,7 @@ impl KvTable {
     fn upsert_statements<'c>(&self, conn: &'c Connection) -> Result<UpsertStatements<'c>> {
         Ok(UpsertStatements {
             insert: conn.prepare_cached(&self.sql.insert_new)?,
+            insert_inline: conn.prepare_cached(&self.sql.insert_inline)?,
             update: conn.prepare_cached(&self.sql.update_existing)?,
         })
     }
@@ -936,7 +944,15 @@ impl KvTable {
             now,
             expires_at_ms
         ];
-        if statements.insert.execute(values)? == 0 {
+        let inserted = match (value, expires_at_ms) {
+            (Staged::Inline(bytes), None) => {
+                statements
+                    .insert_inline
+                    .execute(params![key, kind as i64, size, bytes, now])?
+            }
+            _ => statements.insert.execute(values)?,
+        };
+        if inserted == 0 {
             statements.update.execute(values)?;
         }
         Ok(())
