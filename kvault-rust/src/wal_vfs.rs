@@ -7,12 +7,15 @@
 //! collects consecutive writes and hands them to the real file in large pieces.
 //!
 //! Why this is safe: frames become visible to other connections only when the writer publishes
-//! a new WAL-index header, which SQLite does after the commit frame is written. The buffer is
-//! flushed when the commit frame's page has been added to it, i.e. before that `write` call
-//! returns, so every frame a reader can find is in the file. Frames of a transaction still in
-//! progress may wait in the buffer; nobody else reads them, the writer's own reads go through
-//! `xRead`, which flushes first, and a crash loses them exactly as it would lose an unfinished
-//! transaction. Every other call on the file (sync, truncate, size, read, file control, close)
+//! a new WAL-index header, which SQLite does after a commit's last write to the WAL. Every
+//! write that can be that last one reaches the file before it returns: the page of a commit
+//! frame (the buffer is flushed with it), a commit frame's header rewritten in place (SQLite
+//! recomputes checksums after the commit frame when a transaction overwrote frames; written
+//! straight through), and anything after a sync until the next ordinary frame header (written
+//! straight through). So every frame a reader can find is in the file. Frames of a transaction
+//! still in progress may wait in the buffer; nobody else reads them, the writer's own reads go
+//! through `xRead`, which flushes first, and a crash loses them exactly as it would lose an
+//! unfinished transaction. Every other call on the file (sync, truncate, size, read, file control, close)
 //! flushes first too, so the file looks to SQLite exactly as if each write had been made at
 //! once, and a non-consecutive write (a frame rewritten in place, a restarted log) flushes the
 //! buffer before it goes ahead.
@@ -205,8 +208,13 @@ unsafe extern "C" fn wal_write(
             || (is_commit_header && !follows && offset < pending.high_water);
         pending.high_water = pending.high_water.max(end);
         if through {
+            // Whatever is buffered goes first, so nothing written before this is left behind.
+            let rc = flush(file);
+            if rc != ffi::SQLITE_OK {
+                return rc;
+            }
             // A commit header written through still needs its page written through.
-            pending.commit_pending = is_commit_header;
+            buffer(file).commit_pending = is_commit_header;
             let wrapped = inner(file);
             let Some(write) = methods(wrapped).xWrite else {
                 return ffi::SQLITE_IOERR_WRITE;
