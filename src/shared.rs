@@ -26,11 +26,10 @@ pub fn share(store: Store) -> SharedStore {
 /// Locks the store for the calling thread, first waiting for another thread's explicit
 /// transaction to end. Call it only with the GIL released.
 pub fn lock(shared: &SharedStore) -> MutexGuard<'_, Store> {
-    let me = std::thread::current().id();
     // A panic while holding the lock cannot leave SQLite inconsistent (every operation is a
     // transaction), so a poisoned lock is still safe to use.
     let mut guard = shared.store.lock().unwrap_or_else(PoisonError::into_inner);
-    while guard.transaction_owner().is_some_and(|owner| owner != me) {
+    while in_another_threads_transaction(&guard) {
         guard = shared
             .transaction_ended
             .wait(guard)
@@ -50,11 +49,16 @@ fn try_lock_now(shared: &SharedStore) -> Option<MutexGuard<'_, Store>> {
         Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
         Err(std::sync::TryLockError::WouldBlock) => return None,
     };
-    let me = std::thread::current().id();
-    if guard.transaction_owner().is_some_and(|owner| owner != me) {
+    if in_another_threads_transaction(&guard) {
         return None;
     }
     Some(guard)
+}
+
+/// Whether another thread has an explicit transaction open on the store.
+fn in_another_threads_transaction(store: &Store) -> bool {
+    let me = std::thread::current().id();
+    store.transaction_owner().is_some_and(|owner| owner != me)
 }
 
 /// Runs a short read under the GIL when the store can be had at once ([`try_lock_now`]).

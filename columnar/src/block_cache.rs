@@ -68,16 +68,9 @@ impl BlockCache {
     /// The bytes of a cached block, or `None`.
     #[must_use]
     pub fn get(&mut self, stream: i64, block: u64) -> Option<&[u8]> {
-        if self.sets.is_empty() {
-            return None;
-        }
-        let set = self.set_of(stream, block);
-        let ways = &self.sets[set].ways;
-        let way = ways.iter().position(|slot| {
-            slot.generation == self.generation && slot.block == block && slot.stream == stream
-        })?;
+        let (set, way) = self.find(stream, block)?;
         self.recent[set] = way as u8;
-        let len = ways[way].len as usize;
+        let len = self.sets[set].ways[way].len as usize;
         let start = (set * 2 + way) * self.block_bytes;
         Some(&self.arena[start..start + len])
     }
@@ -85,13 +78,19 @@ impl BlockCache {
     /// Whether a block is cached (without marking it used).
     #[must_use]
     pub fn contains(&self, stream: i64, block: u64) -> bool {
+        self.find(stream, block).is_some()
+    }
+
+    /// `(set, way)` of a cached block.
+    fn find(&self, stream: i64, block: u64) -> Option<(usize, usize)> {
         if self.sets.is_empty() {
-            return false;
+            return None;
         }
         let set = self.set_of(stream, block);
-        self.sets[set].ways.iter().any(|slot| {
+        let way = self.sets[set].ways.iter().position(|slot| {
             slot.generation == self.generation && slot.block == block && slot.stream == stream
-        })
+        })?;
+        Some((set, way))
     }
 
     /// Fills a slot for `(stream, block)` with `len` bytes written by `fill`, replacing the

@@ -36,11 +36,6 @@ pub const TAIL_BYTES: u64 = 1 << 10;
 /// Most index bytes (64 end offsets) a variable-width column keeps in `index_tail`.
 pub const INDEX_TAIL_BYTES: u64 = 64 * INDEX_WIDTH;
 
-/// Per-connection cache of column metadata and hot blocks of fixed-width data.
-///
-/// Valid for one `(PRAGMA data_version, Store::local_write_count)` stamp: the first changes when
-/// another connection commits, the second when this one writes, commits or rolls back. The stamp
-/// is read inside the read transaction, so cached bytes always belong to the snapshot being read.
 /// How a cache knows it is current: the commit token read before its snapshot was taken, or
 /// (where no token can be read) the snapshot's `PRAGMA data_version`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +44,12 @@ enum Freshness {
     DataVersion(i64),
 }
 
+/// Per-connection cache of column metadata and hot blocks of fixed-width data.
+///
+/// Valid for one `(Freshness, Store::local_write_count)` stamp: the first changes when any
+/// connection commits, the second when this one writes, commits or rolls back. The stamp belongs
+/// to the snapshot the contents were read in (see [`with_cache`]), so cached bytes always belong
+/// to the snapshot being read.
 struct ReadCache {
     /// Freshness and this connection's write count when the contents were read.
     stamp: Option<(Freshness, u64)>,
@@ -412,12 +413,12 @@ impl TailedReader<'_, '_> {
 fn seal(conn: &Connection, meta: &mut ColumnMeta) -> Result<()> {
     if !meta.tail.is_empty() {
         meta.data().append(conn, meta.sealed(), &meta.tail)?;
-        meta.tail = Arc::from(&[][..]);
+        meta.tail = Arc::default();
     }
     if !meta.index_tail.is_empty() {
         meta.index()
             .append(conn, meta.index_sealed(), &meta.index_tail)?;
-        meta.index_tail = Arc::from(&[][..]);
+        meta.index_tail = Arc::default();
     }
     Ok(())
 }
@@ -633,7 +634,7 @@ impl Columns {
             )?)
         })?;
         if present == 2 {
-            return Self::add_tail_column(store);
+            return Self::add_tail_columns(store);
         }
         store.write_with(|conn| -> Result<()> {
             conn.execute_batch(&format!(
@@ -658,25 +659,28 @@ impl Columns {
 
     /// Adds the `tail` and `index_tail` columns to a columns table created by a development
     /// build before they existed (such a table has no tails, so no data moves).
-    fn add_tail_column(store: &mut Store) -> Result<()> {
-        let missing = |conn: &Connection| -> Result<Vec<String>> {
-            let mut stmt = conn.prepare(
-                "SELECT value FROM json_each('[\"tail\", \"index_tail\"]') \
-                 WHERE value NOT IN (SELECT name FROM pragma_table_info(?1))",
-            )?;
-            let names = stmt
-                .query_map([COLUMNS_TABLE], |r| r.get(0))?
-                .collect::<rusqlite::Result<Vec<String>>>()?;
-            Ok(names)
+    fn add_tail_columns(store: &mut Store) -> Result<()> {
+        const TAIL_COLUMNS: [&str; 2] = ["tail", "index_tail"];
+        let has = |conn: &Connection, column: &str| -> Result<bool> {
+            Ok(conn.query_row(
+                "SELECT count(*) FROM pragma_table_info(?1) WHERE name = ?2",
+                [COLUMNS_TABLE, column],
+                |r| r.get::<_, i64>(0),
+            )? == 1)
         };
-        if store.retry_with(missing)?.is_empty() {
+        let complete = store.retry_with(|conn| -> Result<bool> {
+            Ok(has(conn, TAIL_COLUMNS[0])? && has(conn, TAIL_COLUMNS[1])?)
+        })?;
+        if complete {
             return Ok(());
         }
         store.write_with(|conn| {
-            for name in missing(conn)? {
-                conn.execute_batch(&format!(
-                    "ALTER TABLE {COLUMNS_TABLE} ADD COLUMN {name} BLOB"
-                ))?;
+            for column in TAIL_COLUMNS {
+                if !has(conn, column)? {
+                    conn.execute_batch(&format!(
+                        "ALTER TABLE {COLUMNS_TABLE} ADD COLUMN {column} BLOB"
+                    ))?;
+                }
             }
             Ok(())
         })
@@ -736,8 +740,8 @@ impl Columns {
                 len: 0,
                 data_bytes: 0,
                 plan,
-                tail: Arc::from(&[][..]),
-                index_tail: Arc::from(&[][..]),
+                tail: Arc::default(),
+                index_tail: Arc::default(),
             })
         });
         result
@@ -775,6 +779,14 @@ impl Columns {
             Some(raw) => build_meta(raw),
             None => Err(Error::ColumnNotFound(name.to_string())),
         }
+    }
+
+    /// The metadata for a write other than an append, with the tails moved into the chunks
+    /// first (only appends and readers deal with tails).
+    fn load_sealed(conn: &Connection, id: i64, name: &str) -> Result<ColumnMeta> {
+        let mut meta = Self::load(conn, id, name)?;
+        seal(conn, &mut meta)?;
+        Ok(meta)
     }
 
     fn save(conn: &Connection, meta: &ColumnMeta) -> Result<()> {
@@ -1021,8 +1033,7 @@ impl Columns {
         elements: Elements<'_>,
     ) -> Result<()> {
         store.write_with(|conn| {
-            let mut meta = Self::load(conn, id, name)?;
-            seal(conn, &mut meta)?;
+            let mut meta = Self::load_sealed(conn, id, name)?;
             if elements.count(&meta)? != indices.len() as u64 {
                 return Err(Error::InvalidArgument(
                     "length mismatch between indices and values".into(),
@@ -1056,8 +1067,7 @@ impl Columns {
         sorted.sort_unstable();
         sorted.dedup();
         store.write_with(|conn| {
-            let mut meta = Self::load(conn, id, name)?;
-            seal(conn, &mut meta)?;
+            let mut meta = Self::load_sealed(conn, id, name)?;
             for &i in &sorted {
                 meta.check_index(i)?;
             }
@@ -1109,8 +1119,7 @@ impl Columns {
         elements: Elements<'_>,
     ) -> Result<()> {
         store.write_with(|conn| {
-            let mut meta = Self::load(conn, id, name)?;
-            seal(conn, &mut meta)?;
+            let mut meta = Self::load_sealed(conn, id, name)?;
             let count = elements.count(&meta)?;
             if count == 0 {
                 return Ok(());
@@ -1144,8 +1153,7 @@ impl Columns {
         elements: Elements<'_>,
     ) -> Result<()> {
         store.write_with(|conn| {
-            let mut meta = Self::load(conn, id, name)?;
-            seal(conn, &mut meta)?;
+            let mut meta = Self::load_sealed(conn, id, name)?;
             if at > meta.len {
                 return Err(Error::IndexOutOfRange {
                     index: at,
@@ -1170,8 +1178,7 @@ impl Columns {
         stop: u64,
     ) -> Result<u64> {
         store.write_with(|conn| {
-            let mut meta = Self::load(conn, id, name)?;
-            seal(conn, &mut meta)?;
+            let mut meta = Self::load_sealed(conn, id, name)?;
             let stop = stop.min(meta.len);
             let start = start.min(stop);
             delete_range(conn, &mut meta, start, stop)?;
@@ -1186,8 +1193,7 @@ impl Columns {
     /// [`Error::IndexOutOfRange`].
     pub fn pop(store: &mut Store, id: i64, name: &str, index: u64) -> Result<ReadOut> {
         store.write_with(|conn| {
-            let mut meta = Self::load(conn, id, name)?;
-            seal(conn, &mut meta)?;
+            let mut meta = Self::load_sealed(conn, id, name)?;
             meta.check_index(index)?;
             let out = read_range(conn, &meta, index, index + 1)?;
             delete_range(conn, &mut meta, index, index + 1)?;
@@ -1281,14 +1287,16 @@ impl Columns {
                             }
                             // The tail holds the bytes of exactly the index tail's elements.
                             let tailed = meta.index_tail.len() as u64 / INDEX_WIDTH;
-                            let first_tailed = start_of(conn, meta, meta.len - tailed)?;
-                            if tailed > 0 && first_tailed != meta.sealed() {
-                                problems.push(format!(
-                                    "column {:?}: its last {tailed} elements start at byte \
-                                     {first_tailed}, but its tail starts at byte {}",
-                                    meta.name,
-                                    meta.sealed()
-                                ));
+                            if tailed > 0 {
+                                let first_tailed = start_of(conn, meta, meta.len - tailed)?;
+                                if first_tailed != meta.sealed() {
+                                    problems.push(format!(
+                                        "column {:?}: its last {tailed} elements start at byte \
+                                         {first_tailed}, but its tail starts at byte {}",
+                                        meta.name,
+                                        meta.sealed()
+                                    ));
+                                }
                             }
                         }
                     }

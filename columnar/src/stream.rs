@@ -261,25 +261,23 @@ impl Stream {
         } else {
             None
         };
-        let mut cached = conn.prepare_cached(&sql)?;
         let mut done = in_place;
         for chunk in have..need {
             let cap = usize_of(self.plan.capacity(chunk));
             let piece = &data[done..data.len().min(done + cap)];
-            let padded;
-            let row: &[u8] = if piece.len() == cap {
-                piece
+            // Every chunk row is its full capacity: the last one is zero-padded.
+            let row: std::borrow::Cow<'_, [u8]> = if piece.len() == cap {
+                piece.into()
             } else {
-                let mut zeroed = Vec::with_capacity(cap);
-                zeroed.extend_from_slice(piece);
-                zeroed.resize(cap, 0);
-                padded = zeroed;
-                &padded
+                let mut padded = piece.to_vec();
+                padded.resize(cap, 0);
+                padded.into()
             };
             match borrowed.as_mut() {
-                Some(insert) => insert.execute(self.rowid(chunk), row)?,
+                Some(insert) => insert.execute(self.rowid(chunk), &row)?,
                 None => {
-                    cached.execute(params![self.rowid(chunk), row])?;
+                    conn.prepare_cached(&sql)?
+                        .execute(params![self.rowid(chunk), &row[..]])?;
                 }
             }
             done += piece.len();

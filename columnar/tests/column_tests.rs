@@ -55,6 +55,15 @@ fn chunk_sizes(store: &mut Store) -> Vec<i64> {
         .collect()
 }
 
+/// WAL frames (4 KiB pages) that `write` adds to the log of the file store at `path`.
+fn wal_frames_of(path: &std::path::Path, write: impl FnOnce()) -> u64 {
+    let wal = path.with_extension("db-wal");
+    let before = std::fs::metadata(&wal).unwrap().len();
+    write();
+    let after = std::fs::metadata(&wal).unwrap().len();
+    (after - before) / (4096 + 24)
+}
+
 /// Deterministic pseudo-random numbers (no extra dependency).
 struct Lcg(u64);
 impl Lcg {
@@ -601,16 +610,14 @@ fn a_durable_one_element_append_commits_one_page() {
     // Start past the first chunk so the appends write into a partly used chunk, as usual.
     let first: Vec<u8> = (0..5000).flat_map(|i| f64::from(i).to_le_bytes()).collect();
     Columns::append(&mut s, col.id, "p", Elements::Fixed(&first)).unwrap();
-    let wal = path.with_extension("db-wal");
-    let frame = 4096 + 24;
     for round in 0..3 {
-        let before = std::fs::metadata(&wal).unwrap().len();
-        for i in 0..20 {
-            let v = f64::from(round * 20 + i).to_le_bytes();
-            Columns::append(&mut s, col.id, "p", Elements::Fixed(&v)).unwrap();
-        }
-        let after = std::fs::metadata(&wal).unwrap().len();
-        assert_eq!((after - before) / frame, 20, "WAL frames for 20 appends");
+        let frames = wal_frames_of(&path, || {
+            for i in 0..20 {
+                let v = f64::from(round * 20 + i).to_le_bytes();
+                Columns::append(&mut s, col.id, "p", Elements::Fixed(&v)).unwrap();
+            }
+        });
+        assert_eq!(frames, 20, "WAL frames for 20 appends");
     }
     // The 128th element since the last seal moves the tail: a few pages, once.
     let meta = Columns::meta(&mut s, col.id, "p").unwrap();
@@ -748,18 +755,13 @@ fn a_durable_one_line_append_commits_one_page() {
         .collect();
     let refs: Vec<&[u8]> = first.iter().map(Vec::as_slice).collect();
     Columns::append(&mut s, col.id, "log", Elements::Var(&refs)).unwrap();
-    let wal = path.with_extension("db-wal");
-    let before = std::fs::metadata(&wal).unwrap().len();
-    for i in 0..20 {
-        let line = format!("event {i}: ok");
-        Columns::append(&mut s, col.id, "log", Elements::Var(&[line.as_bytes()])).unwrap();
-    }
-    let after = std::fs::metadata(&wal).unwrap().len();
-    assert_eq!(
-        (after - before) / (4096 + 24),
-        20,
-        "WAL frames for 20 appends"
-    );
+    let frames = wal_frames_of(&path, || {
+        for i in 0..20 {
+            let line = format!("event {i}: ok");
+            Columns::append(&mut s, col.id, "log", Elements::Var(&[line.as_bytes()])).unwrap();
+        }
+    });
+    assert_eq!(frames, 20, "WAL frames for 20 appends");
 }
 
 #[test]

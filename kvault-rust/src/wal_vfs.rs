@@ -154,16 +154,31 @@ unsafe fn flush(file: *mut ffi::sqlite3_file) -> c_int {
         if pending.bytes.is_empty() {
             return ffi::SQLITE_OK;
         }
-        let wrapped = inner(file);
-        let Some(write) = methods(wrapped).xWrite else {
-            return ffi::SQLITE_IOERR_WRITE;
-        };
         let len = c_int::try_from(pending.bytes.len()).unwrap_or(c_int::MAX);
-        let rc = write(wrapped, pending.bytes.as_ptr().cast(), len, pending.start);
+        let rc = write_inner(file, pending.bytes.as_ptr().cast(), len, pending.start);
         // Written or failed, these bytes are done with: a failure reaches SQLite through the
         // call that caused the flush, and SQLite abandons the transaction.
         pending.bytes.clear();
         rc
+    }
+}
+
+/// Writes to the wrapped file directly.
+///
+/// # Safety
+/// `file` must be a WAL file opened by [`open`]; `data` must hold `amount` readable bytes.
+unsafe fn write_inner(
+    file: *mut ffi::sqlite3_file,
+    data: *const c_void,
+    amount: c_int,
+    offset: ffi::sqlite3_int64,
+) -> c_int {
+    unsafe {
+        let wrapped = inner(file);
+        match methods(wrapped).xWrite {
+            Some(write) => write(wrapped, data, amount, offset),
+            None => ffi::SQLITE_IOERR_WRITE,
+        }
     }
 }
 
@@ -191,12 +206,6 @@ unsafe extern "C" fn wal_write(
         }
         let follows =
             !pending.bytes.is_empty() && offset == pending.start + pending.bytes.len() as i64;
-        if !pending.bytes.is_empty() && !follows {
-            let rc = flush(file);
-            if rc != ffi::SQLITE_OK {
-                return rc;
-            }
-        }
         let end = offset + i64::from(amount);
         // Written straight through: writes too large for the buffer; a commit frame's header
         // rewritten in place (SQLite recomputes the checksums of a transaction whose frames it
@@ -207,19 +216,19 @@ unsafe extern "C" fn wal_write(
             || pending.after_sync
             || (is_commit_header && !follows && offset < pending.high_water);
         pending.high_water = pending.high_water.max(end);
-        if through {
-            // Whatever is buffered goes first, so nothing written before this is left behind.
+        // What is buffered goes first when this write does not continue it, or goes straight
+        // through: nothing written before it may be left behind.
+        if !follows || through {
             let rc = flush(file);
             if rc != ffi::SQLITE_OK {
                 return rc;
             }
+        }
+        let pending = buffer(file);
+        if through {
             // A commit header written through still needs its page written through.
-            buffer(file).commit_pending = is_commit_header;
-            let wrapped = inner(file);
-            let Some(write) = methods(wrapped).xWrite else {
-                return ffi::SQLITE_IOERR_WRITE;
-            };
-            return write(wrapped, data, amount, offset);
+            pending.commit_pending = is_commit_header;
+            return write_inner(file, data, amount, offset);
         }
         if pending.bytes.is_empty() {
             pending.start = offset;
@@ -376,6 +385,21 @@ mod tests {
     /// Another connection through SQLite's default VFS: it sees only what reached the files.
     fn plain(path: &std::path::Path) -> Connection {
         Connection::open_with_flags(path, flags()).unwrap()
+    }
+
+    /// The database and its WAL copied as a crash leaves them (no WAL index, so opening the
+    /// copy makes SQLite recover from the frames' checksum chain), opened on the default VFS.
+    /// The directory must outlive the connection.
+    fn crash_copy(path: &std::path::Path) -> (tempfile::TempDir, Connection) {
+        let copy = tempfile::tempdir().unwrap();
+        let copied = copy.path().join(path.file_name().unwrap());
+        std::fs::copy(path, &copied).unwrap();
+        let wal = path.with_extension("db-wal");
+        if wal.exists() {
+            std::fs::copy(&wal, copied.with_extension("db-wal")).unwrap();
+        }
+        let conn = plain(&copied);
+        (copy, conn)
     }
 
     fn sum_and_count(conn: &Connection) -> (i64, i64) {
@@ -580,11 +604,7 @@ mod tests {
                 )
                 .unwrap();
             writer.execute_batch("COMMIT").unwrap();
-            let copy = tempfile::tempdir().unwrap();
-            let copied = copy.path().join("w.db");
-            std::fs::copy(&path, &copied).unwrap();
-            std::fs::copy(dir.path().join("w.db-wal"), copy.path().join("w.db-wal")).unwrap();
-            let recovered = plain(&copied);
+            let (_copy, recovered) = crash_copy(&path);
             let (rows, bytes): (i64, i64) = recovered
                 .query_row("SELECT count(*), total(length(v)) FROM t", [], |r| {
                     Ok((r.get(0)?, r.get::<_, f64>(1)? as i64))
@@ -681,13 +701,7 @@ mod tests {
             let expected: Vec<(i64, i64)> = model.iter().map(|(k, v)| (*k, *v)).collect();
             assert_eq!(digest(&reader), expected, "live, step {step}");
             if step % 2 == 1 {
-                let copy = tempfile::tempdir().unwrap();
-                std::fs::copy(&path, copy.path().join("m.db")).unwrap();
-                let wal = dir.path().join("m.db-wal");
-                if wal.exists() {
-                    std::fs::copy(&wal, copy.path().join("m.db-wal")).unwrap();
-                }
-                let recovered = plain(&copy.path().join("m.db"));
+                let (_copy, recovered) = crash_copy(&path);
                 assert_eq!(digest(&recovered), expected, "after a crash, step {step}");
                 assert_eq!(integrity(&recovered), "ok");
             }
