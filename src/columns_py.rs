@@ -341,6 +341,7 @@ impl PyColumnVault {
             let options = StoreOptions {
                 read_only,
                 mmap_size: COLUMN_MMAP_BYTES,
+                read_lease: Some(crate::shared::READ_LEASE),
                 ..StoreOptions::default()
             };
             let mut store = Store::open(Location::from_path(&path), options)?;

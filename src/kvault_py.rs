@@ -69,6 +69,7 @@ impl PyKVault {
             cache_kb: non_negative("cache_kb", cache_kb)?,
             read_only,
             synchronous: kvault::Synchronous::parse(synchronous)?,
+            read_lease: Some(crate::shared::READ_LEASE),
         };
         let chunk_size: usize = non_negative("chunk_size", chunk_size)?;
         kvault::validate_chunk_size(chunk_size)?;
@@ -118,7 +119,7 @@ impl PyKVault {
         // Chunked values (and a busy store) take the path that releases the GIL.
         let quick = crate::shared::try_now(&self.store, |store| {
             let now = store.now_ms();
-            table.locate(store.conn()?, &key, now)
+            store.read_latest_once(|conn| table.locate(conn, &key, now))
         });
         match quick.transpose()? {
             Some(None) => return Ok(None),

@@ -202,7 +202,8 @@ fn with_cache<T>(
     mut f: impl FnMut(&Connection, &mut ReadCache) -> Result<T>,
 ) -> Result<T> {
     let local = store.local_write_count();
-    let autocommit = store.conn()?.is_autocommit();
+    // Outside explicit transactions reads see the latest commit (a read lease is kept current).
+    let autocommit = store.transaction_depth() == 0;
     // Inside a transaction the snapshot is older than any token read now: no token then.
     let token = if autocommit {
         store.commit_token()
@@ -232,9 +233,10 @@ fn with_cache<T>(
     result
 }
 
-/// A read outside any transaction, with the cached metadata of column `id` and no
-/// `BEGIN`/`COMMIT`, when the cache is current by the store's commit token. The read's own
-/// statements and blob handles take their snapshots; reading the token again afterwards, like
+/// A read outside any explicit transaction, with the cached metadata of column `id` and no
+/// `BEGIN`/`COMMIT` of its own, when the cache is current by the store's commit token. The read
+/// runs in the store's read lease when there is a current one (`Store::latest_reader`);
+/// otherwise its statements and blob handles take their own snapshots. Reading the token again afterwards, like
 /// a sequence lock, proves no commit happened from before the metadata check to after the
 /// read, so every part of it saw the state the metadata describes. `None` when this does not
 /// apply (no token, a transaction open, metadata not cached or stale) or a commit intervened:
@@ -246,8 +248,7 @@ fn read_if_current<T>(
 ) -> Option<Result<T>> {
     let token = store.commit_token()?;
     let local = store.local_write_count();
-    let conn = store.conn().ok()?;
-    if !conn.is_autocommit() {
+    if store.transaction_depth() > 0 || store.is_closed() {
         return None;
     }
     let cache = store.extension::<ReadCache>();
@@ -255,7 +256,7 @@ fn read_if_current<T>(
         return None;
     }
     let meta = cache.metas.get(&id)?.clone();
-    let result = read(store.conn().ok()?, &meta);
+    let result = store.read_latest_once(|conn| read(conn, &meta));
     if store.commit_token() != Some(token) {
         return None;
     }

@@ -208,6 +208,7 @@ struct Sql {
     get: String,
     insert_new: String,
     insert_inline: String,
+    insert_inline_group: String,
     update_existing: String,
     delete: String,
     exists: String,
@@ -235,6 +236,27 @@ struct UpsertStatements<'c> {
     /// `insert` for the common case, an inline value without expiry: fewer parameters to bind.
     insert_inline: rusqlite::CachedStatement<'c>,
     update: rusqlite::CachedStatement<'c>,
+}
+
+/// How many inline values one multi-row insert of a batch writes. A statement's fixed costs
+/// (reset, cursor open, halt) then fall on many rows; past a few dozen rows the gain is flat
+/// (measured 1.06 us per row alone, 0.84 with 40, 0.85 with 250).
+const INSERT_GROUP_ROWS: usize = 32;
+
+/// `INSERT OR IGNORE` of [`INSERT_GROUP_ROWS`] inline values without expiry: `?1` is the time,
+/// then key, kind, size and value for each row.
+fn insert_inline_group(t: &str) -> String {
+    let rows: Vec<String> = (0..INSERT_GROUP_ROWS)
+        .map(|i| {
+            let p = 2 + 4 * i;
+            format!("(?{p}, ?{}, 0, ?{}, ?{}, 1, ?1, ?1)", p + 1, p + 2, p + 3)
+        })
+        .collect();
+    format!(
+        "INSERT OR IGNORE INTO \"{t}\" (key, key_kind, encoding, size, inline_data, version, \
+         created_at, updated_at) VALUES {}",
+        rows.join(", ")
+    )
 }
 
 /// SQL condition: the row has not expired at parameter `?{n}`.
@@ -265,6 +287,7 @@ impl Sql {
                 "INSERT OR IGNORE INTO \"{t}\" (key, key_kind, encoding, size, inline_data, \
                  version, created_at, updated_at) VALUES (?1, ?2, 0, ?3, ?4, 1, ?5, ?5)"
             ),
+            insert_inline_group: insert_inline_group(t),
             // An expired row is replaced as if it were absent: its version and creation time
             // restart.
             update_existing: format!(
@@ -611,7 +634,7 @@ impl KvTable {
         // Inline values need one statement; chunked ones a snapshot so the key row and the
         // chunks come from the same moment.
         let now = store.now_ms();
-        match store.retry(|conn| self.locate(conn, key, now))? {
+        match store.read_latest(|conn| self.locate(conn, key, now))? {
             None => Ok(None),
             Some(ValueLocation::Inline(bytes)) => Ok(Some(bytes)),
             Some(ValueLocation::Chunked(_)) => store.read(|conn| self.get_in(conn, key, now)),
@@ -865,7 +888,7 @@ impl KvTable {
     /// SQLite errors.
     pub fn version(&self, store: &mut Store, key: &[u8]) -> Result<Option<i64>> {
         let now = store.now_ms();
-        store.retry(|conn| self.version_in(conn, key, now))
+        store.read_latest(|conn| self.version_in(conn, key, now))
     }
 
     /// Sets (or with `None` removes) the key's expiry time; returns whether the key exists.
@@ -958,6 +981,65 @@ impl KvTable {
         Ok(())
     }
 
+    /// Upserts inline values one by one, in order.
+    fn upsert_each(
+        statements: &mut UpsertStatements<'_>,
+        items: &[PutItem<'_>],
+        now: i64,
+    ) -> Result<()> {
+        for &(key, kind, value, expires) in items {
+            Self::upsert_with(statements, key, kind, &Staged::Inline(value), now, expires)?;
+        }
+        Ok(())
+    }
+
+    /// Writes [`INSERT_GROUP_ROWS`] inline values without expiry with one statement. It only
+    /// inserts: if a key already exists (or comes twice in the group), the statement's work is
+    /// rolled back to a savepoint and the group is upserted one by one, so every key ends as
+    /// the same sequence of single puts would leave it (versions included).
+    fn insert_group(
+        &self,
+        conn: &Connection,
+        statements: &mut UpsertStatements<'_>,
+        group: &[PutItem<'_>],
+        now: i64,
+    ) -> Result<()> {
+        debug_assert_eq!(group.len(), INSERT_GROUP_ROWS);
+        conn.prepare_cached("SAVEPOINT ambervault_group")?
+            .execute([])?;
+        let result = (|| -> Result<()> {
+            let mut insert = conn.prepare_cached(&self.sql.insert_inline_group)?;
+            insert.raw_bind_parameter(1, now)?;
+            for (slot, &(key, kind, value, _)) in group.iter().enumerate() {
+                let first = 2 + 4 * slot;
+                insert.raw_bind_parameter(first, key)?;
+                insert.raw_bind_parameter(first + 1, kind as i64)?;
+                insert.raw_bind_parameter(first + 2, value.len() as i64)?;
+                insert.raw_bind_parameter(first + 3, value)?;
+            }
+            if insert.raw_execute()? < group.len() {
+                conn.prepare_cached("ROLLBACK TO ambervault_group")?
+                    .execute([])?;
+                Self::upsert_each(statements, group, now)?;
+            }
+            Ok(())
+        })();
+        match result {
+            Ok(()) => {
+                conn.prepare_cached("RELEASE ambervault_group")?
+                    .execute([])?;
+                Ok(())
+            }
+            Err(err) => {
+                // The caller rolls its transaction back as a whole; this only closes the
+                // savepoint, and the first error is the one reported.
+                let _ =
+                    conn.execute_batch("ROLLBACK TO ambervault_group; RELEASE ambervault_group");
+                Err(err)
+            }
+        }
+    }
+
     /// Points `key` at a staged value inside the caller's write transaction. A chunked value's
     /// pending row must still exist (it is removed here); if maintenance reclaimed it, the
     /// switch is refused rather than pointing at missing chunks.
@@ -1026,24 +1108,32 @@ impl KvTable {
             None => store.write(|conn| {
                 let now = now_ms();
                 let mut statements = self.upsert_statements(conn)?;
-                for ((key, kind, value, expires), blob) in items.iter().zip(&staged) {
+                // Inline values without expiry go in groups of INSERT_GROUP_ROWS through one
+                // multi-row insert; the batch is still applied in order.
+                let mut group: Vec<PutItem<'a>> = Vec::with_capacity(INSERT_GROUP_ROWS);
+                for (item, blob) in items.iter().zip(&staged) {
+                    let (key, kind, value, expires) = *item;
+                    if blob.is_none() && expires.is_none() {
+                        group.push(*item);
+                        if group.len() == INSERT_GROUP_ROWS {
+                            self.insert_group(conn, &mut statements, &group, now)?;
+                            group.clear();
+                        }
+                        continue;
+                    }
+                    Self::upsert_each(&mut statements, &group, now)?;
+                    group.clear();
                     match blob {
                         Some(blob) => {
-                            self.commit_staged(
-                                conn,
-                                key,
-                                *kind,
-                                &Staged::Chunked(*blob),
-                                *expires,
-                            )?;
+                            self.commit_staged(conn, key, kind, &Staged::Chunked(*blob), expires)?;
                         }
                         None => {
                             let inline = Staged::Inline(value);
-                            Self::upsert_with(&mut statements, key, *kind, &inline, now, *expires)?;
+                            Self::upsert_with(&mut statements, key, kind, &inline, now, expires)?;
                         }
                     }
                 }
-                Ok(())
+                Self::upsert_each(&mut statements, &group, now)
             }),
         };
         if result.is_err() {
@@ -1090,7 +1180,7 @@ impl KvTable {
     /// SQLite errors.
     pub fn exists(&self, store: &mut Store, key: &[u8]) -> Result<bool> {
         let now = store.now_ms();
-        store.retry(|conn| {
+        store.read_latest(|conn| {
             Ok(conn
                 .prepare_cached(&self.sql.exists)?
                 .exists(params![key, now])?)
@@ -1103,7 +1193,7 @@ impl KvTable {
     /// SQLite errors.
     pub fn info(&self, store: &mut Store, key: &[u8]) -> Result<Option<EntryInfo>> {
         let now = store.now_ms();
-        store.retry(|conn| {
+        store.read_latest(|conn| {
             let mut stmt = conn.prepare_cached(&self.sql.info)?;
             Ok(stmt
                 .query_row(params![key, now], |r| {
@@ -1126,7 +1216,7 @@ impl KvTable {
     /// SQLite errors.
     pub fn len(&self, store: &mut Store) -> Result<u64> {
         let now = store.now_ms();
-        let n: i64 = store.retry(|conn| {
+        let n: i64 = store.read_latest(|conn| {
             Ok(conn
                 .prepare_cached(&self.sql.count)?
                 .query_row([now], |r| r.get(0))?)
@@ -1163,7 +1253,7 @@ impl KvTable {
             self.name,
             live(u32::try_from(args.len()).unwrap_or(u32::MAX))
         );
-        let n: i64 = store.retry(|conn| {
+        let n: i64 = store.read_latest(|conn| {
             Ok(conn
                 .prepare_cached(&sql)?
                 .query_row(rusqlite::params_from_iter(args.iter()), |r| r.get(0))?)
@@ -1203,7 +1293,7 @@ impl KvTable {
             if range.reverse { "DESC" } else { "ASC" },
             args.len()
         );
-        store.retry(|conn| {
+        store.read_latest(|conn| {
             let mut stmt = conn.prepare_cached(&sql)?;
             let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), |r| {
                 Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?))

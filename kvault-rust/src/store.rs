@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Once;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OpenFlags};
 
@@ -79,6 +79,11 @@ pub struct StoreOptions {
     pub read_only: bool,
     /// Sync mode; `Normal` by default.
     pub synchronous: Synchronous,
+    /// Keep a read transaction open between reads for at most this long (`None`: every read
+    /// takes and releases its own snapshot). See [`Store::read_latest_with`]. Whoever enables
+    /// it must also end idle leases ([`Store::end_read_lease_older_than`]): an idle lease holds
+    /// back other connections' checkpoints.
+    pub read_lease: Option<Duration>,
 }
 
 impl Default for StoreOptions {
@@ -92,6 +97,7 @@ impl Default for StoreOptions {
             cache_kb: 20_000,
             read_only: false,
             synchronous: Synchronous::Normal,
+            read_lease: None,
         }
     }
 }
@@ -185,6 +191,17 @@ pub struct Store {
     checkpointer: Option<Checkpointer>,
     /// The WAL index header, mapped read-only (writable WAL files only): see [`Store::commit_token`].
     wal_index: Option<WalIndexView>,
+    /// The read transaction kept open between reads, if any (see [`StoreOptions::read_lease`]).
+    lease: Option<ReadLease>,
+}
+
+/// A read transaction kept open between reads.
+#[derive(Debug, Clone, Copy)]
+struct ReadLease {
+    /// The commit token read just before the snapshot was taken. While the token is unchanged
+    /// nothing was committed, so the snapshot is still the latest state.
+    token: CommitToken,
+    began: Instant,
 }
 
 impl Store {
@@ -217,6 +234,7 @@ impl Store {
                 extensions: std::collections::HashMap::new(),
                 checkpointer: None,
                 wal_index: None,
+                lease: None,
             };
             store.initialize()?;
             store.start_checkpointer()?;
@@ -257,16 +275,143 @@ impl Store {
     }
 
     /// The live connection, reopened first if this process is a fork child of the one that
-    /// opened it.
+    /// opened it. A read lease is ended first, so the connection is in autocommit mode unless
+    /// an explicit transaction is open.
     ///
     /// # Errors
     /// [`Error::Closed`] after [`Store::close`]; open errors when reopening after a fork.
     pub fn conn(&mut self) -> Result<&Connection> {
+        self.end_read_lease();
+        self.live_conn()
+    }
+
+    /// [`Store::conn`] without ending a read lease.
+    fn live_conn(&mut self) -> Result<&Connection> {
         let generation = FORK_GENERATION.load(Ordering::SeqCst);
         if generation != self.fork_generation && self.conn.is_some() {
             self.reopen_after_fork(generation)?;
         }
         self.conn.as_ref().ok_or(Error::Closed("vault"))
+    }
+
+    /// A connection whose reads see the latest commit: inside the read lease when leases are
+    /// enabled and the lease is still current (its commit token unchanged, younger than the
+    /// limit), after starting one if needed; otherwise in autocommit mode, as [`Store::conn`].
+    /// Inside an explicit transaction it is simply the connection.
+    ///
+    /// A lease saves each read the WAL read lock and snapshot set-up (about 0.6 µs of a 2 µs
+    /// point read); it is only taken when the commit token can tell that it is current.
+    ///
+    /// # Errors
+    /// As [`Store::conn`]; SQLite errors starting the lease.
+    pub fn latest_reader(&mut self) -> Result<&Connection> {
+        let Some(limit) = self.options.read_lease else {
+            return self.conn();
+        };
+        if self.txn_depth > 0 {
+            return self.live_conn();
+        }
+        let token = self.commit_token();
+        if let (Some(lease), Some(token)) = (self.lease, token) {
+            let open = self.conn.as_ref().is_some_and(|c| !c.is_autocommit());
+            if lease.token == token && open && lease.began.elapsed() < limit {
+                return self.live_conn();
+            }
+        }
+        self.end_read_lease();
+        let Some(token) = token else {
+            return self.live_conn();
+        };
+        let conn = self.conn.as_ref().ok_or(Error::Closed("vault"))?;
+        if !conn.is_autocommit() {
+            return self.live_conn();
+        }
+        // A deferred BEGIN: the snapshot is taken by the first read, after the token was read,
+        // so it holds at least the state the token names.
+        conn.prepare_cached("BEGIN")?.execute([])?;
+        self.lease = Some(ReadLease {
+            token,
+            began: Instant::now(),
+        });
+        self.live_conn()
+    }
+
+    /// Runs a read (one or more statements) that must see the latest commit, in the read lease
+    /// when there is one ([`Store::latest_reader`]), retrying while the database is busy. A
+    /// lease is ended at once if `f` fails or left a write open, so nothing is left
+    /// uncommitted in it.
+    ///
+    /// # Errors
+    /// [`Error::Busy`] after the retries; whatever `f` returns.
+    pub fn read_latest_with<T, E: StoreError>(
+        &mut self,
+        mut f: impl FnMut(&Connection) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let retries = self.options.retries;
+        let backoff = self.options.backoff_base;
+        with_retries(retries, backoff, || self.read_latest_once(&mut f))
+    }
+
+    /// One attempt of [`Store::read_latest_with`], without retries: for reads made where
+    /// waiting is not allowed (e.g. while holding Python's GIL); a busy error is returned.
+    ///
+    /// # Errors
+    /// SQLite errors; whatever `f` returns.
+    pub fn read_latest_once<T, E: StoreError>(
+        &mut self,
+        f: impl FnOnce(&Connection) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let conn = self.latest_reader()?;
+        let result = f(conn);
+        let wrote = write_transaction_open(conn);
+        if result.is_err() || wrote {
+            self.end_read_lease();
+        }
+        result
+    }
+
+    /// [`Store::read_latest_with`] with this crate's error type.
+    ///
+    /// # Errors
+    /// As [`Store::read_latest_with`].
+    pub fn read_latest<T>(&mut self, f: impl FnMut(&Connection) -> Result<T>) -> Result<T> {
+        self.read_latest_with(f)
+    }
+
+    /// Whether a read lease is open.
+    #[must_use]
+    pub fn has_read_lease(&self) -> bool {
+        self.lease.is_some()
+    }
+
+    /// Ends the read lease if it is at least `age` old; returns whether a lease is still open.
+    /// Whoever enables leases calls this when the store is idle (the Python binding does from
+    /// a thread of its own), so an idle process never holds a snapshot for long.
+    pub fn end_read_lease_older_than(&mut self, age: Duration) -> bool {
+        if self.lease.is_some_and(|lease| lease.began.elapsed() >= age) {
+            self.end_read_lease();
+        }
+        self.lease.is_some()
+    }
+
+    /// Ends the read lease, if any: the read transaction is committed (which only releases
+    /// its snapshot).
+    pub fn end_read_lease(&mut self) {
+        if self.lease.take().is_none() {
+            return;
+        }
+        let Some(conn) = self.conn.as_ref() else {
+            return;
+        };
+        if conn.is_autocommit() {
+            return;
+        }
+        let ended = conn
+            .prepare_cached("COMMIT")
+            .and_then(|mut c| c.execute([]));
+        if ended.is_err() && !conn.is_autocommit() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
     }
 
     fn reopen_after_fork(&mut self, generation: u64) -> Result<()> {
@@ -280,6 +425,7 @@ impl Store {
         if let Some(inherited) = self.conn.take() {
             std::mem::forget(inherited);
         }
+        self.lease = None;
         // The parent's checkpoint thread does not exist here. The child's new connection keeps
         // SQLite's own autocheckpoint and reads commit tokens through `PRAGMA data_version`.
         self.wal_index = None;
@@ -408,6 +554,11 @@ impl Store {
         &mut self,
         mut f: impl FnMut(&Connection) -> Result<T, E>,
     ) -> Result<T, E> {
+        if self.options.read_lease.is_some() && self.txn_depth == 0 && self.commit_token().is_some()
+        {
+            // The lease is one snapshot too.
+            return self.read_latest_with(f);
+        }
         let retries = self.options.retries;
         let backoff = self.options.backoff_base;
         let conn = self.conn()?;
@@ -693,6 +844,7 @@ impl Store {
         if self.read_only {
             return Ok(());
         }
+        self.end_read_lease();
         // A pass of the checkpoint thread would make this one busy (and skipped); none can
         // start meanwhile, since only this connection's commits request them.
         let _ = self.wait_for_checkpoints(Duration::from_secs(60));
@@ -727,6 +879,7 @@ impl Store {
     /// # Errors
     /// SQLite errors while closing (the store is closed regardless).
     pub fn close(&mut self) -> Result<()> {
+        self.end_read_lease();
         let Some(conn) = self.conn.take() else {
             return Ok(());
         };
@@ -846,7 +999,26 @@ impl Drop for Store {
     }
 }
 
+/// Process-wide SQLite settings, applied once before SQLite initializes (afterwards SQLite
+/// refuses them, which is harmless: it keeps its defaults).
+fn configure_sqlite() {
+    static CONFIGURED: Once = Once::new();
+    CONFIGURED.call_once(|| {
+        // Memory statistics make every SQLite allocation take a process-wide mutex; nothing
+        // here reads them.
+        // SAFETY: sqlite3_config is called before any connection exists in this library; if
+        // SQLite is already initialized it returns SQLITE_MISUSE and changes nothing.
+        unsafe {
+            rusqlite::ffi::sqlite3_config(
+                rusqlite::ffi::SQLITE_CONFIG_MEMSTATUS,
+                0 as std::os::raw::c_int,
+            );
+        }
+    });
+}
+
 fn open_connection(location: &Location, options: &StoreOptions) -> Result<Connection> {
+    configure_sqlite();
     let mut flags = OpenFlags::SQLITE_OPEN_NO_MUTEX;
     flags |= if options.read_only {
         OpenFlags::SQLITE_OPEN_READ_ONLY
@@ -879,6 +1051,14 @@ fn open_connection(location: &Location, options: &StoreOptions) -> Result<Connec
     };
     configure(&conn, location, options)?;
     Ok(conn)
+}
+
+/// Whether `conn` has a write transaction open on its main database.
+fn write_transaction_open(conn: &Connection) -> bool {
+    // SAFETY: the handle is valid while `conn` lives; the schema name is a NUL-terminated
+    // literal.
+    let state = unsafe { rusqlite::ffi::sqlite3_txn_state(conn.handle(), c"main".as_ptr()) };
+    state == rusqlite::ffi::SQLITE_TXN_WRITE
 }
 
 /// Whether the main database file was unlinked or replaced since it was opened (SQLite's
