@@ -9,8 +9,8 @@
 //! more than a few milliseconds.
 
 use std::ops::{Deref, DerefMut};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, TryLockError, Weak};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Once, OnceLock, PoisonError, TryLockError, Weak};
 use std::time::Duration;
 
 use kvault::Store;
@@ -92,9 +92,56 @@ impl Drop for StoreGuard<'_> {
     }
 }
 
+/// Set from just before a `fork()` until it returns: reapers keep off stores meanwhile.
+static FORKING: AtomicBool = AtomicBool::new(false);
+/// Reapers that may hold a store's lock right now.
+static REAPING: AtomicUsize = AtomicUsize::new(0);
+
+/// A fork child inherits every mutex in the state it had at the fork. If a reaper held a
+/// store's lock at that moment, the child's first use of the store would wait forever (think of
+/// data-loader workers forked right after the parent read something). So `fork()` first waits
+/// for reapers to let go of stores (microseconds), and none takes one until it has returned.
+fn install_fork_guard() {
+    static INSTALLED: Once = Once::new();
+    INSTALLED.call_once(|| {
+        // SAFETY: the handlers only touch atomics and yield; registering them has no other
+        // effect.
+        unsafe {
+            libc::pthread_atfork(Some(before_fork), Some(after_fork), Some(after_fork));
+        }
+    });
+}
+
+extern "C" fn before_fork() {
+    // With sequentially consistent operations on both sides, either the reaper sees FORKING
+    // and keeps off, or this sees its REAPING count and waits for it to leave.
+    FORKING.store(true, Ordering::SeqCst);
+    while REAPING.load(Ordering::SeqCst) != 0 {
+        std::thread::yield_now();
+    }
+}
+
+extern "C" fn after_fork() {
+    FORKING.store(false, Ordering::SeqCst);
+}
+
+/// Test hook: how long a reaper keeps a store locked after ending its lease
+/// (`AMBERVAULT_TEST_REAPER_HOLD_MS`, unset in normal use), so that tests can fork while it
+/// holds the lock.
+fn test_hold() -> Duration {
+    static HOLD: OnceLock<Duration> = OnceLock::new();
+    *HOLD.get_or_init(|| {
+        std::env::var("AMBERVAULT_TEST_REAPER_HOLD_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map_or(Duration::ZERO, Duration::from_millis)
+    })
+}
+
 /// Wakes the store's reaper, starting it first in this process if needed; false if no thread
 /// could be started.
 fn wake_reaper(shared: &SharedStore) -> bool {
+    install_fork_guard();
     let mut reaper = shared.reaper.lock().unwrap_or_else(PoisonError::into_inner);
     let pid = std::process::id();
     if !matches!(&*reaper, Some((owner, _)) if *owner == pid) {
@@ -124,13 +171,19 @@ fn reap(weak: &Weak<Shared>) {
             let Some(shared) = weak.upgrade() else {
                 return;
             };
-            let settled = match shared.store.try_lock() {
-                Ok(mut store) => settle(&shared, &mut store),
-                Err(TryLockError::Poisoned(poisoned)) => {
-                    settle(&shared, &mut poisoned.into_inner())
+            REAPING.fetch_add(1, Ordering::SeqCst);
+            let settled = if FORKING.load(Ordering::SeqCst) {
+                false
+            } else {
+                match shared.store.try_lock() {
+                    Ok(mut store) => settle(&shared, &mut store),
+                    Err(TryLockError::Poisoned(poisoned)) => {
+                        settle(&shared, &mut poisoned.into_inner())
+                    }
+                    Err(TryLockError::WouldBlock) => false,
                 }
-                Err(TryLockError::WouldBlock) => false,
             };
+            REAPING.fetch_sub(1, Ordering::SeqCst);
             if settled {
                 break;
             }
@@ -140,7 +193,12 @@ fn reap(weak: &Weak<Shared>) {
 
 /// Ends the store's lease if it is old enough; true when no lease is left to watch.
 fn settle(shared: &Shared, store: &mut Store) -> bool {
-    if store.end_read_lease_older_than(READ_LEASE) {
+    let still_open = store.end_read_lease_older_than(READ_LEASE);
+    let hold = test_hold();
+    if !hold.is_zero() {
+        std::thread::sleep(hold);
+    }
+    if still_open {
         return false;
     }
     shared.lease_watched.store(false, Ordering::Relaxed);

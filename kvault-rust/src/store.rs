@@ -1053,11 +1053,11 @@ fn open_connection(location: &Location, options: &StoreOptions) -> Result<Connec
     Ok(conn)
 }
 
-/// Whether `conn` has a write transaction open on its main database.
+/// Whether `conn` has a write transaction open on any of its databases.
 fn write_transaction_open(conn: &Connection) -> bool {
-    // SAFETY: the handle is valid while `conn` lives; the schema name is a NUL-terminated
-    // literal.
-    let state = unsafe { rusqlite::ffi::sqlite3_txn_state(conn.handle(), c"main".as_ptr()) };
+    // SAFETY: the handle is valid while `conn` lives; a null schema asks for the highest state
+    // over all attached databases.
+    let state = unsafe { rusqlite::ffi::sqlite3_txn_state(conn.handle(), std::ptr::null()) };
     state == rusqlite::ffi::SQLITE_TXN_WRITE
 }
 

@@ -120,3 +120,44 @@ def test_a_forked_child_ends_its_idle_leases_too(db_path):
     assert os.waitstatus_to_exitcode(status) == 0
     assert vault["a"] == b"2"
     vault.close()
+
+
+_FORK_WHILE_REAPING = """
+import os, sys, time
+from ambervault import KVault
+
+vault = KVault(sys.argv[1])
+vault["a"] = b"1"
+assert vault["a"] == b"1"  # takes a lease and wakes the reaper
+time.sleep(0.05)  # the reaper now holds the store's lock (for 300 ms, by the test hook)
+pid = os.fork()
+if pid == 0:
+    ok = False
+    try:
+        ok = vault["a"] == b"1"
+    finally:
+        os._exit(0 if ok else 3)
+deadline = time.monotonic() + 10
+while time.monotonic() < deadline:
+    done, status = os.waitpid(pid, os.WNOHANG)
+    if done:
+        sys.exit(os.waitstatus_to_exitcode(status))
+    time.sleep(0.01)
+os.kill(pid, 9)
+sys.exit(4)  # the child hung on a lock it inherited held
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork() is POSIX-only")
+def test_fork_waits_for_the_reaper_to_let_go_of_the_store(db_path):
+    """A fork child inherits locks as they were: a fork taken while the reaper held the
+    store's lock must not leave the child waiting forever."""
+    env = dict(os.environ, AMBERVAULT_TEST_REAPER_HOLD_MS="300")
+    done = subprocess.run(
+        [sys.executable, "-c", _FORK_WHILE_REAPING, str(db_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
