@@ -73,6 +73,15 @@ def _index(idx: Any) -> int:
 _I64_MIN, _I64_MAX = -(2**63), 2**63 - 1
 
 
+def _as_array(raw: Any, npdtype: Any) -> Any:
+    """A numpy array over the bytes of a raw read, without copying them."""
+    np = _numpy or _np()
+    if type(raw) is bytearray:
+        return np.frombuffer(raw, npdtype)
+    # A large read arrives in a native buffer numpy wraps through __array_interface__.
+    return np.asarray(raw).view(npdtype)
+
+
 def _bound(value: Any) -> Optional[int]:
     """A slice bound for the native reads: ``None`` or an int clamped to the i64 range (bounds
     are clamped to the length anyway, so clamping first changes nothing)."""
@@ -488,33 +497,29 @@ class Column(MutableSequence, CacheControls):  # type: ignore[type-arg]
         >>> col.to_numpy(1)
         array([2, 3], dtype=int32)
         """
-        np = _numpy or _np()
         npdtype = self._npdtype
-        # Hot path of windows: int bounds, a fixed-width dtype and no cache holding appends
-        # skip the sync and the bound helpers.
-        hot = (
+        # Hot path of windows: int bounds, a fixed-width dtype and no cache holding appends skip
+        # the sync and the bound helpers (bounds beyond 64 bits take the general path, which
+        # clamps them).
+        if (
             npdtype is not None
             and type(start) is int
             and type(stop) is int
             and self._cache is None
             and self._vault._cache is None
-            and _I64_MIN <= start <= _I64_MAX
-            and _I64_MIN <= stop <= _I64_MAX
-        )
-        lo: Optional[int]
-        hi: Optional[int]
-        if hot:
-            lo, hi = start, stop
-        else:
-            self._sync()
-            lo, hi = _bound(start), _bound(stop)
-            if npdtype is None:
-                return np.array(self._core.get_range(lo, hi), dtype=object)
-        raw = self._core.get_raw(lo, hi)
-        if type(raw) is bytearray:
-            return np.frombuffer(raw, dtype=npdtype)
-        # A large read arrives in a native buffer numpy wraps through __array_interface__.
-        return np.asarray(raw).view(npdtype)
+        ):
+            try:
+                raw = self._core.get_raw(start, stop)
+            except OverflowError:
+                pass
+            else:
+                return _as_array(raw, npdtype)
+        np = _numpy or _np()
+        self._sync()
+        lo, hi = _bound(start), _bound(stop)
+        if npdtype is None:
+            return np.array(self._core.get_range(lo, hi), dtype=object)
+        return _as_array(self._core.get_raw(lo, hi), npdtype)
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> Any:
         array = self.to_numpy()

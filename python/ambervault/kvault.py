@@ -316,7 +316,10 @@ class KVault(collections.abc.MutableMapping, CacheControls):  # type: ignore[typ
             if entry is not None:
                 expired = entry[2] is not None and entry[2] <= self._now_ms()
                 return default if expired else entry[1]
-        value = self._native.get(key)
+        core = self._core
+        if core is None or self._clock is not None:
+            core = self._native  # raises ClosedError, or syncs the injected clock
+        value = core.get(key)
         return default if value is None else value
 
     def delete(self, key: Key) -> bool:

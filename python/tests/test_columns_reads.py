@@ -78,6 +78,15 @@ def test_windows_and_points_match_numpy_at_random_positions(cv):
         assert col[int(i)] == data[i]
 
 
+def test_window_bounds_beyond_64_bits_are_clamped_like_slices(cv):
+    data = np.arange(5000, dtype="i4")
+    col = cv.create_column("x", "i32")
+    col.extend(data)
+    for start, stop in [(-(2**70), 2**70), (10, 2**64), (-(2**64), 7), (2**63, 2**65), (-1, 2**70)]:
+        assert np.array_equal(col.to_numpy(start, stop), data[start:stop]), (start, stop)
+    assert np.array_equal(col.to_numpy(4990, 2**63 - 1), data[4990:])
+
+
 def test_scans_racing_an_appender_always_see_a_whole_prefix(tmp_path):
     # A large read sizes its buffer and fills it in one snapshot: appends landing meanwhile
     # must neither tear the result nor stall the reader. Both loops are bounded.
