@@ -2,7 +2,7 @@
 //! explicit transactions safe with threads: while one thread has a transaction open, other
 //! threads wait (with the GIL released) instead of slipping their operations into it.
 //!
-//! Stores opened here keep a read lease (`Store::latest_reader`): reads in quick succession
+//! Stores opened here keep a read lease (`Store::read_latest_with`): reads in quick succession
 //! share one read transaction instead of taking the WAL read lock each. A lease that outlives
 //! [`READ_LEASE`] is ended by the next read, or, when the store goes idle, by a small thread per
 //! store (the reaper), so an idle process never holds back other connections' checkpoints for
@@ -27,8 +27,9 @@ pub struct Shared {
     /// Whether the reaper was woken for the current lease; set and cleared with the store
     /// locked, so a new lease is never left unwatched.
     lease_watched: AtomicBool,
-    /// The reaper thread and the process that started it (a fork child starts its own).
-    reaper: Mutex<Option<(u32, std::thread::Thread)>>,
+    /// The reaper thread, started on the first lease. A store inherited by a fork child never
+    /// leases there (the child's connection has no commit token), so it needs none.
+    reaper: Mutex<Option<std::thread::Thread>>,
 }
 
 impl Drop for Shared {
@@ -38,10 +39,8 @@ impl Drop for Shared {
             .reaper
             .get_mut()
             .unwrap_or_else(PoisonError::into_inner);
-        if let Some((pid, thread)) = reaper.take() {
-            if pid == std::process::id() {
-                thread.unpark();
-            }
+        if let Some(thread) = reaper.take() {
+            thread.unpark();
         }
     }
 }
@@ -138,23 +137,22 @@ fn test_hold() -> Duration {
     })
 }
 
-/// Wakes the store's reaper, starting it first in this process if needed; false if no thread
-/// could be started.
+/// Wakes the store's reaper, starting it first if needed; false if no thread could be
+/// started.
 fn wake_reaper(shared: &SharedStore) -> bool {
     install_fork_guard();
     let mut reaper = shared.reaper.lock().unwrap_or_else(PoisonError::into_inner);
-    let pid = std::process::id();
-    if !matches!(&*reaper, Some((owner, _)) if *owner == pid) {
+    if reaper.is_none() {
         let weak = Arc::downgrade(shared);
         let started = std::thread::Builder::new()
             .name("amber-lease".into())
             .spawn(move || reap(&weak));
         match started {
-            Ok(handle) => *reaper = Some((pid, handle.thread().clone())),
+            Ok(handle) => *reaper = Some(handle.thread().clone()),
             Err(_) => return false,
         }
     }
-    if let Some((_, thread)) = &*reaper {
+    if let Some(thread) = &*reaper {
         thread.unpark();
     }
     true

@@ -235,7 +235,7 @@ fn with_cache<T>(
 
 /// A read outside any explicit transaction, with the cached metadata of column `id` and no
 /// `BEGIN`/`COMMIT` of its own, when the cache is current by the store's commit token. The read
-/// runs in the store's read lease when there is a current one (`Store::latest_reader`);
+/// runs in the store's read lease when there is a current one (`Store::read_latest_once`);
 /// otherwise its statements and blob handles take their own snapshots. Reading the token again afterwards, like
 /// a sequence lock, proves no commit happened from before the metadata check to after the
 /// read, so every part of it saw the state the metadata describes. `None` when this does not

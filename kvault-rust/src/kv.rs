@@ -1108,21 +1108,21 @@ impl KvTable {
             None => store.write(|conn| {
                 let now = now_ms();
                 let mut statements = self.upsert_statements(conn)?;
-                // Inline values without expiry go in groups of INSERT_GROUP_ROWS through one
-                // multi-row insert; the batch is still applied in order.
-                let mut group: Vec<PutItem<'a>> = Vec::with_capacity(INSERT_GROUP_ROWS);
-                for (item, blob) in items.iter().zip(&staged) {
+                // Runs of inline values without expiry go in groups of INSERT_GROUP_ROWS through
+                // one multi-row insert; the batch is still applied in order. `run` is where the
+                // pending run starts.
+                let mut run = 0;
+                for (i, (item, blob)) in items.iter().zip(&staged).enumerate() {
                     let (key, kind, value, expires) = *item;
                     if blob.is_none() && expires.is_none() {
-                        group.push(*item);
-                        if group.len() == INSERT_GROUP_ROWS {
-                            self.insert_group(conn, &mut statements, &group, now)?;
-                            group.clear();
+                        if i + 1 - run == INSERT_GROUP_ROWS {
+                            self.insert_group(conn, &mut statements, &items[run..=i], now)?;
+                            run = i + 1;
                         }
                         continue;
                     }
-                    Self::upsert_each(&mut statements, &group, now)?;
-                    group.clear();
+                    Self::upsert_each(&mut statements, &items[run..i], now)?;
+                    run = i + 1;
                     match blob {
                         Some(blob) => {
                             self.commit_staged(conn, key, kind, &Staged::Chunked(*blob), expires)?;
@@ -1133,7 +1133,7 @@ impl KvTable {
                         }
                     }
                 }
-                Self::upsert_each(&mut statements, &group, now)
+                Self::upsert_each(&mut statements, &items[run..], now)
             }),
         };
         if result.is_err() {

@@ -294,27 +294,9 @@ impl Store {
         self.conn.as_ref().ok_or(Error::Closed("vault"))
     }
 
-    /// A connection whose reads see the latest commit: inside the read lease when leases are
-    /// enabled and the lease is still current (its commit token unchanged, younger than the
-    /// limit), after starting one if needed; otherwise in autocommit mode, as [`Store::conn`],
-    /// where each statement takes its own snapshot. Inside an explicit transaction it is simply
-    /// the connection.
-    ///
-    /// A lease saves each read the WAL read lock and snapshot set-up (about 0.6 µs of a 2 µs
-    /// point read); it is only taken when the commit token can tell that it is current.
-    ///
-    /// # Errors
-    /// As [`Store::conn`]; SQLite errors starting the lease.
-    pub fn latest_reader(&mut self) -> Result<&Connection> {
-        if self.enter_lease()? {
-            self.live_conn()
-        } else {
-            self.conn()
-        }
-    }
-
     /// Makes sure a current read lease is open, if leases are enabled and one can be; returns
-    /// whether the connection is now inside one.
+    /// whether the connection is now inside one. A lease is current while its commit token is
+    /// unchanged (nothing was committed since it began) and it is younger than the limit.
     fn enter_lease(&mut self) -> Result<bool> {
         let Some(limit) = self.options.read_lease else {
             return Ok(false);
@@ -349,10 +331,34 @@ impl Store {
         Ok(true)
     }
 
-    /// Runs a read (one or more statements) that must see the latest commit, in the read lease
-    /// when there is one ([`Store::latest_reader`]), retrying while the database is busy. A
-    /// lease is ended at once if `f` fails or left a write open, so nothing is left
-    /// uncommitted in it.
+    /// Runs `f` inside the open read lease (`leased`, see [`Store::enter_lease`]) or else in
+    /// autocommit mode. The lease is ended at once if `f` fails or left a write open, so
+    /// nothing is left uncommitted in it.
+    fn read_on<T, E: StoreError>(
+        &mut self,
+        leased: bool,
+        f: impl FnOnce(&Connection) -> Result<T, E>,
+    ) -> Result<T, E> {
+        // One call site for `f` (a branch per mode cost 0.2 µs per point read, measured).
+        let conn = if leased {
+            self.live_conn()?
+        } else {
+            self.conn()?
+        };
+        let result = f(conn);
+        let wrote = write_transaction_open(conn);
+        if result.is_err() || wrote {
+            self.end_read_lease();
+        }
+        result
+    }
+
+    /// Runs a read that must see the latest commit, retrying while the database is busy. With
+    /// leases enabled ([`StoreOptions::read_lease`]) it runs in the current read lease, taken
+    /// first if needed: a lease saves each read the WAL read lock and snapshot set-up (about
+    /// 0.6 µs of a 2 µs point read), and is only used while the commit token shows it current.
+    /// Otherwise (and where no lease can be taken) it runs in autocommit mode, each statement
+    /// with its own snapshot; inside an explicit transaction, in the transaction.
     ///
     /// # Errors
     /// [`Error::Busy`] after the retries; whatever `f` returns.
@@ -374,13 +380,8 @@ impl Store {
         &mut self,
         f: impl FnOnce(&Connection) -> Result<T, E>,
     ) -> Result<T, E> {
-        let conn = self.latest_reader()?;
-        let result = f(conn);
-        let wrote = write_transaction_open(conn);
-        if result.is_err() || wrote {
-            self.end_read_lease();
-        }
-        result
+        let leased = self.enter_lease()?;
+        self.read_on(leased, f)
     }
 
     /// [`Store::read_latest_with`] with this crate's error type.
@@ -400,6 +401,25 @@ impl Store {
     /// Ends the read lease if it is at least `age` old; returns whether a lease is still open.
     /// Whoever enables leases calls this when the store is idle (the Python binding does from
     /// a thread of its own), so an idle process never holds a snapshot for long.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # fn main() -> kvault::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let limit = Duration::from_millis(2);
+    /// let options = kvault::StoreOptions { read_lease: Some(limit), ..Default::default() };
+    /// let mut vault = kvault::Vault::open_with(dir.path().join("v.db"), options, "kv", 1 << 20)?;
+    /// vault.put(b"k", b"v")?;
+    /// for _ in 0..1000 {
+    ///     vault.get(b"k")?; // one read transaction for reads in quick succession
+    /// }
+    /// assert!(vault.store_mut().has_read_lease());
+    /// // When the reads stop (from a timer, an idle hook, ...): let other connections checkpoint.
+    /// std::thread::sleep(limit);
+    /// assert!(!vault.store_mut().end_read_lease_older_than(limit));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn end_read_lease_older_than(&mut self, age: Duration) -> bool {
         if self.lease.is_some_and(|lease| lease.began.elapsed() >= age) {
             self.end_read_lease();
@@ -574,13 +594,7 @@ impl Store {
             return with_retries(retries, backoff, || {
                 if self.enter_lease()? {
                     // The lease is one snapshot too.
-                    let conn = self.live_conn()?;
-                    let result = f(conn);
-                    let wrote = write_transaction_open(conn);
-                    if result.is_err() || wrote {
-                        self.end_read_lease();
-                    }
-                    result
+                    self.read_on(true, &mut f)
                 } else {
                     snapshot_read(self.conn()?, &mut f)
                 }

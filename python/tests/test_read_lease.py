@@ -108,10 +108,15 @@ def test_a_forked_child_ends_its_idle_leases_too(db_path):
     if pid == 0:
         code = 1
         try:
-            with KVault(db_path) as writer:
-                assert vault["a"] == b"1"  # the child's own connection and lease
+            # The inherited vault reopens its connection in the child (and takes no leases
+            # there: the new connection has no commit token); a vault opened in the child
+            # leases, and its reaper, started in the child, ends the lease when it goes idle.
+            with KVault(db_path) as writer, KVault(db_path) as reader:
+                assert vault["a"] == b"1"
+                assert reader["a"] == b"1"
                 writer["a"] = b"2"
                 assert vault["a"] == b"2"
+                assert reader["a"] == b"2"
                 busy, _, _ = _settle_after_idle(str(db_path))
                 code = 0 if busy == 0 else 2
         finally:
