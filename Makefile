@@ -15,7 +15,7 @@ $(STAMP): requirements-dev.txt
 # Build the extension into the venv (incremental; stale copies removed first).
 develop: $(STAMP)
 	rm -f python/ambervault/_ambervault*.so
-	$(BIN)/maturin develop --quiet
+	$(BIN)/maturin develop --quiet --features test-hooks
 
 demo: develop
 	$(BIN)/python examples/demo.py

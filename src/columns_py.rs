@@ -3,26 +3,18 @@
 //! storage logic lives in the `columnar` crate.
 
 use std::borrow::Cow;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use columnar::{ChunkPlan, Columns, DType, Elements, ReadOut};
-use kvault::{Location, Store, StoreOptions};
+use kvault::{Store, TableKind, Vault};
 use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyByteArray, PyBytes, PyFloat, PyInt, PyList, PyString};
 
-use crate::convert::{type_name, value_from_py};
-use crate::errors::{BindingError, InvalidArgument};
-use crate::kvault_py::{lock, PyKVault, SharedStore};
+use crate::convert::{non_negative, type_name, value_from_py};
+use crate::errors::BindingError;
 use crate::raw_buffer::{ndarray_bytes, RawBuffer};
-
-fn run<T: Send>(
-    py: Python<'_>,
-    store: &SharedStore,
-    op: impl FnOnce(&mut Store) -> columnar::Result<T> + Send,
-) -> Result<T, BindingError> {
-    Ok(py.detach(|| op(&mut lock(store)))?)
-}
+use crate::vault_py::{run, PyVault};
 
 /// Encoded elements. Variable-width items borrow the bytes of `bytes` objects the caller holds
 /// references to (immutable, so safe to read with the GIL released); others are copied once.
@@ -299,100 +291,72 @@ fn raw_bytes<'a>(raw: &'a Bound<'_, PyAny>) -> Result<Cow<'a, [u8]>, BindingErro
     }
 }
 
-fn to_u64(name: &str, value: i64) -> Result<u64, BindingError> {
-    u64::try_from(value).map_err(|_| {
-        BindingError::Py(InvalidArgument::new_err(format!(
-            "{name} must be >= 0, not {value}"
-        )))
-    })
-}
+/// The columns of a vault file, as a table kind the file's `check` covers.
+pub struct ColumnsKind;
 
-/// Bytes of the file a path-opened column store memory-maps: SQLite's largest (2 GiB - 64 KiB).
-/// Columns are read at random offsets of large files, and pages outside the map cost a
-/// `pread` each (measured on a 100M-element f64 column: 61k random reads/s with the 256 MiB
-/// KVault default, 97k/s with this). Mapping uses address space, not memory.
-const COLUMN_MMAP_BYTES: u64 = 0x7fff_0000;
+impl TableKind for ColumnsKind {
+    fn key(&self) -> String {
+        "columns".into()
+    }
+
+    fn check_order(&self) -> u32 {
+        1
+    }
+
+    fn check(&self, store: &mut Store) -> kvault::Result<Vec<String>> {
+        Columns::check(store).map_err(|err| match err {
+            columnar::Error::Vault(err) => err,
+            other => kvault::Error::Corrupted(other.to_string()),
+        })
+    }
+}
 
 /// The native column store of one vault file.
 #[pyclass(module = "ambervault._ambervault", name = "ColumnVaultCore", frozen)]
 pub struct PyColumnVault {
-    store: SharedStore,
+    vault: Vault,
     plan: ChunkPlan,
-    owns_store: bool,
 }
 
 #[pymethods]
 impl PyColumnVault {
-    /// Opens the column store of the file at `path` (or `":memory:"`) with its own connection.
-    #[staticmethod]
-    #[pyo3(signature = (path, min_chunk, max_chunk, read_only=false))]
-    fn open(
+    /// The column store of the open file `vault` (its tables are created if missing).
+    #[new]
+    fn new(
         py: Python<'_>,
-        path: std::path::PathBuf,
+        vault: &Bound<'_, PyVault>,
         min_chunk: i64,
         max_chunk: i64,
-        read_only: bool,
     ) -> Result<Self, BindingError> {
-        let plan = ChunkPlan::new(
-            to_u64("min_chunk_bytes", min_chunk)?,
-            to_u64("max_chunk_bytes", max_chunk)?,
-        )?;
-        let store = py.detach(move || -> columnar::Result<Store> {
-            let options = StoreOptions {
-                read_only,
-                mmap_size: COLUMN_MMAP_BYTES,
-                read_lease: Some(crate::shared::READ_LEASE),
-                ..StoreOptions::default()
-            };
-            let mut store = Store::open(Location::from_path(&path), options)?;
-            Columns::ensure_schema(&mut store)?;
-            Ok(store)
-        })?;
-        Ok(Self {
-            store: crate::shared::share(store),
-            plan,
-            owns_store: true,
-        })
+        let plan = Self::plan(min_chunk, max_chunk)?;
+        let vault = vault.get().vault().clone();
+        run(py, &vault, Columns::ensure_schema)?;
+        Ok(Self { vault, plan })
     }
 
-    /// The column store of a KVault's file, sharing its connection (and so its transactions).
+    /// Checks the chunk sizes without opening anything (a bad argument must create no file).
     #[staticmethod]
-    fn from_kvault(
-        py: Python<'_>,
-        kv: &Bound<'_, PyKVault>,
-        min_chunk: i64,
-        max_chunk: i64,
-    ) -> Result<Self, BindingError> {
-        let plan = ChunkPlan::new(
-            to_u64("min_chunk_bytes", min_chunk)?,
-            to_u64("max_chunk_bytes", max_chunk)?,
-        )?;
-        let store = kv.get().shared_store();
-        run(py, &store, Columns::ensure_schema)?;
-        Ok(Self {
-            store,
-            plan,
-            owns_store: false,
-        })
+    fn validate(min_chunk: i64, max_chunk: i64) -> Result<(), BindingError> {
+        Self::plan(min_chunk, max_chunk).map(|_| ())
     }
 
     /// Creates a column; returns its core.
     fn create(&self, py: Python<'_>, name: String, dtype: &str) -> Result<PyColumn, BindingError> {
         let dtype = DType::parse(dtype)?;
         let plan = self.plan;
-        let meta = run(py, &self.store, |s| Columns::create(s, &name, dtype, plan))?;
+        let meta = run(py, &self.vault, |s| Columns::create(s, &name, dtype, plan))?;
         Ok(self.column(meta.id, meta.name, meta.dtype))
     }
 
     /// The core of column `name`, or None.
     fn find(&self, py: Python<'_>, name: String) -> Result<Option<PyColumn>, BindingError> {
-        let meta = run(py, &self.store, |s| Columns::find(s, &name))?;
+        let meta = run(py, &self.vault, |s| Columns::find(s, &name))?;
         Ok(meta.map(|m| self.column(m.id, m.name, m.dtype)))
     }
 
     /// `[(name, dtype, length)]` ordered by name.
     fn list(&self, py: Python<'_>) -> Result<Vec<(String, String, u64)>, BindingError> {
-        let metas = run(py, &self.store, Columns::list)?;
+        let metas = run(py, &self.vault, Columns::list)?;
         Ok(metas
             .into_iter()
             .map(|m| (m.name, m.dtype.name(), m.len))
@@ -401,68 +365,40 @@ impl PyColumnVault {
 
     /// Deletes a column; returns whether it existed.
     fn delete(&self, py: Python<'_>, name: String) -> Result<bool, BindingError> {
-        run(py, &self.store, |s| Columns::delete(s, &name))
+        run(py, &self.vault, |s| Columns::delete(s, &name))
     }
 
     /// Renames a column.
     fn rename(&self, py: Python<'_>, old: String, new: String) -> Result<(), BindingError> {
-        run(py, &self.store, |s| Columns::rename(s, &old, &new))
-    }
-
-    /// Opens an explicit transaction (or a nested savepoint); returns the depth.
-    fn begin(&self, py: Python<'_>) -> Result<u32, BindingError> {
-        Ok(py.detach(|| lock(&self.store).begin())?)
-    }
-
-    /// Commits the innermost explicit transaction.
-    fn commit(&self, py: Python<'_>) -> Result<(), BindingError> {
-        Ok(py.detach(|| crate::shared::end_transaction(&self.store, Store::commit))?)
-    }
-
-    /// Rolls back the innermost explicit transaction.
-    fn rollback(&self, py: Python<'_>) -> Result<(), BindingError> {
-        Ok(py.detach(|| crate::shared::end_transaction(&self.store, Store::rollback))?)
-    }
-
-    /// Problems found by SQLite's integrity check and the columns' invariants.
-    fn check(&self, py: Python<'_>) -> Result<Vec<String>, BindingError> {
-        py.detach(|| -> Result<Vec<String>, BindingError> {
-            let mut store = lock(&self.store);
-            let mut problems = store.integrity_problems()?;
-            problems.extend(Columns::check(&mut store)?);
-            Ok(problems)
-        })
-    }
-
-    /// Writes a consistent copy of the file to `dest` (which must not exist).
-    fn backup(&self, py: Python<'_>, dest: std::path::PathBuf) -> Result<(), BindingError> {
-        Ok(py.detach(|| lock(&self.store).backup_to(&dest))?)
-    }
-
-    /// Copies the WAL into the main file.
-    fn checkpoint(&self, py: Python<'_>) -> Result<(), BindingError> {
-        Ok(py.detach(|| lock(&self.store).checkpoint())?)
-    }
-
-    /// Closes the connection if this column store opened it (a KVault's stays open).
-    fn close(&self, py: Python<'_>) -> Result<(), BindingError> {
-        if self.owns_store {
-            py.detach(|| lock(&self.store).close())?;
-        }
-        Ok(())
-    }
-
-    /// Whether the underlying connection is closed.
-    #[getter]
-    fn closed(&self) -> bool {
-        lock(&self.store).is_closed()
+        run(py, &self.vault, |s| Columns::rename(s, &old, &new))
     }
 }
 
+/// `[(name, dtype, length, data_bytes)]` of the columns in the file `vault` (without creating
+/// the column tables).
+#[pyfunction]
+fn columns_summary(
+    py: Python<'_>,
+    vault: &Bound<'_, PyVault>,
+) -> Result<Vec<(String, String, u64, u64)>, BindingError> {
+    let metas = run(py, vault.get().vault(), Columns::list)?;
+    Ok(metas
+        .into_iter()
+        .map(|m| (m.name, m.dtype.name(), m.len, m.data_bytes))
+        .collect())
+}
+
 impl PyColumnVault {
+    fn plan(min_chunk: i64, max_chunk: i64) -> Result<ChunkPlan, BindingError> {
+        Ok(ChunkPlan::new(
+            non_negative("min_chunk_bytes", min_chunk)?,
+            non_negative("max_chunk_bytes", max_chunk)?,
+        )?)
+    }
+
     fn column(&self, id: i64, name: String, dtype: DType) -> PyColumn {
         PyColumn {
-            store: Arc::clone(&self.store),
+            vault: self.vault.clone(),
             id,
             name: Mutex::new(name),
             dtype,
@@ -473,7 +409,7 @@ impl PyColumnVault {
 /// The native half of one column.
 #[pyclass(module = "ambervault._ambervault", name = "ColumnCore", frozen)]
 pub struct PyColumn {
-    store: SharedStore,
+    vault: Vault,
     id: i64,
     name: Mutex<String>,
     dtype: DType,
@@ -514,7 +450,7 @@ impl PyColumn {
     fn len(&self, py: Python<'_>) -> Result<u64, BindingError> {
         let name = self.name();
         let id = self.id;
-        Ok(run(py, &self.store, |s| Columns::meta(s, id, &name))?.len)
+        Ok(run(py, &self.vault, |s| Columns::meta(s, id, &name))?.len)
     }
 
     /// Element `index` (negative counts from the end).
@@ -526,11 +462,11 @@ impl PyColumn {
         // refused in rare moments such as another process's recovery; then it backs off like
         // any read, briefly holding the GIL.)
         let quick = self.dtype.fixed_width().and_then(|_| {
-            crate::shared::try_now(&self.store, |s| Columns::read_index(s, id, &name, index))
+            self.vault.try_with( |s| Columns::read_index(s, id, &name, index))
         });
         let out = match quick {
             Some(out) => out?,
-            None => run(py, &self.store, |s| {
+            None => run(py, &self.vault, |s| {
                 Columns::read_index(s, id, &name, index)
             })?,
         };
@@ -551,7 +487,7 @@ impl PyColumn {
     ) -> Result<Vec<Py<PyAny>>, BindingError> {
         let name = self.name();
         let id = self.id;
-        let out = run(py, &self.store, |s| {
+        let out = run(py, &self.vault, |s| {
             Columns::read_slice(s, id, &name, start, stop)
         })?;
         Ok(decode_all(py, self.dtype, &out)?)
@@ -578,13 +514,13 @@ impl PyColumn {
         const UNDER_GIL_BYTES: u64 = 64 << 10;
         let name = self.name();
         let id = self.id;
-        let quick = crate::shared::try_now(&self.store, |s| {
+        let quick = self.vault.try_with( |s| {
             Columns::read_slice_upto(s, id, &name, start, stop, UNDER_GIL_BYTES)
         });
         if let Some(Some(ReadOut::Fixed(raw))) = quick.transpose()? {
             return Ok(PyByteArray::new(py, &raw).into_any());
         }
-        if let Some(out) = run(py, &self.store, |s| {
+        if let Some(out) = run(py, &self.vault, |s| {
             Columns::read_slice_upto(s, id, &name, start, stop, DIRECT_BYTES)
         })? {
             return match out {
@@ -594,7 +530,7 @@ impl PyColumn {
                 ))),
             };
         }
-        let bytes = run(py, &self.store, |s| {
+        let bytes = run(py, &self.vault, |s| {
             Columns::read_slice_into(s, id, &name, start, stop, RawBuffer::zeroed)
         })?;
         Ok(Bound::new(py, RawBuffer::from(bytes))?.into_any())
@@ -619,7 +555,7 @@ impl PyColumn {
         let raw = raw_bytes(raw)?;
         let name = self.name();
         let id = self.id;
-        run(py, &self.store, |s| {
+        run(py, &self.vault, |s| {
             Columns::append(s, id, &name, Elements::Fixed(&raw))
         })
     }
@@ -631,12 +567,12 @@ impl PyColumn {
         start: i64,
         values: &Bound<'_, PyList>,
     ) -> Result<(), BindingError> {
-        let start = to_u64("start", start)?;
+        let start = non_negative("start", start)?;
         let held = hold_items(self.dtype, values);
         let encoded = encode_list(self.dtype, values, &held)?;
         let name = self.name();
         let id = self.id;
-        run(py, &self.store, |s| {
+        run(py, &self.vault, |s| {
             encoded.with_elements(|e| Columns::set(s, id, &name, start, e))
         })
     }
@@ -648,11 +584,11 @@ impl PyColumn {
         start: i64,
         raw: &Bound<'_, PyAny>,
     ) -> Result<(), BindingError> {
-        let start = to_u64("start", start)?;
+        let start = non_negative("start", start)?;
         let raw = raw_bytes(raw)?;
         let name = self.name();
         let id = self.id;
-        run(py, &self.store, |s| {
+        run(py, &self.vault, |s| {
             Columns::set(s, id, &name, start, Elements::Fixed(&raw))
         })
     }
@@ -668,7 +604,7 @@ impl PyColumn {
         let encoded = encode_list(self.dtype, values, &held)?;
         let name = self.name();
         let id = self.id;
-        run(py, &self.store, |s| {
+        run(py, &self.vault, |s| {
             encoded.with_elements(|e| Columns::set_at(s, id, &name, &indices, e))
         })
     }
@@ -680,21 +616,21 @@ impl PyColumn {
         index: i64,
         value: &Bound<'_, PyAny>,
     ) -> Result<(), BindingError> {
-        let at = to_u64("index", index)?;
+        let at = non_negative("index", index)?;
         let encoded = encode_values(self.dtype, std::slice::from_ref(value))?;
         let name = self.name();
         let id = self.id;
-        run(py, &self.store, |s| {
+        run(py, &self.vault, |s| {
             encoded.with_elements(|e| Columns::insert(s, id, &name, at, e))
         })
     }
 
     /// Deletes elements `start..stop` (clamped).
     fn delete_range(&self, py: Python<'_>, start: i64, stop: i64) -> Result<u64, BindingError> {
-        let (start, stop) = (to_u64("start", start)?, to_u64("stop", stop)?);
+        let (start, stop) = (non_negative("start", start)?, non_negative("stop", stop)?);
         let name = self.name();
         let id = self.id;
-        run(py, &self.store, |s| {
+        run(py, &self.vault, |s| {
             Columns::delete_range(s, id, &name, start, stop)
         })
     }
@@ -703,17 +639,17 @@ impl PyColumn {
     fn delete_at(&self, py: Python<'_>, indices: Vec<u64>) -> Result<(), BindingError> {
         let name = self.name();
         let id = self.id;
-        run(py, &self.store, |s| {
+        run(py, &self.vault, |s| {
             Columns::delete_at(s, id, &name, &indices)
         })
     }
 
     /// Removes and returns element `index` (non-negative, in range).
     fn pop(&self, py: Python<'_>, index: i64) -> Result<Py<PyAny>, BindingError> {
-        let index = to_u64("index", index)?;
+        let index = non_negative("index", index)?;
         let name = self.name();
         let id = self.id;
-        let out = run(py, &self.store, |s| Columns::pop(s, id, &name, index))?;
+        let out = run(py, &self.vault, |s| Columns::pop(s, id, &name, index))?;
         Ok(decode_all(py, self.dtype, &out)?
             .pop()
             .expect("one element popped"))
@@ -724,7 +660,7 @@ impl PyColumn {
     fn write_append(&self, py: Python<'_>, encoded: &Encoded) -> Result<u64, BindingError> {
         let name = self.name();
         let id = self.id;
-        run(py, &self.store, |s| {
+        run(py, &self.vault, |s| {
             encoded.with_elements(|e| Columns::append(s, id, &name, e))
         })
     }
@@ -739,6 +675,7 @@ fn canonical_dtype(dtype: &str) -> Result<String, BindingError> {
 /// Adds this file's classes to the module.
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(canonical_dtype, m)?)?;
+    m.add_function(wrap_pyfunction!(columns_summary, m)?)?;
     m.add_class::<PyColumnVault>()?;
     m.add_class::<PyColumn>()?;
     m.add_class::<PyPendingAppends>()?;
@@ -784,11 +721,11 @@ impl Pending {
     }
 }
 
-/// The dtype of `column`, which must belong to `store`.
-fn own_column(column: &Bound<'_, PyColumn>, store: &SharedStore) -> Result<DType, BindingError> {
+/// The dtype of `column`, which must belong to `vault`.
+fn own_column(column: &Bound<'_, PyColumn>, vault: &Vault) -> Result<DType, BindingError> {
     let core = column.get();
-    if !Arc::ptr_eq(&core.store, store) {
-        return Err(BindingError::Py(InvalidArgument::new_err(
+    if !core.vault.same_file(vault) {
+        return Err(BindingError::Py(crate::errors::InvalidArgument::new_err(
             "the column belongs to another ColumnVault",
         )));
     }
@@ -802,7 +739,7 @@ fn own_column(column: &Bound<'_, PyColumn>, store: &SharedStore) -> Result<DType
 /// time with nothing held; a flush writes every column's appends in one transaction.
 #[pyclass(module = "ambervault._ambervault", name = "PendingAppends", frozen)]
 pub struct PyPendingAppends {
-    store: SharedStore,
+    vault: Vault,
     inner: Mutex<Pending>,
 }
 
@@ -851,7 +788,7 @@ impl PyPendingAppends {
     #[new]
     fn new(vault: &PyColumnVault) -> Self {
         Self {
-            store: Arc::clone(&vault.store),
+            vault: vault.vault.clone(),
             inner: Mutex::new(Pending::default()),
         }
     }
@@ -864,7 +801,7 @@ impl PyPendingAppends {
         value: &Bound<'_, PyAny>,
         cap: usize,
     ) -> Result<Option<usize>, BindingError> {
-        let dtype = own_column(column, &self.store)?;
+        let dtype = own_column(column, &self.vault)?;
         let encoded = encode_values(dtype, std::slice::from_ref(value))?;
         self.hold(column, encoded, 1, cap)
     }
@@ -876,7 +813,7 @@ impl PyPendingAppends {
         values: &Bound<'_, PyList>,
         cap: usize,
     ) -> Result<Option<usize>, BindingError> {
-        let dtype = own_column(column, &self.store)?;
+        let dtype = own_column(column, &self.vault)?;
         let held = hold_items(dtype, values);
         let encoded = encode_list(dtype, values, &held)?;
         self.hold(column, encoded, values.len(), cap)
@@ -943,7 +880,7 @@ impl PyPendingAppends {
                         (core.id, name.as_str(), elements)
                     })
                     .collect();
-                Columns::append_many(&mut lock(&self.store), &parts)?;
+                Columns::append_many(&mut self.vault.store(), &parts)?;
                 let written = pending.columns.iter().map(|c| c.count).sum();
                 drop(parts);
                 // Handed back to be dropped with the GIL held (it holds column references).

@@ -84,3 +84,12 @@ pub fn type_name(obj: &Bound<'_, PyAny>) -> String {
         .name()
         .map_or_else(|_| "object".to_string(), |n| n.to_string())
 }
+
+/// An integer argument that must be non-negative and fit `T` (sizes, counts, indices).
+pub fn non_negative<T: TryFrom<i64>>(name: &str, value: i64) -> Result<T, BindingError> {
+    T::try_from(value).map_err(|_| {
+        BindingError::Py(crate::errors::InvalidArgument::new_err(format!(
+            "{name} must be a non-negative integer in range, not {value}"
+        )))
+    })
+}

@@ -1,18 +1,16 @@
 //! `KVaultCore`, `BlobReaderCore` and `BlobWriterCore`: the native halves of the Python
 //! `KVault` and its file objects. Every method converts its arguments, releases the GIL, locks
-//! the shared store and calls one core operation.
+//! the vault and calls one core operation. File-level operations live on `VaultCore`.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 
-use kvault::{
-    BlobReader, BlobWriter, Condition, KeyRange, KvTable, Location, PutOptions, Store,
-    StoreOptions, ValueLocation,
-};
+use kvault::{BlobReader, BlobWriter, Condition, KeyRange, Kv, PutOptions, Store, ValueLocation};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
 
-use crate::convert::{key_from_py, key_to_py, raw_key, value_from_py};
+use crate::convert::{key_from_py, key_to_py, non_negative, raw_key, value_from_py};
 use crate::errors::{BindingError, InvalidArgument};
+use crate::vault_py::{run, PyVault};
 
 /// One page of a key scan: the keys and the raw bytes of the last one (continuation point).
 type KeyPage = (Vec<Py<PyAny>>, Option<Py<PyBytes>>);
@@ -23,67 +21,36 @@ type StatsTuple = (u64, u64, u64, u64, u64, u64, u64, u64, u64, i64, i64, i64);
 /// `(size, version, created_at_ms, updated_at_ms, chunked, expires_at_ms)`.
 type InfoTuple = (u64, i64, i64, i64, bool, Option<i64>);
 
-pub use crate::shared::{lock, SharedStore};
-
-fn run<T: Send>(
-    py: Python<'_>,
-    store: &SharedStore,
-    op: impl FnOnce(&mut Store) -> kvault::Result<T> + Send,
-) -> Result<T, BindingError> {
-    Ok(py.detach(|| op(&mut lock(store)))?)
-}
-
-/// The native key-value vault.
+/// The native key-value table of a vault file.
 #[pyclass(module = "ambervault._ambervault", name = "KVaultCore", frozen)]
 pub struct PyKVault {
-    store: SharedStore,
-    table: KvTable,
+    kv: Kv,
 }
 
 #[pymethods]
 impl PyKVault {
+    /// The key-value table `table` of the open file `vault` (created if missing).
     #[new]
-    #[pyo3(signature = (path, table, chunk_size, retries, backoff_base, enable_wal, page_size,
-                        mmap_size, cache_kb, read_only, synchronous))]
-    #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
-        path: std::path::PathBuf,
+        vault: &Bound<'_, PyVault>,
         table: String,
         chunk_size: i64,
-        retries: i64,
-        backoff_base: f64,
-        enable_wal: bool,
-        page_size: i64,
-        mmap_size: i64,
-        cache_kb: i64,
-        read_only: bool,
-        synchronous: &str,
     ) -> Result<Self, BindingError> {
-        let options = StoreOptions {
-            retries: non_negative("retries", retries)?,
-            backoff_base,
-            enable_wal,
-            page_size: non_negative("page_size", page_size)?,
-            mmap_size: non_negative("mmap_size", mmap_size)?,
-            cache_kb: non_negative("cache_kb", cache_kb)?,
-            read_only,
-            synchronous: kvault::Synchronous::parse(synchronous)?,
-            read_lease: Some(crate::shared::READ_LEASE),
-        };
+        let chunk_size = Self::validate(&table, chunk_size)?;
+        let vault = vault.get().vault().clone();
+        let kv = py.detach(move || vault.kv_with(&table, chunk_size))?;
+        Ok(Self { kv })
+    }
+
+    /// Checks a table name and chunk size without opening anything (a bad argument must
+    /// create no file); returns the chunk size.
+    #[staticmethod]
+    fn validate(table: &str, chunk_size: i64) -> Result<usize, BindingError> {
         let chunk_size: usize = non_negative("chunk_size", chunk_size)?;
         kvault::validate_chunk_size(chunk_size)?;
-        kvault::validate_table_name(&table)?;
-        let location = Location::from_path(&path);
-        let (store, table) = py.detach(move || -> kvault::Result<_> {
-            let mut store = Store::open(location, options)?;
-            let table = KvTable::open(&mut store, &table, chunk_size)?;
-            Ok((store, table))
-        })?;
-        Ok(Self {
-            store: crate::shared::share(store),
-            table,
-        })
+        kvault::validate_table_name(table)?;
+        Ok(chunk_size)
     }
 
     /// Stores one value (bytes-like) under a str or bytes key. `expires_at_ms` sets an expiry
@@ -101,8 +68,8 @@ impl PyKVault {
         let options = put_options(expires_at_ms, if_version, if_absent)?;
         let (key, kind) = key_from_py(key)?;
         let value = value_from_py(value)?;
-        let table = &self.table;
-        run(py, &self.store, |s| {
+        let table = self.kv.table();
+        run(py, self.kv.vault(), |s| {
             table.put_with(s, &key, kind, &value, options)
         })
     }
@@ -114,10 +81,10 @@ impl PyKVault {
         key: &Bound<'_, PyAny>,
     ) -> Result<Option<Py<PyBytes>>, BindingError> {
         let (key, _) = key_from_py(key)?;
-        let table = &self.table;
+        let table = self.kv.table();
         // An inline value is one indexed statement: found under the GIL when the store is free.
         // Chunked values (and a busy store) take the path that releases the GIL.
-        let quick = crate::shared::try_now(&self.store, |store| {
+        let quick = self.kv.vault().try_with( |store| {
             let now = store.now_ms();
             store.read_latest_once(|conn| table.locate(conn, &key, now))
         });
@@ -128,22 +95,22 @@ impl PyKVault {
             }
             Some(Some(ValueLocation::Chunked(_))) | None => {}
         }
-        let found = run(py, &self.store, |s| table.get(s, &key))?;
+        let found = run(py, self.kv.vault(), |s| table.get(s, &key))?;
         Ok(found.map(|v| PyBytes::new(py, &v).unbind()))
     }
 
     /// Removes the key; returns whether it existed.
     fn delete(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> Result<bool, BindingError> {
         let (key, _) = key_from_py(key)?;
-        let table = &self.table;
-        run(py, &self.store, |s| table.delete(s, &key))
+        let table = self.kv.table();
+        run(py, self.kv.vault(), |s| table.delete(s, &key))
     }
 
     /// Whether the key is present.
     fn exists(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> Result<bool, BindingError> {
         let (key, _) = key_from_py(key)?;
-        let table = &self.table;
-        run(py, &self.store, |s| table.exists(s, &key))
+        let table = self.kv.table();
+        run(py, self.kv.vault(), |s| table.exists(s, &key))
     }
 
     /// Number of live keys in a range.
@@ -156,14 +123,14 @@ impl PyKVault {
         end: Option<&Bound<'_, PyAny>>,
     ) -> Result<u64, BindingError> {
         let range = key_range(prefix, start, end, None, false)?;
-        let table = &self.table;
-        run(py, &self.store, |s| table.count_range(s, &range))
+        let table = self.kv.table();
+        run(py, self.kv.vault(), |s| table.count_range(s, &range))
     }
 
     /// Removes every key; returns how many rows there were.
     fn clear(&self, py: Python<'_>) -> Result<u64, BindingError> {
-        let table = &self.table;
-        run(py, &self.store, |s| table.clear(s))
+        let table = self.kv.table();
+        run(py, self.kv.vault(), |s| table.clear(s))
     }
 
     /// Stores `(key, value)` or `(key, value, expires_at_ms)` items in one transaction.
@@ -190,8 +157,8 @@ impl PyKVault {
             .iter()
             .map(|(k, kind, v, e)| (k.as_ref(), *kind, v.as_ref(), *e))
             .collect();
-        let table = &self.table;
-        run(py, &self.store, |s| table.put_many(s, &refs))
+        let table = self.kv.table();
+        run(py, self.kv.vault(), |s| table.put_many(s, &refs))
     }
 
     /// Values for many keys (None where absent), read under one lock and one snapshot.
@@ -205,8 +172,8 @@ impl PyKVault {
         for key in &owned {
             raw.push(key_from_py(key)?.0);
         }
-        let table = &self.table;
-        let values = run(py, &self.store, |s| table.get_many(s, &raw))?;
+        let table = self.kv.table();
+        let values = run(py, self.kv.vault(), |s| table.get_many(s, &raw))?;
         Ok(values
             .into_iter()
             .map(|v| v.map(|v| PyBytes::new(py, &v).unbind()))
@@ -228,8 +195,8 @@ impl PyKVault {
         reverse: bool,
     ) -> Result<KeyPage, BindingError> {
         let range = key_range(prefix, start, end, after, reverse)?;
-        let table = &self.table;
-        let rows = run(py, &self.store, |s| {
+        let table = self.kv.table();
+        let rows = run(py, self.kv.vault(), |s| {
             table.scan_keys(s, &range, limit.max(1))
         })?;
         let last = rows.last().map(|(k, _)| PyBytes::new(py, k).unbind());
@@ -256,8 +223,8 @@ impl PyKVault {
         reverse: bool,
     ) -> Result<ItemPage, BindingError> {
         let range = key_range(prefix, start, end, after, reverse)?;
-        let table = &self.table;
-        let (rows, last) = run(py, &self.store, |s| {
+        let table = self.kv.table();
+        let (rows, last) = run(py, self.kv.vault(), |s| {
             let keys = table.scan_keys(s, &range, limit.max(1))?;
             let now = s.now_ms();
             s.read(|conn| {
@@ -287,8 +254,8 @@ impl PyKVault {
     /// The key's version, or None when absent.
     fn version(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> Result<Option<i64>, BindingError> {
         let (key, _) = key_from_py(key)?;
-        let table = &self.table;
-        run(py, &self.store, |s| table.version(s, &key))
+        let table = self.kv.table();
+        run(py, self.kv.vault(), |s| table.version(s, &key))
     }
 
     /// Sets or clears the key's expiry time; returns whether the key exists.
@@ -300,48 +267,14 @@ impl PyKVault {
         expires_at_ms: Option<i64>,
     ) -> Result<bool, BindingError> {
         let (key, _) = key_from_py(key)?;
-        let table = &self.table;
-        run(py, &self.store, |s| table.touch(s, &key, expires_at_ms))
+        let table = self.kv.table();
+        run(py, self.kv.vault(), |s| table.touch(s, &key, expires_at_ms))
     }
 
     /// Deletes expired keys; returns how many.
     fn prune(&self, py: Python<'_>) -> Result<u64, BindingError> {
-        let table = &self.table;
-        run(py, &self.store, |s| table.prune(s))
-    }
-
-    /// Uses `now_ms` as the current time for expiry decisions (None: the system clock).
-    #[pyo3(signature = (now_ms=None))]
-    fn set_clock(&self, py: Python<'_>, now_ms: Option<i64>) -> Result<(), BindingError> {
-        run(py, &self.store, |s| {
-            s.set_clock_override(now_ms);
-            Ok(())
-        })
-    }
-
-    /// The current time in ms as the vault sees it.
-    fn now_ms(&self, py: Python<'_>) -> Result<i64, BindingError> {
-        run(py, &self.store, |s| Ok(s.now_ms()))
-    }
-
-    /// Opens an explicit transaction (or a nested savepoint); returns the depth.
-    fn begin(&self, py: Python<'_>) -> Result<u32, BindingError> {
-        run(py, &self.store, Store::begin)
-    }
-
-    /// Commits the innermost explicit transaction.
-    fn commit(&self, py: Python<'_>) -> Result<(), BindingError> {
-        Ok(py.detach(|| crate::shared::end_transaction(&self.store, Store::commit))?)
-    }
-
-    /// Rolls back the innermost explicit transaction.
-    fn rollback(&self, py: Python<'_>) -> Result<(), BindingError> {
-        Ok(py.detach(|| crate::shared::end_transaction(&self.store, Store::rollback))?)
-    }
-
-    /// Depth of open explicit transactions.
-    fn transaction_depth(&self, py: Python<'_>) -> Result<u32, BindingError> {
-        run(py, &self.store, |s| Ok(s.transaction_depth()))
+        let table = self.kv.table();
+        run(py, self.kv.vault(), |s| table.prune(s))
     }
 
     /// A reader for the key's value, or None when absent.
@@ -351,10 +284,10 @@ impl PyKVault {
         key: &Bound<'_, PyAny>,
     ) -> Result<Option<PyBlobReader>, BindingError> {
         let (key, _) = key_from_py(key)?;
-        let table = &self.table;
-        let reader = run(py, &self.store, |s| BlobReader::open(table, s, &key))?;
+        let table = self.kv.table();
+        let reader = run(py, self.kv.vault(), |s| BlobReader::open(table, s, &key))?;
         Ok(reader.map(|reader| PyBlobReader {
-            store: Arc::clone(&self.store),
+            vault: self.kv.vault().clone(),
             reader: Mutex::new(Some(reader)),
         }))
     }
@@ -368,10 +301,10 @@ impl PyKVault {
         if let Some(c) = chunk_size {
             kvault::validate_chunk_size(c)?;
         }
-        lock(&self.store).check_writable()?;
+        self.kv.store().check_writable()?;
         Ok(PyBlobWriter {
-            store: Arc::clone(&self.store),
-            writer: Mutex::new(Some(BlobWriter::new(self.table.clone(), chunk_size))),
+            vault: self.kv.vault().clone(),
+            writer: Mutex::new(Some(BlobWriter::new(self.kv.table().clone(), chunk_size))),
         })
     }
 
@@ -382,8 +315,8 @@ impl PyKVault {
         key: &Bound<'_, PyAny>,
     ) -> Result<Option<InfoTuple>, BindingError> {
         let (key, _) = key_from_py(key)?;
-        let table = &self.table;
-        let info = run(py, &self.store, |s| table.info(s, &key))?;
+        let table = self.kv.table();
+        let info = run(py, self.kv.vault(), |s| table.info(s, &key))?;
         Ok(info.map(|i| {
             (
                 i.size,
@@ -400,9 +333,11 @@ impl PyKVault {
     /// inline_bytes, unique_chunks, content_bytes, expired_keys, page_size, page_count,
     /// free_pages)`.
     fn table_stats(&self, py: Python<'_>) -> Result<StatsTuple, BindingError> {
-        let table = &self.table;
+        let table = self.kv.table();
         let (t, (page_size, pages, free)) =
-            run(py, &self.store, |s| Ok((table.stats(s)?, s.page_stats()?)))?;
+            run(py, self.kv.vault(), |s| -> kvault::Result<_> {
+                Ok((table.stats(s)?, s.page_stats()?))
+            })?;
         Ok((
             t.keys,
             t.logical_bytes,
@@ -419,84 +354,16 @@ impl PyKVault {
         ))
     }
 
-    /// `[(name, dtype, length, data_bytes)]` of the columns in this file.
-    fn columns_summary(
-        &self,
-        py: Python<'_>,
-    ) -> Result<Vec<(String, String, u64, u64)>, BindingError> {
-        let metas = py.detach(|| columnar::Columns::list(&mut lock(&self.store)))?;
-        Ok(metas
-            .into_iter()
-            .map(|m| (m.name, m.dtype.name(), m.len, m.data_bytes))
-            .collect())
-    }
-
-    /// Problems found by SQLite's integrity check, this table's invariants and the columns'
-    /// invariants (empty when healthy).
-    fn check(&self, py: Python<'_>) -> Result<Vec<String>, BindingError> {
-        let table = &self.table;
-        py.detach(|| -> Result<Vec<String>, BindingError> {
-            let mut store = lock(&self.store);
-            let mut problems = store.integrity_problems()?;
-            problems.extend(table.check(&mut store)?);
-            problems.extend(columnar::Columns::check(&mut store)?);
-            Ok(problems)
-        })
-    }
-
-    /// Writes a consistent copy of the file to `dest` (which must not exist).
-    fn backup(&self, py: Python<'_>, dest: std::path::PathBuf) -> Result<(), BindingError> {
-        run(py, &self.store, |s| s.backup_to(&dest))
-    }
-
-    /// Reclaims abandoned uploads, then VACUUMs the file.
-    fn optimize(&self, py: Python<'_>) -> Result<(), BindingError> {
-        let table = &self.table;
-        run(py, &self.store, |s| {
-            table.reclaim_orphans(s)?;
-            s.vacuum()
-        })
-    }
-
-    /// Copies the WAL into the main file and truncates it.
-    fn checkpoint(&self, py: Python<'_>) -> Result<(), BindingError> {
-        run(py, &self.store, Store::checkpoint)
-    }
-
     /// Deletes chunks of uploads whose process died; returns how many uploads were reclaimed.
     fn reclaim_orphans(&self, py: Python<'_>) -> Result<u64, BindingError> {
-        let table = &self.table;
-        run(py, &self.store, |s| table.reclaim_orphans(s))
-    }
-
-    /// Closes the file (idempotent).
-    fn close(&self, py: Python<'_>) -> Result<(), BindingError> {
-        run(py, &self.store, Store::close)
-    }
-
-    /// Whether `close()` was called.
-    #[getter]
-    fn closed(&self) -> bool {
-        lock(&self.store).is_closed()
-    }
-
-    /// Whether writes are refused.
-    #[getter]
-    fn read_only(&self) -> bool {
-        lock(&self.store).is_read_only()
+        let table = self.kv.table();
+        run(py, self.kv.vault(), |s| table.reclaim_orphans(s))
     }
 
     /// The table's chunk size.
     #[getter]
     fn chunk_size(&self) -> usize {
-        self.table.chunk_size()
-    }
-}
-
-impl PyKVault {
-    /// The store this vault uses, for column stores that share its connection.
-    pub(crate) fn shared_store(&self) -> SharedStore {
-        Arc::clone(&self.store)
+        self.kv.table().chunk_size()
     }
 }
 
@@ -537,18 +404,10 @@ fn key_range(
     })
 }
 
-fn non_negative<T: TryFrom<i64>>(name: &str, value: i64) -> Result<T, BindingError> {
-    T::try_from(value).map_err(|_| {
-        BindingError::Py(InvalidArgument::new_err(format!(
-            "{name} must be a non-negative integer in range, not {value}"
-        )))
-    })
-}
-
 /// Native reader behind `KVault.open(key)`.
 #[pyclass(module = "ambervault._ambervault", name = "BlobReaderCore", frozen)]
 pub struct PyBlobReader {
-    store: SharedStore,
+    vault: kvault::Vault,
     reader: Mutex<Option<BlobReader>>,
 }
 
@@ -564,7 +423,7 @@ impl PyBlobReader {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             let reader = guard.as_mut().ok_or(kvault::Error::Closed("reader"))?;
-            op(reader, &mut lock(&self.store))
+            op(reader, &mut self.vault.store())
         })?)
     }
 }
@@ -619,7 +478,7 @@ impl PyBlobReader {
 /// Native writer behind `KVault.open(key, "wb")` and `put_file`.
 #[pyclass(module = "ambervault._ambervault", name = "BlobWriterCore", frozen)]
 pub struct PyBlobWriter {
-    store: SharedStore,
+    vault: kvault::Vault,
     writer: Mutex<Option<BlobWriter>>,
 }
 
@@ -640,7 +499,7 @@ impl PyBlobWriter {
         py.detach(|| {
             let mut guard = self.guard();
             let writer = guard.as_mut().ok_or(kvault::Error::Closed("writer"))?;
-            writer.write(&mut lock(&self.store), &data)
+            writer.write(&mut self.vault.store(), &data)
         })?;
         Ok(n)
     }
@@ -664,7 +523,7 @@ impl PyBlobWriter {
         let options = put_options(expires_at_ms, if_version, if_absent)?;
         let (key, kind) = key_from_py(key)?;
         let writer = self.guard().take().ok_or(kvault::Error::Closed("writer"))?;
-        Ok(py.detach(|| writer.finish_with(&mut lock(&self.store), &key, kind, options))?)
+        Ok(py.detach(|| writer.finish_with(&mut self.vault.store(), &key, kind, options))?)
     }
 
     /// Discards everything written (idempotent).
@@ -672,7 +531,7 @@ impl PyBlobWriter {
         let Some(mut writer) = self.guard().take() else {
             return Ok(());
         };
-        Ok(py.detach(|| writer.abort(&mut lock(&self.store)))?)
+        Ok(py.detach(|| writer.abort(&mut self.vault.store()))?)
     }
 
     /// Whether the writer was finished or aborted.

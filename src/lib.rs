@@ -1,5 +1,8 @@
 //! `ambervault._ambervault`: the PyO3 extension. Thin glue only: argument conversion, GIL
-//! release around SQLite work, and error mapping. Storage logic lives in `kvault-rust/`.
+//! release around SQLite work, and error mapping. Storage logic lives in the pure-Rust crates
+//! (`kvault-rust/`: the vault file and key-value tables; `columnar/`: columns). One file per
+//! native class family: `vault_py` (the open file), `kvault_py` (key-value tables and their
+//! streams), `columns_py` (columns), `inspect_py`, `raw_buffer`.
 
 use pyo3::prelude::*;
 
@@ -9,13 +12,14 @@ mod errors;
 mod inspect_py;
 mod kvault_py;
 mod raw_buffer;
-mod shared;
+mod vault_py;
 
 #[pymodule]
 fn _ambervault(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("FORMAT_VERSION", kvault::FORMAT_VERSION)?;
     m.add("SQLITE_VERSION", rusqlite_version())?;
+    vault_py::register(m)?;
     kvault_py::register(m)?;
     columns_py::register(m)?;
     inspect_py::register(m)?;

@@ -16,7 +16,8 @@
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::error::{Error, Result};
-use crate::store::{now_ms, Store};
+use crate::clock::system_time_ms as now_ms;
+use crate::store::Store;
 
 /// Largest accepted key, in bytes.
 pub const MAX_KEY_LEN: usize = 1 << 20;

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, OpenFlags};
 
 use crate::checkpoint::Checkpointer;
+use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::wal_index::{CommitToken, WalIndexView};
 
@@ -179,8 +180,8 @@ pub struct Store {
     txn_depth: u32,
     /// Thread that opened the explicit transaction; other threads must wait for it to end.
     txn_owner: Option<std::thread::ThreadId>,
-    /// Fixed "now" (ms) for expiry decisions, set by tests through an injected clock.
-    clock_override: Option<i64>,
+    /// The one source of "now" for timestamps and expiry decisions.
+    clock: Clock,
     /// Counts writes, commits and rollbacks made through this connection, so read caches
     /// built on it can tell when they went stale (other connections' commits show up in
     /// `PRAGMA data_version` instead).
@@ -229,7 +230,7 @@ impl Store {
                 read_only,
                 txn_depth: 0,
                 txn_owner: None,
-                clock_override: None,
+                clock: Clock::system(),
                 local_writes: 0,
                 extensions: std::collections::HashMap::new(),
                 checkpointer: None,
@@ -660,15 +661,16 @@ impl Store {
             .expect("extension stored under its own type id")
     }
 
-    /// The current time in ms, as used for expiry (the injected clock if one is set).
+    /// The current time in ms as the store's clock reads it: every timestamp written and
+    /// every expiry decision uses it.
     #[must_use]
     pub fn now_ms(&self) -> i64 {
-        self.clock_override.unwrap_or_else(now_ms)
+        self.clock.now_ms()
     }
 
-    /// Fixes the time used for expiry decisions (`None` returns to the system clock).
-    pub fn set_clock_override(&mut self, now_ms: Option<i64>) {
-        self.clock_override = now_ms;
+    /// Sets the store's clock (the system clock, or a fixed instant).
+    pub fn set_clock(&mut self, clock: Clock) {
+        self.clock = clock;
     }
 
     /// Opens an explicit transaction (`BEGIN IMMEDIATE`), or a savepoint inside the one already
@@ -977,6 +979,7 @@ impl Store {
 
     fn initialize(&mut self) -> Result<()> {
         let read_only = self.read_only;
+        let created_at = self.now_ms();
         let conn = self.conn()?;
         // The first read of the header: fails with NOTADB on a file that is not SQLite.
         let application_id: i32 = conn.query_row("PRAGMA application_id", [], |r| r.get(0))?;
@@ -1008,7 +1011,7 @@ impl Store {
                 conn.execute(
                     "INSERT OR IGNORE INTO ambervault_meta(name, value) VALUES \
                      ('format_version', ?1), ('created_at_ms', ?2)",
-                    (FORMAT_VERSION, now_ms()),
+                    (FORMAT_VERSION, created_at),
                 )?;
             }
             Ok(())
@@ -1263,10 +1266,3 @@ fn jitter() -> f64 {
     f64::from(nanos % 1000) / 1000.0
 }
 
-/// Milliseconds since the Unix epoch (the unit of every timestamp in the format).
-#[must_use]
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}

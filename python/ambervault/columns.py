@@ -11,12 +11,19 @@ from collections.abc import MutableSequence
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
 from ._ambervault import ColumnCore, ColumnVaultCore, PendingAppends, canonical_dtype
+from ._file import VaultFile, fspath
 from .cache import BatchingCache, CacheControls
 from .exceptions import ClosedError, InvalidArgument, NotFound
 from .kvault import KVault
 from .transaction import Transaction
 
 _PAGE = 8192  # elements per round trip when iterating
+
+# Bytes of the file a path-opened column store memory-maps: SQLite's largest (2 GiB - 64 KiB).
+# Columns are read at random offsets of large files, and pages outside the map cost a read
+# call each. Mapping uses address space, not memory. (A ColumnVault(kv) uses kv's file as it
+# was opened.)
+_COLUMN_MMAP_BYTES = 0x7FFF0000
 
 # numpy dtype of each fixed-width column dtype (little-endian, as stored).
 _NUMPY = {
@@ -204,25 +211,32 @@ class ColumnVault(CacheControls):
         for name, value in (("min_chunk_bytes", min_chunk_bytes), ("max_chunk_bytes", max_chunk_bytes)):
             if isinstance(value, bool) or not isinstance(value, int):
                 raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+        # Refused before the file is opened, so a bad argument creates nothing.
+        ColumnVaultCore.validate(min_chunk_bytes, max_chunk_bytes)
         if isinstance(kv_or_path, KVault):
-            self._kv: Optional[KVault] = kv_or_path
-            self.path = kv_or_path.path
-            self._core = ColumnVaultCore.from_kvault(kv_or_path._native, min_chunk_bytes, max_chunk_bytes)
-            kv_or_path._column_vaults.add(self)
+            self._file = kv_or_path._file
+            self._owns_file = False
         else:
-            self._kv = None
-            if isinstance(kv_or_path, bytes):
-                kv_or_path = os.fsdecode(kv_or_path)
-            try:
-                path = os.fspath(kv_or_path)
-            except TypeError:
-                raise TypeError(
-                    f"ColumnVault takes a KVault or a path, not {type(kv_or_path).__name__}"
-                ) from None
-            self.path = path
-            self._core = ColumnVaultCore.open(path, min_chunk_bytes, max_chunk_bytes, bool(read_only))
+            path = fspath(kv_or_path, "ColumnVault takes a KVault or a path")
+            self._file = VaultFile(path, mmap_size=_COLUMN_MMAP_BYTES, read_only=read_only)
+            self._owns_file = True
+        self.path = self._file.path
+        try:
+            self._core = ColumnVaultCore(self._file.native, min_chunk_bytes, max_chunk_bytes)
+        except BaseException:
+            if self._owns_file:
+                self._file.close()
+            raise
+        self._chunk_bytes = (min_chunk_bytes, max_chunk_bytes)
         self._columns: Dict[str, Column] = {}
         self._lock = threading.RLock()
+        self._file.attach(self)
+
+    def __reduce__(self) -> Tuple[Any, ...]:
+        if self.path == ":memory:":
+            raise TypeError("an in-memory ColumnVault cannot be pickled (it has no file to reopen)")
+        read_only = self._file.open_args["read_only"]
+        return (ColumnVault, (self.path, *self._chunk_bytes, read_only))
 
     @property
     def _native(self) -> ColumnVaultCore:
@@ -331,45 +345,48 @@ class ColumnVault(CacheControls):
         return caches
 
     def transaction(self) -> Transaction:
-        """Start a transaction (see :meth:`KVault.transaction`). For a ``ColumnVault`` made from
-        a ``KVault`` it is the KVault's transaction, so it spans both."""
-        if self._kv is not None:
-            return self._kv.transaction()
-        return Transaction(self._native, self._all_caches())
+        """Start a transaction (see :meth:`KVault.transaction`). It covers every table of the
+        file, so for a ``ColumnVault`` made from a ``KVault`` it spans both."""
+        self._native  # noqa: B018 - raises ClosedError when closed
+        return self._file.transaction()
 
-    def _flush_all(self) -> None:
-        if self._cache is not None:
-            self._cache.flush()
-        for col in list(self._columns.values()):
-            if col._cache is not None:
-                col._cache.flush()
+    def _caches(self) -> List[BatchingCache]:
+        return self._all_caches()
 
-    def check(self) -> List[str]:
-        """SQLite's integrity check plus every column's invariants; empty when healthy."""
-        self._flush_all()
-        return self._native.check()
-
-    def backup(self, dest: Union[str, os.PathLike[str]]) -> None:
-        """Write a consistent copy of the whole file to ``dest`` (which must not exist)."""
-        self._flush_all()
-        self._native.backup(os.fspath(dest))
-
-    def checkpoint(self) -> None:
-        """Flush pending appends and copy the WAL into the main file."""
-        self._flush_all()
-        self._native.checkpoint()
-
-    def close(self) -> None:
-        """Flush pending appends and close (a KVault's shared connection stays open). Idempotent."""
-        core = self._core
-        if core is None:
-            return
+    def _stop_caches(self) -> None:
         if self._cache is not None:
             self.disable_cache()
         for col in list(self._columns.values()):
             if col._cache is not None:
                 col.disable_cache()
-        core.close()
+
+    def _flush_all(self) -> None:
+        for cache in self._all_caches():
+            cache.flush()
+
+    def check(self) -> List[str]:
+        """SQLite's integrity check plus the invariants of every table and column in the file;
+        empty when healthy."""
+        self._native  # noqa: B018 - raises ClosedError when closed
+        return self._file.check()
+
+    def backup(self, dest: Union[str, os.PathLike[str]]) -> None:
+        """Write a consistent copy of the whole file to ``dest`` (which must not exist)."""
+        self._native  # noqa: B018 - raises ClosedError when closed
+        self._file.backup(dest)
+
+    def checkpoint(self) -> None:
+        """Flush pending appends and copy the WAL into the main file."""
+        self._native  # noqa: B018 - raises ClosedError when closed
+        self._file.checkpoint()
+
+    def close(self) -> None:
+        """Flush pending appends and close (a KVault's shared file stays open). Idempotent."""
+        if self._core is None:
+            return
+        self._stop_caches()
+        if self._owns_file:
+            self._file.close()
         self._core = None
 
     def __del__(self) -> None:
@@ -394,6 +411,10 @@ class Column(MutableSequence, CacheControls):  # type: ignore[type-arg]
         self.dtype: str = core.dtype
         self._width: Optional[int] = core.width
         self._npdtype = _numpy_dtype(self.dtype)
+
+    def __reduce__(self) -> Tuple[Any, ...]:
+        # Reopened by name in the unpickling process (its ColumnVault reopens the file by path).
+        return (operator.getitem, (self._vault, self.name))
 
     def _new_cache(
         self, cap_bytes: int, flush_threshold: int, flush_interval: Optional[float], auto_flush: bool

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import atexit
 import collections.abc
 import contextlib
 import os
-import time
-import weakref
 from typing import (
     Any,
     BinaryIO,
@@ -22,7 +19,8 @@ from typing import (
     Union,
 )
 
-from ._ambervault import KVaultCore
+from ._ambervault import KVaultCore, columns_summary
+from ._file import VaultFile, check_int
 from .cache import BatchingCache, CacheControls, WriteBackCache
 from .exceptions import ClosedError, InvalidArgument, NotFound
 from .streams import VaultReader, VaultWriter
@@ -35,30 +33,6 @@ _MISSING: Any = object()
 _PAGE = 1000  # keys per round trip when scanning
 _ITEMS_PAGE_BYTES = 16 << 20  # value bytes per round trip when scanning items
 _UPDATE_BATCH = 1000
-
-# Vaults alive in this process: their caches are dropped in fork children and flushed at exit.
-_LIVE: weakref.WeakValueDictionary[int, KVault] = weakref.WeakValueDictionary()
-
-
-def _after_fork_in_child() -> None:
-    for vault in list(_LIVE.values()):
-        cache = vault._cache
-        if cache is not None:
-            cache.forget_after_fork()
-
-
-def _flush_all_at_exit() -> None:
-    for vault in list(_LIVE.values()):
-        with contextlib.suppress(Exception):
-            if vault._cache is not None:
-                vault._cache.stop_daemon()
-                vault._cache.flush()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
-atexit.register(_flush_all_at_exit)
-
 
 def _raw_key(key: Any) -> bytes:
     """Key bytes as stored: str keys are their UTF-8 encoding."""
@@ -88,10 +62,7 @@ def _value_bytes(value: Any) -> bytes:
     return view.tobytes()
 
 
-def _check_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
-    return value
+_check_int = check_int
 
 
 def _check_ttl(ttl: Any) -> float:
@@ -157,63 +128,42 @@ class KVault(collections.abc.MutableMapping, CacheControls):  # type: ignore[typ
     ) -> None:
         self._core: Optional[KVaultCore] = None
         self._cache: Optional[WriteBackCache] = None  # type: ignore[assignment]
-        self._clock = clock
-        self._column_vaults: weakref.WeakSet[Any] = weakref.WeakSet()
         if default_ttl is not None:
             _check_ttl(default_ttl)
         self.default_ttl = default_ttl
-        if clock is not None and not callable(clock):
-            raise TypeError("clock must be a callable returning epoch seconds")
-        if isinstance(path, bytes):
-            path = os.fsdecode(path)
-        try:
-            path = os.fspath(path)
-        except TypeError:
-            raise TypeError(f"path must be str or os.PathLike, not {type(path).__name__}") from None
         if not isinstance(table, str):
             raise TypeError(f"table must be a str, not {type(table).__name__}")
-        if not isinstance(synchronous, str):
-            raise TypeError(f"synchronous must be a str, not {type(synchronous).__name__}")
-        for name, value in (
-            ("chunk_size", chunk_size),
-            ("retries", retries),
-            ("page_size", page_size),
-            ("mmap_size", mmap_size),
-            ("cache_kb", cache_kb),
-        ):
-            _check_int(name, value)
-        if isinstance(backoff_base, bool) or not isinstance(backoff_base, (int, float)):
-            raise TypeError(f"backoff_base must be a number, not {type(backoff_base).__name__}")
-        self._open_args: Dict[str, Any] = dict(
-            path=path,
-            chunk_size=chunk_size,
+        _check_int("chunk_size", chunk_size)
+        # Refused before the file is opened, so a bad argument creates nothing.
+        KVaultCore.validate(table, chunk_size)
+        self._file = VaultFile(
+            path,
             retries=retries,
             backoff_base=backoff_base,
-            table=table,
-            enable_wal=bool(enable_wal),
+            enable_wal=enable_wal,
             page_size=page_size,
             mmap_size=mmap_size,
             cache_kb=cache_kb,
-            read_only=bool(read_only),
+            read_only=read_only,
             synchronous=synchronous,
+            clock=clock,
+        )
+        self._clock = clock
+        try:
+            self._core = KVaultCore(self._file.native, table, chunk_size)
+        except BaseException:
+            self._file.close()
+            raise
+        self._open_args: Dict[str, Any] = dict(
+            path=self._file.path,
+            chunk_size=chunk_size,
+            table=table,
             default_ttl=default_ttl,
+            **self._file.open_args,
         )
-        self._core = KVaultCore(
-            path,
-            table,
-            chunk_size,
-            retries,
-            float(backoff_base),
-            bool(enable_wal),
-            page_size,
-            mmap_size,
-            cache_kb,
-            bool(read_only),
-            synchronous,
-        )
-        self.path = path
+        self.path = self._file.path
         self.table = table
-        _LIVE[id(self)] = self
+        self._file.attach(self)
 
     # -- basics ------------------------------------------------------------------------------
     @property
@@ -223,13 +173,13 @@ class KVault(collections.abc.MutableMapping, CacheControls):  # type: ignore[typ
 
     @property
     def closed(self) -> bool:
-        """Whether :meth:`close` was called."""
-        return self._core is None or self._core.closed
+        """Whether :meth:`close` was called (or the file was closed through another table)."""
+        return self._core is None or self._file.closed
 
     @property
     def read_only(self) -> bool:
         """Whether writes are refused."""
-        return self._native.read_only
+        return self._file.read_only
 
     @property
     def _native(self) -> KVaultCore:
@@ -237,11 +187,11 @@ class KVault(collections.abc.MutableMapping, CacheControls):  # type: ignore[typ
         if core is None:
             raise ClosedError("vault is closed")
         if self._clock is not None:
-            core.set_clock(int(self._clock() * 1000))
+            self._file.native  # noqa: B018 - pushes the injected clock's time into the file
         return core
 
     def _now_ms(self) -> int:
-        return int((self._clock() if self._clock is not None else time.time()) * 1000)
+        return self._file.now_ms()
 
     def _expiry(self, ttl: Optional[float]) -> Optional[int]:
         """Absolute expiry (ms) for a write with ``ttl`` seconds (or the default TTL)."""
@@ -429,13 +379,14 @@ class KVault(collections.abc.MutableMapping, CacheControls):  # type: ignore[typ
         >>> t = v.transaction(); v["c"] = b"3"; t.rollback(); sorted(v)
         ['a', 'b']
         """
-        return Transaction(self._native, self._transaction_caches())
+        return self._file.transaction()
 
-    def _transaction_caches(self) -> List[BatchingCache]:
-        caches: List[BatchingCache] = [] if self._cache is None else [self._cache]
-        for cv in list(self._column_vaults):
-            caches.extend(cv._all_caches())
-        return caches
+    def _caches(self) -> List[BatchingCache]:
+        return [] if self._cache is None else [self._cache]
+
+    def _stop_caches(self) -> None:
+        if self._cache is not None:
+            self.disable_cache()
 
     # -- batches -----------------------------------------------------------------------------
     def put_many(
@@ -729,8 +680,8 @@ class KVault(collections.abc.MutableMapping, CacheControls):  # type: ignore[typ
     # -- maintenance -------------------------------------------------------------------------
     def optimize(self) -> None:
         """Reclaim abandoned uploads and free space (``VACUUM``); the file shrinks."""
-        self._flush_for_scan()
-        self._native.optimize()
+        self._native  # noqa: B018 - raises ClosedError when closed
+        self._file.optimize()
 
     def stats(self) -> Dict[str, Any]:
         """Health figures of the vault and its file:
@@ -746,7 +697,7 @@ class KVault(collections.abc.MutableMapping, CacheControls):  # type: ignore[typ
         >>> v = KVault(":memory:"); v["k"] = b"abc"; s = v.stats(); s["keys"], s["logical_bytes"]
         (1, 3)
         """
-        self._flush_for_scan()
+        self._file.flush()
         (
             keys,
             logical,
@@ -762,12 +713,7 @@ class KVault(collections.abc.MutableMapping, CacheControls):  # type: ignore[typ
             free,
         ) = self._native.table_stats()
         stored = inline + content
-        file_bytes = wal_bytes = 0
-        if self.path != ":memory:":
-            with contextlib.suppress(OSError):
-                file_bytes = os.path.getsize(self.path)
-            with contextlib.suppress(OSError):
-                wal_bytes = os.path.getsize(self.path + "-wal")
+        file_bytes, wal_bytes = self._file.size_on_disk()
         return {
             "keys": keys,
             "logical_bytes": logical,
@@ -780,7 +726,7 @@ class KVault(collections.abc.MutableMapping, CacheControls):  # type: ignore[typ
             "pending_uploads": pending,
             "columns": {
                 name: {"dtype": dtype, "length": length, "bytes": nbytes}
-                for name, dtype, length, nbytes in self._native.columns_summary()
+                for name, dtype, length, nbytes in columns_summary(self._file.native)
             },
             "file_bytes": file_bytes,
             "wal_bytes": wal_bytes,
@@ -796,14 +742,14 @@ class KVault(collections.abc.MutableMapping, CacheControls):  # type: ignore[typ
         >>> KVault(":memory:").check()
         []
         """
-        self._flush_for_scan()
-        return self._native.check()
+        self._native  # noqa: B018 - raises ClosedError when closed
+        return self._file.check()
 
     def backup(self, dest: Union[str, os.PathLike[str]]) -> None:
         """Write a consistent copy of the whole file (every table and column) to ``dest``, with
         SQLite's online backup API, while other writers keep writing. ``dest`` must not exist."""
-        self._flush_for_scan()
-        self._native.backup(os.fspath(dest))
+        self._native  # noqa: B018 - raises ClosedError when closed
+        self._file.backup(dest)
 
     def reclaim_orphans(self) -> int:
         """Delete the chunks of uploads whose writing process died (this also happens
@@ -812,20 +758,16 @@ class KVault(collections.abc.MutableMapping, CacheControls):  # type: ignore[typ
 
     def checkpoint(self) -> None:
         """Copy the write-ahead log into the main file and truncate it."""
-        self._flush_for_scan()
-        self._native.checkpoint()
+        self._native  # noqa: B018 - raises ClosedError when closed
+        self._file.checkpoint()
 
     def close(self) -> None:
         """Flush the cache and close the file. Idempotent; any later use raises
         :class:`ClosedError`."""
-        core = self._core
-        if core is None:
+        if self._core is None:
             return
-        if self._cache is not None and not core.closed:
-            self.disable_cache()
+        self._file.close()
         self._cache = None
-        core.close()
-        _LIVE.pop(id(self), None)
 
     def __del__(self) -> None:
         # Best effort: keep cached writes of a vault that was never closed.
