@@ -2,7 +2,7 @@
 //! replacement, deletion, scans, format checks and bad input.
 
 use kvault::{
-    Condition, Error, KeyKind, KeyRange, KvTable, Location, PutItem, PutOptions, Store,
+    BlobWriter, Condition, Error, KeyKind, KeyRange, KvTable, Location, PutItem, PutOptions, Store,
     StoreOptions, Vault, APPLICATION_ID,
 };
 
@@ -188,10 +188,11 @@ fn scans_are_bytewise_ordered_and_prefix_bounded() {
         scan(&mut vault, Some(&[0xFF]), 2),
         vec![vec![0xFF], vec![0xFF, 0x00]]
     );
-    assert_eq!(
-        table.count_prefix(vault.store_mut(), Some(b"a")).unwrap(),
-        5
-    );
+    let under_a = KeyRange {
+        prefix: Some(b"a".to_vec()),
+        ..KeyRange::default()
+    };
+    assert_eq!(table.count_range(vault.store_mut(), &under_a).unwrap(), 5);
 }
 
 #[test]
@@ -482,4 +483,119 @@ fn identical_chunks_are_stored_once_and_reference_counted() {
     assert!(vault.delete(b"c").unwrap());
     assert_eq!(rows(&mut vault, "kv__content"), 0);
     assert!(table.check(vault.store_mut()).unwrap().is_empty());
+}
+
+#[test]
+fn injected_clock_times_batched_chunked_and_streamed_writes() {
+    // Far in the future (2100), so the injected clock and the system's disagree on expiry.
+    const T: i64 = 4_102_444_800_000;
+    let mut vault = Vault::open_with(":memory:", StoreOptions::default(), "kv", 8).unwrap();
+    let table = vault.table().clone();
+    let s = vault.store_mut();
+    let big = pattern(20, 3); // chunked: larger than the 8-byte chunks
+    let group: Vec<Vec<u8>> = (0..32).map(|i| format!("g{i:02}").into_bytes()).collect();
+    let write_all = |s: &mut Store, value: &[u8]| {
+        // Inline and chunked items through put_many, a run long enough for a grouped insert,
+        // a chunked put and a streamed upload.
+        let mut items: Vec<PutItem<'_>> = vec![
+            (b"many_inline", KeyKind::Bytes, b"x", None),
+            (b"many_chunked", KeyKind::Bytes, &big, None),
+        ];
+        items.extend(
+            group
+                .iter()
+                .map(|k| (k.as_slice(), KeyKind::Bytes, &b"y"[..], None)),
+        );
+        table.put_many(s, &items).unwrap();
+        table.put(s, b"chunked", KeyKind::Bytes, value).unwrap();
+        let mut writer = BlobWriter::new(table.clone(), None);
+        writer.write(s, value).unwrap();
+        writer.finish(s, b"streamed", KeyKind::Bytes).unwrap();
+    };
+    let keys: [&[u8]; 5] = [
+        b"many_inline",
+        b"many_chunked",
+        b"g31",
+        b"chunked",
+        b"streamed",
+    ];
+    s.set_clock_override(Some(T));
+    write_all(s, &big);
+    for key in keys {
+        let info = table.info(s, key).unwrap().unwrap();
+        let found = (info.created_at_ms, info.updated_at_ms, info.version);
+        assert_eq!(found, (T, T, 1), "{}", String::from_utf8_lossy(key));
+        assert!(table.touch(s, key, Some(T + 10)).unwrap());
+    }
+    // Expired by the injected clock only: every path must write over them as if absent.
+    s.set_clock_override(Some(T + 100));
+    write_all(s, &big);
+    for key in keys {
+        let info = table.info(s, key).unwrap().unwrap();
+        let found = (info.created_at_ms, info.updated_at_ms, info.version);
+        assert_eq!(
+            found,
+            (T + 100, T + 100, 1),
+            "{}",
+            String::from_utf8_lossy(key)
+        );
+        assert_eq!(info.expires_at_ms, None);
+    }
+    assert!(table.check(s).unwrap().is_empty());
+}
+
+#[test]
+fn scan_items_pages_by_count_and_by_bytes() {
+    let mut vault = Vault::open_with(":memory:", StoreOptions::default(), "kv", 8).unwrap();
+    let table = vault.table().clone();
+    let s = vault.store_mut();
+    let entries: Vec<(Vec<u8>, Vec<u8>)> = [("a", 3), ("b", 20), ("c", 5), ("d", 0), ("e", 9)]
+        .iter()
+        .map(|&(k, len)| (k.as_bytes().to_vec(), pattern(len, len as u8)))
+        .collect();
+    for (key, value) in &entries {
+        table.put(s, key, KeyKind::Str, value).unwrap();
+    }
+    let item = |i: usize| (entries[i].0.clone(), KeyKind::Str, entries[i].1.clone());
+    let all = KeyRange::default();
+    // The first item always counts, however small the byte budget.
+    let page = table.scan_items(s, &all, 10, 0).unwrap();
+    assert_eq!(page.items, vec![item(0)]);
+    assert_eq!(page.last_key.as_deref(), Some(&b"a"[..]));
+    // The budget is checked before each item: 3 bytes < 4, so "b" (20 bytes) still comes.
+    let page = table.scan_items(s, &all, 10, 4).unwrap();
+    assert_eq!(page.items, vec![item(0), item(1)]);
+    assert_eq!(page.last_key.as_deref(), Some(&b"b"[..]));
+    // The key limit bounds a page; a limit of 0 is taken as 1.
+    let page = table.scan_items(s, &all, 3, usize::MAX).unwrap();
+    assert_eq!(page.items, vec![item(0), item(1), item(2)]);
+    assert_eq!(
+        table.scan_items(s, &all, 0, usize::MAX).unwrap().items,
+        vec![item(0)]
+    );
+    // Paging by `after` visits every item once, in either direction.
+    for reverse in [false, true] {
+        let mut range = KeyRange {
+            reverse,
+            ..KeyRange::default()
+        };
+        let mut seen = Vec::new();
+        loop {
+            let page = table.scan_items(s, &range, 2, 10).unwrap();
+            seen.extend(page.items);
+            match page.last_key {
+                Some(last) => range.after = Some(last),
+                None => break,
+            }
+        }
+        let mut expected: Vec<_> = (0..entries.len()).map(item).collect();
+        if reverse {
+            expected.reverse();
+        }
+        assert_eq!(seen, expected);
+    }
+    // Expired keys are not items.
+    assert!(table.touch(s, b"a", Some(1)).unwrap());
+    let page = table.scan_items(s, &all, 1, usize::MAX).unwrap();
+    assert_eq!(page.items, vec![item(1)]);
 }

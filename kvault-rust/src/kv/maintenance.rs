@@ -1,0 +1,202 @@
+//! Maintenance: storage figures, invariant checks and reclaiming abandoned uploads.
+
+use std::collections::{HashMap, HashSet};
+
+use rusqlite::Connection;
+
+use super::types::{chunk_rowid, TableStats, MAX_CHUNKS_PER_BLOB};
+use super::KvTable;
+use crate::error::Result;
+use crate::store::Store;
+
+impl KvTable {
+    /// Counts keys, bytes, chunks and unfinished uploads, from one snapshot.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn stats(&self, store: &mut Store) -> Result<TableStats> {
+        let sql = self.sql.stats();
+        let now = store.now_ms();
+        store.read(|conn| {
+            Ok(conn.query_row(&sql, [now], |r| {
+                let count = |i: usize| r.get::<_, i64>(i).map(|v| u64::try_from(v).unwrap_or(0));
+                // SQLite's total() is a float; the sums are whole numbers of bytes.
+                let total = |i: usize| r.get::<_, f64>(i).map(|v| v as u64);
+                Ok(TableStats {
+                    keys: count(0)?,
+                    logical_bytes: total(1)?,
+                    chunks: count(2)?,
+                    chunk_bytes: total(3)?,
+                    pending_uploads: count(4)?,
+                    inline_bytes: total(5)?,
+                    unique_chunks: count(6)?,
+                    content_bytes: total(7)?,
+                    expired_keys: count(8)?,
+                })
+            })?)
+        })
+    }
+
+    /// Checks the table's own invariants (beyond SQLite's integrity check): each value stored
+    /// either inline with the right length or as exactly the chunks its size needs, no chunk
+    /// without an owner, no abandoned upload. Returns one message per problem.
+    ///
+    /// # Errors
+    /// SQLite errors (a problem in the data is a message, not an error).
+    pub fn check(&self, store: &mut Store) -> Result<Vec<String>> {
+        let t = &self.name;
+        let sql = self.sql.check();
+        let live_pids: Vec<(i64, i64)> = store.retry(|conn| {
+            let mut stmt = conn.prepare_cached(&self.sql.list_pending)?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })?;
+        store.read(|conn| {
+            let mut problems = Vec::new();
+            let bad_inline: i64 = conn.query_row(&sql.bad_inline, [], |r| r.get(0))?;
+            if bad_inline > 0 {
+                problems.push(format!(
+                    "table {t}: {bad_inline} key rows have an inconsistent inline value"
+                ));
+            }
+            let mut referenced = std::collections::HashSet::new();
+            let mut stmt = conn.prepare(&sql.chunked_keys)?;
+            let mut rows = stmt.query([])?;
+            while let Some(row) = rows.next()? {
+                let key: Vec<u8> = row.get(0)?;
+                let blob_id: i64 = row.get(1)?;
+                referenced.insert(blob_id);
+                let size: i64 = row.get(2)?;
+                let chunk: i64 = row.get::<_, Option<i64>>(3)?.unwrap_or(0);
+                let count: i64 = row.get(4)?;
+                // SQLite's total() is a float; the sum is a whole number of bytes.
+                let total = row.get::<_, f64>(5)? as i64;
+                let longest: i64 = row.get::<_, Option<i64>>(6)?.unwrap_or(0);
+                let expected = if chunk > 0 {
+                    (size + chunk - 1) / chunk
+                } else {
+                    -1
+                };
+                if chunk <= 0 || count != expected || total != size || longest > chunk {
+                    problems.push(format!(
+                        "table {t}: key {} has {count} chunks holding {total} bytes; expected \
+                         {expected} chunks of at most {chunk} bytes holding {size}",
+                        String::from_utf8_lossy(&key)
+                    ));
+                }
+            }
+            let pending: HashSet<i64> = live_pids.iter().map(|(b, _)| *b).collect();
+            let mut stmt = conn.prepare(&sql.chunk_owners)?;
+            let owners: Vec<i64> = stmt
+                .query_map([], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            let orphans = owners
+                .iter()
+                .filter(|b| !referenced.contains(b) && !pending.contains(b))
+                .count();
+            if orphans > 0 {
+                problems.push(format!(
+                    "table {t}: chunks of {orphans} blobs belong to no key or upload"
+                ));
+            }
+            // Reference counts: every content row is referenced exactly `refs` times, and every
+            // chunk refers to content that exists.
+            let mut counts = HashMap::<i64, i64>::new();
+            let mut stmt = conn.prepare(&sql.chunk_refs)?;
+            let mut rows = stmt.query([])?;
+            while let Some(row) = rows.next()? {
+                counts.insert(row.get(0)?, row.get(1)?);
+            }
+            let mut stmt = conn.prepare(&sql.content_refs)?;
+            let mut rows = stmt.query([])?;
+            let mut bad_refs = 0usize;
+            while let Some(row) = rows.next()? {
+                let cid: i64 = row.get(0)?;
+                let refs: i64 = row.get(1)?;
+                if counts.remove(&cid).unwrap_or(0) != refs {
+                    bad_refs += 1;
+                }
+            }
+            if bad_refs > 0 {
+                problems.push(format!(
+                    "table {t}: {bad_refs} stored chunks have a wrong reference count"
+                ));
+            }
+            if !counts.is_empty() {
+                problems.push(format!(
+                    "table {t}: chunks refer to {} missing stored contents",
+                    counts.len()
+                ));
+            }
+            let abandoned = live_pids
+                .iter()
+                .filter(|(_, pid)| !process_alive(*pid))
+                .count();
+            if abandoned > 0 {
+                problems.push(format!(
+                    "table {t}: {abandoned} abandoned uploads (optimize() or reopening reclaims \
+                     them)"
+                ));
+            }
+            Ok(problems)
+        })
+    }
+
+    /// Deletes chunks of uploads whose writer process is gone (a crash mid-stream). Uploads of
+    /// live processes, this one included, are left alone. Returns the number reclaimed.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn reclaim_orphans(&self, store: &mut Store) -> Result<u64> {
+        if store.is_read_only() {
+            return Ok(0);
+        }
+        let pending: Vec<(i64, i64)> = store.retry(|conn| {
+            let mut stmt = conn.prepare_cached(&self.sql.list_pending)?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })?;
+        let mut reclaimed = 0;
+        for (blob_id, pid) in pending {
+            if process_alive(pid) {
+                continue;
+            }
+            store.write(|conn| self.drop_blob(conn, blob_id))?;
+            reclaimed += 1;
+        }
+        Ok(reclaimed)
+    }
+
+    /// Deletes a blob's chunks and its pending row (an aborted or abandoned upload).
+    pub(super) fn drop_blob(&self, conn: &Connection, blob_id: i64) -> Result<()> {
+        conn.prepare_cached(&self.sql.drop_chunks)?.execute([
+            chunk_rowid(blob_id, 0),
+            chunk_rowid(blob_id, MAX_CHUNKS_PER_BLOB - 1),
+        ])?;
+        conn.prepare_cached(&self.sql.drop_pending)?
+            .execute([blob_id])?;
+        Ok(())
+    }
+}
+
+#[cfg(unix)]
+fn process_alive(pid: i64) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    if pid <= 0 {
+        return false;
+    }
+    if i64::from(pid) == i64::from(std::process::id()) {
+        return true;
+    }
+    // SAFETY: kill with signal 0 only checks whether the process exists.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+}
+
+#[cfg(not(unix))]
+fn process_alive(_pid: i64) -> bool {
+    // Without a cheap liveness check, never reclaim: a leak is safe, a wrong reclaim is not.
+    true
+}

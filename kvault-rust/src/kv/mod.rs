@@ -1,0 +1,69 @@
+//! The key-value blob table: small values inline in the key row, large values as ordered chunk
+//! rows, switched in atomically.
+//!
+//! Tables of a table named `T` (see `docs/format.md`):
+//! - `T` (WITHOUT ROWID, keyed by the key bytes): one row per key with its metadata and either
+//!   the inline value or the id of its chunked blob.
+//! - `T__chunks`: chunk rows. A chunk's rowid is `blob_id << 32 | seq`, so a chunk is found by
+//!   arithmetic alone and all chunks of one blob form one contiguous rowid range. A chunk row
+//!   holds no bytes, only the id of its content in `T__content`.
+//! - `T__content`: chunk contents, each stored once under its BLAKE3 hash with a count of the
+//!   chunk rows referring to it (deduplication). Triggers on `T__chunks` keep the count and
+//!   delete a content row when its last reference goes.
+//! - `T__pending`: blob ids handed out to writers that have not finished. The AUTOINCREMENT
+//!   sequence guarantees a blob id is never reused, so an open reader can never see another
+//!   value's bytes under its id.
+//!
+//! Triggers on `T` delete a blob's chunks when its key row is deleted or switched to another
+//! blob, in the same transaction, so no chunk is ever referenced but missing.
+//!
+//! Modules: `types` (limits and plain data types), `schema` (names, validation, DDL), `sql`
+//! (every statement's text), `read`, `write`, `maintenance` (stats, checks, reclaiming
+//! abandoned uploads) and `stream` (chunked writers and readers).
+
+mod maintenance;
+mod read;
+mod schema;
+mod sql;
+mod stream;
+mod types;
+mod write;
+
+pub use schema::{kv_table_names, validate_chunk_size, validate_key, validate_table_name};
+pub use stream::{BlobReader, BlobWriter, Staged, StagedOwned};
+pub use types::{
+    BlobRef, Condition, Encoding, EntryInfo, KeyKind, KeyRange, PutItem, PutOptions, ScanPage,
+    TableStats, ValueLocation, DEFAULT_CHUNK_SIZE, INLINE_MAX, MAX_CHUNK_SIZE, MAX_KEY_LEN,
+};
+
+use sql::Sql;
+
+/// One key-value table in a [`Store`](crate::Store). Cheap to clone; holds no connection of its
+/// own.
+#[derive(Debug, Clone)]
+pub struct KvTable {
+    name: String,
+    chunk_size: usize,
+    /// Statement text, shared by clones so it is built once per `open`.
+    sql: std::sync::Arc<Sql>,
+}
+
+impl KvTable {
+    /// The table's name.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Largest value stored inline in its key row: `min(INLINE_MAX, chunk_size)`.
+    #[must_use]
+    pub fn inline_limit(&self) -> usize {
+        INLINE_MAX.min(self.chunk_size)
+    }
+
+    /// Chunk size used for new chunked values.
+    #[must_use]
+    pub fn chunk_size(&self) -> usize {
+        self.chunk_size
+    }
+}

@@ -1,0 +1,381 @@
+//! Reading: locating values, whole and ranged reads, metadata, counts and scans.
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::types::{
+    usize_of, BlobRef, EntryInfo, KeyKind, KeyRange, ValueLocation, MAX_CHUNKS_PER_BLOB,
+};
+// Through the re-export, which lib.rs does not name yet.
+use super::{KvTable, ScanPage};
+use crate::error::{Error, Result};
+use crate::store::Store;
+
+impl KvTable {
+    /// Returns where key's value is, or `None` if the key is absent or expired at `now` (ms).
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn locate(&self, conn: &Connection, key: &[u8], now: i64) -> Result<Option<ValueLocation>> {
+        let mut stmt = conn.prepare_cached(&self.sql.get)?;
+        let row = stmt
+            .query_row(params![key, now], |row| {
+                let blob_id: Option<i64> = row.get(1)?;
+                Ok(match blob_id {
+                    None => (
+                        Some(
+                            row.get_ref(0)?
+                                .as_blob_or_null()?
+                                .unwrap_or_default()
+                                .to_vec(),
+                        ),
+                        0,
+                        row.get::<_, i64>(2)?,
+                        0,
+                    ),
+                    Some(blob_id) => (
+                        None,
+                        blob_id,
+                        row.get(2)?,
+                        row.get::<_, Option<i64>>(3)?.unwrap_or(0),
+                    ),
+                })
+            })
+            .optional()?;
+        let Some((inline, blob_id, size, chunk_size)) = row else {
+            return Ok(None);
+        };
+        // The row is read from disk: check it before any arithmetic relies on it.
+        let (Ok(size), Ok(chunk_size)) = (u64::try_from(size), u64::try_from(chunk_size)) else {
+            return Err(Error::Corrupted(format!(
+                "key row has negative size {size} or chunk size {chunk_size}"
+            )));
+        };
+        match inline {
+            Some(bytes) if bytes.len() as u64 == size => Ok(Some(ValueLocation::Inline(bytes))),
+            Some(bytes) => Err(Error::Corrupted(format!(
+                "inline value has {} bytes but its key row records {size}",
+                bytes.len()
+            ))),
+            None if chunk_size == 0 || size.div_ceil(chunk_size) > MAX_CHUNKS_PER_BLOB => {
+                Err(Error::Corrupted(format!(
+                    "chunked value of {size} bytes has an impossible chunk size {chunk_size}"
+                )))
+            }
+            None => Ok(Some(ValueLocation::Chunked(BlobRef {
+                blob_id,
+                size,
+                chunk_size,
+            }))),
+        }
+    }
+
+    /// Reads a whole value into memory, or `None` if the key is absent.
+    ///
+    /// # Errors
+    /// [`Error::Corrupted`] if a chunk is missing or has the wrong length; SQLite errors.
+    pub fn get(&self, store: &mut Store, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        // Inline values need one statement; chunked ones a snapshot so the key row and the
+        // chunks come from the same moment.
+        let now = store.now_ms();
+        match store.read_latest(|conn| self.locate(conn, key, now))? {
+            None => Ok(None),
+            Some(ValueLocation::Inline(bytes)) => Ok(Some(bytes)),
+            Some(ValueLocation::Chunked(_)) => store.read(|conn| self.get_in(conn, key, now)),
+        }
+    }
+
+    /// Reads a whole value with `conn`, which should hold a read snapshot (see [`Store::read`])
+    /// when the value may be chunked.
+    ///
+    /// # Errors
+    /// As [`KvTable::get`].
+    pub fn get_in(&self, conn: &Connection, key: &[u8], now: i64) -> Result<Option<Vec<u8>>> {
+        match self.locate(conn, key, now)? {
+            None => Ok(None),
+            Some(ValueLocation::Inline(bytes)) => Ok(Some(bytes)),
+            Some(ValueLocation::Chunked(blob)) => {
+                self.verify_extent(conn, &blob)?;
+                let mut out = vec![0u8; usize_of(blob.size)?];
+                self.read_blob_range(conn, &blob, 0, &mut out)?;
+                Ok(Some(out))
+            }
+        }
+    }
+
+    /// Reads many values from one snapshot (`None` where absent).
+    ///
+    /// # Errors
+    /// As [`KvTable::get`].
+    pub fn get_many<K: AsRef<[u8]>>(
+        &self,
+        store: &mut Store,
+        keys: &[K],
+    ) -> Result<Vec<Option<Vec<u8>>>> {
+        let now = store.now_ms();
+        store.read(|conn| {
+            keys.iter()
+                .map(|k| self.get_in(conn, k.as_ref(), now))
+                .collect()
+        })
+    }
+
+    /// Checks that a blob's last chunk exists with the length its recorded size implies, before
+    /// anything is allocated for the size (a damaged size must not become a huge allocation).
+    ///
+    /// # Errors
+    /// [`Error::ValueChanged`] if the chunks are gone; [`Error::Corrupted`] on a mismatch.
+    pub fn verify_extent(&self, conn: &Connection, blob: &BlobRef) -> Result<()> {
+        if blob.size == 0 {
+            return Ok(());
+        }
+        let last = blob.chunk_count() - 1;
+        let expected = blob.size - last * blob.chunk_size;
+        let found: Option<i64> = conn
+            .prepare_cached(&self.sql.chunk_len)?
+            .query_row([blob.chunk_rowid(last)], |r| r.get(0))
+            .optional()?;
+        match found {
+            Some(len) if u64::try_from(len).ok() == Some(expected) => Ok(()),
+            Some(len) => Err(Error::Corrupted(format!(
+                "last chunk of blob {} has {len} bytes, its size implies {expected}",
+                blob.blob_id
+            ))),
+            None => {
+                let any: bool = conn
+                    .prepare_cached(&self.sql.chunk_exists)?
+                    .query_row([blob.chunk_rowid(0)], |r| r.get(0))?;
+                Err(if any {
+                    Error::Corrupted(format!(
+                        "blob {} has fewer chunks than its size needs",
+                        blob.blob_id
+                    ))
+                } else {
+                    Error::ValueChanged
+                })
+            }
+        }
+    }
+
+    /// Fills `out` with bytes `offset .. offset + out.len()` of a chunked blob.
+    ///
+    /// # Errors
+    /// [`Error::ValueChanged`] if the blob's chunks are gone (the value was replaced or deleted),
+    /// [`Error::Corrupted`] if a chunk has the wrong length, [`Error::InvalidArgument`] if the
+    /// range runs past the end.
+    pub fn read_blob_range(
+        &self,
+        conn: &Connection,
+        blob: &BlobRef,
+        offset: u64,
+        out: &mut [u8],
+    ) -> Result<()> {
+        let end = offset + out.len() as u64;
+        if end > blob.size {
+            return Err(Error::InvalidArgument(format!(
+                "read of bytes {offset}..{end} runs past the end of a {}-byte value",
+                blob.size
+            )));
+        }
+        let mut pos = offset;
+        let mut written = 0usize;
+        let mut handle: Option<rusqlite::blob::Blob<'_>> = None;
+        while written < out.len() {
+            let seq = pos / blob.chunk_size;
+            let within = pos % blob.chunk_size;
+            let this_chunk_len = (blob.size - seq * blob.chunk_size).min(blob.chunk_size);
+            let take = usize_of((this_chunk_len - within).min((out.len() - written) as u64))?;
+            // Chunk rows of a replaced or deleted value are gone (and blob ids are never
+            // reused), so a missing row means the value changed under the reader.
+            let cid: i64 = conn
+                .prepare_cached(&self.sql.chunk_content)?
+                .query_row([blob.chunk_rowid(seq)], |r| r.get(0))
+                .optional()?
+                .ok_or(Error::ValueChanged)?;
+            let opened = match handle.as_mut() {
+                Some(h) => h.reopen(cid),
+                None => conn
+                    .blob_open(
+                        rusqlite::MAIN_DB,
+                        self.sql.content_table.as_str(),
+                        "data",
+                        cid,
+                        true,
+                    )
+                    .map(|h| handle = Some(h)),
+            };
+            if let Err(err) = opened {
+                return Err(match Error::from(err) {
+                    Error::Sqlite(_) => Error::Corrupted(format!(
+                        "chunk {seq} of blob {} refers to missing content {cid}",
+                        blob.blob_id
+                    )),
+                    other => other,
+                });
+            }
+            let h = handle.as_ref().expect("blob handle opened above");
+            if h.len() as u64 != this_chunk_len {
+                return Err(Error::Corrupted(format!(
+                    "chunk {seq} of blob {} has {} bytes, expected {this_chunk_len}",
+                    blob.blob_id,
+                    h.len()
+                )));
+            }
+            h.read_at_exact(&mut out[written..written + take], usize_of(within)?)?;
+            written += take;
+            pos += take as u64;
+        }
+        Ok(())
+    }
+
+    /// Whether `key` is present.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn exists(&self, store: &mut Store, key: &[u8]) -> Result<bool> {
+        let now = store.now_ms();
+        store.read_latest(|conn| {
+            Ok(conn
+                .prepare_cached(&self.sql.exists)?
+                .exists(params![key, now])?)
+        })
+    }
+
+    /// Metadata of `key`, or `None` when absent.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn info(&self, store: &mut Store, key: &[u8]) -> Result<Option<EntryInfo>> {
+        let now = store.now_ms();
+        store.read_latest(|conn| {
+            let mut stmt = conn.prepare_cached(&self.sql.info)?;
+            Ok(stmt
+                .query_row(params![key, now], |r| {
+                    Ok(EntryInfo {
+                        size: r.get::<_, i64>(0)?.try_into().unwrap_or(0),
+                        version: r.get(1)?,
+                        created_at_ms: r.get(2)?,
+                        updated_at_ms: r.get(3)?,
+                        chunked: r.get(4)?,
+                        expires_at_ms: r.get(5)?,
+                    })
+                })
+                .optional()?)
+        })
+    }
+
+    /// Number of keys.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn len(&self, store: &mut Store) -> Result<u64> {
+        let now = store.now_ms();
+        let n: i64 = store.read_latest(|conn| {
+            Ok(conn
+                .prepare_cached(&self.sql.count)?
+                .query_row([now], |r| r.get(0))?)
+        })?;
+        Ok(n.try_into().unwrap_or(0))
+    }
+
+    /// Number of live keys in `range` (its `after` and `reverse` are ignored).
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn count_range(&self, store: &mut Store, range: &KeyRange) -> Result<u64> {
+        let range = KeyRange {
+            after: None,
+            reverse: false,
+            ..range.clone()
+        };
+        let (filter, mut args) = range.sql_filter();
+        args.push(rusqlite::types::Value::Integer(store.now_ms()));
+        let sql = self.sql.count_range(&filter, args.len());
+        let n: i64 = store.read_latest(|conn| {
+            Ok(conn
+                .prepare_cached(&sql)?
+                .query_row(rusqlite::params_from_iter(args.iter()), |r| r.get(0))?)
+        })?;
+        Ok(n.try_into().unwrap_or(0))
+    }
+
+    /// Whether the table has no keys.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn is_empty(&self, store: &mut Store) -> Result<bool> {
+        Ok(self.len(store)? == 0)
+    }
+
+    /// One page of keys in bytewise order: at most `limit` keys of `range`.
+    /// Continue with `range.after` set to the last key returned.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn scan_keys(
+        &self,
+        store: &mut Store,
+        range: &KeyRange,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, KeyKind)>> {
+        let (filter, mut args) = range.sql_filter();
+        args.push(rusqlite::types::Value::Integer(store.now_ms()));
+        let now_param = args.len();
+        args.push(rusqlite::types::Value::Integer(
+            i64::try_from(limit).unwrap_or(i64::MAX),
+        ));
+        let sql = self
+            .sql
+            .scan_keys(&filter, now_param, range.reverse, args.len());
+        store.read_latest(|conn| {
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), |r| {
+                Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (key, kind) = row?;
+                out.push((key, KeyKind::from_i64(kind)?));
+            }
+            Ok(out)
+        })
+    }
+
+    /// One page of items (key, kind and value) of `range`, in key order: the keys of one
+    /// [`KvTable::scan_keys`] page of at most `limit` keys (a limit of 0 is taken as 1), whose
+    /// values are then read from one snapshot until `max_bytes` of values are collected (the
+    /// first item always counts, however large). Keys deleted between taking the keys and
+    /// reading the values are skipped, so a page can be empty while `last_key` is not. Continue
+    /// with `range.after` set to the page's `last_key` until it is `None`.
+    ///
+    /// # Errors
+    /// As [`KvTable::get`].
+    pub fn scan_items(
+        &self,
+        store: &mut Store,
+        range: &KeyRange,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<ScanPage> {
+        let keys = self.scan_keys(store, range, limit.max(1))?;
+        let now = store.now_ms();
+        store.read(|conn| {
+            let mut page = ScanPage {
+                items: Vec::with_capacity(keys.len()),
+                last_key: None,
+            };
+            let mut bytes = 0usize;
+            for (key, kind) in &keys {
+                // The byte budget is checked before each item, so the first always fits.
+                if bytes >= max_bytes && !page.items.is_empty() {
+                    break;
+                }
+                if let Some(value) = self.get_in(conn, key, now)? {
+                    bytes += value.len();
+                    page.items.push((key.clone(), *kind, value));
+                }
+                page.last_key = Some(key.clone());
+            }
+            Ok(page)
+        })
+    }
+}

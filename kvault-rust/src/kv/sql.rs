@@ -1,0 +1,238 @@
+//! Every statement the table kind runs on its own tables, in one place. Table names are
+//! validated before they are spliced in (see `schema`); the DDL lives in `schema`.
+
+/// SQL text for one table, built once per [`super::KvTable::open`].
+/// Every read filters out expired rows: `?N` "now" is the store's clock in ms.
+#[derive(Debug)]
+pub(super) struct Sql {
+    /// The key table's name, for the statements built per call (ranges, maintenance).
+    table: String,
+    pub(super) get: String,
+    pub(super) insert_new: String,
+    pub(super) insert_inline: String,
+    pub(super) insert_inline_group: String,
+    pub(super) update_existing: String,
+    pub(super) delete: String,
+    pub(super) exists: String,
+    pub(super) count: String,
+    pub(super) info: String,
+    pub(super) version: String,
+    pub(super) touch: String,
+    pub(super) prune: String,
+    pub(super) insert_content: String,
+    pub(super) find_content: String,
+    pub(super) insert_chunk: String,
+    pub(super) chunk_content: String,
+    /// Length of one chunk's content, by chunk rowid (the last chunk, in `verify_extent`).
+    pub(super) chunk_len: String,
+    /// Whether a chunk row exists, by rowid.
+    pub(super) chunk_exists: String,
+    pub(super) new_pending: String,
+    pub(super) drop_pending: String,
+    pub(super) drop_chunks: String,
+    pub(super) list_pending: String,
+    /// Name of the content table, for incremental BLOB reads of chunk bytes.
+    pub(super) content_table: String,
+    pub(super) clear: String,
+}
+
+/// How many inline values one multi-row insert of a batch writes. A statement's fixed costs
+/// (reset, cursor open, halt) then fall on many rows; past a few dozen rows the per-row cost no
+/// longer drops (figures in docs/performance.md).
+pub(super) const INSERT_GROUP_ROWS: usize = 32;
+
+/// Savepoint around one grouped insert, so a group that hits an existing key can be undone
+/// and redone row by row inside the caller's transaction.
+pub(super) const SAVEPOINT_GROUP: &str = "SAVEPOINT ambervault_group";
+/// Undoes the grouped insert (the savepoint stays open).
+pub(super) const ROLLBACK_GROUP: &str = "ROLLBACK TO ambervault_group";
+/// Closes the savepoint, keeping its work.
+pub(super) const RELEASE_GROUP: &str = "RELEASE ambervault_group";
+/// Undoes and closes the savepoint after an error.
+pub(super) const ABANDON_GROUP: &str = "ROLLBACK TO ambervault_group; RELEASE ambervault_group";
+
+/// `INSERT OR IGNORE` of [`INSERT_GROUP_ROWS`] inline values without expiry: `?1` is the time,
+/// then key, kind, size and value for each row.
+fn insert_inline_group(t: &str) -> String {
+    let rows: Vec<String> = (0..INSERT_GROUP_ROWS)
+        .map(|i| {
+            let p = 2 + 4 * i;
+            format!("(?{p}, ?{}, 0, ?{}, ?{}, 1, ?1, ?1)", p + 1, p + 2, p + 3)
+        })
+        .collect();
+    format!(
+        "INSERT OR IGNORE INTO \"{t}\" (key, key_kind, encoding, size, inline_data, version, \
+         created_at, updated_at) VALUES {}",
+        rows.join(", ")
+    )
+}
+
+/// SQL condition: the row has not expired at parameter `?{n}`.
+fn live(n: u32) -> String {
+    format!("(expires_at IS NULL OR expires_at > ?{n})")
+}
+
+/// `n` as a parameter number (a statement never has anywhere near `u32::MAX` parameters).
+fn param(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// The statements of [`super::KvTable::check`], built per call (it runs rarely).
+pub(super) struct CheckSql {
+    /// Count of key rows whose inline value contradicts their blob id or size.
+    pub(super) bad_inline: String,
+    /// Per chunked key: key, blob id, size, chunk size, its chunk count, the bytes its chunks
+    /// hold and its longest chunk.
+    pub(super) chunked_keys: String,
+    /// Blob ids that own chunk rows.
+    pub(super) chunk_owners: String,
+    /// References to each content row, counted from the chunk rows.
+    pub(super) chunk_refs: String,
+    /// Each content row's recorded reference count.
+    pub(super) content_refs: String,
+}
+
+impl Sql {
+    pub(super) fn new(t: &str) -> Self {
+        let c = format!("{t}__chunks");
+        let p = format!("{t}__pending");
+        Self {
+            table: t.to_string(),
+            get: format!(
+                "SELECT inline_data, blob_id, size, chunk_size FROM \"{t}\" WHERE key = ?1 AND {}",
+                live(2)
+            ),
+            // An upsert is two statements: most writes of a batch are new keys, and a plain
+            // INSERT OR IGNORE needs no statement journal (an ON CONFLICT DO UPDATE, which can
+            // fire the chunk-release trigger, does). When the key exists, the UPDATE runs.
+            insert_new: format!(
+                "INSERT OR IGNORE INTO \"{t}\" (key, key_kind, encoding, size, inline_data, \
+                 blob_id, chunk_size, version, created_at, updated_at, expires_at) \
+                 VALUES (?1, ?2, 0, ?3, ?4, ?5, ?6, 1, ?7, ?7, ?8)"
+            ),
+            insert_inline: format!(
+                "INSERT OR IGNORE INTO \"{t}\" (key, key_kind, encoding, size, inline_data, \
+                 version, created_at, updated_at) VALUES (?1, ?2, 0, ?3, ?4, 1, ?5, ?5)"
+            ),
+            insert_inline_group: insert_inline_group(t),
+            // An expired row is replaced as if it were absent: its version and creation time
+            // restart. `content_hash` is a column nothing reads: it is only ever cleared here,
+            // and kept so the file format stays the same.
+            update_existing: format!(
+                "UPDATE \"{t}\" SET key_kind = ?2, encoding = 0, size = ?3, inline_data = ?4, \
+                 blob_id = ?5, chunk_size = ?6, \
+                 version = CASE WHEN expires_at IS NOT NULL AND expires_at <= ?7 \
+                           THEN 1 ELSE version + 1 END, \
+                 created_at = CASE WHEN expires_at IS NOT NULL AND expires_at <= ?7 \
+                              THEN ?7 ELSE created_at END, \
+                 updated_at = ?7, expires_at = ?8, content_hash = NULL \
+                 WHERE key = ?1"
+            ),
+            delete: format!("DELETE FROM \"{t}\" WHERE key = ?1 RETURNING {}", live(2)),
+            exists: format!("SELECT 1 FROM \"{t}\" WHERE key = ?1 AND {}", live(2)),
+            count: format!("SELECT count(*) FROM \"{t}\" WHERE {}", live(1)),
+            info: format!(
+                "SELECT size, version, created_at, updated_at, blob_id IS NOT NULL, expires_at \
+                 FROM \"{t}\" WHERE key = ?1 AND {}",
+                live(2)
+            ),
+            version: format!("SELECT version FROM \"{t}\" WHERE key = ?1 AND {}", live(2)),
+            touch: format!(
+                "UPDATE \"{t}\" SET expires_at = ?3 WHERE key = ?1 AND {}",
+                live(2)
+            ),
+            prune: format!("DELETE FROM \"{t}\" WHERE expires_at IS NOT NULL AND expires_at <= ?1"),
+            insert_content: format!(
+                "INSERT INTO \"{t}__content\" (hash, refs, data) VALUES (?1, 0, ?2) \
+                 ON CONFLICT(hash) DO NOTHING"
+            ),
+            find_content: format!("SELECT cid, length(data) FROM \"{t}__content\" WHERE hash = ?1"),
+            insert_chunk: format!("INSERT INTO \"{c}\" (id, cid) VALUES (?1, ?2)"),
+            chunk_content: format!("SELECT cid FROM \"{c}\" WHERE id = ?1"),
+            chunk_len: format!(
+                "SELECT length(c.data) FROM \"{c}\" k JOIN \"{t}__content\" c ON c.cid = k.cid \
+                 WHERE k.id = ?1"
+            ),
+            chunk_exists: format!("SELECT EXISTS(SELECT 1 FROM \"{c}\" WHERE id = ?1)"),
+            new_pending: format!("INSERT INTO \"{p}\" (pid, started_at) VALUES (?1, ?2)"),
+            drop_pending: format!("DELETE FROM \"{p}\" WHERE blob_id = ?1"),
+            drop_chunks: format!("DELETE FROM \"{c}\" WHERE id BETWEEN ?1 AND ?2"),
+            list_pending: format!("SELECT blob_id, pid FROM \"{p}\""),
+            content_table: format!("{t}__content"),
+            clear: format!("DELETE FROM \"{t}\""),
+        }
+    }
+
+    /// Count of live keys matching `filter` (a [`super::KeyRange`] filter); "now" is parameter
+    /// `?{now_param}`.
+    pub(super) fn count_range(&self, filter: &str, now_param: usize) -> String {
+        format!(
+            "SELECT count(*) FROM \"{}\" WHERE {filter} AND {}",
+            self.table,
+            live(param(now_param))
+        )
+    }
+
+    /// Keys and key kinds of live keys matching `filter`, in key order, at most `?{limit_param}`;
+    /// "now" is parameter `?{now_param}`.
+    pub(super) fn scan_keys(
+        &self,
+        filter: &str,
+        now_param: usize,
+        reverse: bool,
+        limit_param: usize,
+    ) -> String {
+        format!(
+            "SELECT key, key_kind FROM \"{}\" WHERE {filter} AND {} ORDER BY key {} LIMIT ?{}",
+            self.table,
+            live(param(now_param)),
+            if reverse { "DESC" } else { "ASC" },
+            limit_param
+        )
+    }
+
+    /// One row of [`super::TableStats`] figures; "now" is `?1`.
+    pub(super) fn stats(&self) -> String {
+        let t = &self.table;
+        format!(
+            "SELECT (SELECT count(*) FROM \"{t}\" WHERE {live}), \
+             (SELECT total(size) FROM \"{t}\" WHERE {live}), \
+             (SELECT count(*) FROM \"{t}__chunks\"), \
+             (SELECT total(length(c.data)) FROM \"{t}__chunks\" k \
+             JOIN \"{t}__content\" c ON c.cid = k.cid), \
+             (SELECT count(*) FROM \"{t}__pending\"), \
+             (SELECT total(length(inline_data)) FROM \"{t}\"), \
+             (SELECT count(*) FROM \"{t}__content\"), \
+             (SELECT total(length(data)) FROM \"{t}__content\"), \
+             (SELECT count(*) FROM \"{t}\" WHERE NOT {live})",
+            live = live(1)
+        )
+    }
+
+    /// The statements of [`super::KvTable::check`].
+    pub(super) fn check(&self) -> CheckSql {
+        let t = &self.table;
+        let c = format!("{t}__chunks");
+        // All chunk rowids of the row's blob (see `chunk_rowid`).
+        let of_blob = "BETWEEN (blob_id << 32) AND (blob_id << 32) + 4294967295";
+        CheckSql {
+            bad_inline: format!(
+                "SELECT count(*) FROM \"{t}\" WHERE (blob_id IS NULL AND (inline_data IS NULL \
+                 OR length(inline_data) != size)) \
+                 OR (blob_id IS NOT NULL AND inline_data IS NOT NULL)"
+            ),
+            chunked_keys: format!(
+                "SELECT key, blob_id, size, chunk_size, \
+                 (SELECT count(*) FROM \"{c}\" WHERE id {of_blob}), \
+                 (SELECT total(length(n.data)) FROM \"{c}\" k \
+                 JOIN \"{t}__content\" n ON n.cid = k.cid WHERE k.id {of_blob}), \
+                 (SELECT max(length(n.data)) FROM \"{c}\" k \
+                 JOIN \"{t}__content\" n ON n.cid = k.cid WHERE k.id {of_blob}) \
+                 FROM \"{t}\" WHERE blob_id IS NOT NULL"
+            ),
+            chunk_owners: format!("SELECT DISTINCT id >> 32 FROM \"{c}\""),
+            chunk_refs: format!("SELECT cid, count(*) FROM \"{c}\" GROUP BY cid"),
+            content_refs: format!("SELECT cid, refs FROM \"{t}__content\""),
+        }
+    }
+}

@@ -1,0 +1,356 @@
+//! Streaming: values written as chunks under a pending id and switched in at the end
+//! ([`BlobWriter`]), and values read a chunk at a time ([`BlobReader`]).
+
+use rusqlite::params;
+
+use super::types::{
+    chunk_rowid, usize_of, BlobRef, KeyKind, PutOptions, ValueLocation, MAX_BLOB_ID,
+    MAX_CHUNKS_PER_BLOB,
+};
+use super::KvTable;
+use crate::error::{Error, Result};
+use crate::store::Store;
+
+/// A value prepared for [`KvTable::commit_staged`]: either bytes to store inline or a blob whose
+/// chunks are already written under a pending id.
+#[derive(Debug)]
+pub enum Staged<'a> {
+    /// Stored inline in the key row.
+    Inline(&'a [u8]),
+    /// Chunks already written; the pending row is removed when the key switches to it.
+    Chunked(BlobRef),
+}
+
+/// A staged value owned by a [`BlobWriter`].
+#[derive(Debug, Clone)]
+pub enum StagedOwned {
+    /// Small enough to store inline.
+    Inline(Vec<u8>),
+    /// Chunks written under a pending blob id.
+    Chunked(BlobRef),
+}
+
+impl StagedOwned {
+    /// Borrowed view for [`KvTable::commit_staged`].
+    #[must_use]
+    pub fn as_staged(&self) -> Staged<'_> {
+        match self {
+            Self::Inline(bytes) => Staged::Inline(bytes),
+            Self::Chunked(blob) => Staged::Chunked(*blob),
+        }
+    }
+}
+
+/// Writes a value of any size as chunks, each in its own short transaction, under a pending
+/// blob id. Nothing is visible under a key until [`BlobWriter::finish`] switches it in.
+#[derive(Debug)]
+pub struct BlobWriter {
+    table: KvTable,
+    chunk_size: usize,
+    buffer: Vec<u8>,
+    blob_id: Option<i64>,
+    chunks_written: u64,
+    total: u64,
+    done: bool,
+}
+
+impl BlobWriter {
+    /// A writer for `table`; `chunk_size` overrides the table's (validated by the caller).
+    #[must_use]
+    pub fn new(table: KvTable, chunk_size: Option<usize>) -> Self {
+        let chunk_size = chunk_size.unwrap_or(table.chunk_size);
+        Self {
+            table,
+            chunk_size,
+            buffer: Vec::new(),
+            blob_id: None,
+            chunks_written: 0,
+            total: 0,
+            done: false,
+        }
+    }
+
+    /// Bytes accepted so far.
+    #[must_use]
+    pub fn bytes_written(&self) -> u64 {
+        self.total
+    }
+
+    /// Appends bytes. Full chunks are written to the file as they fill.
+    ///
+    /// # Errors
+    /// [`Error::Closed`] after finish/abort; SQLite errors (the upload can then only be aborted).
+    pub fn write(&mut self, store: &mut Store, mut data: &[u8]) -> Result<()> {
+        if self.done {
+            return Err(Error::Closed("writer"));
+        }
+        store.check_writable()?;
+        while !data.is_empty() {
+            if self.buffer.is_empty() && data.len() > self.chunk_size {
+                // Whole chunks straight from the caller's buffer, no copy into ours. A chunk is
+                // flushed only when more bytes follow it, so a value of exactly one chunk stays
+                // inline.
+                let (chunk, rest) = data.split_at(self.chunk_size);
+                self.flush_chunk(store, chunk)?;
+                self.total += chunk.len() as u64;
+                data = rest;
+                continue;
+            }
+            if self.buffer.len() == self.chunk_size {
+                let full = std::mem::take(&mut self.buffer);
+                self.flush_chunk(store, &full)?;
+                self.buffer = full;
+                self.buffer.clear();
+            }
+            let room = self.chunk_size - self.buffer.len();
+            let take = room.min(data.len());
+            if self.buffer.capacity() == 0 {
+                self.buffer
+                    .reserve_exact(self.chunk_size.min(data.len().max(64 << 10)));
+            }
+            self.buffer.extend_from_slice(&data[..take]);
+            self.total += take as u64;
+            data = &data[take..];
+        }
+        Ok(())
+    }
+
+    fn flush_chunk(&mut self, store: &mut Store, chunk: &[u8]) -> Result<()> {
+        if self.chunks_written >= MAX_CHUNKS_PER_BLOB {
+            return Err(Error::InvalidArgument(
+                "value has too many chunks; use a larger chunk_size".into(),
+            ));
+        }
+        let blob_id = match self.blob_id {
+            Some(id) => id,
+            None => {
+                let sql = &self.table.sql.new_pending;
+                let now = store.now_ms();
+                let id = store.write(|conn| {
+                    conn.prepare_cached(sql)?
+                        .execute(params![i64::from(std::process::id()), now])?;
+                    Ok(conn.last_insert_rowid())
+                })?;
+                if id > MAX_BLOB_ID {
+                    return Err(Error::InvalidArgument(
+                        "the vault ran out of blob ids".into(),
+                    ));
+                }
+                self.blob_id = Some(id);
+                id
+            }
+        };
+        let rowid = chunk_rowid(blob_id, self.chunks_written);
+        // Content-addressed: a chunk whose bytes are already stored only gains a reference.
+        let hash = blake3::hash(chunk);
+        let sql = &self.table.sql;
+        store.write(|conn| {
+            conn.prepare_cached(&sql.insert_content)?
+                .execute(params![hash.as_bytes().as_slice(), chunk])?;
+            let (cid, len): (i64, i64) = conn
+                .prepare_cached(&sql.find_content)?
+                .query_row([hash.as_bytes().as_slice()], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            if usize::try_from(len).ok() != Some(chunk.len()) {
+                return Err(Error::Corrupted(format!(
+                    "stored content {cid} has {len} bytes but its hash names {} bytes",
+                    chunk.len()
+                )));
+            }
+            conn.prepare_cached(&sql.insert_chunk)?
+                .execute(params![rowid, cid])?;
+            Ok(())
+        })?;
+        self.chunks_written += 1;
+        Ok(())
+    }
+
+    /// Writes out what is buffered and returns the value ready to be switched in. Afterwards
+    /// the writer only accepts [`BlobWriter::abort`] (to drop the staged chunks if the switch
+    /// fails).
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn stage(&mut self, store: &mut Store) -> Result<StagedOwned> {
+        if self.done {
+            return Err(Error::Closed("writer"));
+        }
+        self.done = true;
+        if self.chunks_written == 0 && self.buffer.len() <= self.table.inline_limit() {
+            return Ok(StagedOwned::Inline(std::mem::take(&mut self.buffer)));
+        }
+        if !self.buffer.is_empty() {
+            let last = std::mem::take(&mut self.buffer);
+            self.flush_chunk(store, &last)?;
+        }
+        Ok(StagedOwned::Chunked(BlobRef {
+            blob_id: self.blob_id.expect("chunks were written"),
+            size: self.total,
+            chunk_size: self.chunk_size as u64,
+        }))
+    }
+
+    /// Finishes the upload and switches `key` to it in one short transaction. Returns the
+    /// value's length.
+    ///
+    /// # Errors
+    /// SQLite errors; on error the upload is discarded and the old value stays.
+    pub fn finish(self, store: &mut Store, key: &[u8], kind: KeyKind) -> Result<u64> {
+        self.finish_with(store, key, kind, PutOptions::default())
+    }
+
+    /// [`BlobWriter::finish`] with an expiry time and/or a precondition checked in the switch
+    /// transaction.
+    ///
+    /// # Errors
+    /// [`Error::Conflict`] when the condition does not hold (the upload is discarded); as
+    /// [`BlobWriter::finish`].
+    pub fn finish_with(
+        mut self,
+        store: &mut Store,
+        key: &[u8],
+        kind: KeyKind,
+        options: PutOptions,
+    ) -> Result<u64> {
+        let now = store.now_ms();
+        let result = self.stage(store).and_then(|staged| {
+            let table = self.table.clone();
+            store.write(|conn| {
+                table.check_condition(conn, key, options.condition, now)?;
+                let staged = staged.as_staged();
+                table.commit_staged(conn, key, kind, &staged, now, options.expires_at_ms)
+            })
+        });
+        match result {
+            Ok(()) => Ok(self.total),
+            Err(err) => {
+                let _ = self.abort(store);
+                Err(err)
+            }
+        }
+    }
+
+    /// Discards the upload: its chunks and pending row are deleted. Idempotent.
+    ///
+    /// # Errors
+    /// SQLite errors (the chunks are then reclaimed when the vault is next opened).
+    pub fn abort(&mut self, store: &mut Store) -> Result<()> {
+        self.done = true;
+        self.buffer = Vec::new();
+        if let Some(blob_id) = self.blob_id.take() {
+            let table = self.table.clone();
+            store.write(|conn| table.drop_blob(conn, blob_id))?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads one value sequentially or at random offsets, a chunk at a time.
+///
+/// Inline values are held in memory. Chunked values are read through the connection on demand;
+/// the current chunk is kept, so small sequential reads cost one chunk read per chunk. Because
+/// blob ids are never reused, a reader returns the bytes of the value it was opened on or fails
+/// with [`Error::ValueChanged`], never a mix of two values.
+#[derive(Debug)]
+pub struct BlobReader {
+    table: KvTable,
+    source: ValueLocation,
+    position: u64,
+    cached_seq: Option<u64>,
+    cached: Vec<u8>,
+}
+
+impl BlobReader {
+    /// Opens `key` for reading, or `None` if it is absent.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn open(table: &KvTable, store: &mut Store, key: &[u8]) -> Result<Option<Self>> {
+        let now = store.now_ms();
+        Ok(store
+            .retry(|conn| {
+                let found = table.locate(conn, key, now)?;
+                if let Some(ValueLocation::Chunked(blob)) = &found {
+                    table.verify_extent(conn, blob)?;
+                }
+                Ok(found)
+            })?
+            .map(|source| Self {
+                table: table.clone(),
+                source,
+                position: 0,
+                cached_seq: None,
+                cached: Vec::new(),
+            }))
+    }
+
+    /// Total length in bytes.
+    #[must_use]
+    pub fn size(&self) -> u64 {
+        match &self.source {
+            ValueLocation::Inline(bytes) => bytes.len() as u64,
+            ValueLocation::Chunked(blob) => blob.size,
+        }
+    }
+
+    /// Current position.
+    #[must_use]
+    pub fn position(&self) -> u64 {
+        self.position
+    }
+
+    /// Moves to absolute position `pos` (may be past the end; reads there return nothing).
+    pub fn seek(&mut self, pos: u64) {
+        self.position = pos;
+    }
+
+    /// Reads up to `out.len()` bytes at the current position; returns how many were read
+    /// (0 at the end).
+    ///
+    /// # Errors
+    /// [`Error::ValueChanged`] if the value was replaced or deleted meanwhile; SQLite errors.
+    pub fn read(&mut self, store: &mut Store, out: &mut [u8]) -> Result<usize> {
+        let size = self.size();
+        if self.position >= size || out.is_empty() {
+            return Ok(0);
+        }
+        let n = usize_of((size - self.position).min(out.len() as u64))?;
+        let out = &mut out[..n];
+        match &self.source {
+            ValueLocation::Inline(bytes) => {
+                let start = usize_of(self.position)?;
+                out.copy_from_slice(&bytes[start..start + n]);
+            }
+            ValueLocation::Chunked(blob) => {
+                let blob = *blob;
+                let mut done = 0;
+                while done < n {
+                    let pos = self.position + done as u64;
+                    let seq = pos / blob.chunk_size;
+                    let within = usize_of(pos % blob.chunk_size)?;
+                    let chunk_len = usize_of((size - seq * blob.chunk_size).min(blob.chunk_size))?;
+                    let want = (chunk_len - within).min(n - done);
+                    if self.cached_seq == Some(seq) {
+                        out[done..done + want].copy_from_slice(&self.cached[within..within + want]);
+                    } else if want == chunk_len {
+                        // A whole chunk goes straight into the caller's buffer.
+                        let table = &self.table;
+                        let target = &mut out[done..done + want];
+                        store.retry(|conn| table.read_blob_range(conn, &blob, pos, target))?;
+                    } else {
+                        self.cached.resize(chunk_len, 0);
+                        let table = &self.table;
+                        let cached = &mut self.cached;
+                        store.retry(|conn| {
+                            table.read_blob_range(conn, &blob, seq * blob.chunk_size, cached)
+                        })?;
+                        self.cached_seq = Some(seq);
+                        out[done..done + want].copy_from_slice(&self.cached[within..within + want]);
+                    }
+                    done += want;
+                }
+            }
+        }
+        self.position += n as u64;
+        Ok(n)
+    }
+}
