@@ -2,11 +2,12 @@
 //! and deleting elements in a column's streams. Each works on metadata loaded in the caller's
 //! transaction and updates it in memory; the caller saves it.
 
+use rusqlite::Connection;
+
 use crate::elements::{Elements, ReadOut};
 use crate::error::{Error, Result};
 use crate::meta::{seal, ColumnMeta, INDEX_TAIL_BYTES, INDEX_WIDTH, TAIL_BYTES};
 use crate::stream::usize_of;
-use rusqlite::Connection;
 
 /// End offsets of elements `first .. first + count`.
 pub(crate) fn read_ends(

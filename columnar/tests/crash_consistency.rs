@@ -34,8 +34,8 @@ fn open(path: &str) -> Store {
     Store::open(Location::File(path.into()), StoreOptions::default()).unwrap()
 }
 
-// Not a test of its own: the entry point of the child process `killed_appender_leaves_whole_batches`
-// spawns (it runs ignored tests by exact name), doing nothing unless that test set the path.
+// Not a test of its own but the child process's entry point: ignored so it does not pass
+// vacuously; `killed_appender_leaves_whole_batches` runs it with `--ignored --exact`.
 #[test]
 #[ignore = "child process of killed_appender_leaves_whole_batches"]
 fn crash_child() {
