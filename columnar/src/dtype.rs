@@ -110,12 +110,6 @@ impl DType {
             Self::Bytes | Self::Str => None,
         }
     }
-
-    /// Whether elements have variable width.
-    #[must_use]
-    pub fn is_variable(&self) -> bool {
-        self.fixed_width().is_none()
-    }
 }
 
 #[cfg(test)]

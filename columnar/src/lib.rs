@@ -6,17 +6,19 @@
 //! transaction can span both). Chunks grow from `min_chunk` to `max_chunk` bytes; elements may
 //! span chunk boundaries; appends write only the tail chunk.
 //!
+//! A [`Column`] is a handle (id, name, dtype); every operation borrows the store.
+//!
 //! ```
-//! use columnar::{ChunkPlan, Columns, DType, Elements, ReadOut};
+//! use columnar::{ChunkPlan, Column, DType, Elements, ReadOut};
 //! use kvault::Store;
 //!
 //! # fn main() -> columnar::Result<()> {
 //! let mut store = Store::open_in_memory()?;
 //! let plan = ChunkPlan::new(128 << 10, 16 << 20)?;
-//! let temps = Columns::create(&mut store, "temps", DType::F64, plan)?;
+//! let temps = Column::create(&mut store, "temps", DType::F64, plan)?;
 //! let raw: Vec<u8> = [23.5f64, 24.1, 25.0].iter().flat_map(|v| v.to_le_bytes()).collect();
-//! Columns::append(&mut store, temps.id, "temps", Elements::Fixed(&raw))?;
-//! let ReadOut::Fixed(bytes) = Columns::read(&mut store, temps.id, "temps", 1, 2)? else {
+//! temps.append(&mut store, Elements::Fixed(&raw))?;
+//! let ReadOut::Fixed(bytes) = temps.read(&mut store, 1, 2)? else {
 //!     unreachable!()
 //! };
 //! assert_eq!(f64::from_le_bytes(bytes.try_into().unwrap()), 24.1);
@@ -26,14 +28,22 @@
 #![warn(missing_docs)]
 
 mod block_cache;
+mod check;
 mod column;
 mod dtype;
+mod elements;
 mod error;
+mod meta;
+mod ops;
+mod read_cache;
+mod schema;
+mod slice;
 mod stream;
 
-pub use column::{
-    ColumnMeta, Columns, Elements, ReadOut, COLUMNS_TABLE, INDEX_TAIL_BYTES, TAIL_BYTES,
-};
+pub use column::Column;
 pub use dtype::{DType, ACCEPTED_DTYPES, MAX_FIXED_BYTES};
+pub use elements::{Elements, ReadOut};
 pub use error::{Error, Result};
+pub use meta::{ColumnMeta, INDEX_TAIL_BYTES, TAIL_BYTES};
+pub use schema::COLUMNS_TABLE;
 pub use stream::{ChunkPlan, Stream, StreamReader, CHUNKS_TABLE, MAX_CHUNK_BYTES, MAX_ROW_BYTES};

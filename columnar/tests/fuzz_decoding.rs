@@ -3,7 +3,7 @@
 //! Every outcome must be a value or an error, never a panic. Run longer with
 //! `PROPTEST_CASES=5000 cargo test -p columnar --test fuzz_decoding`.
 
-use columnar::{ChunkPlan, Columns, DType, Elements, ReadOut, CHUNKS_TABLE, COLUMNS_TABLE};
+use columnar::{ChunkPlan, Column, DType, Elements, ReadOut, CHUNKS_TABLE, COLUMNS_TABLE};
 use kvault::Store;
 use proptest::prelude::*;
 
@@ -35,9 +35,9 @@ proptest! {
     ) {
         let mut store = Store::open_in_memory().unwrap();
         let plan = ChunkPlan::new(16, 128).unwrap();
-        let col = Columns::create(&mut store, "v", DType::Bytes, plan).unwrap();
+        let col = Column::create(&mut store, "v", DType::Bytes, plan).unwrap();
         let refs: Vec<&[u8]> = items.iter().map(Vec::as_slice).collect();
-        Columns::append(&mut store, col.id, "v", Elements::Var(&refs)).unwrap();
+        col.append(&mut store, Elements::Var(&refs)).unwrap();
         {
             let conn = store.conn().unwrap();
             for (kind, noise) in &damage {
@@ -58,16 +58,16 @@ proptest! {
             }
         }
         // Any result is fine; a panic is not. Reads that succeed must be internally consistent.
-        if let Ok(ReadOut::Var { ends, data }) = Columns::read(&mut store, col.id, "v", start, start + len) {
+        if let Ok(ReadOut::Var { ends, data }) = col.read(&mut store, start, start + len) {
             let mut previous = 0;
             for end in ends {
                 prop_assert!(end >= previous && end as usize <= data.len());
                 previous = end;
             }
         }
-        let _ = Columns::read_index(&mut store, col.id, "v", start as i64);
-        let _ = Columns::append(&mut store, col.id, "v", Elements::Var(&[b"more"]));
-        let _ = Columns::delete_range(&mut store, col.id, "v", start, start + len);
-        let _ = Columns::check(&mut store);
+        let _ = col.read_index(&mut store, start as i64);
+        let _ = col.append(&mut store, Elements::Var(&[b"more"]));
+        let _ = col.delete_range(&mut store, start, start + len);
+        let _ = Column::check(&mut store);
     }
 }

@@ -1,0 +1,329 @@
+//! A column's metadata row: validated on load, written back by every write, and the tails it
+//! carries (the last data and index bytes, kept in the row instead of the chunks).
+
+use std::sync::Arc;
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::dtype::DType;
+use crate::error::{Error, Result};
+use crate::schema::{tables_exist, COLUMNS_TABLE};
+use crate::stream::{usize_of, ChunkPlan, Stream, StreamReader};
+
+/// Bytes per index entry of a variable-width column (little-endian u64 end offset).
+pub(crate) const INDEX_WIDTH: u64 = 8;
+/// Most data bytes a column keeps in its metadata row's `tail` (see [`ColumnMeta::tail`]).
+/// The row must stay inside one page next to other columns' rows: 1 KiB is a quarter of the
+/// default page, and one move of the tail into the chunks serves 128 f64 appends.
+pub const TAIL_BYTES: u64 = 1 << 10;
+/// Most index bytes (64 end offsets) a variable-width column keeps in `index_tail`.
+pub const INDEX_TAIL_BYTES: u64 = 64 * INDEX_WIDTH;
+
+/// A column's metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnMeta {
+    /// Stable id (survives renames).
+    pub id: i64,
+    /// Current name.
+    pub name: String,
+    /// Element type.
+    pub dtype: DType,
+    /// Number of elements.
+    pub len: u64,
+    /// Bytes of element data (for variable-width columns, the data stream's length).
+    pub data_bytes: u64,
+    /// Chunk capacities of its streams.
+    pub plan: ChunkPlan,
+    /// The last `tail.len()` data bytes (at most [`TAIL_BYTES`]), stored in the metadata row
+    /// instead of the chunks. An append that fits writes only this row, so a durable
+    /// one-element append commits one page instead of two or three (the chunk pages and the
+    /// length). The chunks hold the bytes before the tail (`data_bytes - tail.len()`,
+    /// "sealed"); any other write first moves the tails into the chunks.
+    pub tail: Arc<[u8]>,
+    /// For variable-width columns, the index entries of the last `index_tail.len() / 8`
+    /// elements (at most [`INDEX_TAIL_BYTES`]): exactly the elements whose bytes `tail` holds.
+    /// Always empty for fixed-width columns.
+    pub index_tail: Arc<[u8]>,
+}
+
+impl ColumnMeta {
+    /// The stream of element bytes.
+    pub(crate) fn data(&self) -> Stream {
+        Stream {
+            id: self.id << 1,
+            plan: self.plan,
+        }
+    }
+
+    /// The stream of end offsets (variable-width columns only).
+    pub(crate) fn index(&self) -> Stream {
+        Stream {
+            id: (self.id << 1) | 1,
+            plan: self.plan,
+        }
+    }
+
+    /// Bytes per element, `None` for variable-width columns.
+    pub(crate) fn width(&self) -> Option<u64> {
+        self.dtype.fixed_width().map(|w| w as u64)
+    }
+
+    /// Data bytes held by the chunks: everything before the tail.
+    pub(crate) fn sealed(&self) -> u64 {
+        self.data_bytes - self.tail.len() as u64
+    }
+
+    /// Index bytes held by the chunks: everything before the index tail.
+    pub(crate) fn index_sealed(&self) -> u64 {
+        // Saturating: a damaged length must give an error later, not an overflow here.
+        self.len
+            .saturating_mul(INDEX_WIDTH)
+            .saturating_sub(self.index_tail.len() as u64)
+    }
+
+    /// A reader of the data bytes, chunks and tail alike.
+    pub(crate) fn data_reader<'c, 'm>(&'m self, conn: &'c Connection) -> TailedReader<'c, 'm> {
+        TailedReader {
+            chunks: self.data().reader(conn),
+            sealed: self.sealed(),
+            tail: &self.tail,
+        }
+    }
+
+    /// A reader of the index bytes, chunks and tail alike.
+    pub(crate) fn index_reader<'c, 'm>(&'m self, conn: &'c Connection) -> TailedReader<'c, 'm> {
+        TailedReader {
+            chunks: self.index().reader(conn),
+            sealed: self.index_sealed(),
+            tail: &self.index_tail,
+        }
+    }
+
+    /// Reads data bytes `offset .. offset + out.len()` (chunks and tail alike).
+    pub(crate) fn read_data(&self, conn: &Connection, offset: u64, out: &mut [u8]) -> Result<()> {
+        self.data_reader(conn).read(offset, out)
+    }
+
+    /// [`Error::IndexOutOfRange`] unless `index < len`.
+    pub(crate) fn check_index(&self, index: u64) -> Result<()> {
+        if index >= self.len {
+            return Err(Error::IndexOutOfRange {
+                index,
+                len: self.len,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Reads one of a column's streams: bytes before `sealed` from the chunks, the rest from the
+/// stream's tail in the metadata row.
+pub(crate) struct TailedReader<'c, 'm> {
+    chunks: StreamReader<'c>,
+    sealed: u64,
+    tail: &'m [u8],
+}
+
+impl TailedReader<'_, '_> {
+    /// Reads bytes `offset .. offset + out.len()` of the stream.
+    pub(crate) fn read(&mut self, offset: u64, out: &mut [u8]) -> Result<()> {
+        let in_chunks = usize_of(self.sealed.saturating_sub(offset).min(out.len() as u64));
+        if in_chunks > 0 {
+            self.chunks.read(offset, &mut out[..in_chunks])?;
+        }
+        if in_chunks < out.len() {
+            let from = usize_of(offset + in_chunks as u64 - self.sealed);
+            let rest = &mut out[in_chunks..];
+            let part = from
+                .checked_add(rest.len())
+                .and_then(|end| self.tail.get(from..end))
+                .ok_or_else(|| {
+                    Error::Corrupted("a read ran past the end of a column's data".into())
+                })?;
+            rest.copy_from_slice(part);
+        }
+        Ok(())
+    }
+}
+
+/// Moves a column's tails into its chunks (before any write other than an append that fits in
+/// them). The caller saves the metadata.
+pub(crate) fn seal(conn: &Connection, meta: &mut ColumnMeta) -> Result<()> {
+    if !meta.tail.is_empty() {
+        meta.data().append(conn, meta.sealed(), &meta.tail)?;
+        meta.tail = Arc::default();
+    }
+    if !meta.index_tail.is_empty() {
+        meta.index()
+            .append(conn, meta.index_sealed(), &meta.index_tail)?;
+        meta.index_tail = Arc::default();
+    }
+    Ok(())
+}
+
+/// The metadata columns every query selects, in [`MetaRow::from_row`]'s order.
+const META_COLUMNS: &str =
+    "col_id, name, dtype, length, data_bytes, min_chunk, max_chunk, tail, index_tail";
+
+/// One metadata row as stored, before validation.
+pub(crate) struct MetaRow {
+    /// `col_id`: known even when the rest of the row fails validation.
+    pub(crate) id: i64,
+    name: String,
+    dtype: String,
+    length: i64,
+    data_bytes: i64,
+    min_chunk: i64,
+    max_chunk: i64,
+    tail: Option<Vec<u8>>,
+    index_tail: Option<Vec<u8>>,
+}
+
+impl MetaRow {
+    /// Reads a row selected with [`META_COLUMNS`].
+    fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            id: row.get(0)?,
+            name: row.get(1)?,
+            dtype: row.get(2)?,
+            length: row.get(3)?,
+            data_bytes: row.get(4)?,
+            min_chunk: row.get(5)?,
+            max_chunk: row.get(6)?,
+            tail: row.get(7)?,
+            index_tail: row.get(8)?,
+        })
+    }
+
+    /// The validated metadata.
+    ///
+    /// # Errors
+    /// [`Error::Corrupted`] when a field is out of range or the fields disagree.
+    pub(crate) fn into_meta(self) -> Result<ColumnMeta> {
+        let Self {
+            id,
+            name,
+            dtype,
+            length,
+            data_bytes,
+            min_chunk,
+            max_chunk,
+            tail,
+            index_tail,
+        } = self;
+        let tail = tail.unwrap_or_default();
+        let index_tail = index_tail.unwrap_or_default();
+        let non_negative = |v: i64, what: &str| {
+            u64::try_from(v)
+                .map_err(|_| Error::Corrupted(format!("column {name:?} has negative {what}")))
+        };
+        let parsed = DType::parse(&dtype).map_err(|_| {
+            Error::Corrupted(format!("column {name:?} has unknown dtype {dtype:?}"))
+        })?;
+        let len = non_negative(length, "length")?;
+        let bytes = non_negative(data_bytes, "data size")?;
+        if let Some(w) = parsed.fixed_width() {
+            if len.checked_mul(w as u64) != Some(bytes) {
+                return Err(Error::Corrupted(format!(
+                    "column {name:?} claims {len} elements of {w} bytes in {bytes} bytes"
+                )));
+            }
+        }
+        let tail_fits = tail.len() as u64 <= bytes
+            && match parsed.fixed_width() {
+                Some(w) => tail.len() % w == 0 && index_tail.is_empty(),
+                None => {
+                    index_tail.len() as u64 % INDEX_WIDTH == 0
+                        && index_tail.len() as u64 <= len.saturating_mul(INDEX_WIDTH)
+                        && (!index_tail.is_empty() || tail.is_empty())
+                }
+            };
+        if !tail_fits {
+            return Err(Error::Corrupted(format!(
+                "column {name:?} has a {}-byte tail and a {}-byte index tail that do not fit its \
+                 {len} elements and {bytes} data bytes of dtype {dtype}",
+                tail.len(),
+                index_tail.len()
+            )));
+        }
+        let plan = ChunkPlan::new(
+            non_negative(min_chunk, "chunk size")?,
+            non_negative(max_chunk, "chunk size")?,
+        )
+        .map_err(|e| Error::Corrupted(format!("column {name:?}: {e}")))?;
+        Ok(ColumnMeta {
+            id,
+            name,
+            dtype: parsed,
+            len,
+            data_bytes: bytes,
+            plan,
+            tail: tail.into(),
+            index_tail: index_tail.into(),
+        })
+    }
+}
+
+/// The metadata of the column called `name`, if any (also when the tables do not exist yet).
+pub(crate) fn find(conn: &Connection, name: &str) -> Result<Option<ColumnMeta>> {
+    if !tables_exist(conn)? {
+        return Ok(None);
+    }
+    let row = conn
+        .prepare_cached(&format!(
+            "SELECT {META_COLUMNS} FROM {COLUMNS_TABLE} WHERE name = ?1"
+        ))?
+        .query_row([name], MetaRow::from_row)
+        .optional()?;
+    row.map(MetaRow::into_meta).transpose()
+}
+
+/// Every metadata row, unvalidated, ordered by name. The tables must exist.
+pub(crate) fn rows(conn: &Connection) -> Result<Vec<MetaRow>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {META_COLUMNS} FROM {COLUMNS_TABLE} ORDER BY name"
+    ))?;
+    let rows = stmt
+        .query_map([], MetaRow::from_row)?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(rows)
+}
+
+/// The metadata of column `id`; `name` is only for the not-found error.
+pub(crate) fn load(conn: &Connection, id: i64, name: &str) -> Result<ColumnMeta> {
+    let row = conn
+        .prepare_cached(&format!(
+            "SELECT {META_COLUMNS} FROM {COLUMNS_TABLE} WHERE col_id = ?1"
+        ))?
+        .query_row([id], MetaRow::from_row)
+        .optional()?;
+    match row {
+        Some(row) => row.into_meta(),
+        None => Err(Error::ColumnNotFound(name.to_string())),
+    }
+}
+
+/// The metadata for a write other than an append, with the tails moved into the chunks
+/// first (only appends and readers deal with tails).
+pub(crate) fn load_sealed(conn: &Connection, id: i64, name: &str) -> Result<ColumnMeta> {
+    let mut meta = load(conn, id, name)?;
+    seal(conn, &mut meta)?;
+    Ok(meta)
+}
+
+/// Writes back what operations change: length, data size, tails, and `updated_at = now_ms`.
+pub(crate) fn save(conn: &Connection, meta: &ColumnMeta, now_ms: i64) -> Result<()> {
+    conn.prepare_cached(&format!(
+        "UPDATE {COLUMNS_TABLE} SET length = ?1, data_bytes = ?2, updated_at = ?3, tail = ?4, \
+         index_tail = ?5 WHERE col_id = ?6"
+    ))?
+    .execute(params![
+        i64::try_from(meta.len).unwrap_or(i64::MAX),
+        i64::try_from(meta.data_bytes).unwrap_or(i64::MAX),
+        now_ms,
+        (!meta.tail.is_empty()).then_some(&meta.tail[..]),
+        (!meta.index_tail.is_empty()).then_some(&meta.index_tail[..]),
+        meta.id
+    ])?;
+    Ok(())
+}

@@ -1,0 +1,173 @@
+//! Tails: the last data and index bytes kept in the metadata row, moved into the chunks when
+//! they fill or before other writes, and reported by the check when they do not fit.
+
+mod common;
+
+use columnar::{
+    ChunkPlan, Column, DType, Elements, Error, ReadOut, COLUMNS_TABLE, INDEX_TAIL_BYTES, TAIL_BYTES,
+};
+use common::{chunk_sizes, i64s, read_i64s, read_var, store};
+
+#[test]
+fn small_appends_stay_in_the_tail_until_it_is_full() {
+    let mut s = store();
+    let col = Column::create(&mut s, "t", DType::I64, ChunkPlan::new(64, 512).unwrap()).unwrap();
+    let per_tail = TAIL_BYTES / 8;
+    let mut model = Vec::new();
+    for v in 0..per_tail as i64 {
+        col.append(&mut s, Elements::Fixed(&i64s(&[v * 3])))
+            .unwrap();
+        model.push(v * 3);
+    }
+    let meta = col.meta(&mut s).unwrap();
+    assert_eq!(meta.tail.len() as u64, TAIL_BYTES);
+    assert_eq!(chunk_sizes(&mut s), Vec::<i64>::new());
+    // Point reads, cached reads and windows are served from the tail.
+    assert_eq!(read_i64s(&mut s, &col), model);
+    let ReadOut::Fixed(raw) = col.read_index(&mut s, -1).unwrap() else {
+        panic!()
+    };
+    assert_eq!(raw, i64s(&[model[model.len() - 1]]));
+    // One more element does not fit: the tail moves into the chunks with it.
+    col.append(&mut s, Elements::Fixed(&i64s(&[-1]))).unwrap();
+    model.push(-1);
+    let meta = col.meta(&mut s).unwrap();
+    assert!(meta.tail.is_empty());
+    let stored: i64 = chunk_sizes(&mut s).iter().sum();
+    assert!(stored as u64 >= TAIL_BYTES + 8);
+    assert_eq!(read_i64s(&mut s, &col), model);
+    // The next small append starts a new tail after the sealed bytes.
+    col.append(&mut s, Elements::Fixed(&i64s(&[7, 8]))).unwrap();
+    model.extend([7, 8]);
+    assert_eq!(read_i64s(&mut s, &col), model);
+    let ReadOut::Fixed(raw) = col.read(&mut s, per_tail - 2, per_tail + 3).unwrap() else {
+        panic!()
+    };
+    assert_eq!(raw, i64s(&model[per_tail as usize - 2..]));
+    assert_eq!(Column::check(&mut s).unwrap(), Vec::<String>::new());
+}
+
+#[test]
+fn writes_other_than_appends_move_the_tail_into_the_chunks_first() {
+    let mut s = store();
+    let col = Column::create(&mut s, "w", DType::I64, ChunkPlan::new(64, 512).unwrap()).unwrap();
+    let mut model: Vec<i64> = (0..10).collect();
+    col.append(&mut s, Elements::Fixed(&i64s(&model))).unwrap();
+    assert_eq!(col.meta(&mut s).unwrap().tail.len(), 80);
+    col.set(&mut s, 9, Elements::Fixed(&i64s(&[99]))).unwrap();
+    model[9] = 99;
+    let meta = col.meta(&mut s).unwrap();
+    assert!(meta.tail.is_empty());
+    assert_eq!(chunk_sizes(&mut s), vec![64, 128]);
+    assert_eq!(read_i64s(&mut s, &col), model);
+    col.append(&mut s, Elements::Fixed(&i64s(&[10, 11])))
+        .unwrap();
+    model.extend([10, 11]);
+    col.insert(&mut s, 11, Elements::Fixed(&i64s(&[-5])))
+        .unwrap();
+    model.insert(11, -5);
+    col.append(&mut s, Elements::Fixed(&i64s(&[12]))).unwrap();
+    model.push(12);
+    let ReadOut::Fixed(raw) = col.pop(&mut s, 12).unwrap() else {
+        panic!()
+    };
+    assert_eq!(raw, i64s(&[model.remove(12)]));
+    col.append(&mut s, Elements::Fixed(&i64s(&[13, 14])))
+        .unwrap();
+    model.extend([13, 14]);
+    col.delete_range(&mut s, 0, 3).unwrap();
+    model.drain(0..3);
+    assert_eq!(read_i64s(&mut s, &col), model);
+    assert_eq!(Column::check(&mut s).unwrap(), Vec::<String>::new());
+}
+
+#[test]
+fn a_tail_that_does_not_fit_its_column_is_reported() {
+    let mut s = store();
+    let col = Column::create(&mut s, "c", DType::I64, ChunkPlan::new(64, 512).unwrap()).unwrap();
+    col.append(&mut s, Elements::Fixed(&i64s(&[1, 2]))).unwrap();
+    s.conn()
+        .unwrap()
+        .execute(&format!("UPDATE {COLUMNS_TABLE} SET tail = x'010203'"), [])
+        .unwrap();
+    let problems = Column::check(&mut s).unwrap();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(problems[0].contains("3-byte tail"), "{problems:?}");
+    assert!(matches!(col.read(&mut s, 0, 2), Err(Error::Corrupted(_))));
+}
+
+#[test]
+fn small_variable_appends_stay_in_the_tails_until_one_is_full() {
+    let mut s = store();
+    let col = Column::create(&mut s, "l", DType::Bytes, ChunkPlan::new(64, 512).unwrap()).unwrap();
+    let mut model: Vec<Vec<u8>> = Vec::new();
+    for i in 0..10u8 {
+        let item = vec![i; 20];
+        col.append(&mut s, Elements::Var(&[&item])).unwrap();
+        model.push(item);
+    }
+    let meta = col.meta(&mut s).unwrap();
+    assert_eq!((meta.tail.len(), meta.index_tail.len()), (200, 80));
+    assert_eq!(chunk_sizes(&mut s), Vec::<i64>::new());
+    assert_eq!(read_var(&mut s, &col, 0, u64::MAX), model);
+    assert_eq!(read_var(&mut s, &col, 3, 5), model[3..5].to_vec());
+    // Data that does not fit moves both tails into the chunks.
+    let big = vec![0xAB; 900];
+    col.append(&mut s, Elements::Var(&[&big])).unwrap();
+    model.push(big);
+    let meta = col.meta(&mut s).unwrap();
+    assert!(meta.tail.is_empty() && meta.index_tail.is_empty());
+    assert_eq!(read_var(&mut s, &col, 0, u64::MAX), model);
+    // So do index entries that do not fit, even of empty elements.
+    let per_index_tail = INDEX_TAIL_BYTES / 8;
+    for _ in 0..per_index_tail {
+        col.append(&mut s, Elements::Var(&[b""])).unwrap();
+        model.push(Vec::new());
+    }
+    let meta = col.meta(&mut s).unwrap();
+    assert_eq!(meta.index_tail.len() as u64, INDEX_TAIL_BYTES);
+    assert!(meta.tail.is_empty());
+    col.append(&mut s, Elements::Var(&[b"last"])).unwrap();
+    model.push(b"last".to_vec());
+    let meta = col.meta(&mut s).unwrap();
+    assert!(meta.index_tail.is_empty());
+    assert_eq!(read_var(&mut s, &col, 0, u64::MAX), model);
+    // Middle operations move the tails first.
+    col.append(&mut s, Elements::Var(&[b"x", b"yz"])).unwrap();
+    model.extend([b"x".to_vec(), b"yz".to_vec()]);
+    col.set(&mut s, 1, Elements::Var(&[b"longer than before"]))
+        .unwrap();
+    model[1] = b"longer than before".to_vec();
+    let n = model.len() as u64;
+    col.delete_range(&mut s, n - 2, n - 1).unwrap();
+    model.remove(model.len() - 2);
+    assert_eq!(read_var(&mut s, &col, 0, u64::MAX), model);
+    assert_eq!(Column::check(&mut s).unwrap(), Vec::<String>::new());
+}
+
+#[test]
+fn an_index_tail_that_disagrees_with_the_data_tail_is_reported() {
+    let mut s = store();
+    let col = Column::create(&mut s, "d", DType::Bytes, ChunkPlan::new(64, 512).unwrap()).unwrap();
+    col.append(&mut s, Elements::Var(&[b"abc", b"defg"]))
+        .unwrap();
+    col.append(&mut s, Elements::Var(&[&[7u8; 2000]])).unwrap();
+    col.append(&mut s, Elements::Var(&[b"hi", b"jk"])).unwrap();
+    assert_eq!(Column::check(&mut s).unwrap(), Vec::<String>::new());
+    // Claim that only the last element is in the tail: its 4 bytes no longer match.
+    let end = 2007u64 + 4;
+    s.conn()
+        .unwrap()
+        .execute(
+            &format!("UPDATE {COLUMNS_TABLE} SET index_tail = ?1"),
+            [end.to_le_bytes().to_vec()],
+        )
+        .unwrap();
+    let problems = Column::check(&mut s).unwrap();
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("its tail starts at byte")),
+        "{problems:?}"
+    );
+}
