@@ -5,8 +5,8 @@
 use std::borrow::Cow;
 use std::sync::Mutex;
 
-use columnar::{ChunkPlan, Columns, DType, Elements, ReadOut};
-use kvault::{Store, TableKind, Vault};
+use columnar::{ChunkPlan, Column, DType, Elements, ReadOut};
+use kvault::Vault;
 use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyByteArray, PyBytes, PyFloat, PyInt, PyList, PyString};
@@ -291,26 +291,6 @@ fn raw_bytes<'a>(raw: &'a Bound<'_, PyAny>) -> Result<Cow<'a, [u8]>, BindingErro
     }
 }
 
-/// The columns of a vault file, as a table kind the file's `check` covers.
-pub struct ColumnsKind;
-
-impl TableKind for ColumnsKind {
-    fn key(&self) -> String {
-        "columns".into()
-    }
-
-    fn check_order(&self) -> u32 {
-        1
-    }
-
-    fn check(&self, store: &mut Store) -> kvault::Result<Vec<String>> {
-        Columns::check(store).map_err(|err| match err {
-            columnar::Error::Vault(err) => err,
-            other => kvault::Error::Corrupted(other.to_string()),
-        })
-    }
-}
-
 /// The native column store of one vault file.
 #[pyclass(module = "ambervault._ambervault", name = "ColumnVaultCore", frozen)]
 pub struct PyColumnVault {
@@ -330,7 +310,7 @@ impl PyColumnVault {
     ) -> Result<Self, BindingError> {
         let plan = Self::plan(min_chunk, max_chunk)?;
         let vault = vault.get().vault().clone();
-        run(py, &vault, Columns::ensure_schema)?;
+        run(py, &vault, Column::ensure_schema)?;
         Ok(Self { vault, plan })
     }
 
@@ -344,19 +324,19 @@ impl PyColumnVault {
     fn create(&self, py: Python<'_>, name: String, dtype: &str) -> Result<PyColumn, BindingError> {
         let dtype = DType::parse(dtype)?;
         let plan = self.plan;
-        let meta = run(py, &self.vault, |s| Columns::create(s, &name, dtype, plan))?;
-        Ok(self.column(meta.id, meta.name, meta.dtype))
+        let column = run(py, &self.vault, |s| Column::create(s, &name, dtype, plan))?;
+        Ok(self.core(column))
     }
 
     /// The core of column `name`, or None.
     fn find(&self, py: Python<'_>, name: String) -> Result<Option<PyColumn>, BindingError> {
-        let meta = run(py, &self.vault, |s| Columns::find(s, &name))?;
-        Ok(meta.map(|m| self.column(m.id, m.name, m.dtype)))
+        let column = run(py, &self.vault, |s| Column::find(s, &name))?;
+        Ok(column.map(|c| self.core(c)))
     }
 
     /// `[(name, dtype, length)]` ordered by name.
     fn list(&self, py: Python<'_>) -> Result<Vec<(String, String, u64)>, BindingError> {
-        let metas = run(py, &self.vault, Columns::list)?;
+        let metas = run(py, &self.vault, Column::list)?;
         Ok(metas
             .into_iter()
             .map(|m| (m.name, m.dtype.name(), m.len))
@@ -365,12 +345,12 @@ impl PyColumnVault {
 
     /// Deletes a column; returns whether it existed.
     fn delete(&self, py: Python<'_>, name: String) -> Result<bool, BindingError> {
-        run(py, &self.vault, |s| Columns::delete(s, &name))
+        run(py, &self.vault, |s| Column::delete(s, &name))
     }
 
     /// Renames a column.
     fn rename(&self, py: Python<'_>, old: String, new: String) -> Result<(), BindingError> {
-        run(py, &self.vault, |s| Columns::rename(s, &old, &new))
+        run(py, &self.vault, |s| Column::rename(s, &old, &new))
     }
 }
 
@@ -381,7 +361,7 @@ fn columns_summary(
     py: Python<'_>,
     vault: &Bound<'_, PyVault>,
 ) -> Result<Vec<(String, String, u64, u64)>, BindingError> {
-    let metas = run(py, vault.get().vault(), Columns::list)?;
+    let metas = run(py, vault.get().vault(), Column::list)?;
     Ok(metas
         .into_iter()
         .map(|m| (m.name, m.dtype.name(), m.len, m.data_bytes))
@@ -396,12 +376,11 @@ impl PyColumnVault {
         )?)
     }
 
-    fn column(&self, id: i64, name: String, dtype: DType) -> PyColumn {
+    fn core(&self, column: Column) -> PyColumn {
         PyColumn {
             vault: self.vault.clone(),
-            id,
-            name: Mutex::new(name),
-            dtype,
+            dtype: column.dtype,
+            column: Mutex::new(column),
         }
     }
 }
@@ -410,14 +389,14 @@ impl PyColumnVault {
 #[pyclass(module = "ambervault._ambervault", name = "ColumnCore", frozen)]
 pub struct PyColumn {
     vault: Vault,
-    id: i64,
-    name: Mutex<String>,
+    /// The handle; replaced on rename (its name is what error messages say).
+    column: Mutex<Column>,
     dtype: DType,
 }
 
 impl PyColumn {
-    fn name(&self) -> String {
-        self.name
+    fn handle(&self) -> Column {
+        self.column
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
@@ -440,35 +419,32 @@ impl PyColumn {
 
     /// Records a rename done through the vault.
     fn set_name(&self, name: String) {
-        *self
-            .name
+        self.column
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = name;
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .name = name;
     }
 
     /// Number of elements.
     fn len(&self, py: Python<'_>) -> Result<u64, BindingError> {
-        let name = self.name();
-        let id = self.id;
-        Ok(run(py, &self.vault, |s| Columns::meta(s, id, &name))?.len)
+        let column = self.handle();
+        Ok(run(py, &self.vault, |s| column.meta(s))?.len)
     }
 
     /// Element `index` (negative counts from the end).
     fn get(&self, py: Python<'_>, index: i64) -> Result<Py<PyAny>, BindingError> {
-        let name = self.name();
-        let id = self.id;
+        let column = self.handle();
         // One fixed-width element is a short read (often a cache hit): done under the GIL
         // when the store is free, instead of releasing and retaking it. (A WAL reader is only
         // refused in rare moments such as another process's recovery; then it backs off like
         // any read, briefly holding the GIL.)
-        let quick = self.dtype.fixed_width().and_then(|_| {
-            self.vault.try_with( |s| Columns::read_index(s, id, &name, index))
-        });
+        let quick = self
+            .dtype
+            .fixed_width()
+            .and_then(|_| self.vault.try_with(|s| column.read_index(s, index)));
         let out = match quick {
             Some(out) => out?,
-            None => run(py, &self.vault, |s| {
-                Columns::read_index(s, id, &name, index)
-            })?,
+            None => run(py, &self.vault, |s| column.read_index(s, index))?,
         };
         Ok(decode_all(py, self.dtype, &out)?
             .pop()
@@ -485,11 +461,8 @@ impl PyColumn {
         start: Option<i64>,
         stop: Option<i64>,
     ) -> Result<Vec<Py<PyAny>>, BindingError> {
-        let name = self.name();
-        let id = self.id;
-        let out = run(py, &self.vault, |s| {
-            Columns::read_slice(s, id, &name, start, stop)
-        })?;
+        let column = self.handle();
+        let out = run(py, &self.vault, |s| column.read_slice(s, start, stop))?;
         Ok(decode_all(py, self.dtype, &out)?)
     }
 
@@ -512,16 +485,15 @@ impl PyColumn {
         }
         // Up to this size a read is done under the GIL when the store is free (see `get`).
         const UNDER_GIL_BYTES: u64 = 64 << 10;
-        let name = self.name();
-        let id = self.id;
-        let quick = self.vault.try_with( |s| {
-            Columns::read_slice_upto(s, id, &name, start, stop, UNDER_GIL_BYTES)
-        });
+        let column = self.handle();
+        let quick = self
+            .vault
+            .try_with(|s| column.read_slice_if_within(s, start, stop, UNDER_GIL_BYTES));
         if let Some(Some(ReadOut::Fixed(raw))) = quick.transpose()? {
             return Ok(PyByteArray::new(py, &raw).into_any());
         }
         if let Some(out) = run(py, &self.vault, |s| {
-            Columns::read_slice_upto(s, id, &name, start, stop, DIRECT_BYTES)
+            column.read_slice_if_within(s, start, stop, DIRECT_BYTES)
         })? {
             return match out {
                 ReadOut::Fixed(raw) => Ok(PyByteArray::new(py, &raw).into_any()),
@@ -531,7 +503,7 @@ impl PyColumn {
             };
         }
         let bytes = run(py, &self.vault, |s| {
-            Columns::read_slice_into(s, id, &name, start, stop, RawBuffer::zeroed)
+            column.read_slice_into(s, start, stop, RawBuffer::zeroed)
         })?;
         Ok(Bound::new(py, RawBuffer::from(bytes))?.into_any())
     }
@@ -553,11 +525,8 @@ impl PyColumn {
     /// is read in place; other buffers are copied once).
     fn extend_raw(&self, py: Python<'_>, raw: &Bound<'_, PyAny>) -> Result<u64, BindingError> {
         let raw = raw_bytes(raw)?;
-        let name = self.name();
-        let id = self.id;
-        run(py, &self.vault, |s| {
-            Columns::append(s, id, &name, Elements::Fixed(&raw))
-        })
+        let column = self.handle();
+        run(py, &self.vault, |s| column.append(s, Elements::Fixed(&raw)))
     }
 
     /// Overwrites elements from `start` with the list `values`.
@@ -570,10 +539,9 @@ impl PyColumn {
         let start = non_negative("start", start)?;
         let held = hold_items(self.dtype, values);
         let encoded = encode_list(self.dtype, values, &held)?;
-        let name = self.name();
-        let id = self.id;
+        let column = self.handle();
         run(py, &self.vault, |s| {
-            encoded.with_elements(|e| Columns::set(s, id, &name, start, e))
+            encoded.with_elements(|e| column.set(s, start, e))
         })
     }
 
@@ -586,10 +554,9 @@ impl PyColumn {
     ) -> Result<(), BindingError> {
         let start = non_negative("start", start)?;
         let raw = raw_bytes(raw)?;
-        let name = self.name();
-        let id = self.id;
+        let column = self.handle();
         run(py, &self.vault, |s| {
-            Columns::set(s, id, &name, start, Elements::Fixed(&raw))
+            column.set(s, start, Elements::Fixed(&raw))
         })
     }
 
@@ -602,10 +569,9 @@ impl PyColumn {
     ) -> Result<(), BindingError> {
         let held = hold_items(self.dtype, values);
         let encoded = encode_list(self.dtype, values, &held)?;
-        let name = self.name();
-        let id = self.id;
+        let column = self.handle();
         run(py, &self.vault, |s| {
-            encoded.with_elements(|e| Columns::set_at(s, id, &name, &indices, e))
+            encoded.with_elements(|e| column.set_at(s, &indices, e))
         })
     }
 
@@ -618,38 +584,30 @@ impl PyColumn {
     ) -> Result<(), BindingError> {
         let at = non_negative("index", index)?;
         let encoded = encode_values(self.dtype, std::slice::from_ref(value))?;
-        let name = self.name();
-        let id = self.id;
+        let column = self.handle();
         run(py, &self.vault, |s| {
-            encoded.with_elements(|e| Columns::insert(s, id, &name, at, e))
+            encoded.with_elements(|e| column.insert(s, at, e))
         })
     }
 
     /// Deletes elements `start..stop` (clamped).
     fn delete_range(&self, py: Python<'_>, start: i64, stop: i64) -> Result<u64, BindingError> {
         let (start, stop) = (non_negative("start", start)?, non_negative("stop", stop)?);
-        let name = self.name();
-        let id = self.id;
-        run(py, &self.vault, |s| {
-            Columns::delete_range(s, id, &name, start, stop)
-        })
+        let column = self.handle();
+        run(py, &self.vault, |s| column.delete_range(s, start, stop))
     }
 
     /// Deletes the elements at `indices`, in one transaction.
     fn delete_at(&self, py: Python<'_>, indices: Vec<u64>) -> Result<(), BindingError> {
-        let name = self.name();
-        let id = self.id;
-        run(py, &self.vault, |s| {
-            Columns::delete_at(s, id, &name, &indices)
-        })
+        let column = self.handle();
+        run(py, &self.vault, |s| column.delete_at(s, &indices))
     }
 
     /// Removes and returns element `index` (non-negative, in range).
     fn pop(&self, py: Python<'_>, index: i64) -> Result<Py<PyAny>, BindingError> {
         let index = non_negative("index", index)?;
-        let name = self.name();
-        let id = self.id;
-        let out = run(py, &self.vault, |s| Columns::pop(s, id, &name, index))?;
+        let column = self.handle();
+        let out = run(py, &self.vault, |s| column.pop(s, index))?;
         Ok(decode_all(py, self.dtype, &out)?
             .pop()
             .expect("one element popped"))
@@ -658,10 +616,9 @@ impl PyColumn {
 
 impl PyColumn {
     fn write_append(&self, py: Python<'_>, encoded: &Encoded) -> Result<u64, BindingError> {
-        let name = self.name();
-        let id = self.id;
+        let column = self.handle();
         run(py, &self.vault, |s| {
-            encoded.with_elements(|e| Columns::append(s, id, &name, e))
+            encoded.with_elements(|e| column.append(s, e))
         })
     }
 }
@@ -858,16 +815,16 @@ impl PyPendingAppends {
                 if pending.columns.is_empty() {
                     return Ok((0, Pending::default()));
                 }
-                let names: Vec<String> = pending
+                let handles: Vec<Column> = pending
                     .columns
                     .iter()
-                    .map(|c| c.column.get().name())
+                    .map(|c| c.column.get().handle())
                     .collect();
-                let parts: Vec<(i64, &str, Elements<'_>)> = pending
+                let parts: Vec<(&Column, Elements<'_>)> = pending
                     .columns
                     .iter()
-                    .zip(&names)
-                    .map(|(c, name)| {
+                    .zip(&handles)
+                    .map(|(c, handle)| {
                         let core = c.column.get();
                         let elements = if core.dtype.fixed_width().is_some() {
                             Elements::Fixed(&c.data)
@@ -877,10 +834,10 @@ impl PyPendingAppends {
                                 ends: &c.ends,
                             }
                         };
-                        (core.id, name.as_str(), elements)
+                        (handle, elements)
                     })
                     .collect();
-                Columns::append_many(&mut self.vault.store(), &parts)?;
+                Column::append_many(&mut self.vault.store(), &parts)?;
                 let written = pending.columns.iter().map(|c| c.count).sum();
                 drop(parts);
                 // Handed back to be dropped with the GIL held (it holds column references).

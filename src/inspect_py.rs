@@ -29,15 +29,14 @@ pub fn inspect<'py>(
             ..StoreOptions::default()
         };
         let mut store = Store::open(Location::from_path(&path), options)?;
-        let format_version =
-            store.retry(|conn| Ok(conn.query_row("PRAGMA user_version", [], |r| r.get(0))?))?;
+        let format_version = store.format_version()?;
         let (page_size, page_count, free_pages) = store.page_stats()?;
         let mut tables = Vec::new();
         for name in kvault::kv_table_names(&mut store)? {
             let table = KvTable::open(&mut store, &name, kvault::DEFAULT_CHUNK_SIZE)?;
             tables.push((name, table.stats(&mut store)?));
         }
-        let columns = columnar::Columns::list(&mut store)?;
+        let columns = columnar::Column::list(&mut store)?;
         Ok(Summary {
             format_version,
             page_size,

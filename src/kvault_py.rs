@@ -84,7 +84,7 @@ impl PyKVault {
         let table = self.kv.table();
         // An inline value is one indexed statement: found under the GIL when the store is free.
         // Chunked values (and a busy store) take the path that releases the GIL.
-        let quick = self.kv.vault().try_with( |store| {
+        let quick = self.kv.vault().try_with(|store| {
             let now = store.now_ms();
             store.read_latest_once(|conn| table.locate(conn, &key, now))
         });
@@ -224,31 +224,15 @@ impl PyKVault {
     ) -> Result<ItemPage, BindingError> {
         let range = key_range(prefix, start, end, after, reverse)?;
         let table = self.kv.table();
-        let (rows, last) = run(py, self.kv.vault(), |s| {
-            let keys = table.scan_keys(s, &range, limit.max(1))?;
-            let now = s.now_ms();
-            s.read(|conn| {
-                let mut out = Vec::with_capacity(keys.len());
-                let mut bytes = 0usize;
-                let mut last = None;
-                for (key, kind) in &keys {
-                    if bytes >= max_bytes && !out.is_empty() {
-                        break;
-                    }
-                    if let Some(value) = table.get_in(conn, key, now)? {
-                        bytes += value.len();
-                        out.push((key.clone(), *kind, value));
-                    }
-                    last = Some(key.clone());
-                }
-                Ok((out, last))
-            })
+        let page = run(py, self.kv.vault(), |s| {
+            table.scan_items(s, &range, limit, max_bytes)
         })?;
-        let items = rows
+        let items = page
+            .items
             .into_iter()
             .map(|(k, kind, v)| Ok((key_to_py(py, &k, kind)?, PyBytes::new(py, &v).unbind())))
             .collect::<PyResult<Vec<_>>>()?;
-        Ok((items, last.map(|k| PyBytes::new(py, &k).unbind())))
+        Ok((items, page.last_key.map(|k| PyBytes::new(py, &k).unbind())))
     }
 
     /// The key's version, or None when absent.
@@ -334,10 +318,9 @@ impl PyKVault {
     /// free_pages)`.
     fn table_stats(&self, py: Python<'_>) -> Result<StatsTuple, BindingError> {
         let table = self.kv.table();
-        let (t, (page_size, pages, free)) =
-            run(py, self.kv.vault(), |s| -> kvault::Result<_> {
-                Ok((table.stats(s)?, s.page_stats()?))
-            })?;
+        let (t, (page_size, pages, free)) = run(py, self.kv.vault(), |s| -> kvault::Result<_> {
+            Ok((table.stats(s)?, s.page_stats()?))
+        })?;
         Ok((
             t.keys,
             t.logical_bytes,

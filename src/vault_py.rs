@@ -59,7 +59,7 @@ impl PyVault {
         let vault = py.detach(move || Vault::open_with(&path, options))?;
         // Every file may hold columns (written by another handle or process), so the file's
         // check covers them whichever table kinds this process opens.
-        vault.attach(Arc::new(crate::columns_py::ColumnsKind));
+        vault.attach(Arc::new(columnar::ColumnsKind));
         Ok(Self { vault })
     }
 

@@ -8,7 +8,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let source = args.next().ok_or("usage: store_file FILE [VAULT]")?;
     let vault_path = args.next().unwrap_or_else(|| ":memory:".to_string());
-    let mut vault = kvault::Vault::open(&vault_path)?;
+    let vault = kvault::Kv::open(&vault_path)?;
 
     // In: any `Read` copies into a `ValueWriter` in constant memory.
     let mut writer = vault.open_writer(source.as_bytes());

@@ -112,7 +112,8 @@ impl Kv {
     /// # Errors
     /// See [`KvTable::put`].
     pub fn put(&self, key: &[u8], value: &[u8]) -> Result<()> {
-        self.table.put(&mut self.store(), key, KeyKind::Bytes, value)
+        self.table
+            .put(&mut self.store(), key, KeyKind::Bytes, value)
     }
 
     /// Reads a whole value.

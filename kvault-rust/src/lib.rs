@@ -59,7 +59,7 @@ pub use error::{Error, Result};
 pub use kv::{
     kv_table_names, validate_chunk_size, validate_key, validate_table_name, BlobReader, BlobRef,
     BlobWriter, Condition, Encoding, EntryInfo, KeyKind, KeyRange, KvTable, PutItem, PutOptions,
-    Staged, StagedOwned, TableStats, ValueLocation, DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE,
+    ScanPage, Staged, StagedOwned, TableStats, ValueLocation, DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE,
     MAX_KEY_LEN,
 };
 pub use kv_handle::{Kv, ValueReader, ValueWriter};
@@ -69,13 +69,6 @@ pub use store::{
 };
 pub use vault::{StoreGuard, TableKind, Transaction, Vault};
 pub use wal_index::CommitToken;
-
-/// Transitional: the system clock for code not yet moved to the store's clock.
-#[doc(hidden)]
-#[must_use]
-pub fn now_ms() -> i64 {
-    clock::system_time_ms()
-}
 
 /// Version of the SQLite library compiled into this build.
 #[must_use]

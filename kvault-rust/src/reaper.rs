@@ -56,10 +56,7 @@ extern "C" fn after_fork() {
 /// (the caller then ends the lease itself).
 pub(crate) fn wake(shared: &Arc<Shared>) -> bool {
     install_fork_guard();
-    let mut reaper = shared
-        .reaper
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner);
+    let mut reaper = shared.reaper.lock().unwrap_or_else(PoisonError::into_inner);
     if reaper.is_none() {
         let weak = Arc::downgrade(shared);
         let started = std::thread::Builder::new()

@@ -400,8 +400,9 @@ impl Store {
     }
 
     /// Ends the read lease if it is at least `age` old; returns whether a lease is still open.
-    /// Whoever enables leases calls this when the store is idle (the Python binding does from
-    /// a thread of its own), so an idle process never holds a snapshot for long.
+    /// A [`crate::Vault`] calls this from its reaper thread when the store goes idle, so an
+    /// idle process never holds a snapshot for long; code using a bare `Store` with leases
+    /// calls it itself.
     ///
     /// ```
     /// use std::time::Duration;
@@ -409,15 +410,17 @@ impl Store {
     /// # let dir = tempfile::tempdir().unwrap();
     /// let limit = Duration::from_millis(2);
     /// let options = kvault::StoreOptions { read_lease: Some(limit), ..Default::default() };
-    /// let mut vault = kvault::Vault::open_with(dir.path().join("v.db"), options, "kv", 1 << 20)?;
-    /// vault.put(b"k", b"v")?;
+    /// let location = kvault::Location::File(dir.path().join("v.db"));
+    /// let mut store = kvault::Store::open(location, options)?;
+    /// let table = kvault::KvTable::open(&mut store, "kv", 1 << 20)?;
+    /// table.put(&mut store, b"k", kvault::KeyKind::Bytes, b"v")?;
     /// for _ in 0..1000 {
-    ///     vault.get(b"k")?; // one read transaction for reads in quick succession
+    ///     table.get(&mut store, b"k")?; // one read transaction for reads in quick succession
     /// }
-    /// assert!(vault.store_mut().has_read_lease());
-    /// // When the reads stop (from a timer, an idle hook, ...): let other connections checkpoint.
+    /// assert!(store.has_read_lease());
+    /// // When the reads stop: let other connections checkpoint.
     /// std::thread::sleep(limit);
-    /// assert!(!vault.store_mut().end_read_lease_older_than(limit));
+    /// assert!(!store.end_read_lease_older_than(limit));
     /// # Ok(())
     /// # }
     /// ```
@@ -844,6 +847,14 @@ impl Store {
         })
     }
 
+    /// The format version recorded in the file (`PRAGMA user_version`).
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn format_version(&mut self) -> Result<i64> {
+        self.retry(|conn| Ok(conn.query_row("PRAGMA user_version", [], |r| r.get(0))?))
+    }
+
     /// `(page_size, page_count, freelist_count)` of the main file.
     ///
     /// # Errors
@@ -1265,4 +1276,3 @@ fn jitter() -> f64 {
         .map_or(0, |d| d.subsec_nanos());
     f64::from(nanos % 1000) / 1000.0
 }
-

@@ -2,8 +2,8 @@
 //! replacement, deletion, scans, format checks and bad input.
 
 use kvault::{
-    BlobWriter, Condition, Error, KeyKind, KeyRange, KvTable, Location, PutItem, PutOptions, Store,
-    StoreOptions, Vault, APPLICATION_ID,
+    BlobWriter, Condition, Error, KeyKind, KeyRange, Kv, KvTable, Location, PutItem, PutOptions,
+    Store, StoreOptions, APPLICATION_ID,
 };
 
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
@@ -12,10 +12,10 @@ fn pattern(len: usize, seed: u8) -> Vec<u8> {
         .collect()
 }
 
-fn chunk_rows(vault: &mut Vault) -> i64 {
+fn chunk_rows(vault: &Kv) -> i64 {
     let name = format!("{}__chunks", vault.table().name());
     vault
-        .store_mut()
+        .store()
         .conn()
         .unwrap()
         .query_row(&format!("SELECT count(*) FROM \"{name}\""), [], |r| {
@@ -27,8 +27,7 @@ fn chunk_rows(vault: &mut Vault) -> i64 {
 #[test]
 fn inline_and_chunked_values_round_trip_at_every_boundary() {
     let dir = tempfile::tempdir().unwrap();
-    let mut vault =
-        Vault::open_with(dir.path().join("v.db"), StoreOptions::default(), "kv", 100).unwrap();
+    let vault = Kv::open_with(dir.path().join("v.db"), StoreOptions::default(), "kv", 100).unwrap();
     for len in [0usize, 1, 99, 100, 101, 199, 200, 201, 1000, 12_345] {
         let value = pattern(len, len as u8);
         let key = format!("k{len}");
@@ -40,29 +39,29 @@ fn inline_and_chunked_values_round_trip_at_every_boundary() {
         );
     }
     // 12_345 bytes at 100 per chunk = 124 chunks; 1000 = 10; 201 = 3; 200 = 2; 199 = 2; 101 = 2
-    assert_eq!(chunk_rows(&mut vault), 124 + 10 + 3 + 2 + 2 + 2);
+    assert_eq!(chunk_rows(&vault), 124 + 10 + 3 + 2 + 2 + 2);
 }
 
 #[test]
 fn overwrite_and_delete_release_chunks() {
-    let mut vault = Vault::open_with(":memory:", StoreOptions::default(), "kv", 10).unwrap();
+    let vault = Kv::open_with(":memory:", StoreOptions::default(), "kv", 10).unwrap();
     vault.put(b"a", &pattern(95, 1)).unwrap();
-    assert_eq!(chunk_rows(&mut vault), 10);
+    assert_eq!(chunk_rows(&vault), 10);
     vault.put(b"a", &pattern(25, 2)).unwrap();
-    assert_eq!(chunk_rows(&mut vault), 3);
+    assert_eq!(chunk_rows(&vault), 3);
     vault.put(b"a", b"small").unwrap();
-    assert_eq!(chunk_rows(&mut vault), 0);
+    assert_eq!(chunk_rows(&vault), 0);
     vault.put(b"a", &pattern(31, 3)).unwrap();
     assert_eq!(vault.get(b"a").unwrap().unwrap(), pattern(31, 3));
     assert!(vault.delete(b"a").unwrap());
     assert!(!vault.delete(b"a").unwrap());
-    assert_eq!(chunk_rows(&mut vault), 0);
+    assert_eq!(chunk_rows(&vault), 0);
     assert_eq!(vault.get(b"a").unwrap(), None);
 }
 
 #[test]
 fn reader_seeks_and_reads_ranges() {
-    let mut vault = Vault::open_with(":memory:", StoreOptions::default(), "kv", 7).unwrap();
+    let vault = Kv::open_with(":memory:", StoreOptions::default(), "kv", 7).unwrap();
     let value = pattern(100, 9);
     vault.put(b"v", &value).unwrap();
     let mut reader = vault.reader(b"v").unwrap().unwrap();
@@ -78,7 +77,7 @@ fn reader_seeks_and_reads_ranges() {
     ] {
         reader.seek(start);
         let mut buf = vec![0u8; len];
-        let n = reader.read(vault.store_mut(), &mut buf).unwrap();
+        let n = reader.read(&mut vault.store(), &mut buf).unwrap();
         let end = (start as usize + len).min(100);
         assert_eq!(n, end.saturating_sub(start as usize));
         assert_eq!(&buf[..n], &value[start as usize..end]);
@@ -87,34 +86,34 @@ fn reader_seeks_and_reads_ranges() {
 
 #[test]
 fn reader_fails_cleanly_when_value_is_replaced() {
-    let mut vault = Vault::open_with(":memory:", StoreOptions::default(), "kv", 4).unwrap();
+    let vault = Kv::open_with(":memory:", StoreOptions::default(), "kv", 4).unwrap();
     vault.put(b"v", &pattern(40, 1)).unwrap();
     let mut reader = vault.reader(b"v").unwrap().unwrap();
     let mut buf = [0u8; 4];
-    reader.read(vault.store_mut(), &mut buf).unwrap();
+    reader.read(&mut vault.store(), &mut buf).unwrap();
     vault.put(b"v", &pattern(40, 2)).unwrap();
-    let err = reader.read(vault.store_mut(), &mut buf).unwrap_err();
+    let err = reader.read(&mut vault.store(), &mut buf).unwrap_err();
     assert!(matches!(err, Error::ValueChanged), "{err:?}");
 }
 
 #[test]
 fn writer_value_is_invisible_until_finished_and_abort_leaves_nothing() {
-    let mut vault = Vault::open_with(":memory:", StoreOptions::default(), "kv", 8).unwrap();
+    let vault = Kv::open_with(":memory:", StoreOptions::default(), "kv", 8).unwrap();
     vault.put(b"k", b"old").unwrap();
     let mut writer = vault.writer();
-    writer.write(vault.store_mut(), &pattern(50, 4)).unwrap();
+    writer.write(&mut vault.store(), &pattern(50, 4)).unwrap();
     assert_eq!(vault.get(b"k").unwrap().unwrap(), b"old");
-    writer.abort(vault.store_mut()).unwrap();
+    writer.abort(&mut vault.store()).unwrap();
     assert_eq!(vault.get(b"k").unwrap().unwrap(), b"old");
-    assert_eq!(chunk_rows(&mut vault), 0);
+    assert_eq!(chunk_rows(&vault), 0);
 
     let mut writer = vault.writer();
     for piece in pattern(50, 5).chunks(3) {
-        writer.write(vault.store_mut(), piece).unwrap();
+        writer.write(&mut vault.store(), piece).unwrap();
     }
     assert_eq!(
         writer
-            .finish(vault.store_mut(), b"k", KeyKind::Str)
+            .finish(&mut vault.store(), b"k", KeyKind::Str)
             .unwrap(),
         50
     );
@@ -123,7 +122,7 @@ fn writer_value_is_invisible_until_finished_and_abort_leaves_nothing() {
 
 #[test]
 fn put_many_is_all_or_nothing() {
-    let mut vault = Vault::open_with(":memory:", StoreOptions::default(), "kv", 16).unwrap();
+    let vault = Kv::open_with(":memory:", StoreOptions::default(), "kv", 16).unwrap();
     let big = pattern(100, 1);
     let too_long_key = vec![b'x'; kvault::MAX_KEY_LEN + 1];
     let table = vault.table().clone();
@@ -132,7 +131,7 @@ fn put_many_is_all_or_nothing() {
         (&too_long_key, KeyKind::Bytes, &big, None),
     ];
     assert!(matches!(
-        table.put_many(vault.store_mut(), &bad),
+        table.put_many(&mut vault.store(), &bad),
         Err(Error::InvalidArgument(_))
     ));
     assert_eq!(vault.len().unwrap(), 0);
@@ -140,14 +139,14 @@ fn put_many_is_all_or_nothing() {
         (b"a", KeyKind::Bytes, b"1", None),
         (b"b", KeyKind::Str, &big, None),
     ];
-    table.put_many(vault.store_mut(), &good).unwrap();
+    table.put_many(&mut vault.store(), &good).unwrap();
     assert_eq!(vault.get(b"b").unwrap().unwrap(), big);
     assert_eq!(vault.len().unwrap(), 2);
 }
 
 #[test]
 fn scans_are_bytewise_ordered_and_prefix_bounded() {
-    let mut vault = Vault::open_in_memory().unwrap();
+    let mut vault = Kv::open_in_memory().unwrap();
     let keys: Vec<Vec<u8>> = vec![
         b"a".to_vec(),
         b"a\x00".to_vec(),
@@ -162,14 +161,14 @@ fn scans_are_bytewise_ordered_and_prefix_bounded() {
         vault.put(key, b"v").unwrap();
     }
     let table = vault.table().clone();
-    let scan = |vault: &mut Vault, prefix: Option<&[u8]>, page: usize| {
+    let scan = |vault: &Kv, prefix: Option<&[u8]>, page: usize| {
         let mut out = Vec::new();
         let mut range = KeyRange {
             prefix: prefix.map(<[u8]>::to_vec),
             ..KeyRange::default()
         };
         loop {
-            let rows = table.scan_keys(vault.store_mut(), &range, page).unwrap();
+            let rows = table.scan_keys(&mut vault.store(), &range, page).unwrap();
             if rows.is_empty() {
                 break out;
             }
@@ -192,7 +191,7 @@ fn scans_are_bytewise_ordered_and_prefix_bounded() {
         prefix: Some(b"a".to_vec()),
         ..KeyRange::default()
     };
-    assert_eq!(table.count_range(vault.store_mut(), &under_a).unwrap(), 5);
+    assert_eq!(table.count_range(&mut vault.store(), &under_a).unwrap(), 5);
 }
 
 #[test]
@@ -200,16 +199,17 @@ fn format_markers_are_written_and_newer_versions_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("v.db");
     {
-        let mut vault = Vault::open(&path).unwrap();
+        let vault = Kv::open(&path).unwrap();
         vault.put(b"x", b"y").unwrap();
-        let conn = vault.store_mut().conn().unwrap();
+        let mut store = vault.store();
+        let conn = store.conn().unwrap();
         let app: i32 = conn
             .query_row("PRAGMA application_id", [], |r| r.get(0))
             .unwrap();
         assert_eq!(app, APPLICATION_ID);
         conn.execute_batch("PRAGMA user_version = 99").unwrap();
     }
-    let err = Vault::open(&path).unwrap_err();
+    let err = Kv::open(&path).unwrap_err();
     assert!(
         matches!(err, Error::IncompatibleFormat { found: 99, .. }),
         "{err:?}"
@@ -223,7 +223,7 @@ fn non_sqlite_files_are_refused_without_being_modified() {
     let content =
         b"this is not a database, just some text that is long enough to matter".repeat(100);
     std::fs::write(&path, &content).unwrap();
-    let err = Vault::open(&path).unwrap_err();
+    let err = Kv::open(&path).unwrap_err();
     assert!(matches!(err, Error::Corrupted(_)), "{err:?}");
     assert_eq!(std::fs::read(&path).unwrap(), content);
     assert!(!dir.path().join("notes.txt-wal").exists());
@@ -232,12 +232,12 @@ fn non_sqlite_files_are_refused_without_being_modified() {
 #[test]
 fn paths_that_cannot_hold_a_vault_are_clear_io_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let err = Vault::open(dir.path()).unwrap_err();
+    let err = Kv::open(dir.path()).unwrap_err();
     assert!(
         matches!(&err, Error::Io(e) if e.kind() == std::io::ErrorKind::IsADirectory),
         "{err:?}"
     );
-    let err = Vault::open(dir.path().join("missing/v.db")).unwrap_err();
+    let err = Kv::open(dir.path().join("missing/v.db")).unwrap_err();
     assert!(
         matches!(&err, Error::Io(e) if e.kind() == std::io::ErrorKind::NotFound),
         "{err:?}"
@@ -248,16 +248,16 @@ fn paths_that_cannot_hold_a_vault_are_clear_io_errors() {
 fn read_only_store_reads_and_refuses_writes() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("v.db");
-    Vault::open(&path).unwrap().put(b"k", b"v").unwrap();
+    Kv::open(&path).unwrap().put(b"k", b"v").unwrap();
     let options = StoreOptions {
         read_only: true,
         ..StoreOptions::default()
     };
-    let mut vault = Vault::open_with(&path, options.clone(), "kvault", 1 << 20).unwrap();
+    let vault = Kv::open_with(&path, options.clone(), "kvault", 1 << 20).unwrap();
     assert_eq!(vault.get(b"k").unwrap().unwrap(), b"v");
     assert!(matches!(vault.put(b"k", b"w"), Err(Error::ReadOnly(_))));
     assert!(matches!(
-        Vault::open_with(&path, options, "other", 1 << 20),
+        Kv::open_with(&path, options, "other", 1 << 20),
         Err(Error::ReadOnly(_))
     ));
 }
@@ -282,10 +282,10 @@ fn busy_writers_back_off_then_report_busy() {
         backoff_base: 0.01,
         ..StoreOptions::default()
     };
-    let mut holder = Vault::open_with(&path, options.clone(), "kvault", 1 << 20).unwrap();
-    let mut other = Vault::open_with(&path, options, "kvault", 1 << 20).unwrap();
+    let holder = Kv::open_with(&path, options.clone(), "kvault", 1 << 20).unwrap();
+    let other = Kv::open_with(&path, options, "kvault", 1 << 20).unwrap();
     holder
-        .store_mut()
+        .store()
         .conn()
         .unwrap()
         .execute_batch("BEGIN IMMEDIATE")
@@ -295,7 +295,7 @@ fn busy_writers_back_off_then_report_busy() {
     assert!(matches!(err, Error::Busy { retries: 2, .. }), "{err:?}");
     assert!(started.elapsed() >= std::time::Duration::from_millis(30));
     holder
-        .store_mut()
+        .store()
         .conn()
         .unwrap()
         .execute_batch("COMMIT")
@@ -306,16 +306,16 @@ fn busy_writers_back_off_then_report_busy() {
 
 #[test]
 fn ranges_combine_prefix_start_end_and_reverse() {
-    let mut vault = Vault::open_in_memory().unwrap();
+    let mut vault = Kv::open_in_memory().unwrap();
     for k in [b"a1", b"a2", b"a3", b"b1", b"b2"] {
         vault.put(k, b"v").unwrap();
     }
     let table = vault.table().clone();
-    let scan = |vault: &mut Vault, range: KeyRange| -> Vec<Vec<u8>> {
+    let scan = |vault: &Kv, range: KeyRange| -> Vec<Vec<u8>> {
         let mut out = Vec::new();
         let mut range = range;
         loop {
-            let page = table.scan_keys(vault.store_mut(), &range, 2).unwrap();
+            let page = table.scan_keys(&mut vault.store(), &range, 2).unwrap();
             if page.is_empty() {
                 break out;
             }
@@ -339,15 +339,15 @@ fn ranges_combine_prefix_start_end_and_reverse() {
         ..KeyRange::default()
     };
     assert_eq!(scan(&mut vault, p.clone()), keys(&[b"a3", b"a2"]));
-    assert_eq!(table.count_range(vault.store_mut(), &p).unwrap(), 2);
+    assert_eq!(table.count_range(&mut vault.store(), &p).unwrap(), 2);
 }
 
 #[test]
 fn expiry_hides_keys_and_prune_removes_them() {
-    let mut vault = Vault::open_with(":memory:", StoreOptions::default(), "kv", 8).unwrap();
+    let vault = Kv::open_with(":memory:", StoreOptions::default(), "kv", 8).unwrap();
     let table = vault.table().clone();
-    let s = vault.store_mut();
-    s.set_clock_override(Some(1_000));
+    let s = &mut vault.store();
+    s.set_clock(kvault::Clock::fixed(1_000));
     let opts = PutOptions {
         expires_at_ms: Some(2_000),
         ..PutOptions::default()
@@ -360,7 +360,7 @@ fn expiry_hides_keys_and_prune_removes_them() {
         .unwrap();
     table.put(s, b"forever", KeyKind::Bytes, b"x").unwrap();
     assert_eq!(table.len(s).unwrap(), 3);
-    s.set_clock_override(Some(2_000));
+    s.set_clock(kvault::Clock::fixed(2_000));
     assert_eq!(table.get(s, b"short").unwrap(), None);
     assert_eq!(table.get(s, b"big").unwrap(), None);
     assert!(!table.exists(s, b"short").unwrap());
@@ -385,16 +385,16 @@ fn expiry_hides_keys_and_prune_removes_them() {
     table.put(s, b"k", KeyKind::Bytes, b"2").unwrap();
     assert_eq!(table.version(s, b"k").unwrap(), Some(2));
     assert!(table.touch(s, b"k", Some(2_100)).unwrap());
-    s.set_clock_override(Some(3_000));
+    s.set_clock(kvault::Clock::fixed(3_000));
     table.put(s, b"k", KeyKind::Bytes, b"3").unwrap();
     assert_eq!(table.version(s, b"k").unwrap(), Some(1));
 }
 
 #[test]
 fn conditional_writes_compare_versions() {
-    let mut vault = Vault::open_with(":memory:", StoreOptions::default(), "kv", 8).unwrap();
+    let vault = Kv::open_with(":memory:", StoreOptions::default(), "kv", 8).unwrap();
     let table = vault.table().clone();
-    let s = vault.store_mut();
+    let s = &mut vault.store();
     let absent = PutOptions {
         condition: Condition::IfAbsent,
         ..PutOptions::default()
@@ -431,37 +431,37 @@ fn conditional_writes_compare_versions() {
 fn explicit_transactions_commit_roll_back_and_nest() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t.db");
-    let mut vault = Vault::open_with(&path, StoreOptions::default(), "kv", 8).unwrap();
-    vault.store_mut().begin().unwrap();
+    let vault = Kv::open_with(&path, StoreOptions::default(), "kv", 8).unwrap();
+    vault.store().begin().unwrap();
     vault.put(b"a", b"1").unwrap();
     vault.put(b"big", &[5u8; 40]).unwrap(); // a chunked write inside the transaction
-    vault.store_mut().begin().unwrap();
+    vault.store().begin().unwrap();
     vault.put(b"b", b"2").unwrap();
-    vault.store_mut().rollback().unwrap(); // inner savepoint only
+    vault.store().rollback().unwrap(); // inner savepoint only
     assert_eq!(vault.get(b"a").unwrap().unwrap(), b"1"); // reads see the transaction's writes
     assert_eq!(vault.get(b"b").unwrap(), None);
-    let mut reader = Vault::open_with(&path, StoreOptions::default(), "kv", 8).unwrap();
+    let reader = Kv::open_with(&path, StoreOptions::default(), "kv", 8).unwrap();
     assert_eq!(reader.get(b"a").unwrap(), None); // not visible before commit
-    vault.store_mut().commit().unwrap();
+    vault.store().commit().unwrap();
     assert_eq!(reader.get(b"a").unwrap().unwrap(), b"1");
     assert_eq!(reader.get(b"big").unwrap().unwrap(), vec![5u8; 40]);
-    vault.store_mut().begin().unwrap();
+    vault.store().begin().unwrap();
     vault.put(b"a", b"changed").unwrap();
-    vault.store_mut().rollback().unwrap();
+    vault.store().rollback().unwrap();
     assert_eq!(vault.get(b"a").unwrap().unwrap(), b"1");
     assert!(matches!(
-        vault.store_mut().commit(),
+        vault.store().commit(),
         Err(Error::InvalidArgument(_))
     ));
 }
 
 #[test]
 fn identical_chunks_are_stored_once_and_reference_counted() {
-    let mut vault = Vault::open_with(":memory:", StoreOptions::default(), "kv", 8).unwrap();
+    let mut vault = Kv::open_with(":memory:", StoreOptions::default(), "kv", 8).unwrap();
     let table = vault.table().clone();
-    let rows = |vault: &mut Vault, t: &str| -> i64 {
+    let rows = |vault: &Kv, t: &str| -> i64 {
         vault
-            .store_mut()
+            .store()
             .conn()
             .unwrap()
             .query_row(&format!("SELECT count(*) FROM \"{t}\""), [], |r| r.get(0))
@@ -473,7 +473,7 @@ fn identical_chunks_are_stored_once_and_reference_counted() {
     vault.put(b"c", &[7u8; 16]).unwrap(); // two identical chunks inside one value
     assert_eq!(rows(&mut vault, "kv__chunks"), 8);
     assert_eq!(rows(&mut vault, "kv__content"), 4);
-    let stats = table.stats(vault.store_mut()).unwrap();
+    let stats = table.stats(&mut vault.store()).unwrap();
     assert_eq!((stats.logical_bytes, stats.content_bytes), (56, 28));
     assert!(vault.delete(b"a").unwrap());
     assert_eq!(rows(&mut vault, "kv__content"), 4);
@@ -482,16 +482,16 @@ fn identical_chunks_are_stored_once_and_reference_counted() {
     assert_eq!(rows(&mut vault, "kv__content"), 1);
     assert!(vault.delete(b"c").unwrap());
     assert_eq!(rows(&mut vault, "kv__content"), 0);
-    assert!(table.check(vault.store_mut()).unwrap().is_empty());
+    assert!(table.check(&mut vault.store()).unwrap().is_empty());
 }
 
 #[test]
 fn injected_clock_times_batched_chunked_and_streamed_writes() {
     // Far in the future (2100), so the injected clock and the system's disagree on expiry.
     const T: i64 = 4_102_444_800_000;
-    let mut vault = Vault::open_with(":memory:", StoreOptions::default(), "kv", 8).unwrap();
+    let vault = Kv::open_with(":memory:", StoreOptions::default(), "kv", 8).unwrap();
     let table = vault.table().clone();
-    let s = vault.store_mut();
+    let s = &mut vault.store();
     let big = pattern(20, 3); // chunked: larger than the 8-byte chunks
     let group: Vec<Vec<u8>> = (0..32).map(|i| format!("g{i:02}").into_bytes()).collect();
     let write_all = |s: &mut Store, value: &[u8]| {
@@ -519,7 +519,7 @@ fn injected_clock_times_batched_chunked_and_streamed_writes() {
         b"chunked",
         b"streamed",
     ];
-    s.set_clock_override(Some(T));
+    s.set_clock(kvault::Clock::fixed(T));
     write_all(s, &big);
     for key in keys {
         let info = table.info(s, key).unwrap().unwrap();
@@ -528,7 +528,7 @@ fn injected_clock_times_batched_chunked_and_streamed_writes() {
         assert!(table.touch(s, key, Some(T + 10)).unwrap());
     }
     // Expired by the injected clock only: every path must write over them as if absent.
-    s.set_clock_override(Some(T + 100));
+    s.set_clock(kvault::Clock::fixed(T + 100));
     write_all(s, &big);
     for key in keys {
         let info = table.info(s, key).unwrap().unwrap();
@@ -546,9 +546,9 @@ fn injected_clock_times_batched_chunked_and_streamed_writes() {
 
 #[test]
 fn scan_items_pages_by_count_and_by_bytes() {
-    let mut vault = Vault::open_with(":memory:", StoreOptions::default(), "kv", 8).unwrap();
+    let vault = Kv::open_with(":memory:", StoreOptions::default(), "kv", 8).unwrap();
     let table = vault.table().clone();
-    let s = vault.store_mut();
+    let s = &mut vault.store();
     let entries: Vec<(Vec<u8>, Vec<u8>)> = [("a", 3), ("b", 20), ("c", 5), ("d", 0), ("e", 9)]
         .iter()
         .map(|&(k, len)| (k.as_bytes().to_vec(), pattern(len, len as u8)))

@@ -2,24 +2,25 @@
 //! meaning of a batch: the same end state as the same puts made one by one (values, key kinds,
 //! sizes, versions, expiry), all or nothing on an error.
 
-use kvault::{Error, KeyKind, PutItem, PutOptions, StoreOptions, Vault};
+use kvault::{Error, KeyKind, Kv, PutItem, PutOptions, StoreOptions};
 use proptest::prelude::*;
 
 /// Values up to this many bytes are stored inline (the chunk size given to `open_with`).
 const CHUNK: usize = 64;
 
-fn vault() -> Vault {
-    Vault::open_with(":memory:", StoreOptions::default(), "kv", CHUNK).unwrap()
+fn vault() -> Kv {
+    Kv::open_with(":memory:", StoreOptions::default(), "kv", CHUNK).unwrap()
 }
 
 /// One row as a batch must leave it; timestamps differ between two vaults, so they are left
 /// out, except that an expiry time is compared as given.
 type Row = (Vec<u8>, i64, i64, i64, Option<i64>, Option<Vec<u8>>);
 
-fn rows(vault: &mut Vault) -> Vec<(Row, Vec<u8>)> {
+fn rows(vault: &Kv) -> Vec<(Row, Vec<u8>)> {
     let table = vault.table().name().to_owned();
     let listed: Vec<Row> = {
-        let conn = vault.store_mut().conn().unwrap();
+        let mut store = vault.store();
+        let conn = store.conn().unwrap();
         let mut stmt = conn
             .prepare(&format!(
                 "SELECT key, key_kind, size, version, expires_at, inline_data FROM \"{table}\" \
@@ -69,8 +70,8 @@ fn expiry(choice: u8) -> Option<i64> {
 }
 
 fn apply_both(batches: &[Vec<Op>]) {
-    let mut batched = vault();
-    let mut single = vault();
+    let batched = vault();
+    let single = vault();
     for (b, ops) in batches.iter().enumerate() {
         let keys: Vec<Vec<u8>> = ops
             .iter()
@@ -90,7 +91,7 @@ fn apply_both(batches: &[Vec<Op>]) {
             })
             .collect();
         let table = batched.table().clone();
-        table.put_many(batched.store_mut(), &items).unwrap();
+        table.put_many(&mut batched.store(), &items).unwrap();
         let table = single.table().clone();
         for &(key, kind, value, expires_at_ms) in &items {
             let options = PutOptions {
@@ -98,10 +99,10 @@ fn apply_both(batches: &[Vec<Op>]) {
                 ..PutOptions::default()
             };
             table
-                .put_with(single.store_mut(), key, kind, value, options)
+                .put_with(&mut single.store(), key, kind, value, options)
                 .unwrap();
         }
-        assert_eq!(rows(&mut batched), rows(&mut single), "after batch {b}");
+        assert_eq!(rows(&batched), rows(&single), "after batch {b}");
     }
 }
 
@@ -120,12 +121,15 @@ fn existing_keys_and_repeats_inside_a_group_count_as_updates() {
     second[9] = (100, 2, false, 2);
     second[20] = (100, 3, true, 2);
     apply_both(&[first, second]);
-    let mut vault = vault();
+    let vault = vault();
     let items: Vec<PutItem<'_>> =
         vec![(b"same".as_slice(), KeyKind::Bytes, b"v".as_slice(), None); 32];
     let table = vault.table().clone();
-    table.put_many(vault.store_mut(), &items).unwrap();
-    assert_eq!(table.version(vault.store_mut(), b"same").unwrap(), Some(32));
+    table.put_many(&mut vault.store(), &items).unwrap();
+    assert_eq!(
+        table.version(&mut vault.store(), b"same").unwrap(),
+        Some(32)
+    );
 }
 
 #[test]
@@ -141,11 +145,11 @@ fn chunked_and_expiring_items_keep_their_place_in_the_batch() {
 
 #[test]
 fn an_error_inside_a_group_leaves_nothing_of_the_batch() {
-    let mut vault = vault();
+    let vault = vault();
     vault.put(b"k5", b"before").unwrap();
     let table = vault.table().clone();
     vault
-        .store_mut()
+        .store()
         .conn()
         .unwrap()
         .execute_batch(&format!(
@@ -162,7 +166,7 @@ fn an_error_inside_a_group_leaves_nothing_of_the_batch() {
             .map(|k| (k.as_slice(), KeyKind::Bytes, b"new".as_slice(), None))
             .collect();
         items[position].0 = b"boom";
-        let err = table.put_many(vault.store_mut(), &items).unwrap_err();
+        let err = table.put_many(&mut vault.store(), &items).unwrap_err();
         assert!(
             matches!(&err, Error::Sqlite(e) if e.to_string().contains("refused by test trigger")),
             "{err:?}"
@@ -175,10 +179,10 @@ fn an_error_inside_a_group_leaves_nothing_of_the_batch() {
         .iter()
         .map(|k| (k.as_slice(), KeyKind::Bytes, b"new".as_slice(), None))
         .collect();
-    table.put_many(vault.store_mut(), &items).unwrap();
+    table.put_many(&mut vault.store(), &items).unwrap();
     assert_eq!(vault.len().unwrap(), 70);
     assert_eq!(vault.get(b"k5").unwrap().unwrap(), b"new");
-    assert_eq!(table.version(vault.store_mut(), b"k5").unwrap(), Some(2));
+    assert_eq!(table.version(&mut vault.store(), b"k5").unwrap(), Some(2));
 }
 
 /// A batch: mostly small values without expiry (so full groups form), with a few chunked or

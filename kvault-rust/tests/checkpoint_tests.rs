@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use kvault::{KeyKind, PutItem, StoreOptions, Vault};
+use kvault::{KeyKind, Kv, PutItem, StoreOptions};
 
 const PAGE_FRAME_BYTES: u64 = 4096 + 24;
 
@@ -20,7 +20,7 @@ fn value(batch: usize, i: usize) -> Vec<u8> {
 }
 
 /// Writes one batch of `n` 1000-byte values in one transaction (about n/4 WAL frames).
-fn put_batch(vault: &mut Vault, batch: usize, n: usize) {
+fn put_batch(vault: &Kv, batch: usize, n: usize) {
     let keys: Vec<Vec<u8>> = (0..n).map(|i| key(batch, i)).collect();
     let values: Vec<Vec<u8>> = (0..n).map(|i| value(batch, i)).collect();
     let items: Vec<PutItem<'_>> = keys
@@ -29,10 +29,10 @@ fn put_batch(vault: &mut Vault, batch: usize, n: usize) {
         .map(|(k, v)| (k.as_slice(), KeyKind::Bytes, v.as_slice(), None))
         .collect();
     let table = vault.table().clone();
-    table.put_many(vault.store_mut(), &items).unwrap();
+    table.put_many(&mut vault.store(), &items).unwrap();
 }
 
-fn check_batch(vault: &mut Vault, batch: usize, n: usize) {
+fn check_batch(vault: &Kv, batch: usize, n: usize) {
     for i in 0..n {
         assert_eq!(
             vault.get(&key(batch, i)).unwrap().as_deref(),
@@ -43,10 +43,10 @@ fn check_batch(vault: &mut Vault, batch: usize, n: usize) {
 }
 
 /// A new vault in its own temporary directory (kept alive by the returned guard).
-fn fresh_vault() -> (tempfile::TempDir, PathBuf, Vault) {
+fn fresh_vault() -> (tempfile::TempDir, PathBuf, Kv) {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("v.db");
-    let vault = Vault::open(&db).unwrap();
+    let vault = Kv::open(&db).unwrap();
     (dir, db, vault)
 }
 
@@ -71,15 +71,13 @@ fn checkpoint_threads() -> usize {
 
 #[test]
 fn a_bulk_write_is_copied_back_without_the_writer() {
-    let (_dir, db, mut vault) = fresh_vault();
-    put_batch(&mut vault, 0, 20_000); // about 20 MB: 5000 frames in one commit
-    assert!(vault
-        .store_mut()
-        .wait_for_checkpoints(Duration::from_secs(30)));
+    let (_dir, db, vault) = fresh_vault();
+    put_batch(&vault, 0, 20_000); // about 20 MB: 5000 frames in one commit
+    assert!(vault.store().wait_for_checkpoints(Duration::from_secs(30)));
     // The pages reached the main file although the writer neither closed nor checkpointed.
     assert!(file_len(&db) >= 20_000_000, "main file {}", file_len(&db));
     assert!(file_len(&wal_path(&db)) > 0, "the WAL is still in use");
-    check_batch(&mut vault, 0, 20_000);
+    check_batch(&vault, 0, 20_000);
 }
 
 /// Child side of the thread test: alone in its process, so the thread count is its own.
@@ -90,19 +88,19 @@ fn thread_child() {
         return; // Not the child: nothing to do.
     };
     let db = PathBuf::from(path);
-    let mut vault = Vault::open(&db).unwrap();
+    let vault = Kv::open(&db).unwrap();
     for i in 0..50 {
         vault.put(format!("small{i}").as_bytes(), b"x").unwrap();
     }
     assert_eq!(checkpoint_threads(), 0, "small commits need no thread");
-    put_batch(&mut vault, 0, 5_000);
+    put_batch(&vault, 0, 5_000);
     // The thread names itself once it runs.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while checkpoint_threads() == 0 && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(5));
     }
     assert_eq!(checkpoint_threads(), 1, "a bulk write starts the thread");
-    put_batch(&mut vault, 1, 5_000);
+    put_batch(&vault, 1, 5_000);
     assert_eq!(checkpoint_threads(), 1, "one thread per vault");
     vault.close().unwrap();
     assert_eq!(checkpoint_threads(), 0, "closing ends the thread");
@@ -128,7 +126,7 @@ fn the_thread_starts_with_a_bulk_write_and_ends_on_close() {
 
 #[test]
 fn small_commits_keep_the_wal_short() {
-    let (_dir, db, mut vault) = fresh_vault();
+    let (_dir, db, vault) = fresh_vault();
     let mut longest = 0;
     for i in 0..20_000u32 {
         vault.put(format!("k{i}").as_bytes(), &[7u8; 100]).unwrap();
@@ -147,12 +145,12 @@ fn small_commits_keep_the_wal_short() {
 
 #[test]
 fn back_to_back_bulk_commits_keep_the_wal_bounded() {
-    let (_dir, db, mut vault) = fresh_vault();
+    let (_dir, db, vault) = fresh_vault();
     let mut longest = 0;
     for batch in 0..300 {
         // 200 values of 1000 bytes: about 230 frames (each value has an overflow page), a
         // bulk commit; 280 MB of frames in all.
-        put_batch(&mut vault, batch, 200);
+        put_batch(&vault, batch, 200);
         longest = longest.max(file_len(&wal_path(&db)));
     }
     // Once the WAL holds INLINE_CHECKPOINT_FRAMES, a commit waits for the thread and copies the
@@ -163,28 +161,28 @@ fn back_to_back_bulk_commits_keep_the_wal_bounded() {
         "WAL grew to {longest} bytes (bound {bound})"
     );
     for batch in [0, 170, 299] {
-        check_batch(&mut vault, batch, 200);
+        check_batch(&vault, batch, 200);
     }
 }
 
 #[test]
 fn reads_during_background_checkpoints_see_every_commit() {
-    let (_dir, db, mut vault) = fresh_vault();
+    let (_dir, db, vault) = fresh_vault();
     for batch in 0..6 {
-        put_batch(&mut vault, batch, 3_000);
+        put_batch(&vault, batch, 3_000);
         // Read right away, while the thread is likely still copying.
-        check_batch(&mut vault, batch, 3_000);
+        check_batch(&vault, batch, 3_000);
         vault
             .put(format!("after{batch}").as_bytes(), b"small")
             .unwrap();
     }
     for batch in 0..6 {
-        check_batch(&mut vault, batch, 3_000);
+        check_batch(&vault, batch, 3_000);
     }
     vault.close().unwrap();
-    let mut reopened = Vault::open(&db).unwrap();
+    let reopened = Kv::open(&db).unwrap();
     for batch in 0..6 {
-        check_batch(&mut reopened, batch, 3_000);
+        check_batch(&reopened, batch, 3_000);
     }
     assert_eq!(reopened.len().unwrap(), 6 * 3_000 + 6);
 }
@@ -197,9 +195,9 @@ fn checkpoint_crash_child() {
     let Ok(path) = std::env::var("KVAULT_CHECKPOINT_CRASH_PATH") else {
         return; // Not the child: nothing to do.
     };
-    let mut vault = Vault::open(Path::new(&path)).unwrap();
+    let vault = Kv::open(Path::new(&path)).unwrap();
     for batch in 0..4 {
-        put_batch(&mut vault, batch, 4_000);
+        put_batch(&vault, batch, 4_000);
     }
     // SAFETY: sending SIGKILL to ourselves; nothing runs after it.
     unsafe {
@@ -225,11 +223,12 @@ fn a_process_killed_during_a_checkpoint_loses_no_acknowledged_write() {
         .status()
         .unwrap();
     assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?}");
-    let mut vault = Vault::open(&db).unwrap();
+    let vault = Kv::open(&db).unwrap();
     for batch in 0..4 {
-        check_batch(&mut vault, batch, 4_000);
+        check_batch(&vault, batch, 4_000);
     }
-    let conn = vault.store_mut().conn().unwrap();
+    let mut store = vault.store();
+    let conn = store.conn().unwrap();
     let integrity: String = conn
         .query_row("PRAGMA integrity_check", [], |r| r.get(0))
         .unwrap();
@@ -238,34 +237,34 @@ fn a_process_killed_during_a_checkpoint_loses_no_acknowledged_write() {
 
 #[test]
 fn the_commit_token_changes_with_every_commit_of_any_connection() {
-    let (_dir, db, mut vault) = fresh_vault();
+    let (_dir, db, vault) = fresh_vault();
     vault.put(b"a", b"1").unwrap();
     let first = vault
-        .store_mut()
+        .store()
         .commit_token()
         .expect("a writable WAL vault has a token");
     assert_eq!(vault.get(b"a").unwrap().as_deref(), Some(&b"1"[..]));
     assert_eq!(
-        vault.store_mut().commit_token(),
+        vault.store().commit_token(),
         Some(first),
         "reads change nothing"
     );
 
-    let mut other = Vault::open(&db).unwrap();
+    let other = Kv::open(&db).unwrap();
     other.put(b"a", b"2").unwrap();
-    let second = vault.store_mut().commit_token().unwrap();
+    let second = vault.store().commit_token().unwrap();
     assert_ne!(second, first, "another connection's commit");
 
     vault.put(b"b", b"3").unwrap();
-    let third = vault.store_mut().commit_token().unwrap();
+    let third = vault.store().commit_token().unwrap();
     assert_ne!(third, second, "this connection's commit");
 
     // A truncating checkpoint rewinds the WAL; the next commit starts it over.
-    other.store_mut().checkpoint().unwrap();
+    other.store().checkpoint().unwrap();
     other.put(b"c", b"4").unwrap();
-    assert_ne!(vault.store_mut().commit_token().unwrap(), third);
+    assert_ne!(vault.store().commit_token().unwrap(), third);
 
-    let mut read_only = Vault::open_with(
+    let read_only = Kv::open_with(
         &db,
         StoreOptions {
             read_only: true,
@@ -276,13 +275,13 @@ fn the_commit_token_changes_with_every_commit_of_any_connection() {
     )
     .unwrap();
     assert_eq!(
-        read_only.store_mut().commit_token(),
+        read_only.store().commit_token(),
         None,
         "read-only stores fall back"
     );
     vault.close().unwrap();
     assert_eq!(
-        vault.store_mut().commit_token(),
+        vault.store().commit_token(),
         None,
         "closed stores have none"
     );

@@ -9,7 +9,7 @@
 
 use std::process::Command;
 
-use kvault::{KeyKind, StoreOptions, Vault};
+use kvault::{KeyKind, Kv, StoreOptions};
 
 const CHUNK: usize = 1000;
 
@@ -19,8 +19,8 @@ fn pattern(len: usize, seed: u8) -> Vec<u8> {
         .collect()
 }
 
-fn open(path: &std::path::Path) -> Vault {
-    Vault::open_with(path, StoreOptions::default(), "kvault", CHUNK).unwrap()
+fn open(path: &std::path::Path) -> Kv {
+    Kv::open_with(path, StoreOptions::default(), "kvault", CHUNK).unwrap()
 }
 
 fn kill_self() -> ! {
@@ -41,17 +41,17 @@ fn crash_child() {
         .unwrap()
         .parse()
         .unwrap();
-    let mut vault = open(std::path::Path::new(&path));
+    let vault = open(std::path::Path::new(&path));
     let value = pattern(50 * CHUNK, 2);
     let mut writer = vault.writer();
     for (i, piece) in value.chunks(CHUNK / 2).enumerate() {
-        writer.write(vault.store_mut(), piece).unwrap();
+        writer.write(&mut vault.store(), piece).unwrap();
         if i / 2 == die_after {
             kill_self();
         }
     }
     writer
-        .finish(vault.store_mut(), b"video", KeyKind::Str)
+        .finish(&mut vault.store(), b"video", KeyKind::Str)
         .unwrap();
     kill_self();
 }
@@ -71,16 +71,18 @@ fn run_child(path: &std::path::Path, die_after: usize) {
     );
 }
 
-fn integrity_ok(vault: &mut Vault) {
-    let conn = vault.store_mut().conn().unwrap();
+fn integrity_ok(vault: &Kv) {
+    let mut store = vault.store();
+    let conn = store.conn().unwrap();
     let result: String = conn
         .query_row("PRAGMA integrity_check", [], |r| r.get(0))
         .unwrap();
     assert_eq!(result, "ok");
 }
 
-fn table_rows(vault: &mut Vault, table: &str) -> i64 {
-    let conn = vault.store_mut().conn().unwrap();
+fn table_rows(vault: &Kv, table: &str) -> i64 {
+    let mut store = vault.store();
+    let conn = store.conn().unwrap();
     conn.query_row(&format!("SELECT count(*) FROM \"{table}\""), [], |r| {
         r.get(0)
     })
@@ -95,7 +97,7 @@ fn killed_stream_leaves_old_value_and_no_orphans() {
         let old = pattern(3 * CHUNK + 5, 1);
         open(&path).put(b"video", &old).unwrap();
         run_child(&path, die_after);
-        let mut vault = open(&path);
+        let vault = open(&path);
         assert_eq!(
             vault.get(b"video").unwrap().unwrap(),
             old,
@@ -103,12 +105,12 @@ fn killed_stream_leaves_old_value_and_no_orphans() {
         );
         // Old value: 4 chunks. The dead writer's chunks and pending row are gone.
         assert_eq!(
-            table_rows(&mut vault, "kvault__chunks"),
+            table_rows(&vault, "kvault__chunks"),
             4,
             "die_after {die_after}"
         );
-        assert_eq!(table_rows(&mut vault, "kvault__pending"), 0);
-        integrity_ok(&mut vault);
+        assert_eq!(table_rows(&vault, "kvault__pending"), 0);
+        integrity_ok(&vault);
     }
 }
 
@@ -118,12 +120,12 @@ fn killed_after_switch_keeps_complete_new_value() {
     let path = dir.path().join("v.db");
     open(&path).put(b"video", b"old").unwrap();
     run_child(&path, usize::MAX);
-    let mut vault = open(&path);
+    let vault = open(&path);
     assert_eq!(
         vault.get(b"video").unwrap().unwrap(),
         pattern(50 * CHUNK, 2)
     );
-    assert_eq!(table_rows(&mut vault, "kvault__chunks"), 50);
-    assert_eq!(table_rows(&mut vault, "kvault__pending"), 0);
-    integrity_ok(&mut vault);
+    assert_eq!(table_rows(&vault, "kvault__chunks"), 50);
+    assert_eq!(table_rows(&vault, "kvault__pending"), 0);
+    integrity_ok(&vault);
 }

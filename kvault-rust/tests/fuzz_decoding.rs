@@ -4,7 +4,7 @@
 //! returned must have its recorded length. Run longer with
 //! `PROPTEST_CASES=5000 cargo test -p kvault --test fuzz_decoding`.
 
-use kvault::{KeyKind, StoreOptions, Vault};
+use kvault::{KeyKind, Kv, StoreOptions};
 use proptest::prelude::*;
 
 fn cases() -> u32 {
@@ -14,13 +14,13 @@ fn cases() -> u32 {
         .unwrap_or(64)
 }
 
-fn exercise(vault: &mut Vault) {
+fn exercise(vault: &Kv) {
     let _ = vault.len();
     let table = vault.table().clone();
-    let _ = table.scan_keys(vault.store_mut(), &kvault::KeyRange::default(), 100);
+    let _ = table.scan_keys(&mut vault.store(), &kvault::KeyRange::default(), 100);
     for key in [b"small".as_slice(), b"big", b"other"] {
         if let Ok(Some(value)) = vault.get(key) {
-            if let Ok(Some(info)) = table.info(vault.store_mut(), key) {
+            if let Ok(Some(info)) = table.info(&mut vault.store(), key) {
                 assert_eq!(
                     value.len() as u64,
                     info.size,
@@ -31,19 +31,19 @@ fn exercise(vault: &mut Vault) {
         if let Ok(Some(mut reader)) = vault.reader(key) {
             let mut buf = vec![0u8; 100];
             reader.seek(5);
-            let _ = reader.read(vault.store_mut(), &mut buf);
+            let _ = reader.read(&mut vault.store(), &mut buf);
         }
     }
     let _ = vault.put(b"new", &[1u8; 300]);
     let _ = vault.delete(b"big");
-    let _ = table.check(vault.store_mut());
-    let _ = vault.store_mut().integrity_problems();
+    let _ = table.check(&mut vault.store());
+    let _ = vault.store().integrity_problems();
 }
 
 fn sample_file(dir: &std::path::Path) -> Vec<u8> {
     let path = dir.join("sample.db");
     {
-        let mut vault = Vault::open_with(&path, StoreOptions::default(), "kvault", 64).unwrap();
+        let vault = Kv::open_with(&path, StoreOptions::default(), "kvault", 64).unwrap();
         vault.put(b"small", b"hello").unwrap();
         vault
             .put(
@@ -52,7 +52,7 @@ fn sample_file(dir: &std::path::Path) -> Vec<u8> {
             )
             .unwrap();
         vault.put(b"other", &[7u8; 200]).unwrap();
-        vault.store_mut().checkpoint().unwrap();
+        vault.store().checkpoint().unwrap();
     }
     std::fs::read(&path).unwrap()
 }
@@ -65,8 +65,8 @@ proptest! {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("random.db");
         std::fs::write(&path, &bytes).unwrap();
-        if let Ok(mut vault) = Vault::open(&path) {
-            exercise(&mut vault);
+        if let Ok(vault) = Kv::open(&path) {
+            exercise(&vault);
         }
     }
 
@@ -80,17 +80,17 @@ proptest! {
         }
         let path = dir.path().join("flipped.db");
         std::fs::write(&path, &bytes).unwrap();
-        if let Ok(mut vault) = Vault::open_with(&path, StoreOptions::default(), "kvault", 64) {
-            exercise(&mut vault);
+        if let Ok(vault) = Kv::open_with(&path, StoreOptions::default(), "kvault", 64) {
+            exercise(&vault);
         }
     }
 
     #[test]
     fn damaged_chunk_rows_never_panic(kind in 0usize..6, value_len in 65usize..2000) {
-        let mut vault = Vault::open_with(":memory:", StoreOptions::default(), "kvault", 64).unwrap();
+        let vault = Kv::open_with(":memory:", StoreOptions::default(), "kvault", 64).unwrap();
         let value: Vec<u8> = (0..value_len).map(|i| (i * 7 % 256) as u8).collect();
         let table = vault.table().clone();
-        table.put(vault.store_mut(), b"big", KeyKind::Bytes, &value).unwrap();
+        table.put(&mut vault.store(), b"big", KeyKind::Bytes, &value).unwrap();
         let sql = match kind {
             0 => "DELETE FROM kvault__chunks WHERE id = (SELECT min(id) FROM kvault__chunks)",
             1 => "UPDATE kvault__content SET data = x'0102' WHERE cid = (SELECT min(cid) FROM kvault__content)",
@@ -99,7 +99,7 @@ proptest! {
             4 => "UPDATE kvault SET chunk_size = 0 WHERE key = x'626967'",
             _ => "UPDATE kvault SET chunk_size = -5, size = -1 WHERE key = x'626967'",
         };
-        vault.store_mut().conn().unwrap().execute_batch(sql).unwrap();
-        exercise(&mut vault);
+        vault.store().conn().unwrap().execute_batch(sql).unwrap();
+        exercise(&vault);
     }
 }

@@ -1,12 +1,12 @@
 //! Micro-benchmarks of the hot paths: `cargo bench -p ambervault-bench`.
 
-use columnar::{ChunkPlan, Columns, DType, Elements};
+use columnar::{ChunkPlan, Column, DType, Elements};
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
-use kvault::{StoreOptions, Vault};
+use kvault::{Kv, StoreOptions};
 
 fn kv(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
-    let mut vault = Vault::open_with(
+    let vault = Kv::open_with(
         dir.path().join("b.db"),
         StoreOptions::default(),
         "kvault",
@@ -44,33 +44,28 @@ fn kv(c: &mut Criterion) {
 fn columns(c: &mut Criterion) {
     let mut store = kvault::Store::open_in_memory().unwrap();
     let plan = ChunkPlan::new(128 << 10, 16 << 20).unwrap();
-    let col = Columns::create(&mut store, "x", DType::F64, plan).unwrap();
+    let col = Column::create(&mut store, "x", DType::F64, plan).unwrap();
     let raw: Vec<u8> = (0..1_000_000u64)
         .flat_map(|v| (v as f64).to_le_bytes())
         .collect();
-    Columns::append(&mut store, col.id, "x", Elements::Fixed(&raw)).unwrap();
+    col.append(&mut store, Elements::Fixed(&raw)).unwrap();
     let mut i = 0u64;
     c.bench_function("column point read (1M f64)", |b| {
         b.iter(|| {
             i = (i + 7919) % 1_000_000;
-            black_box(Columns::read(&mut store, col.id, "x", i, i + 1).unwrap());
+            black_box(col.read(&mut store, i, i + 1).unwrap());
         });
     });
     c.bench_function("column append f64", |b| {
         b.iter(|| {
-            Columns::append(
-                &mut store,
-                col.id,
-                "x",
-                Elements::Fixed(&1.5f64.to_le_bytes()),
-            )
-            .unwrap()
+            col.append(&mut store, Elements::Fixed(&1.5f64.to_le_bytes()))
+                .unwrap()
         });
     });
     c.bench_function("column 1000-element window", |b| {
         b.iter(|| {
             i = (i + 7919) % 900_000;
-            black_box(Columns::read(&mut store, col.id, "x", i, i + 1000).unwrap());
+            black_box(col.read(&mut store, i, i + 1000).unwrap());
         });
     });
 }
@@ -85,22 +80,17 @@ fn columns_on_file(c: &mut Criterion) {
     )
     .unwrap();
     let plan = ChunkPlan::new(128 << 10, 16 << 20).unwrap();
-    let col = Columns::create(&mut store, "x", DType::F64, plan).unwrap();
-    let log = Columns::create(&mut store, "log", DType::Str, plan).unwrap();
+    let col = Column::create(&mut store, "x", DType::F64, plan).unwrap();
+    let log = Column::create(&mut store, "log", DType::Str, plan).unwrap();
     c.bench_function("column append f64 (durable file, WAL NORMAL)", |b| {
         b.iter(|| {
-            Columns::append(
-                &mut store,
-                col.id,
-                "x",
-                Elements::Fixed(&2.5f64.to_le_bytes()),
-            )
-            .unwrap()
+            col.append(&mut store, Elements::Fixed(&2.5f64.to_le_bytes()))
+                .unwrap()
         });
     });
     let line = b"2026-11-22T07:00:00Z worker=3 event=done elapsed_ms=17";
     c.bench_function("column append log line (durable file, WAL NORMAL)", |b| {
-        b.iter(|| Columns::append(&mut store, log.id, "log", Elements::Var(&[line])).unwrap());
+        b.iter(|| log.append(&mut store, Elements::Var(&[line])).unwrap());
     });
     let raw: Vec<u8> = (0..1_000_000u64)
         .flat_map(|v| (v as f64).to_le_bytes())
@@ -108,7 +98,7 @@ fn columns_on_file(c: &mut Criterion) {
     let mut group = c.benchmark_group("bulk");
     group.sample_size(20);
     group.bench_function("column extend 1M f64 (file)", |b| {
-        b.iter(|| Columns::append(&mut store, col.id, "x", Elements::Fixed(&raw)).unwrap());
+        b.iter(|| col.append(&mut store, Elements::Fixed(&raw)).unwrap());
     });
     group.finish();
 }
