@@ -34,6 +34,7 @@ _PAGE = 1000  # keys per round trip when scanning
 _ITEMS_PAGE_BYTES = 16 << 20  # value bytes per round trip when scanning items
 _UPDATE_BATCH = 1000
 
+
 def _raw_key(key: Any) -> bytes:
     """Key bytes as stored: str keys are their UTF-8 encoding."""
     if type(key) is str or isinstance(key, str):
