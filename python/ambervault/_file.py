@@ -82,7 +82,7 @@ class VaultFile:
 
     def __init__(
         self,
-        path: Union[str, "os.PathLike[str]"],
+        path: Union[str, os.PathLike[str]],
         retries: int = 4,
         backoff_base: float = 0.02,
         enable_wal: bool = True,
@@ -190,7 +190,7 @@ class VaultFile:
         self.flush()
         return self.native.check()
 
-    def backup(self, dest: Union[str, "os.PathLike[str]"]) -> None:
+    def backup(self, dest: Union[str, os.PathLike[str]]) -> None:
         """Write a consistent copy of the whole file to ``dest`` (which must not exist)."""
         self.flush()
         self.native.backup(os.fspath(dest))
@@ -205,7 +205,7 @@ class VaultFile:
         self.flush()
         self.native.optimize()
 
-    def size_on_disk(self) -> "tuple[int, int]":
+    def size_on_disk(self) -> tuple[int, int]:
         """``(file_bytes, wal_bytes)``; zeros for an in-memory file."""
         file_bytes = wal_bytes = 0
         if self.path != ":memory:":

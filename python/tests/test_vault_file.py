@@ -7,8 +7,9 @@ from __future__ import annotations
 import multiprocessing
 import pickle
 
-import ambervault
 import pytest
+
+import ambervault
 
 T = 4102444800.0  # 2100-01-01, far from the system clock
 
