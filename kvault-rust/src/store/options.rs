@@ -1,0 +1,140 @@
+//! What a store is opened with: the format markers, sync modes, options and location.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+
+/// `PRAGMA application_id` of every ambervault file: the bytes "AMBV".
+pub const APPLICATION_ID: i32 = 0x414D_4256;
+
+/// The on-disk format version this build writes (`PRAGMA user_version` and the meta table).
+pub const FORMAT_VERSION: i64 = 1;
+
+/// How hard SQLite syncs on commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Synchronous {
+    /// No syncs: fastest; an OS crash or power loss may corrupt the file.
+    Off,
+    /// WAL default: a commit survives a process crash; the last commits may be lost on power loss.
+    Normal,
+    /// Sync the WAL on every commit: commits survive power loss too.
+    Full,
+    /// Like `Full`, and also sync the directory after deleting a journal.
+    Extra,
+}
+
+impl Synchronous {
+    /// Parses `"off" | "normal" | "full" | "extra"` (any case).
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for any other string.
+    pub fn parse(text: &str) -> Result<Self> {
+        match text.to_ascii_lowercase().as_str() {
+            "off" => Ok(Self::Off),
+            "normal" => Ok(Self::Normal),
+            "full" => Ok(Self::Full),
+            "extra" => Ok(Self::Extra),
+            _ => Err(Error::InvalidArgument(format!(
+                "synchronous must be one of 'off', 'normal', 'full', 'extra', not {text:?}"
+            ))),
+        }
+    }
+
+    pub(crate) fn pragma_value(self) -> &'static str {
+        match self {
+            Self::Off => "OFF",
+            Self::Normal => "NORMAL",
+            Self::Full => "FULL",
+            Self::Extra => "EXTRA",
+        }
+    }
+}
+
+/// Settings for opening a [`Store`]. Defaults follow the Python API.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Retries after SQLite reports the database busy, each after an exponential backoff.
+    pub retries: u32,
+    /// First backoff delay in seconds; each retry doubles it (with jitter).
+    pub backoff_base: f64,
+    /// Use write-ahead logging (readers never block writers).
+    pub enable_wal: bool,
+    /// SQLite page size in bytes; only takes effect when the file is created.
+    pub page_size: u32,
+    /// Bytes of the file SQLite may memory-map for reads (0 disables mmap).
+    pub mmap_size: u64,
+    /// SQLite page cache size in KiB.
+    pub cache_kb: u32,
+    /// Open without write access; every write is refused with [`Error::ReadOnly`].
+    pub read_only: bool,
+    /// Sync mode; `Normal` by default.
+    pub synchronous: Synchronous,
+    /// Keep a read transaction open between reads for at most this long (`None`: every read
+    /// takes and releases its own snapshot). See [`Store::read_latest_with`]. Whoever enables
+    /// it must also end idle leases ([`Store::end_read_lease_older_than`]): an idle lease holds
+    /// back other connections' checkpoints.
+    pub read_lease: Option<Duration>,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            retries: 4,
+            backoff_base: 0.02,
+            enable_wal: true,
+            page_size: 4096,
+            mmap_size: 256 << 20,
+            cache_kb: 20_000,
+            read_only: false,
+            synchronous: Synchronous::Normal,
+            read_lease: None,
+        }
+    }
+}
+
+impl StoreOptions {
+    pub(crate) fn validate(&self) -> Result<()> {
+        if !self.page_size.is_power_of_two() || !(512..=65536).contains(&self.page_size) {
+            return Err(Error::InvalidArgument(format!(
+                "page_size must be a power of two between 512 and 65536, not {}",
+                self.page_size
+            )));
+        }
+        if !(self.backoff_base.is_finite() && self.backoff_base >= 0.0 && self.backoff_base <= 60.0)
+        {
+            return Err(Error::InvalidArgument(format!(
+                "backoff_base must be between 0 and 60 seconds, not {}",
+                self.backoff_base
+            )));
+        }
+        if self.retries > 1000 {
+            return Err(Error::InvalidArgument(format!(
+                "retries must be at most 1000, not {}",
+                self.retries
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Where the vault lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// A private in-memory database (`":memory:"`), gone when the store closes.
+    Memory,
+    /// A file on disk.
+    File(PathBuf),
+}
+
+impl Location {
+    /// `":memory:"` means in-memory; anything else is a file path.
+    #[must_use]
+    pub fn from_path(path: &Path) -> Self {
+        if path.as_os_str() == ":memory:" {
+            Self::Memory
+        } else {
+            Self::File(path.to_path_buf())
+        }
+    }
+}
