@@ -31,7 +31,7 @@ test-python: develop
 compat: develop
 	$(BIN)/python scripts/run_kohakuvault_tests.py
 
-# Build the release abi3 wheel, install it into a fresh venv, run the seed examples against it.
+# Build the release abi3 wheel, install it into a fresh venv, run the API examples against it.
 wheel-test: $(STAMP)
 	$(BIN)/python scripts/test_wheel.py
 

@@ -1,5 +1,6 @@
-"""Build the release wheel, install it into a fresh virtual environment, and run the seed 002
-examples, the examples/ scripts and the CLI against the installed package (not the source tree).
+"""Build the release wheel, install it into a fresh virtual environment, and run the KohakuVault API
+examples (python/tests/test_api_examples.py), the examples/ scripts and the CLI against the
+installed package (not the source tree).
 
 Usage: ``python scripts/test_wheel.py [path/to/wheel.whl]`` (builds with
 ``maturin build --release`` when no wheel is given).
@@ -46,7 +47,7 @@ def main() -> int:
         assert str(env_dir) in where, f"ambervault was imported from {where}"
         subprocess.run([str(env_dir / "bin" / "ambervault"), "--version"], check=True)
         tests = [
-            str(ROOT / "python/tests/test_seed_examples.py"),
+            str(ROOT / "python/tests/test_api_examples.py"),
             str(ROOT / "python/tests/test_examples.py"),
         ]
         return subprocess.call(

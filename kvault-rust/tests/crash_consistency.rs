@@ -33,6 +33,7 @@ fn kill_self() -> ! {
 
 /// Runs in the child: streams 50 chunks, dies after `die_after` of them (or after the switch).
 #[test]
+#[ignore = "child process of killed_stream_leaves_old_value_and_no_orphans and killed_after_switch_keeps_complete_new_value"]
 fn crash_child() {
     let Ok(path) = std::env::var("KVAULT_CRASH_PATH") else {
         return; // Not the child: nothing to do.
@@ -58,7 +59,13 @@ fn crash_child() {
 
 fn run_child(path: &std::path::Path, die_after: usize) {
     let status = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
+        .args([
+            "--ignored",
+            "--exact",
+            "crash_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env("KVAULT_CRASH_PATH", path)
         .env("KVAULT_CRASH_AFTER", die_after.to_string())
         .status()

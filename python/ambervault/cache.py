@@ -1,4 +1,4 @@
-"""The write-back cache shared by KVault (and later by columns).
+"""The write-back cache shared by KVault and by ColumnVault's columns.
 
 Writes are held in memory and written in one transaction when the cache reaches its flush
 threshold, when it would exceed its capacity, when the optional background thread finds it idle

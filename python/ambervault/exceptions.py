@@ -10,6 +10,7 @@ from __future__ import annotations
 
 __all__ = [
     "ClosedError",
+    "Conflict",
     "CorruptionError",
     "DatabaseBusy",
     "IncompatibleFormatError",

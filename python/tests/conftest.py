@@ -1,12 +1,25 @@
-"""Shared fixtures: a fresh vault file per test, and a helper to run code in a child process."""
+"""Shared test setup: the hypothesis profiles, and a fresh vault file per test."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 import ambervault
+
+try:
+    from hypothesis import settings
+except ImportError:  # the installed-wheel check (scripts/test_wheel.py) runs without hypothesis
+    settings = None
+
+if settings is not None:
+    # Registered once for the whole run (the registry is global). AMBERVAULT_HYPOTHESIS=slow
+    # runs the model tests longer; tests that need other values pass their own @settings.
+    settings.register_profile("fast", max_examples=40, stateful_step_count=30, deadline=None)
+    settings.register_profile("slow", max_examples=500, stateful_step_count=80, deadline=None)
+    settings.load_profile(os.environ.get("AMBERVAULT_HYPOTHESIS", "fast"))
 
 
 @pytest.fixture

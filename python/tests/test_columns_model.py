@@ -14,11 +14,6 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from ambervault import ColumnVault
 
-PROFILE = os.environ.get("AMBERVAULT_HYPOTHESIS", "fast")
-settings.register_profile("fast", max_examples=25, stateful_step_count=25, deadline=None)
-settings.register_profile("slow", max_examples=300, stateful_step_count=80, deadline=None)
-settings.load_profile(PROFILE)
-
 FAMILIES = {
     "i64": st.integers(-(2**63), 2**63 - 1),
     "u8": st.integers(0, 255),

@@ -230,3 +230,15 @@ def test_busy_database_raises_database_busy_after_retries(db_path):
 def test_every_error_is_a_vault_error_or_builtin(db_path):
     assert issubclass(CorruptionError, VaultError)
     assert issubclass(ReadOnlyError, IoError)
+
+
+def test_every_exception_class_is_exported():
+    from ambervault import exceptions
+
+    classes = {
+        name
+        for name, obj in vars(exceptions).items()
+        if isinstance(obj, type) and issubclass(obj, VaultError)
+    }
+    assert classes <= set(exceptions.__all__)
+    assert "Conflict" in exceptions.__all__

@@ -345,7 +345,7 @@ def test_optimize_shrinks_file_after_deletes(db_path):
     assert after < 1 << 20
 
 
-def test_exceptions_are_importable_under_seed_names():
+def test_exceptions_are_importable_under_kohakuvault_names():
     assert ambervault.KohakuVaultError is ambervault.VaultError
     assert issubclass(ambervault.NotFound, KeyError)
     assert issubclass(ambervault.InvalidArgument, ValueError)

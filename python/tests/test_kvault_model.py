@@ -13,11 +13,6 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from ambervault import KVault
 
-PROFILE = os.environ.get("AMBERVAULT_HYPOTHESIS", "fast")
-settings.register_profile("fast", max_examples=40, stateful_step_count=30, deadline=None)
-settings.register_profile("slow", max_examples=500, stateful_step_count=80, deadline=None)
-settings.load_profile(PROFILE)
-
 keys = st.one_of(
     st.text(max_size=6),
     st.binary(max_size=6),

@@ -4,6 +4,10 @@ acknowledged operations to a checker that reopens the file.
 
 The child is a fork of the test process (ambervault already imported), so a kill point costs a
 few milliseconds, and CI can afford many of them.
+
+``KILLS`` is the number of kill points per scenario for every test in this folder, forked here
+or spawned as a fresh interpreter (``AMBERVAULT_CRASH_KILLS``, 20 by default; raise it for long
+runs).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import signal
 import time
 from typing import Callable
 
-KILLS = int(os.environ.get("AMBERVAULT_CRASH_KILLS", "50"))
+KILLS = int(os.environ.get("AMBERVAULT_CRASH_KILLS", "20"))
 
 
 def run_until_killed(work: Callable[[Callable[[int], None]], None], rng: random.Random) -> int:

@@ -1,4 +1,4 @@
-"""SIGKILL at random kill points (AMBERVAULT_CRASH_KILLS per scenario, 50 by default) during
+"""SIGKILL at random kill points (``harness.KILLS`` per scenario) during
 every kind of write. After each kill the file is reopened and checked: (a) every acknowledged
 write is present and byte-exact, (b) the one operation in flight is either fully there or not
 at all, (c) ``check()`` (SQLite's integrity check plus the vault's invariants) is clean."""

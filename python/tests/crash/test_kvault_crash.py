@@ -8,7 +8,6 @@ with SIGKILL at a random moment, then reopens the file and checks every acknowle
 from __future__ import annotations
 
 import hashlib
-import os
 import random
 import signal
 import subprocess
@@ -16,10 +15,9 @@ import sys
 import time
 
 import pytest
+from harness import KILLS
 
 from ambervault import KVault
-
-KILLS = int(os.environ.get("AMBERVAULT_CRASH_KILLS", "6"))
 
 CHILD = r"""
 import hashlib, io, sys, ambervault
@@ -64,14 +62,20 @@ def run_and_kill(path, mode, rng):
         text=True,
     )
     # Wait for a few acknowledgements, then kill at a random moment.
+    seen = []
     for _ in range(rng.randint(1, 4)):
         line = proc.stdout.readline()
         assert line, proc.stderr.read()
+        seen.append(int(line))
     time.sleep(rng.uniform(0, 0.05))
     proc.send_signal(signal.SIGKILL)
-    rest, _ = proc.communicate()
-    acked = [int(x) for x in rest.split()]
-    return proc, acked
+    proc.wait()
+    # Read the rest through proc.stdout: readline() may already hold later lines in its buffer,
+    # which communicate() (reading the pipe directly) would miss.
+    rest = proc.stdout.read()
+    proc.stdout.close()
+    proc.stderr.close()
+    return proc, seen + [int(x) for x in rest.split()]
 
 
 @pytest.mark.parametrize("mode", ["stream", "writer"])

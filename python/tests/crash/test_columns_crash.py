@@ -1,19 +1,17 @@
 """SIGKILL during column appends and extends: every acknowledged append survives, an extend is
-never torn, columns flushed together stay equal in length; concurrent appenders in several
-processes never interleave inside one extend."""
+never torn, columns flushed together stay equal in length."""
 
 from __future__ import annotations
 
-import os
 import random
 import signal
 import subprocess
 import sys
 import time
 
-from ambervault import ColumnVault
+from harness import KILLS
 
-KILLS = int(os.environ.get("AMBERVAULT_CRASH_KILLS", "6"))
+from ambervault import ColumnVault
 
 CHILD = r"""
 import sys, ambervault
@@ -51,7 +49,12 @@ def run_and_kill(path, mode, rng):
         seen.append(int(line))
     time.sleep(rng.uniform(0, 0.02))
     proc.send_signal(signal.SIGKILL)
-    rest, _ = proc.communicate()
+    proc.wait()
+    # Read the rest through proc.stdout: readline() may already hold later lines in its buffer,
+    # which communicate() (reading the pipe directly) would miss.
+    rest = proc.stdout.read()
+    proc.stdout.close()
+    proc.stderr.close()
     return seen + [int(x) for x in rest.split()]
 
 
@@ -76,35 +79,3 @@ def test_killed_appenders_lose_nothing_acknowledged(tmp_path):
             lines = run_and_kill(path, mode, rng)
             # The last line printed before the kill is the last acknowledgement we know of.
             check(path, max(lines, default=0), mode)
-
-
-APPENDER = r"""
-import sys, ambervault
-cv = ambervault.ColumnVault(sys.argv[1])
-col = cv["log"]
-tag = int(sys.argv[2])
-for _ in range(30):
-    col.extend([tag] * 100)
-print("ok")
-"""
-
-
-def test_concurrent_extends_never_interleave(tmp_path):
-    path = tmp_path / "shared.db"
-    with ColumnVault(path) as cv:
-        cv.create_column("log", "i64")
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", APPENDER, str(path), str(tag)], stdout=subprocess.PIPE, text=True
-        )
-        for tag in range(1, 5)
-    ]
-    for p in procs:
-        out, _ = p.communicate(timeout=300)
-        assert p.returncode == 0 and out.strip() == "ok"
-    with ColumnVault(path) as cv:
-        values = cv["log"].to_numpy()
-    assert len(values) == 4 * 30 * 100
-    runs = values.reshape(-1, 100)
-    assert (runs == runs[:, :1]).all(), "an extend was interleaved with another process's"
-    assert sorted(set(values.tolist())) == [1, 2, 3, 4]
