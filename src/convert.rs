@@ -93,3 +93,30 @@ pub fn non_negative<T: TryFrom<i64>>(name: &str, value: i64) -> Result<T, Bindin
         )))
     })
 }
+
+/// Key bytes as stored: a `str` key is its UTF-8 bytes. The one place keys are checked, for
+/// the Python code that needs raw keys itself (the write-back cache, scan filters).
+#[pyfunction]
+pub fn raw_key_bytes<'py>(key: &Bound<'py, PyAny>) -> Result<Bound<'py, PyBytes>, BindingError> {
+    if let Ok(bytes) = key.cast_exact::<PyBytes>() {
+        return Ok(bytes.clone());
+    }
+    Ok(PyBytes::new(key.py(), &key_from_py(key)?.0))
+}
+
+/// An immutable `bytes` snapshot of a bytes-like value (a later change to a `bytearray` must not
+/// change what was written), checked as every write checks values.
+#[pyfunction]
+pub fn value_snapshot<'py>(value: &Bound<'py, PyAny>) -> Result<Bound<'py, PyBytes>, BindingError> {
+    if let Ok(bytes) = value.cast_exact::<PyBytes>() {
+        return Ok(bytes.clone());
+    }
+    Ok(PyBytes::new(value.py(), &value_from_py(value)?))
+}
+
+/// Adds this file's functions to the module.
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(raw_key_bytes, m)?)?;
+    m.add_function(wrap_pyfunction!(value_snapshot, m)?)?;
+    Ok(())
+}

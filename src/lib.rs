@@ -19,6 +19,7 @@ fn _ambervault(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("FORMAT_VERSION", kvault::FORMAT_VERSION)?;
     m.add("SQLITE_VERSION", rusqlite_version())?;
+    convert::register(m)?;
     vault_py::register(m)?;
     kvault_py::register(m)?;
     columns_py::register(m)?;

@@ -122,6 +122,8 @@ ACCEPTED_DTYPES: str
 def canonical_dtype(dtype: str) -> str: ...
 def inspect(path: str) -> Dict[str, Any]: ...
 def columns_summary(vault: VaultCore) -> List[Tuple[str, str, int, int]]: ...
+def raw_key_bytes(key: _Key) -> bytes: ...
+def value_snapshot(value: Any) -> bytes: ...
 
 @final
 class ColumnVaultCore:
@@ -174,6 +176,8 @@ __all__ = [
     "canonical_dtype",
     "columns_summary",
     "inspect",
+    "raw_key_bytes",
+    "value_snapshot",
 ]
 
 @final

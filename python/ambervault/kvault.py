@@ -20,11 +20,14 @@ from typing import (
 )
 
 from ._ambervault import KVaultCore, columns_summary
-from ._file import VaultFile, check_int
+from ._args import check_int, check_ttl, raw_key_bytes
+from ._file import VaultFile
+from ._kv_backend import CachedBackend, DirectBackend
 from .cache import BatchingCache, CacheControls, WriteBackCache
 from .exceptions import ClosedError, InvalidArgument, NotFound
 from .streams import VaultReader, VaultWriter
 from .transaction import Transaction
+from .views import ItemsView, KeysView, Range, ValuesView
 
 Key = Union[str, bytes]
 BytesLike = Union[bytes, bytearray, memoryview]
@@ -33,54 +36,6 @@ _MISSING: Any = object()
 _PAGE = 1000  # keys per round trip when scanning
 _ITEMS_PAGE_BYTES = 16 << 20  # value bytes per round trip when scanning items
 _UPDATE_BATCH = 1000
-
-
-def _raw_key(key: Any) -> bytes:
-    """Key bytes as stored: str keys are their UTF-8 encoding."""
-    if type(key) is str or isinstance(key, str):
-        return key.encode("utf-8")
-    if isinstance(key, bytes):
-        return bytes(key)
-    raise TypeError(f"keys must be str or bytes, not {type(key).__name__}")
-
-
-def _value_bytes(value: Any) -> bytes:
-    """An immutable snapshot of a bytes-like value (a later change to a bytearray must not
-    change what was written)."""
-    if type(value) is bytes:
-        return value
-    if isinstance(value, str):
-        raise TypeError("values must be bytes-like, not str (encode it, e.g. text.encode())")
-    try:
-        view = memoryview(value)
-    except TypeError:
-        raise TypeError(
-            "values must be bytes-like (bytes, bytearray, memoryview or another buffer), "
-            f"not {type(value).__name__}"
-        ) from None
-    if not view.c_contiguous:
-        raise TypeError("value buffer must be C-contiguous (copy it, e.g. with bytes(...))")
-    return view.tobytes()
-
-
-_check_int = check_int
-
-
-def _check_ttl(ttl: Any) -> float:
-    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)):
-        raise TypeError(f"ttl must be a number of seconds, not {type(ttl).__name__}")
-    if not ttl > 0:
-        raise InvalidArgument(f"ttl must be positive, not {ttl}")
-    return float(ttl)
-
-
-def _check_limit(limit: Optional[int]) -> Optional[int]:
-    if limit is None:
-        return None
-    _check_int("limit", limit)
-    if limit < 0:
-        raise InvalidArgument(f"limit must be >= 0, not {limit}")
-    return limit
 
 
 class KVault(collections.abc.MutableMapping, CacheControls):  # type: ignore[type-arg]
@@ -128,13 +83,12 @@ class KVault(collections.abc.MutableMapping, CacheControls):  # type: ignore[typ
         clock: Optional[Callable[[], float]] = None,
     ) -> None:
         self._core: Optional[KVaultCore] = None
-        self._cache: Optional[WriteBackCache] = None  # type: ignore[assignment]
         if default_ttl is not None:
-            _check_ttl(default_ttl)
+            check_ttl(default_ttl)
         self.default_ttl = default_ttl
         if not isinstance(table, str):
             raise TypeError(f"table must be a str, not {type(table).__name__}")
-        _check_int("chunk_size", chunk_size)
+        check_int("chunk_size", chunk_size)
         # Refused before the file is opened, so a bad argument creates nothing.
         KVaultCore.validate(table, chunk_size)
         self._file = VaultFile(
@@ -162,6 +116,8 @@ class KVault(collections.abc.MutableMapping, CacheControls):  # type: ignore[typ
             default_ttl=default_ttl,
             **self._file.open_args,
         )
+        # How operations reach the table: directly, or through the write-back cache.
+        self._backend: DirectBackend = DirectBackend(self._core)
         self.path = self._file.path
         self.table = table
         self._file.attach(self)
@@ -171,6 +127,18 @@ class KVault(collections.abc.MutableMapping, CacheControls):  # type: ignore[typ
     def chunk_size(self) -> int:
         """Chunk size for large values, in bytes."""
         return self._open_args["chunk_size"]
+
+    @property
+    def _cache(self) -> Optional[WriteBackCache]:  # type: ignore[override]
+        """The write-back cache (see :class:`CacheControls`); setting it swaps the backend."""
+        return self._backend.cache
+
+    @_cache.setter
+    def _cache(self, cache: Optional[WriteBackCache]) -> None:
+        core = self._core
+        if core is None:
+            raise ClosedError("vault is closed")
+        self._backend = DirectBackend(core) if cache is None else CachedBackend(core, cache, self._now_ms)
 
     @property
     def closed(self) -> bool:
@@ -198,10 +166,9 @@ class KVault(collections.abc.MutableMapping, CacheControls):  # type: ignore[typ
         """Absolute expiry (ms) for a write with ``ttl`` seconds (or the default TTL)."""
         if ttl is None:
             ttl = self.default_ttl
-        if ttl is None:
-            return None
-        _check_ttl(ttl)
-        return self._now_ms() + int(ttl * 1000)
+            if ttl is None:
+                return None
+        return self._now_ms() + int(check_ttl(ttl) * 1000)
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
@@ -239,21 +206,9 @@ class KVault(collections.abc.MutableMapping, CacheControls):  # type: ignore[typ
         >>> v.put("k", b"w", if_version=v.version("k")); v.version("k")
         2
         """
-        expires = self._expiry(ttl) if (ttl is not None or self.default_ttl is not None) else None
-        cache = self._cache
-        conditional = if_version is not None or if_absent
-        if cache is None or conditional:
-            if cache is not None:
-                with cache.lock:
-                    cache.discard(_raw_key(key))
-                    self._native.put(key, value, expires, if_version, bool(if_absent))
-                return
-            self._native.put(key, value, expires, if_version, bool(if_absent))
-            return
-        raw = _raw_key(key)
-        data = _value_bytes(value)
-        if not cache.put(raw, key, data, expires):
-            self._native.put(key, data, expires)
+        if self._clock is not None:
+            self._file.native  # noqa: B018 - pushes the injected clock's time into the file
+        self._backend.put(key, value, self._expiry(ttl), if_version, bool(if_absent))
 
     def get(self, key: Key, default: Any = None) -> Any:
         """The value of ``key``, or ``default`` when it is absent.
@@ -261,17 +216,9 @@ class KVault(collections.abc.MutableMapping, CacheControls):  # type: ignore[typ
         >>> KVault(":memory:").get("missing", b"fallback")
         b'fallback'
         """
-        cache = self._cache
-        if cache is not None:
-            entry = cache.entry(_raw_key(key))
-            if entry is not None:
-                expired = entry[2] is not None and entry[2] <= self._now_ms()
-                return default if expired else entry[1]
-        core = self._core
-        if core is None or self._clock is not None:
-            core = self._native  # raises ClosedError, or syncs the injected clock
-        value = core.get(key)
-        return default if value is None else value
+        if self._clock is not None:
+            self._file.native  # noqa: B018 - pushes the injected clock's time into the file
+        return self._backend.get(key, default)
 
     def delete(self, key: Key) -> bool:
         """Remove ``key``; returns whether it existed.
@@ -279,10 +226,8 @@ class KVault(collections.abc.MutableMapping, CacheControls):  # type: ignore[typ
         >>> v = KVault(":memory:"); v["k"] = b"v"; v.delete("k"), v.delete("k")
         (True, False)
         """
-        cache = self._cache
-        was_cached = cache.discard(_raw_key(key)) if cache is not None else False
-        existed = self._native.delete(key)
-        return existed or was_cached
+        self._native  # noqa: B018 - raises ClosedError when closed
+        return self._backend.delete(key)
 
     def exists(self, key: Key) -> bool:
         """Whether ``key`` is present.
@@ -290,12 +235,8 @@ class KVault(collections.abc.MutableMapping, CacheControls):  # type: ignore[typ
         >>> v = KVault(":memory:"); v[b"k"] = b""; v.exists("k")
         True
         """
-        cache = self._cache
-        if cache is not None:
-            entry = cache.entry(_raw_key(key))
-            if entry is not None:
-                return entry[2] is None or entry[2] > self._now_ms()
-        return self._native.exists(key)
+        self._native  # noqa: B018 - raises ClosedError, or syncs the injected clock
+        return self._backend.exists(key)
 
     def __getitem__(self, key: Key) -> bytes:
         value = self.get(key, _MISSING)
@@ -320,7 +261,7 @@ class KVault(collections.abc.MutableMapping, CacheControls):  # type: ignore[typ
         >>> meta = v.info("k"); meta["size"], meta["version"]
         (4, 2)
         """
-        self._flush_key(key)
+        self._backend.sync_key(key)
         found = self._native.info(key)
         if found is None:
             return None
@@ -342,7 +283,7 @@ class KVault(collections.abc.MutableMapping, CacheControls):  # type: ignore[typ
         >>> v = KVault(":memory:"); v["k"] = b"1"; v["k"] = b"2"; v.version("k"), v.version("x")
         (2, None)
         """
-        self._flush_key(key)
+        self._backend.sync_key(key)
         return self._native.version(key)
 
     def expires_at(self, key: Key) -> Optional[float]:
@@ -357,13 +298,13 @@ class KVault(collections.abc.MutableMapping, CacheControls):  # type: ignore[typ
     def touch(self, key: Key, ttl: Optional[float] = None) -> bool:
         """Set the key to expire ``ttl`` seconds from now (``None``: never). Returns whether the
         key exists."""
-        self._flush_key(key)
-        expires = None if ttl is None else self._now_ms() + int(_check_ttl(ttl) * 1000)
+        self._backend.sync_key(key)
+        expires = None if ttl is None else self._now_ms() + int(check_ttl(ttl) * 1000)
         return self._native.touch(key, expires)
 
     def prune(self) -> int:
         """Delete every expired key (they are already invisible); returns how many."""
-        self._flush_for_scan()
+        self._backend.sync()
         return self._native.prune()
 
     # -- transactions ----------------------------------------------------------------------------
@@ -401,21 +342,14 @@ class KVault(collections.abc.MutableMapping, CacheControls):  # type: ignore[typ
         2
         """
         pairs = list(items.items()) if isinstance(items, Mapping) else list(items)
-        expires = self._expiry(ttl) if (ttl is not None or self.default_ttl is not None) else None
+        self._native  # noqa: B018 - raises ClosedError, or syncs the injected clock
+        expires = self._expiry(ttl)
         if expires is not None:
             bad = next((p for p in pairs if not (isinstance(p, tuple) and len(p) == 2)), None)
             if bad is not None:
                 raise TypeError("put_many items must be (key, value) pairs")
             pairs = [(k, v, expires) for k, v in pairs]
-        cache = self._cache
-        if cache is not None:
-            with cache.lock:
-                for pair in pairs:
-                    if isinstance(pair, tuple) and len(pair) == 2:
-                        cache.discard(_raw_key(pair[0]))
-                self._native.put_many(pairs)
-            return
-        self._native.put_many(pairs)
+        self._backend.put_many(pairs)
 
     def get_many(self, keys: Iterable[Key]) -> List[Optional[bytes]]:
         """Values of ``keys`` in order (None where absent), read in one round trip.
@@ -423,16 +357,8 @@ class KVault(collections.abc.MutableMapping, CacheControls):  # type: ignore[typ
         >>> v = KVault(":memory:"); v["a"] = b"1"; v.get_many(["a", "zz"])
         [b'1', None]
         """
-        keys = list(keys)
-        values = self._native.get_many(keys)
-        cache = self._cache
-        if cache is not None:
-            now = self._now_ms()
-            for i, key in enumerate(keys):
-                entry = cache.entry(_raw_key(key))
-                if entry is not None:
-                    values[i] = None if entry[2] is not None and entry[2] <= now else entry[1]
-        return values
+        self._native  # noqa: B018 - raises ClosedError, or syncs the injected clock
+        return self._backend.get_many(list(keys))
 
     def update(self, other: Any = (), /, **kwargs: BytesLike) -> None:  # type: ignore[override]
         """Like ``dict.update``; pairs are written in batches of one transaction each."""
@@ -442,40 +368,43 @@ class KVault(collections.abc.MutableMapping, CacheControls):  # type: ignore[typ
             source = ((k, other[k]) for k in other.keys())
         else:
             source = other
+        # Batches of one transaction each (a cache batches the pairs itself).
+        step = 1 if self._cache is not None else _UPDATE_BATCH
         batch: List[Tuple[Any, Any]] = []
         for pair in source:
             key, value = pair
-            if self._cache is not None:
-                self.put(key, value)
-                continue
             batch.append((key, value))
-            if len(batch) >= _UPDATE_BATCH:
-                self.put_many(batch)
+            if len(batch) >= step:
+                self._put_batch(batch)
                 batch = []
         batch.extend(kwargs.items())
         if batch:
-            if self._cache is not None:
-                for key, value in batch:
-                    self.put(key, value)
-            else:
-                self.put_many(batch)
+            self._put_batch(batch)
+
+    def _put_batch(self, batch: List[Tuple[Any, Any]]) -> None:
+        if len(batch) == 1:
+            self.put(*batch[0])
+        else:
+            self.put_many(batch)
 
     def clear(self) -> None:
         """Remove every key of this table."""
-        if self._cache is not None:
-            self._cache.clear()
-        self._native.clear()
+        self._native  # noqa: B018 - raises ClosedError when closed
+        self._backend.clear()
 
     # -- iteration ---------------------------------------------------------------------------
     def __len__(self) -> int:
-        self._flush_for_scan()
-        return self._native.count()
+        return self._count(None, None, None)
+
+    def _count(self, prefix: Optional[Key], start: Optional[Key], end: Optional[Key]) -> int:
+        self._backend.sync()
+        return self._native.count(prefix, start, end)
 
     def __iter__(self) -> Iterator[Key]:
-        return self._iter_keys(_Range())
+        return self._iter_keys(Range())
 
-    def _iter_keys(self, rng: _Range) -> Iterator[Key]:
-        self._flush_for_scan()
+    def _iter_keys(self, rng: Range) -> Iterator[Key]:
+        self._backend.sync()
         after: Optional[bytes] = None
         remaining = rng.limit
         while remaining is None or remaining > 0:
@@ -487,8 +416,8 @@ class KVault(collections.abc.MutableMapping, CacheControls):  # type: ignore[typ
             if remaining is not None:
                 remaining -= len(keys)
 
-    def _iter_items(self, rng: _Range) -> Iterator[Tuple[Key, bytes]]:
-        self._flush_for_scan()
+    def _iter_items(self, rng: Range) -> Iterator[Tuple[Key, bytes]]:
+        self._backend.sync()
         after: Optional[bytes] = None
         remaining = rng.limit
         while remaining is None or remaining > 0:
@@ -518,7 +447,7 @@ class KVault(collections.abc.MutableMapping, CacheControls):  # type: ignore[typ
         >>> list(v.keys(prefix="img:")), list(v.keys(start="img:2", reverse=True))
         (['img:1', 'img:2'], ['txt:1', 'img:2'])
         """
-        return KeysView(self, _Range(prefix, start, end, limit, reverse))
+        return KeysView(self, Range(prefix, start, end, limit, reverse))
 
     def values(  # type: ignore[override]
         self,
@@ -529,7 +458,7 @@ class KVault(collections.abc.MutableMapping, CacheControls):  # type: ignore[typ
         reverse: bool = False,
     ) -> ValuesView:
         """Values in key order, with the same filters as :meth:`keys`."""
-        return ValuesView(self, _Range(prefix, start, end, limit, reverse))
+        return ValuesView(self, Range(prefix, start, end, limit, reverse))
 
     def items(  # type: ignore[override]
         self,
@@ -540,7 +469,7 @@ class KVault(collections.abc.MutableMapping, CacheControls):  # type: ignore[typ
         reverse: bool = False,
     ) -> ItemsView:
         """``(key, value)`` pairs in key order, with the same filters as :meth:`keys`."""
-        return ItemsView(self, _Range(prefix, start, end, limit, reverse))
+        return ItemsView(self, Range(prefix, start, end, limit, reverse))
 
     # -- streaming ---------------------------------------------------------------------------
     def put_file(
@@ -561,12 +490,12 @@ class KVault(collections.abc.MutableMapping, CacheControls):  # type: ignore[typ
         >>> v = KVault(":memory:"); v.put_file("f", io.BytesIO(b"x" * 10))
         10
         """
-        raw = _raw_key(key)
+        raw_key_bytes(key)  # a bad key is refused before anything is read
         if size is not None:
-            _check_int("size", size)
+            check_int("size", size)
             if size < 0:
                 raise InvalidArgument(f"size must be >= 0, not {size}")
-        step = self.chunk_size if chunk_size is None else _check_int("chunk_size", chunk_size)
+        step = self.chunk_size if chunk_size is None else check_int("chunk_size", chunk_size)
         writer = self._native.open_writer(chunk_size)
         try:
             remaining = size
@@ -598,22 +527,13 @@ class KVault(collections.abc.MutableMapping, CacheControls):  # type: ignore[typ
                 raise InvalidArgument(
                     f"reader ended after {size - remaining} of the {size} bytes promised by size="
                 )
-            return self._finish_writer(writer, key, raw, ttl)
+            return self._finish_writer(writer, key, ttl)
         except BaseException:
             writer.abort()
             raise
 
-    def _finish_writer(
-        self, writer: Any, key: Key, raw: Optional[bytes] = None, ttl: Optional[float] = None
-    ) -> int:
-        expires = self._expiry(ttl) if (ttl is not None or self.default_ttl is not None) else None
-        cache = self._cache
-        if cache is None:
-            return writer.finish(key, expires)
-        with cache.lock:
-            # A cached older write must not land after (and over) the streamed value.
-            cache.discard(_raw_key(key) if raw is None else raw)
-            return writer.finish(key, expires)
+    def _finish_writer(self, writer: Any, key: Key, ttl: Optional[float] = None) -> int:
+        return self._backend.finish_writer(writer, key, self._expiry(ttl))
 
     def get_to_file(self, key: Key, writer: BinaryIO, chunk_size: Optional[int] = None) -> int:
         """Stream the value of ``key`` into ``writer`` (anything with ``write(bytes)``) one
@@ -625,7 +545,7 @@ class KVault(collections.abc.MutableMapping, CacheControls):  # type: ignore[typ
         >>> v.get_to_file("f", out), out.getvalue()
         (3, b'abc')
         """
-        step = self.chunk_size if chunk_size is None else _check_int("chunk_size", chunk_size)
+        step = self.chunk_size if chunk_size is None else check_int("chunk_size", chunk_size)
         if step <= 0:
             raise InvalidArgument(f"chunk_size must be positive, not {step}")
         total = 0
@@ -645,13 +565,13 @@ class KVault(collections.abc.MutableMapping, CacheControls):  # type: ignore[typ
         closed without error; an exception inside ``with`` discards them.
         """
         if mode == "rb":
-            self._flush_key(key)
+            self._backend.sync_key(key)
             core = self._native.open_reader(key)
             if core is None:
                 raise NotFound(key)
             return VaultReader(core, key)
         if mode == "wb":
-            _raw_key(key)
+            raw_key_bytes(key)  # a bad key is refused now, not when the writer closes
             return VaultWriter(self._native.open_writer(chunk_size), key, self._finish_writer_for)
         raise InvalidArgument(f"mode must be 'rb' or 'wb', not {mode!r}")
 
@@ -668,15 +588,6 @@ class KVault(collections.abc.MutableMapping, CacheControls):  # type: ignore[typ
 
     def _flush_pairs(self, pairs: List[Tuple[Any, bytes]]) -> None:
         self._native.put_many(pairs)
-
-    def _flush_for_scan(self) -> None:
-        if self._cache is not None:
-            self._cache.flush()
-
-    def _flush_key(self, key: Key) -> None:
-        cache = self._cache
-        if cache is not None and _raw_key(key) in cache:
-            cache.flush()
 
     # -- maintenance -------------------------------------------------------------------------
     def optimize(self) -> None:
@@ -768,11 +679,11 @@ class KVault(collections.abc.MutableMapping, CacheControls):  # type: ignore[typ
         if self._core is None:
             return
         self._file.close()
-        self._cache = None
 
     def __del__(self) -> None:
         # Best effort: keep cached writes of a vault that was never closed.
-        cache = getattr(self, "_cache", None)
+        backend = getattr(self, "_backend", None)
+        cache = None if backend is None else backend.cache
         if cache is not None:
             with contextlib.suppress(Exception):
                 cache.stop_daemon()
@@ -781,89 +692,3 @@ class KVault(collections.abc.MutableMapping, CacheControls):  # type: ignore[typ
 
 def _reopen(args: Dict[str, Any]) -> KVault:
     return KVault(**args)
-
-
-class _Range:
-    """Filters of a scan: prefix, [start, end), limit, direction."""
-
-    __slots__ = ("end", "limit", "prefix", "reverse", "start")
-
-    def __init__(
-        self,
-        prefix: Optional[Key] = None,
-        start: Optional[Key] = None,
-        end: Optional[Key] = None,
-        limit: Optional[int] = None,
-        reverse: bool = False,
-    ) -> None:
-        for bound in (prefix, start, end):
-            if bound is not None:
-                _raw_key(bound)
-        self.prefix, self.start, self.end = prefix, start, end
-        self.limit = _check_limit(limit)
-        self.reverse = bool(reverse)
-
-    def matches(self, key: Any) -> bool:
-        raw = _raw_key(key)
-        if self.prefix is not None and not raw.startswith(_raw_key(self.prefix)):
-            return False
-        if self.start is not None and raw < _raw_key(self.start):
-            return False
-        return self.end is None or raw < _raw_key(self.end)
-
-
-class _ScanView:
-    """Shared state of the key, value and item views: a vault plus scan filters."""
-
-    def __init__(self, vault: KVault, rng: _Range) -> None:
-        self._vault = vault
-        self._range = rng
-
-    def __len__(self) -> int:
-        self._vault._flush_for_scan()
-        rng = self._range
-        n = self._vault._native.count(rng.prefix, rng.start, rng.end)
-        return n if rng.limit is None else min(n, rng.limit)
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({list(self)!r})"
-
-
-class KeysView(_ScanView, collections.abc.KeysView):  # type: ignore[type-arg]
-    """Streaming view of a vault's keys (see :meth:`KVault.keys`)."""
-
-    def __iter__(self) -> Iterator[Key]:
-        return self._vault._iter_keys(self._range)
-
-    def __contains__(self, key: object) -> bool:
-        if not isinstance(key, (str, bytes)) or not self._range.matches(key):
-            return False
-        if self._range.limit is None:
-            return key in self._vault
-        return any(_raw_key(k) == _raw_key(key) for k in self)
-
-
-class ValuesView(_ScanView, collections.abc.ValuesView):  # type: ignore[type-arg]
-    """Streaming view of a vault's values (see :meth:`KVault.values`)."""
-
-    def __iter__(self) -> Iterator[bytes]:
-        for _, value in self._vault._iter_items(self._range):
-            yield value
-
-    def __contains__(self, value: object) -> bool:
-        return any(v == value for v in self)
-
-
-class ItemsView(_ScanView, collections.abc.ItemsView):  # type: ignore[type-arg]
-    """Streaming view of a vault's ``(key, value)`` pairs (see :meth:`KVault.items`)."""
-
-    def __iter__(self) -> Iterator[Tuple[Key, bytes]]:
-        return self._vault._iter_items(self._range)
-
-    def __contains__(self, item: object) -> bool:
-        if not isinstance(item, tuple) or len(item) != 2:
-            return False
-        key, value = item
-        if not isinstance(key, (str, bytes)) or not self._range.matches(key):
-            return False
-        return self._vault.get(key, _MISSING) == value

@@ -1,0 +1,162 @@
+"""The two ways a KVault reaches its table: straight to the native table, or through a
+write-back cache in front of it. Both have one interface, so :class:`~ambervault.KVault`
+delegates without asking which one it has (the pattern of diskcache's ``Index`` over ``Cache``).
+
+Every method takes keys as the user gave them; the native layer checks them. The cached
+backend needs raw keys and immutable values for its dict, and gets them from the same native
+checks.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, List, Optional, Tuple
+
+from ._ambervault import BlobWriterCore, KVaultCore
+from ._args import raw_key_bytes, value_snapshot
+from .cache import WriteBackCache
+
+
+class DirectBackend:
+    """Every operation goes to the native table at once."""
+
+    #: The write-back cache, if any.
+    cache: Optional[WriteBackCache] = None
+
+    def __init__(self, core: KVaultCore) -> None:
+        self.core = core
+
+    def put(
+        self, key: Any, value: Any, expires: Optional[int], if_version: Optional[int], if_absent: bool
+    ) -> None:
+        """Store one value (conditionally with ``if_version`` / ``if_absent``)."""
+        self.core.put(key, value, expires, if_version, if_absent)
+
+    def get(self, key: Any, default: Any) -> Any:
+        """The value, or ``default``."""
+        value = self.core.get(key)
+        return default if value is None else value
+
+    def exists(self, key: Any) -> bool:
+        """Whether the key is present."""
+        return self.core.exists(key)
+
+    def delete(self, key: Any) -> bool:
+        """Remove the key; whether it existed."""
+        return self.core.delete(key)
+
+    def put_many(self, items: List[Any]) -> None:
+        """Store ``(key, value)`` / ``(key, value, expires)`` items in one transaction."""
+        self.core.put_many(items)
+
+    def get_many(self, keys: List[Any]) -> List[Optional[bytes]]:
+        """Values of ``keys`` (None where absent)."""
+        return self.core.get_many(keys)
+
+    def clear(self) -> None:
+        """Remove every key."""
+        self.core.clear()
+
+    def finish_writer(self, writer: BlobWriterCore, key: Any, expires: Optional[int]) -> int:
+        """Make a streamed value visible under ``key``."""
+        return writer.finish(key, expires)
+
+    def sync_key(self, key: Any) -> None:
+        """Make the native table current for ``key`` (nothing to do here)."""
+
+    def sync(self) -> None:
+        """Make the native table current for every key (nothing to do here)."""
+
+
+class CachedBackend(DirectBackend):
+    """Writes are held in a :class:`WriteBackCache` and written in batches; reads see them."""
+
+    def __init__(self, core: KVaultCore, cache: WriteBackCache, now_ms: Callable[[], int]) -> None:
+        super().__init__(core)
+        self.cache = cache
+        self._now_ms = now_ms
+
+    def _live(self, entry: Tuple[Any, bytes, Optional[int]]) -> bool:
+        return entry[2] is None or entry[2] > self._now_ms()
+
+    def put(
+        self, key: Any, value: Any, expires: Optional[int], if_version: Optional[int], if_absent: bool
+    ) -> None:
+        cache = self.cache
+        assert cache is not None
+        if if_version is not None or if_absent:
+            # A condition is decided by the table: write through, then drop the cached older
+            # write (kept if the write is refused).
+            raw = raw_key_bytes(key)
+            with cache.lock:
+                self.core.put(key, value, expires, if_version, if_absent)
+                cache.discard(raw)
+            return
+        data = value_snapshot(value)
+        if not cache.put(raw_key_bytes(key), key, data, expires):
+            self.core.put(key, data, expires)
+
+    def get(self, key: Any, default: Any) -> Any:
+        assert self.cache is not None
+        entry = self.cache.entry(raw_key_bytes(key))
+        if entry is not None:
+            return entry[1] if self._live(entry) else default
+        return super().get(key, default)
+
+    def exists(self, key: Any) -> bool:
+        assert self.cache is not None
+        entry = self.cache.entry(raw_key_bytes(key))
+        if entry is not None:
+            return self._live(entry)
+        return self.core.exists(key)
+
+    def delete(self, key: Any) -> bool:
+        cache = self.cache
+        assert cache is not None
+        raw = raw_key_bytes(key)
+        with cache.lock:
+            existed = self.core.delete(key)
+            return cache.discard(raw) or existed
+
+    def put_many(self, items: List[Any]) -> None:
+        cache = self.cache
+        assert cache is not None
+        # Raw keys first: a bad key raises before anything is written or dropped.
+        raws = [raw_key_bytes(item[0]) for item in items if isinstance(item, tuple) and item]
+        with cache.lock:
+            self.core.put_many(items)
+            # The batch is newer than any cached write of its keys.
+            for raw in raws:
+                cache.discard(raw)
+
+    def get_many(self, keys: List[Any]) -> List[Optional[bytes]]:
+        assert self.cache is not None
+        values = self.core.get_many(keys)
+        for i, key in enumerate(keys):
+            entry = self.cache.entry(raw_key_bytes(key))
+            if entry is not None:
+                values[i] = entry[1] if self._live(entry) else None
+        return values
+
+    def clear(self) -> None:
+        assert self.cache is not None
+        self.cache.clear()
+        self.core.clear()
+
+    def finish_writer(self, writer: BlobWriterCore, key: Any, expires: Optional[int]) -> int:
+        cache = self.cache
+        assert cache is not None
+        raw = raw_key_bytes(key)
+        with cache.lock:
+            written = writer.finish(key, expires)
+            # A cached older write must not land after (and over) the streamed value.
+            cache.discard(raw)
+            return written
+
+    def sync_key(self, key: Any) -> None:
+        assert self.cache is not None
+        if raw_key_bytes(key) in self.cache:
+            self.cache.flush()
+
+    def sync(self) -> None:
+        assert self.cache is not None
+        self.cache.flush()
