@@ -2,15 +2,18 @@
 //! release around SQLite work, and error mapping. Storage logic lives in the pure-Rust crates
 //! (`kvault-rust/`: the vault file and key-value tables; `columnar/`: columns). One file per
 //! native class family: `vault_py` (the open file), `kvault_py` (key-value tables and their
-//! streams), `columns_py` (columns), `inspect_py`, `raw_buffer`.
+//! streams), `columns_py` (columns), `pending_py` (the column write cache), `inspect_py`,
+//! `raw_buffer`; `element_codec` converts column elements (Python objects <-> element bytes).
 
 use pyo3::prelude::*;
 
 mod columns_py;
 mod convert;
+mod element_codec;
 mod errors;
 mod inspect_py;
 mod kvault_py;
+mod pending_py;
 mod raw_buffer;
 mod vault_py;
 
@@ -23,6 +26,7 @@ fn _ambervault(m: &Bound<'_, PyModule>) -> PyResult<()> {
     vault_py::register(m)?;
     kvault_py::register(m)?;
     columns_py::register(m)?;
+    pending_py::register(m)?;
     inspect_py::register(m)?;
     raw_buffer::register(m)?;
     Ok(())
