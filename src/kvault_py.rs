@@ -4,7 +4,10 @@
 
 use std::sync::{Mutex, MutexGuard};
 
-use kvault::{BlobReader, BlobWriter, Condition, KeyRange, Kv, PutOptions, Store, ValueLocation};
+use kvault::{
+    BlobReader, BlobWriter, Condition, Encoding, KeyRange, Kv, PutOptions, Store, StoredValue,
+    ValueLocation,
+};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
 
@@ -14,12 +17,12 @@ use crate::vault_py::{run, PyVault};
 
 /// One page of a key scan: the keys and the raw bytes of the last one (continuation point).
 type KeyPage = (Vec<Py<PyAny>>, Option<Py<PyBytes>>);
-/// One page of an item scan: the pairs and the continuation point.
-type ItemPage = (Vec<(Py<PyAny>, Py<PyBytes>)>, Option<Py<PyBytes>>);
+/// One page of an item scan: the pairs (values as `get` returns them) and the continuation point.
+type ItemPage = (Vec<(Py<PyAny>, Py<PyAny>)>, Option<Py<PyBytes>>);
 /// See `KVaultCore.table_stats`.
 type StatsTuple = (u64, u64, u64, u64, u64, u64, u64, u64, u64, i64, i64, i64);
-/// `(size, version, created_at_ms, updated_at_ms, chunked, expires_at_ms)`.
-type InfoTuple = (u64, i64, i64, i64, bool, Option<i64>);
+/// `(size, version, created_at_ms, updated_at_ms, chunked, expires_at_ms, encoding)`.
+type InfoTuple = (u64, i64, i64, i64, bool, Option<i64>, u8);
 
 /// The native key-value table of a vault file.
 #[pyclass(module = "ambervault._ambervault", name = "KVaultCore", frozen)]
@@ -53,9 +56,12 @@ impl PyKVault {
         Ok(chunk_size)
     }
 
-    /// Stores one value (bytes-like) under a str or bytes key. `expires_at_ms` sets an expiry
-    /// time; `if_version` / `if_absent` make the write conditional (`Conflict` otherwise).
-    #[pyo3(signature = (key, value, expires_at_ms=None, if_version=None, if_absent=false))]
+    /// Stores one value (bytes-like, already encoded as `encoding` says) under a str or bytes
+    /// key. `expires_at_ms` sets an expiry time; `if_version` / `if_absent` make the write
+    /// conditional (`Conflict` otherwise).
+    #[pyo3(signature = (key, value, expires_at_ms=None, if_version=None, if_absent=false,
+                        encoding=0))]
+    #[allow(clippy::too_many_arguments)]
     fn put(
         &self,
         py: Python<'_>,
@@ -64,8 +70,10 @@ impl PyKVault {
         expires_at_ms: Option<i64>,
         if_version: Option<i64>,
         if_absent: bool,
+        encoding: u8,
     ) -> Result<(), BindingError> {
-        let options = put_options(expires_at_ms, if_version, if_absent)?;
+        let mut options = put_options(expires_at_ms, if_version, if_absent)?;
+        options.encoding = Encoding(encoding);
         let (key, kind) = key_from_py(key)?;
         let value = value_from_py(value)?;
         let table = self.kv.table();
@@ -74,12 +82,13 @@ impl PyKVault {
         })
     }
 
-    /// The value's bytes, or None when the key is absent (or expired).
+    /// The value's bytes (`(encoding, bytes)` when it is not raw), or None when the key is
+    /// absent (or expired).
     fn get(
         &self,
         py: Python<'_>,
         key: &Bound<'_, PyAny>,
-    ) -> Result<Option<Py<PyBytes>>, BindingError> {
+    ) -> Result<Option<Py<PyAny>>, BindingError> {
         let (key, _) = key_from_py(key)?;
         let table = self.kv.table();
         // An inline value is one indexed statement: found under the GIL when the store is free.
@@ -90,13 +99,13 @@ impl PyKVault {
         });
         match quick.transpose()? {
             Some(None) => return Ok(None),
-            Some(Some(ValueLocation::Inline(value))) => {
-                return Ok(Some(PyBytes::new(py, &value).unbind()))
+            Some(Some((ValueLocation::Inline(bytes), encoding))) => {
+                return Ok(Some(stored_to_py(py, &bytes, encoding)?));
             }
-            Some(Some(ValueLocation::Chunked(_))) | None => {}
+            Some(Some((ValueLocation::Chunked(_), _))) | None => {}
         }
-        let found = run(py, self.kv.vault(), |s| table.get(s, &key))?;
-        Ok(found.map(|v| PyBytes::new(py, &v).unbind()))
+        let found = run(py, self.kv.vault(), |s| table.get_value(s, &key))?;
+        Ok(found.map(|v| value_to_py(py, &v)).transpose()?)
     }
 
     /// Removes the key; returns whether it existed.
@@ -133,51 +142,80 @@ impl PyKVault {
         run(py, self.kv.vault(), |s| table.clear(s))
     }
 
-    /// Stores `(key, value)` or `(key, value, expires_at_ms)` items in one transaction.
-    fn put_many(&self, py: Python<'_>, items: &Bound<'_, PyList>) -> Result<(), BindingError> {
+    /// Stores many values in one transaction. Items are `(key, value)` pairs, each value
+    /// stored as it is if it is `bytes` and otherwise encoded by `encode(value) -> (bytes-like,
+    /// encoding)` (raw when `encode` is None), all expiring at `expires_at_ms`; or, from the
+    /// write-back cache, `(key, bytes, expires_at_ms, encoding)` items already encoded. Every
+    /// item is converted before anything is written.
+    #[pyo3(signature = (items, expires_at_ms=None, encode=None))]
+    fn put_many(
+        &self,
+        py: Python<'_>,
+        items: &Bound<'_, PyList>,
+        expires_at_ms: Option<i64>,
+        encode: Option<&Bound<'_, PyAny>>,
+    ) -> Result<(), BindingError> {
         let owned: Vec<Bound<'_, PyAny>> = items.iter().collect();
         let mut parts = Vec::with_capacity(owned.len());
         for item in &owned {
             let bad =
                 || crate::errors::type_error("put_many items must be (key, value) pairs".into());
             let tuple = item.cast::<PyTuple>().map_err(|_| bad())?;
-            let expires: Option<i64> = match tuple.len() {
-                2 => None,
-                3 => tuple.get_item(2)?.extract()?,
+            let (key, value) = (tuple.get_item(0)?, tuple.get_item(1)?);
+            match tuple.len() {
+                2 => match encode {
+                    Some(encode) if !value.is_exact_instance_of::<PyBytes>() => {
+                        let encoded = encode.call1((&value,))?;
+                        let encoded = encoded.cast::<PyTuple>().map_err(PyErr::from)?;
+                        let code: u8 = encoded.get_item(1)?.extract()?;
+                        parts.push((key, encoded.get_item(0)?, expires_at_ms, code));
+                    }
+                    _ => parts.push((key, value, expires_at_ms, 0)),
+                },
+                4 => {
+                    let expires: Option<i64> = tuple.get_item(2)?.extract()?;
+                    let code: u8 = tuple.get_item(3)?.extract()?;
+                    parts.push((key, value, expires, code));
+                }
                 _ => return Err(bad()),
-            };
-            parts.push((tuple.get_item(0)?, tuple.get_item(1)?, expires));
+            }
         }
         let mut converted = Vec::with_capacity(parts.len());
-        for (key, value, expires) in &parts {
+        for (key, value, expires, encoding) in &parts {
             let (key, kind) = key_from_py(key)?;
-            converted.push((key, kind, value_from_py(value)?, *expires));
+            converted.push((key, kind, value_from_py(value)?, *expires, *encoding));
         }
         let refs: Vec<kvault::PutItem<'_>> = converted
             .iter()
-            .map(|(k, kind, v, e)| (k.as_ref(), *kind, v.as_ref(), *e))
+            .map(|(k, kind, v, e, enc)| {
+                kvault::PutItem::new(k, *kind, v)
+                    .expiring(*e)
+                    .encoded(Encoding(*enc))
+            })
             .collect();
         let table = self.kv.table();
         run(py, self.kv.vault(), |s| table.put_many(s, &refs))
     }
 
-    /// Values for many keys (None where absent), read under one lock and one snapshot.
+    /// Values for many keys (as `get` returns them; None where absent), read under one lock
+    /// and one snapshot.
     fn get_many(
         &self,
         py: Python<'_>,
         keys: &Bound<'_, PyList>,
-    ) -> Result<Vec<Option<Py<PyBytes>>>, BindingError> {
+    ) -> Result<Vec<Option<Py<PyAny>>>, BindingError> {
         let owned: Vec<Bound<'_, PyAny>> = keys.iter().collect();
         let mut raw = Vec::with_capacity(owned.len());
         for key in &owned {
             raw.push(key_from_py(key)?.0);
         }
         let table = self.kv.table();
-        let values = run(py, self.kv.vault(), |s| table.get_many(s, &raw))?;
-        Ok(values
-            .into_iter()
-            .map(|v| v.map(|v| PyBytes::new(py, &v).unbind()))
-            .collect())
+        let values = run(py, self.kv.vault(), |s| table.get_many_values(s, &raw))?;
+        let values = values
+            .iter()
+            .map(|v| v.as_ref().map(|v| value_to_py(py, v)).transpose())
+            .collect::<PyResult<Vec<_>>>()?;
+        Ok(values)
     }
 
     /// One page of keys in bytewise order (descending with `reverse`): `(keys, last_raw_key)`;
@@ -230,7 +268,7 @@ impl PyKVault {
         let items = page
             .items
             .into_iter()
-            .map(|(k, kind, v)| Ok((key_to_py(py, &k, kind)?, PyBytes::new(py, &v).unbind())))
+            .map(|(k, kind, v)| Ok((key_to_py(py, &k, kind)?, value_to_py(py, &v)?)))
             .collect::<PyResult<Vec<_>>>()?;
         Ok((items, page.last_key.map(|k| PyBytes::new(py, &k).unbind())))
     }
@@ -309,6 +347,7 @@ impl PyKVault {
                 i.updated_at_ms,
                 i.chunked,
                 i.expires_at_ms,
+                i.encoding.0,
             )
         }))
     }
@@ -368,7 +407,22 @@ fn put_options(
     Ok(PutOptions {
         expires_at_ms,
         condition,
+        encoding: Encoding::RAW,
     })
+}
+
+/// A stored value as `get` returns it: raw bytes as `bytes`, anything else as `(encoding,
+/// bytes)` for the Python layer to decode.
+fn stored_to_py(py: Python<'_>, bytes: &[u8], encoding: Encoding) -> PyResult<Py<PyAny>> {
+    let data = PyBytes::new(py, bytes);
+    if encoding == Encoding::RAW {
+        return Ok(data.into_any().unbind());
+    }
+    Ok((encoding.0, data).into_pyobject(py)?.into_any().unbind())
+}
+
+fn value_to_py(py: Python<'_>, value: &StoredValue) -> PyResult<Py<PyAny>> {
+    stored_to_py(py, &value.bytes, value.encoding)
 }
 
 fn key_range(

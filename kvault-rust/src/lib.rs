@@ -59,8 +59,8 @@ pub use error::{Error, Result};
 pub use kv::{
     kv_table_names, validate_chunk_size, validate_key, validate_table_name, BlobReader, BlobRef,
     BlobWriter, Condition, Encoding, EntryInfo, KeyKind, KeyRange, KvTable, PutItem, PutOptions,
-    ScanPage, Staged, StagedOwned, TableStats, ValueLocation, DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE,
-    MAX_KEY_LEN,
+    ScanPage, Staged, StagedOwned, StoredValue, TableStats, ValueLocation, DEFAULT_CHUNK_SIZE,
+    MAX_CHUNK_SIZE, MAX_KEY_LEN,
 };
 pub use kv_handle::{Kv, ValueReader, ValueWriter};
 pub use reaper::READ_LEASE;

@@ -2,8 +2,8 @@
 //! replacement, deletion, scans, format checks and bad input.
 
 use kvault::{
-    BlobWriter, Condition, Error, KeyKind, KeyRange, Kv, KvTable, Location, PutItem, PutOptions,
-    Store, StoreOptions, APPLICATION_ID,
+    BlobWriter, Condition, Encoding, Error, KeyKind, KeyRange, Kv, KvTable, Location, PutItem,
+    PutOptions, Store, StoreOptions, StoredValue, APPLICATION_ID,
 };
 
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
@@ -127,8 +127,8 @@ fn put_many_is_all_or_nothing() {
     let too_long_key = vec![b'x'; kvault::MAX_KEY_LEN + 1];
     let table = vault.table().clone();
     let bad: Vec<PutItem<'_>> = vec![
-        (b"a", KeyKind::Bytes, b"1", None),
-        (&too_long_key, KeyKind::Bytes, &big, None),
+        PutItem::new(b"a", KeyKind::Bytes, b"1"),
+        PutItem::new(&too_long_key, KeyKind::Bytes, &big),
     ];
     assert!(matches!(
         table.put_many(&mut vault.store(), &bad),
@@ -136,8 +136,8 @@ fn put_many_is_all_or_nothing() {
     ));
     assert_eq!(vault.len().unwrap(), 0);
     let good: Vec<PutItem<'_>> = vec![
-        (b"a", KeyKind::Bytes, b"1", None),
-        (b"b", KeyKind::Str, &big, None),
+        PutItem::new(b"a", KeyKind::Bytes, b"1"),
+        PutItem::new(b"b", KeyKind::Str, &big),
     ];
     table.put_many(&mut vault.store(), &good).unwrap();
     assert_eq!(vault.get(b"b").unwrap().unwrap(), big);
@@ -498,14 +498,10 @@ fn injected_clock_times_batched_chunked_and_streamed_writes() {
         // Inline and chunked items through put_many, a run long enough for a grouped insert,
         // a chunked put and a streamed upload.
         let mut items: Vec<PutItem<'_>> = vec![
-            (b"many_inline", KeyKind::Bytes, b"x", None),
-            (b"many_chunked", KeyKind::Bytes, &big, None),
+            PutItem::new(b"many_inline", KeyKind::Bytes, b"x"),
+            PutItem::new(b"many_chunked", KeyKind::Bytes, &big),
         ];
-        items.extend(
-            group
-                .iter()
-                .map(|k| (k.as_slice(), KeyKind::Bytes, &b"y"[..], None)),
-        );
+        items.extend(group.iter().map(|k| PutItem::new(k, KeyKind::Bytes, b"y")));
         table.put_many(s, &items).unwrap();
         table.put(s, b"chunked", KeyKind::Bytes, value).unwrap();
         let mut writer = BlobWriter::new(table.clone(), None);
@@ -556,7 +552,13 @@ fn scan_items_pages_by_count_and_by_bytes() {
     for (key, value) in &entries {
         table.put(s, key, KeyKind::Str, value).unwrap();
     }
-    let item = |i: usize| (entries[i].0.clone(), KeyKind::Str, entries[i].1.clone());
+    let item = |i: usize| {
+        let value = StoredValue {
+            bytes: entries[i].1.clone(),
+            encoding: Encoding::RAW,
+        };
+        (entries[i].0.clone(), KeyKind::Str, value)
+    };
     let all = KeyRange::default();
     // The first item always counts, however small the byte budget.
     let page = table.scan_items(s, &all, 10, 0).unwrap();
@@ -598,4 +600,76 @@ fn scan_items_pages_by_count_and_by_bytes() {
     assert!(table.touch(s, b"a", Some(1)).unwrap());
     let page = table.scan_items(s, &all, 1, usize::MAX).unwrap();
     assert_eq!(page.items, vec![item(1)]);
+}
+
+#[test]
+fn the_encoding_is_stored_beside_the_value_on_every_write_path_and_returned_by_every_read() {
+    let vault = Kv::open_with(":memory:", StoreOptions::default(), "kv", 8).unwrap();
+    let table = vault.table().clone();
+    let s = &mut vault.store();
+    let packed = Encoding(1);
+    let json = Encoding(2);
+    let typed = |encoding| PutOptions {
+        encoding,
+        ..PutOptions::default()
+    };
+    let big = pattern(30, 9); // chunked: larger than the 8-byte chunks
+    table
+        .put_with(s, b"inline", KeyKind::Str, b"\x93\x01", typed(packed))
+        .unwrap();
+    table
+        .put_with(s, b"chunked", KeyKind::Str, &big, typed(json))
+        .unwrap();
+    let group: Vec<Vec<u8>> = (0..40).map(|i| format!("g{i:02}").into_bytes()).collect();
+    let mut items: Vec<PutItem<'_>> = group
+        .iter()
+        .enumerate()
+        .map(|(i, k)| PutItem::new(k, KeyKind::Bytes, b"v").encoded(Encoding(i as u8 % 3)))
+        .collect();
+    items.push(PutItem::new(b"many_chunked", KeyKind::Bytes, &big).encoded(json));
+    items.push(
+        PutItem::new(b"many_expiring", KeyKind::Bytes, b"e")
+            .encoded(packed)
+            .expiring(Some(i64::MAX)),
+    );
+    table.put_many(s, &items).unwrap();
+    let mut writer = BlobWriter::new(table.clone(), None);
+    writer.write(s, &big).unwrap();
+    writer
+        .finish_with(s, b"streamed", KeyKind::Bytes, typed(packed))
+        .unwrap();
+
+    let expect = [
+        (&b"inline"[..], packed),
+        (b"chunked", json),
+        (b"g00", Encoding(0)),
+        (b"g01", Encoding(1)),
+        (b"g38", Encoding(2)),
+        (b"many_chunked", json),
+        (b"many_expiring", packed),
+        (b"streamed", packed),
+    ];
+    for (key, encoding) in expect {
+        let value = table.get_value(s, key).unwrap().unwrap();
+        assert_eq!(value.encoding, encoding, "{key:?}");
+        assert_eq!(table.info(s, key).unwrap().unwrap().encoding, encoding);
+        let reader = kvault::BlobReader::open(&table, s, key).unwrap().unwrap();
+        assert_eq!(reader.encoding(), encoding);
+    }
+    assert_eq!(table.get_value(s, b"chunked").unwrap().unwrap().bytes, big);
+    let keys: Vec<&[u8]> = expect.iter().map(|(k, _)| *k).collect();
+    let many = table.get_many_values(s, &keys).unwrap();
+    let encodings: Vec<Encoding> = many.iter().map(|v| v.as_ref().unwrap().encoding).collect();
+    assert_eq!(encodings, expect.map(|(_, e)| e).to_vec());
+    let page = table
+        .scan_items(s, &KeyRange::default(), 100, usize::MAX)
+        .unwrap();
+    let chunked = page.items.iter().find(|(k, _, _)| k == b"chunked").unwrap();
+    assert_eq!(chunked.2.encoding, json);
+    // A raw overwrite is raw again.
+    table.put(s, b"inline", KeyKind::Str, b"raw").unwrap();
+    assert_eq!(
+        table.get_value(s, b"inline").unwrap().unwrap().encoding,
+        Encoding::RAW
+    );
 }

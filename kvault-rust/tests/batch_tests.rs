@@ -87,13 +87,20 @@ fn apply_both(batches: &[Vec<Op>]) {
             .enumerate()
             .map(|(i, op)| {
                 let kind = if op.2 { KeyKind::Str } else { KeyKind::Bytes };
-                (keys[i].as_slice(), kind, values[i].as_slice(), expiry(op.3))
+                PutItem::new(&keys[i], kind, &values[i]).expiring(expiry(op.3))
             })
             .collect();
         let table = batched.table().clone();
         table.put_many(&mut batched.store(), &items).unwrap();
         let table = single.table().clone();
-        for &(key, kind, value, expires_at_ms) in &items {
+        for &PutItem {
+            key,
+            kind,
+            value,
+            expires_at_ms,
+            ..
+        } in &items
+        {
             let options = PutOptions {
                 expires_at_ms,
                 ..PutOptions::default()
@@ -122,8 +129,7 @@ fn existing_keys_and_repeats_inside_a_group_count_as_updates() {
     second[20] = (100, 3, true, 2);
     apply_both(&[first, second]);
     let vault = vault();
-    let items: Vec<PutItem<'_>> =
-        vec![(b"same".as_slice(), KeyKind::Bytes, b"v".as_slice(), None); 32];
+    let items: Vec<PutItem<'_>> = vec![PutItem::new(b"same", KeyKind::Bytes, b"v"); 32];
     let table = vault.table().clone();
     table.put_many(&mut vault.store(), &items).unwrap();
     assert_eq!(
@@ -163,9 +169,9 @@ fn an_error_inside_a_group_leaves_nothing_of_the_batch() {
     for position in [3usize, 66] {
         let mut items: Vec<PutItem<'_>> = keys
             .iter()
-            .map(|k| (k.as_slice(), KeyKind::Bytes, b"new".as_slice(), None))
+            .map(|k| PutItem::new(k, KeyKind::Bytes, b"new"))
             .collect();
-        items[position].0 = b"boom";
+        items[position].key = b"boom";
         let err = table.put_many(&mut vault.store(), &items).unwrap_err();
         assert!(
             matches!(&err, Error::Sqlite(e) if e.to_string().contains("refused by test trigger")),
@@ -177,7 +183,7 @@ fn an_error_inside_a_group_leaves_nothing_of_the_batch() {
     // The store is usable and the savepoint is gone: a later batch commits.
     let items: Vec<PutItem<'_>> = keys
         .iter()
-        .map(|k| (k.as_slice(), KeyKind::Bytes, b"new".as_slice(), None))
+        .map(|k| PutItem::new(k, KeyKind::Bytes, b"new"))
         .collect();
     table.put_many(&mut vault.store(), &items).unwrap();
     assert_eq!(vault.len().unwrap(), 70);

@@ -26,7 +26,7 @@ fn put_batch(vault: &Kv, batch: usize, n: usize) {
     let items: Vec<PutItem<'_>> = keys
         .iter()
         .zip(&values)
-        .map(|(k, v)| (k.as_slice(), KeyKind::Bytes, v.as_slice(), None))
+        .map(|(k, v)| PutItem::new(k, KeyKind::Bytes, v))
         .collect();
     let table = vault.table().clone();
     table.put_many(&mut vault.store(), &items).unwrap();

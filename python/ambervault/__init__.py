@@ -29,10 +29,12 @@ from .exceptions import (
 from .kvault import KVault
 from .streams import VaultReader, VaultWriter
 from .transaction import Transaction
+from .wrappers import Cbor, Json, MsgPack, Pickle
 
 __all__ = [
     "FORMAT_VERSION",
     "SQLITE_VERSION",
+    "Cbor",
     "ClosedError",
     "Column",
     "ColumnVault",
@@ -42,9 +44,12 @@ __all__ = [
     "IncompatibleFormatError",
     "InvalidArgument",
     "IoError",
+    "Json",
     "KVault",
     "KohakuVaultError",
+    "MsgPack",
     "NotFound",
+    "Pickle",
     "ReadOnlyError",
     "Transaction",
     "ValueChangedError",

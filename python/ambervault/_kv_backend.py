@@ -2,18 +2,23 @@
 write-back cache in front of it. Both have one interface, so :class:`~ambervault.KVault`
 delegates without asking which one it has (the pattern of diskcache's ``Index`` over ``Cache``).
 
-Every method takes keys as the user gave them; the native layer checks them. The cached
-backend needs raw keys and immutable values for its dict, and gets them from the same native
-checks.
+Every method takes keys as the user gave them; the native layer checks them. Values arrive
+encoded (bytes plus an encoding code, see ``_codec.py``) and leave decoded. The cached backend
+needs raw keys and immutable values for its dict, and gets them from the same native checks.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Tuple, Union
 
 from ._ambervault import BlobWriterCore, KVaultCore
 from ._args import raw_key_bytes, value_snapshot
 from .cache import WriteBackCache
+
+#: What the native table returns for a value: raw bytes, or ``(encoding, bytes)``.
+Stored = Union[bytes, Tuple[int, bytes]]
+#: Decodes ``(encoding, bytes)`` into the value.
+Decode = Callable[[int, bytes], Any]
 
 
 class DirectBackend:
@@ -22,19 +27,38 @@ class DirectBackend:
     #: The write-back cache, if any.
     cache: Optional[WriteBackCache] = None
 
-    def __init__(self, core: KVaultCore) -> None:
+    def __init__(self, core: KVaultCore, decode: Decode) -> None:
         self.core = core
+        self.decode = decode
+
+    def value(self, stored: Optional[Stored], default: Any = None) -> Any:
+        """The value a native read returned, decoded (``default`` when absent)."""
+        if stored is None:
+            return default
+        if type(stored) is tuple:
+            return self.decode(*stored)
+        return stored
 
     def put(
-        self, key: Any, value: Any, expires: Optional[int], if_version: Optional[int], if_absent: bool
+        self,
+        key: Any,
+        value: Any,
+        expires: Optional[int],
+        if_version: Optional[int],
+        if_absent: bool,
+        encoding: int,
     ) -> None:
-        """Store one value (conditionally with ``if_version`` / ``if_absent``)."""
-        self.core.put(key, value, expires, if_version, if_absent)
+        """Store one encoded value (conditionally with ``if_version`` / ``if_absent``)."""
+        self.core.put(key, value, expires, if_version, if_absent, encoding)
 
     def get(self, key: Any, default: Any) -> Any:
-        """The value, or ``default``."""
-        value = self.core.get(key)
-        return default if value is None else value
+        """The value, decoded, or ``default``."""
+        stored = self.core.get(key)
+        if stored is None:
+            return default
+        if type(stored) is tuple:
+            return self.decode(*stored)
+        return stored
 
     def exists(self, key: Any) -> bool:
         """Whether the key is present."""
@@ -44,20 +68,23 @@ class DirectBackend:
         """Remove the key; whether it existed."""
         return self.core.delete(key)
 
-    def put_many(self, items: List[Any]) -> None:
-        """Store ``(key, value)`` / ``(key, value, expires)`` items in one transaction."""
-        self.core.put_many(items)
+    def put_many(
+        self, pairs: List[Any], expires: Optional[int], encode: Callable[[Any], Tuple[Any, int]]
+    ) -> None:
+        """Store ``(key, value)`` pairs in one transaction, each value encoded by ``encode``
+        (bytes as they are) before anything is written."""
+        self.core.put_many(pairs, expires, encode)
 
-    def get_many(self, keys: List[Any]) -> List[Optional[bytes]]:
-        """Values of ``keys`` (None where absent)."""
-        return self.core.get_many(keys)
+    def get_many(self, keys: List[Any]) -> List[Any]:
+        """Values of ``keys``, decoded (None where absent)."""
+        return [self.value(stored) for stored in self.core.get_many(keys)]
 
     def clear(self) -> None:
         """Remove every key."""
         self.core.clear()
 
     def finish_writer(self, writer: BlobWriterCore, key: Any, expires: Optional[int]) -> int:
-        """Make a streamed value visible under ``key``."""
+        """Make a streamed (raw) value visible under ``key``."""
         return writer.finish(key, expires)
 
     def sync_key(self, key: Any) -> None:
@@ -70,16 +97,30 @@ class DirectBackend:
 class CachedBackend(DirectBackend):
     """Writes are held in a :class:`WriteBackCache` and written in batches; reads see them."""
 
-    def __init__(self, core: KVaultCore, cache: WriteBackCache, now_ms: Callable[[], int]) -> None:
-        super().__init__(core)
+    def __init__(
+        self, core: KVaultCore, decode: Decode, cache: WriteBackCache, now_ms: Callable[[], int]
+    ) -> None:
+        super().__init__(core, decode)
         self.cache = cache
         self._now_ms = now_ms
 
-    def _live(self, entry: Tuple[Any, bytes, Optional[int]]) -> bool:
+    def _live(self, entry: Tuple[Any, bytes, Optional[int], int]) -> bool:
         return entry[2] is None or entry[2] > self._now_ms()
 
+    def _cached_value(self, entry: Tuple[Any, bytes, Optional[int], int], default: Any) -> Any:
+        if not self._live(entry):
+            return default
+        # Decoded afresh on every read, as a read from the table would be.
+        return entry[1] if entry[3] == 0 else self.decode(entry[3], entry[1])
+
     def put(
-        self, key: Any, value: Any, expires: Optional[int], if_version: Optional[int], if_absent: bool
+        self,
+        key: Any,
+        value: Any,
+        expires: Optional[int],
+        if_version: Optional[int],
+        if_absent: bool,
+        encoding: int,
     ) -> None:
         cache = self.cache
         assert cache is not None
@@ -88,18 +129,18 @@ class CachedBackend(DirectBackend):
             # write (kept if the write is refused).
             raw = raw_key_bytes(key)
             with cache.lock:
-                self.core.put(key, value, expires, if_version, if_absent)
+                self.core.put(key, value, expires, if_version, if_absent, encoding)
                 cache.discard(raw)
             return
         data = value_snapshot(value)
-        if not cache.put(raw_key_bytes(key), key, data, expires):
-            self.core.put(key, data, expires)
+        if not cache.put(raw_key_bytes(key), key, data, expires, encoding):
+            self.core.put(key, data, expires, None, False, encoding)
 
     def get(self, key: Any, default: Any) -> Any:
         assert self.cache is not None
         entry = self.cache.entry(raw_key_bytes(key))
         if entry is not None:
-            return entry[1] if self._live(entry) else default
+            return self._cached_value(entry, default)
         return super().get(key, default)
 
     def exists(self, key: Any) -> bool:
@@ -117,24 +158,26 @@ class CachedBackend(DirectBackend):
             existed = self.core.delete(key)
             return cache.discard(raw) or existed
 
-    def put_many(self, items: List[Any]) -> None:
+    def put_many(
+        self, pairs: List[Any], expires: Optional[int], encode: Callable[[Any], Tuple[Any, int]]
+    ) -> None:
         cache = self.cache
         assert cache is not None
         # Raw keys first: a bad key raises before anything is written or dropped.
-        raws = [raw_key_bytes(item[0]) for item in items if isinstance(item, tuple) and item]
+        raws = [raw_key_bytes(pair[0]) for pair in pairs if isinstance(pair, tuple) and pair]
         with cache.lock:
-            self.core.put_many(items)
+            self.core.put_many(pairs, expires, encode)
             # The batch is newer than any cached write of its keys.
             for raw in raws:
                 cache.discard(raw)
 
-    def get_many(self, keys: List[Any]) -> List[Optional[bytes]]:
+    def get_many(self, keys: List[Any]) -> List[Any]:
         assert self.cache is not None
-        values = self.core.get_many(keys)
+        values = super().get_many(keys)
         for i, key in enumerate(keys):
             entry = self.cache.entry(raw_key_bytes(key))
             if entry is not None:
-                values[i] = entry[1] if self._live(entry) else None
+                values[i] = self._cached_value(entry, None)
         return values
 
     def clear(self) -> None:

@@ -144,7 +144,7 @@ class BatchingCache:
 
 class WriteBackCache(BatchingCache):
     """Latest value per key, flushed in batches through ``flush_fn(items)``, each item
-    ``(key, value, expires_at_ms)``.
+    ``(key, value, expires_at_ms, encoding)`` (the value's bytes and their encoding code).
 
     All methods are thread-safe. ``flush_fn`` must be atomic: after it returns, every pair is
     stored; if it raises, none is, and the cache keeps them.
@@ -152,14 +152,14 @@ class WriteBackCache(BatchingCache):
 
     def __init__(
         self,
-        flush_fn: Callable[[List[Tuple[Any, bytes, Optional[int]]]], None],
+        flush_fn: Callable[[List[Tuple[Any, bytes, Optional[int], int]]], None],
         cap_bytes: int,
         flush_threshold: int,
         flush_interval: Optional[float],
         auto_flush: bool = True,
     ) -> None:
         self._flush_fn = flush_fn
-        self._entries: Dict[bytes, Tuple[Any, bytes, Optional[int]]] = {}
+        self._entries: Dict[bytes, Tuple[Any, bytes, Optional[int], int]] = {}
         super().__init__(cap_bytes, flush_threshold, flush_interval, auto_flush)
 
     def _forget(self) -> None:
@@ -171,14 +171,21 @@ class WriteBackCache(BatchingCache):
     def __len__(self) -> int:
         return len(self._entries)
 
-    def entry(self, raw_key: bytes) -> Optional[Tuple[Any, bytes, Optional[int]]]:
-        """The cached ``(key, value, expires_at_ms)`` of ``raw_key``, or None."""
+    def entry(self, raw_key: bytes) -> Optional[Tuple[Any, bytes, Optional[int], int]]:
+        """The cached ``(key, value, expires_at_ms, encoding)`` of ``raw_key``, or None."""
         return self._entries.get(raw_key)
 
     def __contains__(self, raw_key: bytes) -> bool:
         return raw_key in self._entries
 
-    def put(self, raw_key: bytes, key: Any, value: bytes, expires_at_ms: Optional[int] = None) -> bool:
+    def put(
+        self,
+        raw_key: bytes,
+        key: Any,
+        value: bytes,
+        expires_at_ms: Optional[int] = None,
+        encoding: int = 0,
+    ) -> bool:
         """Cache a write. Returns False (caching nothing) when the value is larger than the
         whole cache: the caller then writes it directly, after this flush of older entries."""
         size = len(raw_key) + len(value)
@@ -188,7 +195,7 @@ class WriteBackCache(BatchingCache):
                 self._nbytes -= len(raw_key) + len(old[1])
             if not self._admit(size):
                 return False
-            self._entries[raw_key] = (key, value, expires_at_ms)
+            self._entries[raw_key] = (key, value, expires_at_ms, encoding)
             self._added(size)
             return True
 

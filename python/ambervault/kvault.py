@@ -21,6 +21,7 @@ from typing import (
 
 from ._ambervault import KVaultCore, columns_summary
 from ._args import check_int, check_ttl, raw_key_bytes
+from ._codec import NAMES, RAW, ValueCodec
 from ._file import VaultFile
 from ._kv_backend import CachedBackend, DirectBackend
 from .cache import BatchingCache, CacheControls, WriteBackCache
@@ -39,8 +40,11 @@ _UPDATE_BATCH = 1000
 
 
 class KVault(collections.abc.MutableMapping, CacheControls):  # type: ignore[type-arg]
-    """A persistent mapping of ``str``/``bytes`` keys to ``bytes`` values in a SQLite file.
+    """A persistent mapping of ``str``/``bytes`` keys to values in a SQLite file.
 
+    Values are bytes (stored as they are) or Python values (``str``, numbers, ``None``, lists,
+    tuples, dicts, dates, numpy arrays, ...), which come back as the same type and value; the
+    encoding is kept beside each value (see ``docs/kvault.md`` for the round-trip table).
     Small values are stored inline; values larger than ``chunk_size`` are stored as chunks and
     can be streamed in and out in constant memory (:meth:`put_file`, :meth:`get_to_file`,
     :meth:`open`). A ``str`` key is its UTF-8 bytes, so ``vault["k"]`` and ``vault[b"k"]`` are the
@@ -58,12 +62,19 @@ class KVault(collections.abc.MutableMapping, CacheControls):  # type: ignore[typ
     :param read_only: open without write access (the file must exist).
     :param synchronous: ``"normal"`` (default: survives a process crash) or ``"full"``
         (survives power loss too); ``"off"`` and ``"extra"`` are also accepted.
+    :param default_ttl: seconds every write lives unless it gives its own ``ttl``.
+    :param clock: a callable returning epoch seconds, used instead of the system clock.
+    :param auto_pack: store Python values (default); with ``False`` only bytes-like values are
+        accepted (see :meth:`enable_auto_pack`).
+    :param allow_pickle: allow values wrapped in :class:`~ambervault.Pickle` to be stored and
+        pickled values to be read. Reading a pickle runs code chosen by whoever wrote the file:
+        only turn this on for files you trust.
 
     >>> vault = KVault(":memory:")
     >>> vault["a"] = b"1"
-    >>> vault.put(b"b", bytearray(b"2"))
+    >>> vault.put(b"b", {"n": 2, "tags": ("x", "y")})
     >>> list(vault.items())
-    [('a', b'1'), (b'b', b'2')]
+    [('a', b'1'), (b'b', {'n': 2, 'tags': ('x', 'y')})]
     """
 
     def __init__(
@@ -81,8 +92,13 @@ class KVault(collections.abc.MutableMapping, CacheControls):  # type: ignore[typ
         synchronous: str = "normal",
         default_ttl: Optional[float] = None,
         clock: Optional[Callable[[], float]] = None,
+        auto_pack: bool = True,
+        allow_pickle: bool = False,
     ) -> None:
         self._core: Optional[KVaultCore] = None
+        self._codec = ValueCodec(auto_pack, allow_pickle)
+        # kohakuvault's default; only recorded (see enable_headers).
+        self._headers = True
         if default_ttl is not None:
             check_ttl(default_ttl)
         self.default_ttl = default_ttl
@@ -114,10 +130,12 @@ class KVault(collections.abc.MutableMapping, CacheControls):  # type: ignore[typ
             chunk_size=chunk_size,
             table=table,
             default_ttl=default_ttl,
+            auto_pack=bool(auto_pack),
+            allow_pickle=bool(allow_pickle),
             **self._file.open_args,
         )
         # How operations reach the table: directly, or through the write-back cache.
-        self._backend: DirectBackend = DirectBackend(self._core)
+        self._backend: DirectBackend = DirectBackend(self._core, self._codec.decode)
         self.path = self._file.path
         self.table = table
         self._file.attach(self)
@@ -138,7 +156,10 @@ class KVault(collections.abc.MutableMapping, CacheControls):  # type: ignore[typ
         core = self._core
         if core is None:
             raise ClosedError("vault is closed")
-        self._backend = DirectBackend(core) if cache is None else CachedBackend(core, cache, self._now_ms)
+        decode = self._codec.decode
+        self._backend = (
+            DirectBackend(core, decode) if cache is None else CachedBackend(core, decode, cache, self._now_ms)
+        )
 
     @property
     def closed(self) -> bool:
@@ -189,12 +210,14 @@ class KVault(collections.abc.MutableMapping, CacheControls):  # type: ignore[typ
     def put(
         self,
         key: Key,
-        value: BytesLike,
+        value: Any,
         ttl: Optional[float] = None,
         if_version: Optional[int] = None,
         if_absent: bool = False,
     ) -> None:
-        """Store ``value`` under ``key``, replacing any previous value atomically.
+        """Store ``value`` under ``key``, replacing any previous value atomically. Bytes-like
+        values are stored as they are; other values are encoded (``TypeError`` for a value
+        that cannot be stored, and nothing is written).
 
         :param ttl: seconds until the key expires (default: the vault's ``default_ttl``).
         :param if_version: write only if the key's current :meth:`version` is this one.
@@ -208,17 +231,26 @@ class KVault(collections.abc.MutableMapping, CacheControls):  # type: ignore[typ
         """
         if self._clock is not None:
             self._file.native  # noqa: B018 - pushes the injected clock's time into the file
-        self._backend.put(key, value, self._expiry(ttl), if_version, bool(if_absent))
+        if type(value) is bytes:
+            data, encoding = value, RAW
+        else:
+            data, encoding = self._codec.encode(value)
+        self._backend.put(key, data, self._expiry(ttl), if_version, bool(if_absent), encoding)
 
-    def get(self, key: Key, default: Any = None) -> Any:
-        """The value of ``key``, or ``default`` when it is absent.
+    def get(self, key: Key, default: Any = None, decode: bool = False) -> Any:
+        """The value of ``key``, or ``default`` when it is absent. With ``decode=True`` a raw
+        (bytes) value is returned as ``str``, decoded as UTF-8.
 
-        >>> KVault(":memory:").get("missing", b"fallback")
-        b'fallback'
+        >>> v = KVault(":memory:"); v["text"] = "é".encode()
+        >>> v.get("missing", b"fallback"), v.get("text", decode=True)
+        (b'fallback', 'é')
         """
         if self._clock is not None:
             self._file.native  # noqa: B018 - pushes the injected clock's time into the file
-        return self._backend.get(key, default)
+        value = self._backend.get(key, default)
+        if decode and type(value) is bytes:
+            return value.decode("utf-8")
+        return value
 
     def delete(self, key: Key) -> bool:
         """Remove ``key``; returns whether it existed.
@@ -238,13 +270,13 @@ class KVault(collections.abc.MutableMapping, CacheControls):  # type: ignore[typ
         self._native  # noqa: B018 - raises ClosedError, or syncs the injected clock
         return self._backend.exists(key)
 
-    def __getitem__(self, key: Key) -> bytes:
+    def __getitem__(self, key: Key) -> Any:
         value = self.get(key, _MISSING)
         if value is _MISSING:
             raise NotFound(key)
         return value
 
-    def __setitem__(self, key: Key, value: BytesLike) -> None:
+    def __setitem__(self, key: Key, value: Any) -> None:
         self.put(key, value)
 
     def __delitem__(self, key: Key) -> None:
@@ -255,17 +287,20 @@ class KVault(collections.abc.MutableMapping, CacheControls):  # type: ignore[typ
         return self.exists(key)  # type: ignore[arg-type]
 
     def info(self, key: Key) -> Optional[Dict[str, Any]]:
-        """Metadata of ``key`` (size, version, created/updated time in ms, chunked), or None.
+        """Metadata of ``key`` (stored size in bytes, version, created/updated time in ms,
+        chunked, expiry, encoding), or None.
 
-        >>> v = KVault(":memory:"); v["k"] = b"abc"; v["k"] = b"abcd"
-        >>> meta = v.info("k"); meta["size"], meta["version"]
-        (4, 2)
+        >>> v = KVault(":memory:"); v["k"] = b"abc"; v["k"] = b"abcd"; v["n"] = 7
+        >>> meta = v.info("k"); meta["size"], meta["version"], meta["encoding"]
+        (4, 2, 'raw')
+        >>> v.info("n")["encoding"]
+        'msgpack'
         """
         self._backend.sync_key(key)
         found = self._native.info(key)
         if found is None:
             return None
-        size, version, created, updated, chunked, expires = found
+        size, version, created, updated, chunked, expires, encoding = found
         return {
             "size": size,
             "version": version,
@@ -273,7 +308,48 @@ class KVault(collections.abc.MutableMapping, CacheControls):  # type: ignore[typ
             "updated_at_ms": updated,
             "chunked": chunked,
             "expires_at_ms": expires,
+            "encoding": NAMES.get(encoding, f"unknown ({encoding})"),
         }
+
+    # -- value encoding switches (kohakuvault's names) ------------------------------------------
+    def enable_auto_pack(self, use_pickle: bool = False) -> None:
+        """Store Python values (the default). ``use_pickle`` is accepted for code written for
+        kohakuvault; pickle is still only used when the vault was opened with
+        ``allow_pickle=True`` and the value is wrapped in :class:`~ambervault.Pickle`."""
+        self._native  # noqa: B018 - raises ClosedError when closed
+        self._codec.auto_pack = True
+
+    def disable_auto_pack(self) -> None:
+        """Accept only bytes-like values from now on (typed values already stored still read
+        back as their types).
+
+        >>> v = KVault(":memory:"); v.disable_auto_pack(); v.auto_pack_enabled()
+        False
+        """
+        self._native  # noqa: B018 - raises ClosedError when closed
+        self._codec.auto_pack = False
+
+    def auto_pack_enabled(self) -> bool:
+        """Whether Python values are stored (see :meth:`enable_auto_pack`)."""
+        self._native  # noqa: B018 - raises ClosedError when closed
+        return self._codec.auto_pack
+
+    def enable_headers(self) -> None:
+        """For code written for kohakuvault, which keeps a value's encoding in a header inside
+        the value. ambervault always keeps it beside the value, so values stay exactly the
+        bytes given; this only records the setting (:meth:`headers_enabled`)."""
+        self._native  # noqa: B018 - raises ClosedError when closed
+        self._headers = True
+
+    def disable_headers(self) -> None:
+        """See :meth:`enable_headers`."""
+        self._native  # noqa: B018 - raises ClosedError when closed
+        self._headers = False
+
+    def headers_enabled(self) -> bool:
+        """The setting recorded by :meth:`enable_headers` / :meth:`disable_headers`."""
+        self._native  # noqa: B018 - raises ClosedError when closed
+        return self._headers
 
     # -- versions and expiry -------------------------------------------------------------------
     def version(self, key: Key) -> Optional[int]:
@@ -333,7 +409,7 @@ class KVault(collections.abc.MutableMapping, CacheControls):  # type: ignore[typ
     # -- batches -----------------------------------------------------------------------------
     def put_many(
         self,
-        items: Union[Mapping[Key, BytesLike], Iterable[Tuple[Key, BytesLike]]],
+        items: Union[Mapping[Key, Any], Iterable[Tuple[Key, Any]]],
         ttl: Optional[float] = None,
     ) -> None:
         """Store many pairs in one transaction: afterwards all are stored, or (on error) none.
@@ -343,15 +419,11 @@ class KVault(collections.abc.MutableMapping, CacheControls):  # type: ignore[typ
         """
         pairs = list(items.items()) if isinstance(items, Mapping) else list(items)
         self._native  # noqa: B018 - raises ClosedError, or syncs the injected clock
-        expires = self._expiry(ttl)
-        if expires is not None:
-            bad = next((p for p in pairs if not (isinstance(p, tuple) and len(p) == 2)), None)
-            if bad is not None:
-                raise TypeError("put_many items must be (key, value) pairs")
-            pairs = [(k, v, expires) for k, v in pairs]
-        self._backend.put_many(pairs)
+        # The native side encodes every value (bytes as they are) before anything is written,
+        # so a value that cannot be stored refuses the whole batch.
+        self._backend.put_many(pairs, self._expiry(ttl), self._codec.encode)
 
-    def get_many(self, keys: Iterable[Key]) -> List[Optional[bytes]]:
+    def get_many(self, keys: Iterable[Key]) -> List[Any]:
         """Values of ``keys`` in order (None where absent), read in one round trip.
 
         >>> v = KVault(":memory:"); v["a"] = b"1"; v.get_many(["a", "zz"])
@@ -360,7 +432,7 @@ class KVault(collections.abc.MutableMapping, CacheControls):  # type: ignore[typ
         self._native  # noqa: B018 - raises ClosedError, or syncs the injected clock
         return self._backend.get_many(list(keys))
 
-    def update(self, other: Any = (), /, **kwargs: BytesLike) -> None:  # type: ignore[override]
+    def update(self, other: Any = (), /, **kwargs: Any) -> None:  # type: ignore[override]
         """Like ``dict.update``; pairs are written in batches of one transaction each."""
         if isinstance(other, Mapping):
             source: Iterable[Tuple[Any, Any]] = other.items()
@@ -416,7 +488,7 @@ class KVault(collections.abc.MutableMapping, CacheControls):  # type: ignore[typ
             if remaining is not None:
                 remaining -= len(keys)
 
-    def _iter_items(self, rng: Range) -> Iterator[Tuple[Key, bytes]]:
+    def _iter_items(self, rng: Range) -> Iterator[Tuple[Key, Any]]:
         self._backend.sync()
         after: Optional[bytes] = None
         remaining = rng.limit
@@ -427,7 +499,9 @@ class KVault(collections.abc.MutableMapping, CacheControls):  # type: ignore[typ
             )
             if after is None:
                 return
-            yield from items
+            value = self._backend.value
+            for key, stored in items:
+                yield key, value(stored)
             if remaining is not None:
                 remaining -= len(items)
 
@@ -586,8 +660,8 @@ class KVault(collections.abc.MutableMapping, CacheControls):  # type: ignore[typ
             raise ClosedError("vault is closed")
         return WriteBackCache(self._flush_pairs, cap_bytes, flush_threshold, flush_interval, auto_flush)
 
-    def _flush_pairs(self, pairs: List[Tuple[Any, bytes]]) -> None:
-        self._native.put_many(pairs)
+    def _flush_pairs(self, items: List[Tuple[Any, bytes, Optional[int], int]]) -> None:
+        self._native.put_many(items)
 
     # -- maintenance -------------------------------------------------------------------------
     def optimize(self) -> None:

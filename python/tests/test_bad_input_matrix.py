@@ -67,21 +67,21 @@ def test_wrong_key_types_are_type_errors(vault, call, bad):
     assert snapshot(vault) == before
 
 
-BAD_VALUES = ["text", 5, 2.5, None, [1, 2], {"a": 1}, object(), memoryview(b"abcdef")[::2]]
+# With auto-pack off (kohakuvault's bytes-only mode) only bytes-like values are accepted; with it
+# on (the default), values that cannot be stored are still refused.
+NOT_BYTES = ["text", 5, 2.5, None, [1, 2], {"a": 1}, object(), memoryview(b"abcdef")[::2]]
+UNSTORABLE = [object(), {1, 2}, 1j, {"k": object()}, memoryview(b"abcdef")[::2]]
+VALUE_CALLS = [
+    lambda v, x: v.put("existing", x),
+    lambda v, x: v.__setitem__("existing", x),
+    lambda v, x: v.put_many([("new", b"ok"), ("existing", x)]),
+    lambda v, x: v.update({"new": b"ok", "existing": x}),
+]
+# Streams always take raw bytes, whatever auto-pack says.
+STREAM_CALL = lambda v, x: v.put_file("existing", [b"ok", x])  # noqa: E731
 
 
-@pytest.mark.parametrize("bad", BAD_VALUES, ids=lambda b: type(b).__name__)
-@pytest.mark.parametrize(
-    "call",
-    [
-        lambda v, x: v.put("existing", x),
-        lambda v, x: v.__setitem__("existing", x),
-        lambda v, x: v.put_many([("new", b"ok"), ("existing", x)]),
-        lambda v, x: v.update({"new": b"ok", "existing": x}),
-        lambda v, x: v.put_file("existing", [b"ok", x]),
-    ],
-)
-def test_wrong_value_types_are_type_errors_and_write_nothing(vault, call, bad):
+def _refused_and_nothing_written(vault, call, bad):
     before = snapshot(vault)
     with pytest.raises(TypeError):
         call(vault, bad)
@@ -90,6 +90,24 @@ def test_wrong_value_types_are_type_errors_and_write_nothing(vault, call, bad):
     # may have landed; the bad key itself keeps its old value.
     assert after[0]["existing"] == b"old"
     assert after == before or set(after[0]) - set(before[0]) <= {"new"}
+
+
+@pytest.mark.parametrize("bad", NOT_BYTES, ids=lambda b: type(b).__name__)
+@pytest.mark.parametrize("call", [*VALUE_CALLS, STREAM_CALL])
+def test_without_auto_pack_non_bytes_values_are_type_errors_and_write_nothing(vault, call, bad):
+    vault.disable_auto_pack()
+    _refused_and_nothing_written(vault, call, bad)
+
+
+@pytest.mark.parametrize("bad", UNSTORABLE, ids=lambda b: type(b).__name__)
+@pytest.mark.parametrize("call", VALUE_CALLS)
+def test_unstorable_values_are_type_errors_and_write_nothing(vault, call, bad):
+    _refused_and_nothing_written(vault, call, bad)
+
+
+@pytest.mark.parametrize("bad", NOT_BYTES, ids=lambda b: type(b).__name__)
+def test_streams_take_only_bytes(vault, bad):
+    _refused_and_nothing_written(vault, STREAM_CALL, bad)
 
 
 @pytest.mark.parametrize(

@@ -166,7 +166,10 @@ def test_bad_cache_settings_are_refused(vault):
 def test_type_errors_are_raised_at_put_time_with_cache(vault):
     vault.enable_cache()
     with pytest.raises(TypeError):
-        vault["k"] = "text"
+        vault["k"] = {1, 2}  # not storable
     with pytest.raises(TypeError):
         vault[3] = b"v"
+    vault.disable_auto_pack()
+    with pytest.raises(TypeError):
+        vault["k"] = "text"
     assert vault.flush_cache() == 0

@@ -90,7 +90,15 @@ def test_bytearray_is_snapshotted_at_put(vault):
 
 
 @pytest.mark.parametrize("bad", ["text", 1, None, 1.0, [1, 2], object()])
-def test_non_bytes_values_are_type_errors_naming_the_type(vault, bad):
+def test_without_auto_pack_non_bytes_values_are_type_errors_naming_the_type(vault, bad):
+    vault.disable_auto_pack()
+    with pytest.raises(TypeError, match=type(bad).__name__):
+        vault["k"] = bad
+    assert "k" not in vault
+
+
+@pytest.mark.parametrize("bad", [object(), {1, 2}, 1j])
+def test_unstorable_values_are_type_errors_naming_the_type(vault, bad):
     with pytest.raises(TypeError, match=type(bad).__name__):
         vault["k"] = bad
     assert "k" not in vault
@@ -189,7 +197,7 @@ def test_put_many_and_get_many(vault):
 def test_put_many_with_a_bad_item_writes_nothing(vault):
     vault["keep"] = b"old"
     with pytest.raises(TypeError):
-        vault.put_many([("keep", b"new"), ("x", "not bytes")])
+        vault.put_many([("keep", b"new"), ("x", object())])
     with pytest.raises(TypeError):
         vault.put_many([("keep", b"new"), (5, b"v")])
     with pytest.raises(TypeError):

@@ -33,7 +33,8 @@ pub use schema::{kv_table_names, validate_chunk_size, validate_key, validate_tab
 pub use stream::{BlobReader, BlobWriter, Staged, StagedOwned};
 pub use types::{
     BlobRef, Condition, Encoding, EntryInfo, KeyKind, KeyRange, PutItem, PutOptions, ScanPage,
-    TableStats, ValueLocation, DEFAULT_CHUNK_SIZE, INLINE_MAX, MAX_CHUNK_SIZE, MAX_KEY_LEN,
+    StoredValue, TableStats, ValueLocation, DEFAULT_CHUNK_SIZE, INLINE_MAX, MAX_CHUNK_SIZE,
+    MAX_KEY_LEN,
 };
 
 use sql::Sql;

@@ -3,7 +3,8 @@
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::types::{
-    usize_of, BlobRef, EntryInfo, KeyKind, KeyRange, ValueLocation, MAX_CHUNKS_PER_BLOB,
+    usize_of, BlobRef, Encoding, EntryInfo, KeyKind, KeyRange, StoredValue, ValueLocation,
+    MAX_CHUNKS_PER_BLOB,
 };
 // Through the re-export, which lib.rs does not name yet.
 use super::{KvTable, ScanPage};
@@ -11,16 +12,23 @@ use crate::error::{Error, Result};
 use crate::store::Store;
 
 impl KvTable {
-    /// Returns where key's value is, or `None` if the key is absent or expired at `now` (ms).
+    /// Returns where key's value is and its encoding, or `None` if the key is absent or expired
+    /// at `now` (ms).
     ///
     /// # Errors
-    /// SQLite errors.
-    pub fn locate(&self, conn: &Connection, key: &[u8], now: i64) -> Result<Option<ValueLocation>> {
+    /// SQLite errors; [`Error::Corrupted`] for a damaged key row.
+    pub fn locate(
+        &self,
+        conn: &Connection,
+        key: &[u8],
+        now: i64,
+    ) -> Result<Option<(ValueLocation, Encoding)>> {
         let mut stmt = conn.prepare_cached(&self.sql.get)?;
         let row = stmt
             .query_row(params![key, now], |row| {
                 let blob_id: Option<i64> = row.get(1)?;
-                Ok(match blob_id {
+                let encoding: i64 = row.get(4)?;
+                let place = match blob_id {
                     None => (
                         Some(
                             row.get_ref(0)?
@@ -38,12 +46,14 @@ impl KvTable {
                         row.get(2)?,
                         row.get::<_, Option<i64>>(3)?.unwrap_or(0),
                     ),
-                })
+                };
+                Ok((place, encoding))
             })
             .optional()?;
-        let Some((inline, blob_id, size, chunk_size)) = row else {
+        let Some(((inline, blob_id, size, chunk_size), encoding)) = row else {
             return Ok(None);
         };
+        let encoding = Encoding::from_i64(encoding)?;
         // The row is read from disk: check it before any arithmetic relies on it.
         let (Ok(size), Ok(chunk_size)) = (u64::try_from(size), u64::try_from(chunk_size)) else {
             return Err(Error::Corrupted(format!(
@@ -51,7 +61,9 @@ impl KvTable {
             )));
         };
         match inline {
-            Some(bytes) if bytes.len() as u64 == size => Ok(Some(ValueLocation::Inline(bytes))),
+            Some(bytes) if bytes.len() as u64 == size => {
+                Ok(Some((ValueLocation::Inline(bytes), encoding)))
+            }
             Some(bytes) => Err(Error::Corrupted(format!(
                 "inline value has {} bytes but its key row records {size}",
                 bytes.len()
@@ -61,48 +73,65 @@ impl KvTable {
                     "chunked value of {size} bytes has an impossible chunk size {chunk_size}"
                 )))
             }
-            None => Ok(Some(ValueLocation::Chunked(BlobRef {
-                blob_id,
-                size,
-                chunk_size,
-            }))),
+            None => Ok(Some((
+                ValueLocation::Chunked(BlobRef {
+                    blob_id,
+                    size,
+                    chunk_size,
+                }),
+                encoding,
+            ))),
         }
     }
 
-    /// Reads a whole value into memory, or `None` if the key is absent.
+    /// Reads a whole value into memory, or `None` if the key is absent. The value's encoding is
+    /// not returned (see [`KvTable::get_value`]).
     ///
     /// # Errors
     /// [`Error::Corrupted`] if a chunk is missing or has the wrong length; SQLite errors.
     pub fn get(&self, store: &mut Store, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.get_value(store, key)?.map(|v| v.bytes))
+    }
+
+    /// Reads a whole value and its encoding, or `None` if the key is absent.
+    ///
+    /// # Errors
+    /// As [`KvTable::get`].
+    pub fn get_value(&self, store: &mut Store, key: &[u8]) -> Result<Option<StoredValue>> {
         // Inline values need one statement; chunked ones a snapshot so the key row and the
         // chunks come from the same moment.
         let now = store.now_ms();
         match store.read_latest(|conn| self.locate(conn, key, now))? {
             None => Ok(None),
-            Some(ValueLocation::Inline(bytes)) => Ok(Some(bytes)),
-            Some(ValueLocation::Chunked(_)) => store.read(|conn| self.get_in(conn, key, now)),
+            Some((ValueLocation::Inline(bytes), encoding)) => {
+                Ok(Some(StoredValue { bytes, encoding }))
+            }
+            Some((ValueLocation::Chunked(_), _)) => store.read(|conn| self.get_in(conn, key, now)),
         }
     }
 
-    /// Reads a whole value with `conn`, which should hold a read snapshot (see [`Store::read`])
-    /// when the value may be chunked.
+    /// Reads a whole value and its encoding with `conn`, which should hold a read snapshot
+    /// (see [`Store::read`]) when the value may be chunked.
     ///
     /// # Errors
     /// As [`KvTable::get`].
-    pub fn get_in(&self, conn: &Connection, key: &[u8], now: i64) -> Result<Option<Vec<u8>>> {
+    pub fn get_in(&self, conn: &Connection, key: &[u8], now: i64) -> Result<Option<StoredValue>> {
         match self.locate(conn, key, now)? {
             None => Ok(None),
-            Some(ValueLocation::Inline(bytes)) => Ok(Some(bytes)),
-            Some(ValueLocation::Chunked(blob)) => {
+            Some((ValueLocation::Inline(bytes), encoding)) => {
+                Ok(Some(StoredValue { bytes, encoding }))
+            }
+            Some((ValueLocation::Chunked(blob), encoding)) => {
                 self.verify_extent(conn, &blob)?;
-                let mut out = vec![0u8; usize_of(blob.size)?];
-                self.read_blob_range(conn, &blob, 0, &mut out)?;
-                Ok(Some(out))
+                let mut bytes = vec![0u8; usize_of(blob.size)?];
+                self.read_blob_range(conn, &blob, 0, &mut bytes)?;
+                Ok(Some(StoredValue { bytes, encoding }))
             }
         }
     }
 
-    /// Reads many values from one snapshot (`None` where absent).
+    /// Reads many values from one snapshot (`None` where absent), without their encodings
+    /// (see [`KvTable::get_many_values`]).
     ///
     /// # Errors
     /// As [`KvTable::get`].
@@ -111,6 +140,19 @@ impl KvTable {
         store: &mut Store,
         keys: &[K],
     ) -> Result<Vec<Option<Vec<u8>>>> {
+        let values = self.get_many_values(store, keys)?;
+        Ok(values.into_iter().map(|v| v.map(|v| v.bytes)).collect())
+    }
+
+    /// Reads many values and their encodings from one snapshot (`None` where absent).
+    ///
+    /// # Errors
+    /// As [`KvTable::get`].
+    pub fn get_many_values<K: AsRef<[u8]>>(
+        &self,
+        store: &mut Store,
+        keys: &[K],
+    ) -> Result<Vec<Option<StoredValue>>> {
         let now = store.now_ms();
         store.read(|conn| {
             keys.iter()
@@ -257,6 +299,7 @@ impl KvTable {
                         updated_at_ms: r.get(3)?,
                         chunked: r.get(4)?,
                         expires_at_ms: r.get(5)?,
+                        encoding: Encoding(u8::try_from(r.get::<_, i64>(6)?).unwrap_or(u8::MAX)),
                     })
                 })
                 .optional()?)
@@ -370,7 +413,7 @@ impl KvTable {
                     break;
                 }
                 if let Some(value) = self.get_in(conn, key, now)? {
-                    bytes += value.len();
+                    bytes += value.bytes.len();
                     page.items.push((key.clone(), *kind, value));
                 }
                 page.last_key = Some(key.clone());

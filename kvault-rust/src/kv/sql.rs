@@ -51,13 +51,22 @@ pub(super) const RELEASE_GROUP: &str = "RELEASE ambervault_group";
 /// Undoes and closes the savepoint after an error.
 pub(super) const ABANDON_GROUP: &str = "ROLLBACK TO ambervault_group; RELEASE ambervault_group";
 
+/// Parameters per row of [`insert_inline_group`]: key, kind, encoding, size, value.
+pub(super) const GROUP_ROW_PARAMS: usize = 5;
+
 /// `INSERT OR IGNORE` of [`INSERT_GROUP_ROWS`] inline values without expiry: `?1` is the time,
-/// then key, kind, size and value for each row.
+/// then key, kind, encoding, size and value for each row.
 fn insert_inline_group(t: &str) -> String {
     let rows: Vec<String> = (0..INSERT_GROUP_ROWS)
         .map(|i| {
-            let p = 2 + 4 * i;
-            format!("(?{p}, ?{}, 0, ?{}, ?{}, 1, ?1, ?1)", p + 1, p + 2, p + 3)
+            let p = 2 + GROUP_ROW_PARAMS * i;
+            format!(
+                "(?{p}, ?{}, ?{}, ?{}, ?{}, 1, ?1, ?1)",
+                p + 1,
+                p + 2,
+                p + 3,
+                p + 4
+            )
         })
         .collect();
     format!(
@@ -99,7 +108,8 @@ impl Sql {
         Self {
             table: t.to_string(),
             get: format!(
-                "SELECT inline_data, blob_id, size, chunk_size FROM \"{t}\" WHERE key = ?1 AND {}",
+                "SELECT inline_data, blob_id, size, chunk_size, encoding FROM \"{t}\" \
+                 WHERE key = ?1 AND {}",
                 live(2)
             ),
             // An upsert is two statements: most writes of a batch are new keys, and a plain
@@ -108,18 +118,18 @@ impl Sql {
             insert_new: format!(
                 "INSERT OR IGNORE INTO \"{t}\" (key, key_kind, encoding, size, inline_data, \
                  blob_id, chunk_size, version, created_at, updated_at, expires_at) \
-                 VALUES (?1, ?2, 0, ?3, ?4, ?5, ?6, 1, ?7, ?7, ?8)"
+                 VALUES (?1, ?2, ?9, ?3, ?4, ?5, ?6, 1, ?7, ?7, ?8)"
             ),
             insert_inline: format!(
                 "INSERT OR IGNORE INTO \"{t}\" (key, key_kind, encoding, size, inline_data, \
-                 version, created_at, updated_at) VALUES (?1, ?2, 0, ?3, ?4, 1, ?5, ?5)"
+                 version, created_at, updated_at) VALUES (?1, ?2, ?6, ?3, ?4, 1, ?5, ?5)"
             ),
             insert_inline_group: insert_inline_group(t),
             // An expired row is replaced as if it were absent: its version and creation time
             // restart. `content_hash` is a column nothing reads: it is only ever cleared here,
             // and kept so the file format stays the same.
             update_existing: format!(
-                "UPDATE \"{t}\" SET key_kind = ?2, encoding = 0, size = ?3, inline_data = ?4, \
+                "UPDATE \"{t}\" SET key_kind = ?2, encoding = ?9, size = ?3, inline_data = ?4, \
                  blob_id = ?5, chunk_size = ?6, \
                  version = CASE WHEN expires_at IS NOT NULL AND expires_at <= ?7 \
                            THEN 1 ELSE version + 1 END, \
@@ -132,8 +142,8 @@ impl Sql {
             exists: format!("SELECT 1 FROM \"{t}\" WHERE key = ?1 AND {}", live(2)),
             count: format!("SELECT count(*) FROM \"{t}\" WHERE {}", live(1)),
             info: format!(
-                "SELECT size, version, created_at, updated_at, blob_id IS NOT NULL, expires_at \
-                 FROM \"{t}\" WHERE key = ?1 AND {}",
+                "SELECT size, version, created_at, updated_at, blob_id IS NOT NULL, expires_at, \
+                 encoding FROM \"{t}\" WHERE key = ?1 AND {}",
                 live(2)
             ),
             version: format!("SELECT version FROM \"{t}\" WHERE key = ?1 AND {}", live(2)),

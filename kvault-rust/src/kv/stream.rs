@@ -4,7 +4,7 @@
 use rusqlite::params;
 
 use super::types::{
-    chunk_rowid, usize_of, BlobRef, KeyKind, PutOptions, ValueLocation, MAX_BLOB_ID,
+    chunk_rowid, usize_of, BlobRef, Encoding, KeyKind, PutOptions, ValueLocation, MAX_BLOB_ID,
     MAX_CHUNKS_PER_BLOB,
 };
 use super::KvTable;
@@ -217,7 +217,7 @@ impl BlobWriter {
             store.write(|conn| {
                 table.check_condition(conn, key, options.condition, now)?;
                 let staged = staged.as_staged();
-                table.commit_staged(conn, key, kind, &staged, now, options.expires_at_ms)
+                table.commit_staged(conn, key, kind, &staged, now, options)
             })
         });
         match result {
@@ -254,6 +254,7 @@ impl BlobWriter {
 pub struct BlobReader {
     table: KvTable,
     source: ValueLocation,
+    encoding: Encoding,
     position: u64,
     cached_seq: Option<u64>,
     cached: Vec<u8>,
@@ -269,18 +270,25 @@ impl BlobReader {
         Ok(store
             .retry(|conn| {
                 let found = table.locate(conn, key, now)?;
-                if let Some(ValueLocation::Chunked(blob)) = &found {
+                if let Some((ValueLocation::Chunked(blob), _)) = &found {
                     table.verify_extent(conn, blob)?;
                 }
                 Ok(found)
             })?
-            .map(|source| Self {
+            .map(|(source, encoding)| Self {
                 table: table.clone(),
                 source,
+                encoding,
                 position: 0,
                 cached_seq: None,
                 cached: Vec::new(),
             }))
+    }
+
+    /// The encoding stored beside the value (its bytes are read as stored).
+    #[must_use]
+    pub fn encoding(&self) -> Encoding {
+        self.encoding
     }
 
     /// Total length in bytes.

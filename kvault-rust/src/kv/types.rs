@@ -36,15 +36,39 @@ impl KeyKind {
     }
 }
 
-/// How a value's bytes are to be interpreted. Kept beside the value (the key row's reserved
-/// `encoding` column), never inside it, so raw bytes are never misread as a packed object.
-///
-/// `Raw = 0` is the only encoding so far and every write stores 0; the variant exists so typed
-/// values can be added without a format change.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Encoding {
+/// How the layer above reads a value's bytes: a small code kept beside the value (the key
+/// row's `encoding` column), never inside it, so raw bytes are never misread as a packed
+/// object. The core stores and returns it without interpreting it; [`Encoding::RAW`] (0) is raw
+/// bytes, the default of every write. The codes the Python package assigns are listed in
+/// `docs/format.md`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Encoding(pub u8);
+
+impl Encoding {
     /// Raw bytes, returned as they were given.
-    Raw = 0,
+    pub const RAW: Self = Self(0);
+
+    /// The code as stored in the key row.
+    #[must_use]
+    pub fn code(self) -> i64 {
+        i64::from(self.0)
+    }
+
+    /// Reads a stored code; a value outside `0..=255` means a damaged row.
+    pub(super) fn from_i64(value: i64) -> Result<Self> {
+        u8::try_from(value)
+            .map(Self)
+            .map_err(|_| Error::Corrupted(format!("unknown value encoding {value}")))
+    }
+}
+
+/// A value's bytes with the encoding stored beside them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredValue {
+    /// The bytes as stored.
+    pub bytes: Vec<u8>,
+    /// How the layer that wrote them reads them.
+    pub encoding: Encoding,
 }
 
 /// Where a value's bytes are.
@@ -102,6 +126,8 @@ pub struct EntryInfo {
     pub chunked: bool,
     /// When the key expires, ms since the epoch (`None`: never).
     pub expires_at_ms: Option<i64>,
+    /// The value's encoding.
+    pub encoding: Encoding,
 }
 
 /// Storage figures of one table (see [`KvTable::stats`](super::KvTable::stats)).
@@ -184,17 +210,70 @@ impl KeyRange {
     }
 }
 
-/// One item of [`KvTable::put_many`](super::KvTable::put_many): key, key kind, value, expiry
-/// time (ms) or `None`.
-pub type PutItem<'a> = (&'a [u8], KeyKind, &'a [u8], Option<i64>);
+/// One item of [`KvTable::put_many`](super::KvTable::put_many).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PutItem<'a> {
+    /// The key's bytes.
+    pub key: &'a [u8],
+    /// How the key was given.
+    pub kind: KeyKind,
+    /// The value's bytes.
+    pub value: &'a [u8],
+    /// When the value expires (ms since the epoch); `None` never.
+    pub expires_at_ms: Option<i64>,
+    /// The value's encoding.
+    pub encoding: Encoding,
+}
 
-/// Expiry and precondition of a write.
+impl<'a> PutItem<'a> {
+    /// A raw value that never expires.
+    #[must_use]
+    pub fn new(key: &'a [u8], kind: KeyKind, value: &'a [u8]) -> Self {
+        Self {
+            key,
+            kind,
+            value,
+            expires_at_ms: None,
+            encoding: Encoding::RAW,
+        }
+    }
+
+    /// The same item expiring at `expires_at_ms` (or never with `None`).
+    #[must_use]
+    pub fn expiring(self, expires_at_ms: Option<i64>) -> Self {
+        Self {
+            expires_at_ms,
+            ..self
+        }
+    }
+
+    /// The same item with another encoding.
+    #[must_use]
+    pub fn encoded(self, encoding: Encoding) -> Self {
+        Self { encoding, ..self }
+    }
+}
+
+/// Expiry, precondition and encoding of a write.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PutOptions {
     /// When the value expires (ms since the epoch); `None` never.
     pub expires_at_ms: Option<i64>,
     /// What must hold before the write.
     pub condition: Condition,
+    /// The value's encoding (raw bytes by default).
+    pub encoding: Encoding,
+}
+
+/// What a write stores beside the value's bytes.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct RowMeta {
+    pub(super) kind: KeyKind,
+    pub(super) encoding: Encoding,
+    /// The store's clock at the write: the write time, and what decides whether an old value
+    /// has expired.
+    pub(super) now: i64,
+    pub(super) expires_at_ms: Option<i64>,
 }
 
 /// A precondition for a write (compare-and-swap).
@@ -213,7 +292,7 @@ pub enum Condition {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ScanPage {
     /// Key, key kind and value of each live item, in scan order.
-    pub items: Vec<(Vec<u8>, KeyKind, Vec<u8>)>,
+    pub items: Vec<(Vec<u8>, KeyKind, StoredValue)>,
     /// The last key examined (returned or found deleted), where the next page continues
     /// (as [`KeyRange::after`]); `None` when the range held no more keys.
     pub last_key: Option<Vec<u8>>,

@@ -3,10 +3,11 @@
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::sql::{
-    ABANDON_GROUP, INSERT_GROUP_ROWS, RELEASE_GROUP, ROLLBACK_GROUP, SAVEPOINT_GROUP,
+    ABANDON_GROUP, GROUP_ROW_PARAMS, INSERT_GROUP_ROWS, RELEASE_GROUP, ROLLBACK_GROUP,
+    SAVEPOINT_GROUP,
 };
 use super::stream::{BlobWriter, Staged, StagedOwned};
-use super::types::{BlobRef, Condition, KeyKind, PutItem, PutOptions};
+use super::types::{BlobRef, Condition, KeyKind, PutItem, PutOptions, RowMeta};
 use super::{validate_key, KvTable};
 use crate::error::{Error, Result};
 use crate::store::Store;
@@ -44,15 +45,20 @@ impl KvTable {
     ) -> Result<()> {
         validate_key(key)?;
         let now = store.now_ms();
-        let expires = options.expires_at_ms;
+        let meta = RowMeta {
+            kind,
+            encoding: options.encoding,
+            now,
+            expires_at_ms: options.expires_at_ms,
+        };
         if value.len() <= self.inline_limit() {
             let staged = Staged::Inline(value);
             if options.condition == Condition::Always {
-                return store.write_one(|conn| self.upsert(conn, key, kind, &staged, now, expires));
+                return store.write_one(|conn| self.upsert(conn, key, &staged, meta));
             }
             return store.write(|conn| {
                 self.check_condition(conn, key, options.condition, now)?;
-                self.upsert(conn, key, kind, &staged, now, expires)
+                self.upsert(conn, key, &staged, meta)
             });
         }
         let mut writer = BlobWriter::new(self.clone(), None);
@@ -68,7 +74,7 @@ impl KvTable {
         };
         let result = store.write(|conn| {
             self.check_condition(conn, key, options.condition, now)?;
-            self.commit_staged(conn, key, kind, &staged.as_staged(), now, expires)
+            self.commit_staged_row(conn, key, &staged.as_staged(), meta)
         });
         if result.is_err() {
             let _ = writer.abort(store);
@@ -149,13 +155,11 @@ impl KvTable {
         &self,
         conn: &Connection,
         key: &[u8],
-        kind: KeyKind,
         value: &Staged<'_>,
-        now: i64,
-        expires_at_ms: Option<i64>,
+        meta: RowMeta,
     ) -> Result<()> {
         let mut statements = self.upsert_statements(conn)?;
-        Self::upsert_with(&mut statements, key, kind, value, now, expires_at_ms)
+        Self::upsert_with(&mut statements, key, value, meta)
     }
 
     /// The two prepared statements of an upsert (batches prepare them once).
@@ -171,11 +175,15 @@ impl KvTable {
     fn upsert_with(
         statements: &mut UpsertStatements<'_>,
         key: &[u8],
-        kind: KeyKind,
         value: &Staged<'_>,
-        now: i64,
-        expires_at_ms: Option<i64>,
+        meta: RowMeta,
     ) -> Result<()> {
+        let RowMeta {
+            kind,
+            encoding,
+            now,
+            expires_at_ms,
+        } = meta;
         let (size, inline, blob_id, chunk_size) = match value {
             Staged::Inline(bytes) => (bytes.len() as i64, Some(*bytes), None, None),
             Staged::Chunked(blob) => (
@@ -193,14 +201,18 @@ impl KvTable {
             blob_id,
             chunk_size,
             now,
-            expires_at_ms
+            expires_at_ms,
+            encoding.code()
         ];
         let inserted = match (value, expires_at_ms) {
-            (Staged::Inline(bytes), None) => {
-                statements
-                    .insert_inline
-                    .execute(params![key, kind as i64, size, bytes, now])?
-            }
+            (Staged::Inline(bytes), None) => statements.insert_inline.execute(params![
+                key,
+                kind as i64,
+                size,
+                bytes,
+                now,
+                encoding.code()
+            ])?,
             _ => statements.insert.execute(values)?,
         };
         if inserted == 0 {
@@ -215,8 +227,14 @@ impl KvTable {
         items: &[PutItem<'_>],
         now: i64,
     ) -> Result<()> {
-        for &(key, kind, value, expires) in items {
-            Self::upsert_with(statements, key, kind, &Staged::Inline(value), now, expires)?;
+        for item in items {
+            let meta = RowMeta {
+                kind: item.kind,
+                encoding: item.encoding,
+                now,
+                expires_at_ms: item.expires_at_ms,
+            };
+            Self::upsert_with(statements, item.key, &Staged::Inline(item.value), meta)?;
         }
         Ok(())
     }
@@ -237,12 +255,13 @@ impl KvTable {
         let result = (|| -> Result<()> {
             let mut insert = conn.prepare_cached(&self.sql.insert_inline_group)?;
             insert.raw_bind_parameter(1, now)?;
-            for (slot, &(key, kind, value, _)) in group.iter().enumerate() {
-                let first = 2 + 4 * slot;
-                insert.raw_bind_parameter(first, key)?;
-                insert.raw_bind_parameter(first + 1, kind as i64)?;
-                insert.raw_bind_parameter(first + 2, value.len() as i64)?;
-                insert.raw_bind_parameter(first + 3, value)?;
+            for (slot, item) in group.iter().enumerate() {
+                let first = 2 + GROUP_ROW_PARAMS * slot;
+                insert.raw_bind_parameter(first, item.key)?;
+                insert.raw_bind_parameter(first + 1, item.kind as i64)?;
+                insert.raw_bind_parameter(first + 2, item.encoding.code())?;
+                insert.raw_bind_parameter(first + 3, item.value.len() as i64)?;
+                insert.raw_bind_parameter(first + 4, item.value)?;
             }
             if insert.raw_execute()? < group.len() {
                 conn.prepare_cached(ROLLBACK_GROUP)?.execute([])?;
@@ -279,7 +298,24 @@ impl KvTable {
         kind: KeyKind,
         value: &Staged<'_>,
         now: i64,
-        expires_at_ms: Option<i64>,
+        options: PutOptions,
+    ) -> Result<()> {
+        let meta = RowMeta {
+            kind,
+            encoding: options.encoding,
+            now,
+            expires_at_ms: options.expires_at_ms,
+        };
+        self.commit_staged_row(conn, key, value, meta)
+    }
+
+    /// [`KvTable::commit_staged`] with the row's metadata gathered.
+    pub(super) fn commit_staged_row(
+        &self,
+        conn: &Connection,
+        key: &[u8],
+        value: &Staged<'_>,
+        meta: RowMeta,
     ) -> Result<()> {
         validate_key(key)?;
         if let Staged::Chunked(blob) = value {
@@ -293,7 +329,7 @@ impl KvTable {
                 )));
             }
         }
-        self.upsert(conn, key, kind, value, now, expires_at_ms)
+        self.upsert(conn, key, value, meta)
     }
 
     /// Stores many values in one transaction: after it, either all are visible or none.
@@ -301,15 +337,15 @@ impl KvTable {
     /// # Errors
     /// As [`KvTable::put`]; on error nothing of the batch is visible.
     pub fn put_many<'a>(&self, store: &mut Store, items: &[PutItem<'a>]) -> Result<()> {
-        for (key, _, _, _) in items {
-            validate_key(key)?;
+        for item in items {
+            validate_key(item.key)?;
         }
         // Large values are staged first, each in short transactions, so the final transaction
         // only switches keys and stays small.
         let mut writers: Vec<Option<BlobWriter>> = Vec::with_capacity(items.len());
         let mut staged: Vec<Option<BlobRef>> = Vec::with_capacity(items.len());
         let mut failure = None;
-        for (_, _, value, _) in items {
+        for PutItem { value, .. } in items {
             if value.len() <= self.inline_limit() {
                 writers.push(None);
                 staged.push(None);
@@ -342,8 +378,13 @@ impl KvTable {
                 // pending run starts.
                 let mut run = 0;
                 for (i, (item, blob)) in items.iter().zip(&staged).enumerate() {
-                    let (key, kind, value, expires) = *item;
-                    if blob.is_none() && expires.is_none() {
+                    let meta = RowMeta {
+                        kind: item.kind,
+                        encoding: item.encoding,
+                        now,
+                        expires_at_ms: item.expires_at_ms,
+                    };
+                    if blob.is_none() && item.expires_at_ms.is_none() {
                         if i + 1 - run == INSERT_GROUP_ROWS {
                             self.insert_group(conn, &mut statements, &items[run..=i], now)?;
                             run = i + 1;
@@ -355,11 +396,11 @@ impl KvTable {
                     match blob {
                         Some(blob) => {
                             let chunked = Staged::Chunked(*blob);
-                            self.commit_staged(conn, key, kind, &chunked, now, expires)?;
+                            self.commit_staged_row(conn, item.key, &chunked, meta)?;
                         }
                         None => {
-                            let inline = Staged::Inline(value);
-                            Self::upsert_with(&mut statements, key, kind, &inline, now, expires)?;
+                            let inline = Staged::Inline(item.value);
+                            Self::upsert_with(&mut statements, item.key, &inline, meta)?;
                         }
                     }
                 }

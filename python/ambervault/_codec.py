@@ -1,0 +1,242 @@
+"""Typed values: how a Python value becomes bytes plus an encoding code, and back.
+
+The code is stored beside the value (the key row's ``encoding`` column), never inside it, so
+raw bytes are never misread as a packed value. The codes are part of the file format
+(``docs/format.md``):
+
+====  ============  ==========================================================================
+code  name          bytes
+====  ============  ==========================================================================
+0     raw           the bytes as given (``bytes``, ``bytearray``, ``memoryview``)
+1     msgpack       MessagePack, with the extension types below
+2     json          UTF-8 JSON text (the ``Json`` wrapper)
+3     cbor          CBOR (the ``Cbor`` wrapper; needs the ``cbor2`` package)
+4     pickle        a pickle (only with ``allow_pickle=True``, to write and to read)
+5     numpy         a ``.npy`` image: numpy's own header (dtype, byte order, shape) and data
+6     numpy-scalar  a ``.npy`` image of a 0-d array, read back as a numpy scalar
+====  ============  ==========================================================================
+
+MessagePack extension types: 1 a tuple (its items as a MessagePack array), 2 an int beyond
+64 bits (decimal text), 3 a ``datetime`` and 4 a ``date`` (ISO 8601 text, with the UTC offset
+when there is one).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import io
+import json
+from typing import Any, Callable, Dict, Tuple
+
+import msgpack
+
+from .exceptions import InvalidArgument, VaultError
+from .wrappers import Cbor, EncodingWrapper, Json, MsgPack, Pickle
+
+RAW, MSGPACK, JSON, CBOR, PICKLE, NUMPY, NUMPY_SCALAR = range(7)
+
+#: Encoding names by code, as :meth:`KVault.info` reports them.
+NAMES: Dict[int, str] = {
+    RAW: "raw",
+    MSGPACK: "msgpack",
+    JSON: "json",
+    CBOR: "cbor",
+    PICKLE: "pickle",
+    NUMPY: "numpy",
+    NUMPY_SCALAR: "numpy-scalar",
+}
+
+_EXT_TUPLE, _EXT_BIGINT, _EXT_DATETIME, _EXT_DATE = 1, 2, 3, 4
+
+_BYTES_LIKE = (bytes, bytearray, memoryview)
+
+
+class PickleNotAllowed(VaultError, TypeError):
+    """A pickled value was met in a vault not opened with ``allow_pickle=True``."""
+
+
+def _pack_default(value: Any) -> Any:
+    """What MessagePack cannot pack as it is: tuples, dates, and subclasses of the built-in
+    types (``strict_types`` sends them here), which are stored as their base type."""
+    if isinstance(value, tuple):
+        return msgpack.ExtType(_EXT_TUPLE, _packb(list(value)))
+    if isinstance(value, _dt.datetime):
+        return msgpack.ExtType(_EXT_DATETIME, value.isoformat().encode())
+    if isinstance(value, _dt.date):
+        return msgpack.ExtType(_EXT_DATE, value.isoformat().encode())
+    for base in (bool, int, float, str, bytes, list, dict):
+        if isinstance(value, base):
+            return base(value)
+    if isinstance(value, (bytearray, memoryview)):
+        return bytes(value)
+    raise TypeError(f"cannot store a value of type {type(value).__name__}")
+
+
+def _big_ints(value: Any) -> Any:
+    """``value`` with every int beyond 64 bits made an extension (MessagePack stops at 64
+    bits). Only called after the packer refused a value, so plain values never pay for it."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        if -(2**63) <= value < 2**64:
+            return value
+        return msgpack.ExtType(_EXT_BIGINT, str(int(value)).encode())
+    if isinstance(value, list):
+        return [_big_ints(v) for v in value]
+    if isinstance(value, tuple):
+        return msgpack.ExtType(_EXT_TUPLE, _packb([_big_ints(v) for v in value]))
+    if isinstance(value, dict):
+        return {_big_ints(k): _big_ints(v) for k, v in value.items()}
+    return value
+
+
+def _packb(value: Any) -> bytes:
+    try:
+        return msgpack.packb(value, use_bin_type=True, strict_types=True, default=_pack_default)
+    except OverflowError:
+        return msgpack.packb(_big_ints(value), use_bin_type=True, strict_types=True, default=_pack_default)
+
+
+def _ext_hook(code: int, data: bytes) -> Any:
+    if code == _EXT_TUPLE:
+        return tuple(_unpackb(data))
+    if code == _EXT_BIGINT:
+        return int(data.decode("ascii"))
+    if code == _EXT_DATETIME:
+        return _dt.datetime.fromisoformat(data.decode("ascii"))
+    if code == _EXT_DATE:
+        return _dt.date.fromisoformat(data.decode("ascii"))
+    return msgpack.ExtType(code, data)
+
+
+def _unpackb(data: bytes) -> Any:
+    return msgpack.unpackb(data, raw=False, strict_map_key=False, ext_hook=_ext_hook)
+
+
+def _numpy_module(value: Any) -> Any:
+    """numpy, if ``value`` is a numpy array or scalar (numpy is imported only then)."""
+    module = type(value).__module__
+    if module == "numpy" or module.startswith("numpy."):
+        import numpy
+
+        if isinstance(value, (numpy.ndarray, numpy.generic)):
+            return numpy
+    return None
+
+
+def _npy_bytes(numpy: Any, array: Any) -> bytes:
+    if array.dtype.hasobject:
+        raise TypeError(
+            "numpy arrays of dtype object cannot be stored as arrays (their items are Python "
+            "objects); store array.tolist() or use a numeric dtype"
+        )
+    out = io.BytesIO()
+    numpy.lib.format.write_array(out, array, allow_pickle=False)
+    return out.getvalue()
+
+
+def _npy_array(data: bytes) -> Any:
+    import numpy
+
+    return numpy.lib.format.read_array(io.BytesIO(data), allow_pickle=False)
+
+
+def _cbor2() -> Any:
+    try:
+        import cbor2
+    except ImportError as e:
+        raise ImportError("CBOR values need the cbor2 package: pip install cbor2") from e
+    return cbor2
+
+
+class ValueCodec:
+    """Encodes values for one vault, with its switches (auto-pack, pickle)."""
+
+    def __init__(self, auto_pack: bool = True, allow_pickle: bool = False) -> None:
+        self.auto_pack = bool(auto_pack)
+        self.allow_pickle = bool(allow_pickle)
+
+    def encode(self, value: Any) -> Tuple[Any, int]:
+        """``(bytes-like, code)`` for ``value``; ``TypeError``/``ValueError`` for a value
+        that cannot be stored (nothing is written then)."""
+        if isinstance(value, _BYTES_LIKE):
+            return value, RAW
+        if isinstance(value, EncodingWrapper):
+            return self._encode_wrapped(value)
+        if not self.auto_pack:
+            raise TypeError(
+                f"values must be bytes-like while auto-pack is off, not {type(value).__name__} "
+                "(enable_auto_pack() stores Python values)"
+            )
+        numpy = _numpy_module(value)
+        if numpy is not None:
+            if isinstance(value, numpy.ndarray):
+                return _npy_bytes(numpy, value), NUMPY
+            return _npy_bytes(numpy, numpy.asarray(value)), NUMPY_SCALAR
+        if not isinstance(value, (str, int, float, list, tuple, dict)):
+            try:
+                memoryview(value)
+            except TypeError:
+                pass
+            else:
+                # Any other buffer (array.array, mmap, ...) is stored as its raw bytes.
+                return value, RAW
+        try:
+            return _packb(value), MSGPACK
+        except TypeError as e:
+            raise TypeError(
+                f"{e}: store bytes, str, int, float, bool, None, list, tuple, dict, date, "
+                "datetime or numpy arrays, or wrap it in ambervault.Pickle(...) and open the "
+                "vault with allow_pickle=True"
+            ) from None
+        except (ValueError, RecursionError) as e:
+            # The packer's (or Python's) recursion limit: a cyclic or absurdly deep value.
+            raise ValueError(f"cannot store this value: {e} (is it cyclic or nested too deep?)") from None
+
+    def _encode_wrapped(self, wrapped: EncodingWrapper) -> Tuple[bytes, int]:
+        data = wrapped.data
+        if isinstance(wrapped, MsgPack):
+            return _packb(data), MSGPACK
+        if isinstance(wrapped, Json):
+            return json.dumps(data, ensure_ascii=False, allow_nan=True).encode("utf-8"), JSON
+        if isinstance(wrapped, Cbor):
+            return _cbor2().dumps(data), CBOR
+        if isinstance(wrapped, Pickle):
+            if not self.allow_pickle:
+                raise PickleNotAllowed(
+                    "storing a pickle needs the vault opened with allow_pickle=True (reading one "
+                    "back runs code chosen by whoever wrote the file)"
+                )
+            import pickle
+
+            return pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL), PICKLE
+        raise TypeError(f"unknown encoding wrapper {type(wrapped).__name__}")
+
+    def decode(self, code: int, data: bytes) -> Any:
+        """The value stored as ``data`` with encoding ``code``."""
+        decode = _DECODERS.get(code)
+        if decode is not None:
+            return decode(data)
+        if code == PICKLE:
+            if not self.allow_pickle:
+                raise PickleNotAllowed(
+                    "this value is a pickle; reading it runs code chosen by whoever wrote the "
+                    "file, so open the vault with allow_pickle=True to read it"
+                )
+            import pickle
+
+            return pickle.loads(data)
+        raise InvalidArgument(
+            f"value has encoding {code}, which this version of ambervault does not know "
+            "(written by a newer version?)"
+        )
+
+
+_DECODERS: Dict[int, Callable[[bytes], Any]] = {
+    RAW: bytes,
+    MSGPACK: _unpackb,
+    JSON: lambda data: json.loads(data.decode("utf-8")),
+    CBOR: lambda data: _cbor2().loads(data),
+    NUMPY: _npy_array,
+    NUMPY_SCALAR: lambda data: _npy_array(data)[()],
+}
