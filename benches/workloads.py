@@ -681,6 +681,149 @@ def log_append(system: str, mode: str) -> Workload:
     return run
 
 
+# -- typed values ----------------------------------------------------------------------------------
+# Small Python values (an int, a short str, a 5-field dict in turn) and 1 MiB numpy arrays, each
+# system storing them its own way: ambervault and kohakuvault pack them (kohakuvault's auto-pack
+# is on by default), diskcache and sqlitedict pickle them; numpy arrays also as .npy files.
+
+
+def typed_value(i: int) -> Any:
+    kind = i % 3
+    if kind == 0:
+        return i * 7919
+    if kind == 1:
+        return f"name-{i:08d}"
+    return {"id": i, "name": f"user{i}", "score": i * 0.5, "active": i % 2 == 0, "tags": ["a", "b"]}
+
+
+def typed_key(i: int) -> str:
+    return f"key:{i:08d}"
+
+
+class TypedStore:
+    """A dict-like store of Python values: ``store[k] = v``, ``store[k]``, ``close()``."""
+
+    def __init__(self, system: str, d: str) -> None:
+        self.system = system
+        if system == "ambervault":
+            import ambervault
+
+            self.s: Any = ambervault.KVault(os.path.join(d, "a.db"))
+        elif system == "kohakuvault":
+            import kohakuvault
+
+            self.s = kohakuvault.KVault(os.path.join(d, "k.db"))
+        elif system == "diskcache":
+            import diskcache
+
+            self.s = diskcache.Cache(os.path.join(d, "dc"), size_limit=1 << 40, eviction_policy="none")
+        elif system == "sqlitedict":
+            from sqlitedict import SqliteDict as SD
+
+            self.s = SD(os.path.join(d, "sd.db"), autocommit=True)
+        else:
+            raise ValueError(system)
+
+    def __setitem__(self, k: str, v: Any) -> None:
+        self.s[k] = v
+
+    def __getitem__(self, k: str) -> Any:
+        return self.s[k]
+
+    def close(self) -> None:
+        self.s.close()
+
+
+TYPED = ["ambervault", "kohakuvault", "diskcache", "sqlitedict"]
+
+
+def kv_typed_put(system: str) -> Workload:
+    def run(d: str, n: int) -> Result:
+        s = TypedStore(system, d)
+        values = [typed_value(i) for i in range(n)]
+        with Timer() as t:
+            for i, v in enumerate(values):
+                s[typed_key(i)] = v
+        s.close()
+        return t.seconds, n
+
+    return run
+
+
+def kv_typed_get(system: str) -> Workload:
+    def run(d: str, n: int) -> Result:
+        s = TypedStore(system, d)
+        for i in range(n):
+            s[typed_key(i)] = typed_value(i)
+        if system in ("ambervault", "kohakuvault"):
+            _settle(s.s)
+        ks = [typed_key(i) for i in random_order(n)]
+        with Timer() as t:
+            for k in ks:
+                s[k]
+        assert s[typed_key(2)] == typed_value(2)
+        s.close()
+        return t.seconds, n
+
+    return run
+
+
+def _array(i: int) -> Any:
+    return np.full(1 << 17, float(i), dtype="f8")  # 1 MiB
+
+
+class NpyFiles:
+    """One .npy file per array in a folder (np.save / np.load): the simplest alternative."""
+
+    def __init__(self, d: str) -> None:
+        self.d = os.path.join(d, "npy")
+        os.makedirs(self.d)
+
+    def __setitem__(self, k: str, v: Any) -> None:
+        np.save(os.path.join(self.d, k + ".npy"), v)
+
+    def __getitem__(self, k: str) -> Any:
+        return np.load(os.path.join(self.d, k + ".npy"))
+
+    def close(self) -> None:
+        pass
+
+
+def _array_store(system: str, d: str) -> Any:
+    return NpyFiles(d) if system == "npy_files" else TypedStore(system, d)
+
+
+def np_array_put(system: str) -> Workload:
+    def run(d: str, n: int) -> Result:
+        s = _array_store(system, d)
+        arrays = [_array(i) for i in range(n)]
+        with Timer() as t:
+            for i, a in enumerate(arrays):
+                s[f"arr{i:05d}"] = a
+        s.close()
+        return t.seconds, n
+
+    return run
+
+
+def np_array_get(system: str) -> Workload:
+    def run(d: str, n: int) -> Result:
+        s = _array_store(system, d)
+        for i in range(n):
+            s[f"arr{i:05d}"] = _array(i)
+        if system in ("ambervault", "kohakuvault"):
+            _settle(s.s)
+        order = random_order(n)
+        with Timer() as t:
+            for i in order:
+                got = s[f"arr{i:05d}"]
+        assert got.shape == (1 << 17,) and got[0] == float(order[-1])
+        s.close()
+        return t.seconds, n
+
+    return run
+
+
 KV = ["ambervault", "kohakuvault", "diskcache", "sqlitedict", "lmdb", "rocksdict", "sqlite3"]
 STREAMERS = ["ambervault", "kohakuvault", "diskcache"]
 COLS = ["ambervault", "kohakuvault", "h5py", "zarr", "pyarrow", "numpy"]
@@ -696,6 +839,10 @@ WORKLOADS: Dict[str, Tuple[List[str], Callable[[str], Workload], Tuple[int, int]
     "kv_stream_out": (STREAMERS, kv_stream_out, (128, 1024), "bytes"),
     "kv_iterate_keys": (KV, kv_iterate, (20_000, 100_000), "keys"),
     "kv_mix_90r_10w": (KV, kv_mix, (20_000, 100_000), "ops"),
+    "kv_typed_put": (TYPED, kv_typed_put, (10_000, 100_000), "puts"),
+    "kv_typed_get_random": (TYPED, kv_typed_get, (10_000, 100_000), "gets"),
+    "np_array_put_1MiB": (["ambervault", "kohakuvault", "npy_files"], np_array_put, (50, 1000), "puts"),
+    "np_array_get_1MiB": (["ambervault", "kohakuvault", "npy_files"], np_array_get, (50, 1000), "gets"),
     "col_append_f64_durable": (
         ["ambervault", "kohakuvault", "sqlite3"],
         lambda s: col_append(s, False),
@@ -750,10 +897,15 @@ SIZE_LABELS = {
     "kv_stream_out": "a {n:,} MiB stream",
     "col_point_reads": "random reads on a {n:,}-element column",
     "col_windows_1000": "1,000-element windows of a {n:,}-element column",
+    "kv_typed_put": "{n:,} puts of an int, a str or a 5-field dict, one by one",
+    "kv_typed_get_random": "{n:,} random gets of an int, a str or a 5-field dict",
+    "np_array_put_1MiB": "{n:,} numpy arrays of 1 MiB",
+    "np_array_get_1MiB": "{n:,} numpy arrays of 1 MiB, random order",
 }
 
 NOTES = {
     **{k: v.note for k, v in KV_SYSTEMS.items()},
+    "npy_files": "one .npy file per array (np.save / np.load)",
     "h5py": "h5py dataset, chunked; reads by index/slice",
     "zarr": "zarr array on disk, 64 Ki-element chunks",
     "pyarrow": "Arrow IPC (feather) file, memory-mapped reads",

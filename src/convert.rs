@@ -2,13 +2,14 @@
 
 use std::borrow::Cow;
 
-use kvault::KeyKind;
+use kvault::{KeyKind, TupleItem};
 use pyo3::prelude::*;
-use pyo3::types::{PyByteArray, PyBytes, PyString};
+use pyo3::types::{PyBool, PyByteArray, PyBytes, PyInt, PyString, PyTuple};
 
 use crate::errors::{type_error, BindingError};
 
-/// A key as bytes plus the type it was given as. `str` keys are their UTF-8 bytes.
+/// A key as bytes plus the type it was given as. `str` keys are their UTF-8 bytes; tuple keys
+/// their order-preserving encoding (`kvault::encode_tuple`).
 pub fn key_from_py<'a>(
     obj: &'a Bound<'_, PyAny>,
 ) -> Result<(Cow<'a, [u8]>, KeyKind), BindingError> {
@@ -19,10 +20,87 @@ pub fn key_from_py<'a>(
         let utf8 = text.to_cow()?;
         return Ok((Cow::Owned(utf8.into_owned().into_bytes()), KeyKind::Str));
     }
+    if let Ok(tuple) = obj.cast::<PyTuple>() {
+        let items = tuple_items(tuple, 0)?;
+        return Ok((Cow::Owned(kvault::encode_tuple(&items)?), KeyKind::Tuple));
+    }
     Err(type_error(format!(
-        "keys must be str or bytes, not {}",
+        "keys must be str, bytes or tuple, not {}",
         type_name(obj)
     )))
+}
+
+fn tuple_items(tuple: &Bound<'_, PyTuple>, depth: usize) -> Result<Vec<TupleItem>, BindingError> {
+    if depth >= kvault::MAX_TUPLE_DEPTH {
+        return Err(BindingError::Vault(kvault::Error::InvalidArgument(
+            format!(
+                "tuple keys nest at most {} levels deep",
+                kvault::MAX_TUPLE_DEPTH
+            ),
+        )));
+    }
+    tuple.iter().map(|item| tuple_item(&item, depth)).collect()
+}
+
+fn tuple_item(item: &Bound<'_, PyAny>, depth: usize) -> Result<TupleItem, BindingError> {
+    if let Ok(bytes) = item.cast::<PyBytes>() {
+        return Ok(TupleItem::Bytes(bytes.as_bytes().to_vec()));
+    }
+    if let Ok(text) = item.cast::<PyString>() {
+        return Ok(TupleItem::Str(text.to_cow()?.into_owned()));
+    }
+    if let Ok(nested) = item.cast::<PyTuple>() {
+        return Ok(TupleItem::Tuple(tuple_items(nested, depth + 1)?));
+    }
+    // A bool is an int to Python, but would come back as 0 or 1: refused.
+    if item.is_instance_of::<PyInt>() && !item.is_instance_of::<PyBool>() {
+        if let Ok(small) = item.extract::<i64>() {
+            return Ok(TupleItem::int(small));
+        }
+        // Beyond 64 bits: sign and big-endian magnitude through int.to_bytes.
+        let negative = item.lt(0)?;
+        let magnitude = item.call_method0("__abs__")?;
+        let bits: usize = magnitude.call_method0("bit_length")?.extract()?;
+        let bytes = magnitude.call_method1("to_bytes", (bits.div_ceil(8), "big"))?;
+        let bytes = bytes.cast::<PyBytes>().map_err(PyErr::from)?;
+        return Ok(TupleItem::Int {
+            negative,
+            magnitude: bytes.as_bytes().to_vec(),
+        });
+    }
+    Err(type_error(format!(
+        "tuple key items must be str, bytes, int or tuple, not {}",
+        type_name(item)
+    )))
+}
+
+fn tuple_to_py<'py>(py: Python<'py>, items: &[TupleItem]) -> PyResult<Bound<'py, PyTuple>> {
+    let objects = items
+        .iter()
+        .map(|item| item_to_py(py, item))
+        .collect::<PyResult<Vec<_>>>()?;
+    PyTuple::new(py, objects)
+}
+
+fn item_to_py<'py>(py: Python<'py>, item: &TupleItem) -> PyResult<Bound<'py, PyAny>> {
+    Ok(match item {
+        TupleItem::Bytes(bytes) => PyBytes::new(py, bytes).into_any(),
+        TupleItem::Str(text) => PyString::new(py, text).into_any(),
+        TupleItem::Tuple(items) => tuple_to_py(py, items)?.into_any(),
+        TupleItem::Int {
+            negative,
+            magnitude,
+        } => {
+            let int_type = py.get_type::<PyInt>();
+            let value =
+                int_type.call_method1("from_bytes", (PyBytes::new(py, magnitude), "big"))?;
+            if *negative {
+                value.neg()?
+            } else {
+                value
+            }
+        }
+    })
 }
 
 /// Bytes for a key given only as a prefix or continuation (str or bytes).
@@ -65,9 +143,14 @@ pub fn value_from_py<'a>(obj: &'a Bound<'_, PyAny>) -> Result<Cow<'a, [u8]>, Bin
     Ok(Cow::Owned(copied.as_bytes().to_vec()))
 }
 
-/// A key as Python gets it back: `str` if it was written as `str`, else `bytes`.
+/// A key as Python gets it back: the type it was written as (`str`, `bytes` or a tuple).
 pub fn key_to_py(py: Python<'_>, key: &[u8], kind: KeyKind) -> PyResult<Py<PyAny>> {
     Ok(match kind {
+        KeyKind::Tuple => match kvault::decode_tuple(key) {
+            Ok(items) => tuple_to_py(py, &items)?.into_any().unbind(),
+            // A damaged tuple key: give the raw bytes back rather than failing the whole scan.
+            Err(_) => PyBytes::new(py, key).into_any().unbind(),
+        },
         KeyKind::Str => match std::str::from_utf8(key) {
             Ok(text) => PyString::new(py, text).into_any().unbind(),
             // Stored as str but not valid UTF-8 (damaged file): give the raw bytes back rather

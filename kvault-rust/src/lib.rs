@@ -57,10 +57,11 @@ pub use checkpoint::{BULK_COMMIT_FRAMES, CHECKPOINT_FRAMES, INLINE_CHECKPOINT_FR
 pub use clock::Clock;
 pub use error::{Error, Result};
 pub use kv::{
-    kv_table_names, validate_chunk_size, validate_key, validate_table_name, BlobReader, BlobRef,
-    BlobWriter, Condition, Encoding, EntryInfo, KeyKind, KeyRange, KvTable, PutItem, PutOptions,
-    ScanPage, Staged, StagedOwned, StoredValue, TableStats, ValueLocation, DEFAULT_CHUNK_SIZE,
-    MAX_CHUNK_SIZE, MAX_KEY_LEN,
+    decode_tuple, encode_tuple, kv_table_names, validate_chunk_size, validate_key,
+    validate_table_name, BlobReader, BlobRef, BlobWriter, Condition, Encoding, EntryInfo, KeyKind,
+    KeyRange, KvTable, PutItem, PutOptions, ScanPage, Staged, StagedOwned, StoredValue, TableStats,
+    TupleItem, ValueLocation, DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, MAX_INT_BYTES, MAX_KEY_LEN,
+    MAX_TUPLE_DEPTH,
 };
 pub use kv_handle::{Kv, ValueReader, ValueWriter};
 pub use reaper::READ_LEASE;

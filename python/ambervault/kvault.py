@@ -30,7 +30,7 @@ from .streams import VaultReader, VaultWriter
 from .transaction import Transaction
 from .views import ItemsView, KeysView, Range, ValuesView
 
-Key = Union[str, bytes]
+Key = Union[str, bytes, Tuple[Any, ...]]
 BytesLike = Union[bytes, bytearray, memoryview]
 
 _MISSING: Any = object()
@@ -40,7 +40,7 @@ _UPDATE_BATCH = 1000
 
 
 class KVault(collections.abc.MutableMapping, CacheControls):  # type: ignore[type-arg]
-    """A persistent mapping of ``str``/``bytes`` keys to values in a SQLite file.
+    """A persistent mapping of ``str``, ``bytes`` or tuple keys to values in a SQLite file.
 
     Values are bytes (stored as they are) or Python values (``str``, numbers, ``None``, lists,
     tuples, dicts, dates, numpy arrays, ...), which come back as the same type and value; the
@@ -48,7 +48,9 @@ class KVault(collections.abc.MutableMapping, CacheControls):  # type: ignore[typ
     Small values are stored inline; values larger than ``chunk_size`` are stored as chunks and
     can be streamed in and out in constant memory (:meth:`put_file`, :meth:`get_to_file`,
     :meth:`open`). A ``str`` key is its UTF-8 bytes, so ``vault["k"]`` and ``vault[b"k"]`` are the
-    same entry; iteration returns each key as the type it was last written with.
+    same entry; iteration returns each key as the type it was last written with. Tuple keys
+    (of ``str``, ``bytes``, ``int`` and nested tuples) sort in Python's tuple order, so
+    ``items(prefix=("org",))`` scans one partition.
 
     :param path: file path (``str`` or ``os.PathLike``), or ``":memory:"``.
     :param chunk_size: chunk size for large values, in bytes (also the largest inline value).
@@ -69,6 +71,9 @@ class KVault(collections.abc.MutableMapping, CacheControls):  # type: ignore[typ
     :param allow_pickle: allow values wrapped in :class:`~ambervault.Pickle` to be stored and
         pickled values to be read. Reading a pickle runs code chosen by whoever wrote the file:
         only turn this on for files you trust.
+    :param reader_cache_kb, reader_idle_limit: accepted for code written for kohakuvault 1.1.0
+        (which sizes a reader-connection pool with them); ambervault's reads share the vault's
+        connection, so they have no effect.
 
     >>> vault = KVault(":memory:")
     >>> vault["a"] = b"1"
@@ -94,8 +99,16 @@ class KVault(collections.abc.MutableMapping, CacheControls):  # type: ignore[typ
         clock: Optional[Callable[[], float]] = None,
         auto_pack: bool = True,
         allow_pickle: bool = False,
+        reader_cache_kb: Optional[int] = None,
+        reader_idle_limit: Optional[int] = None,
     ) -> None:
         self._core: Optional[KVaultCore] = None
+        # kohakuvault 1.1.0 sizes a pool of reader connections with these; ambervault's reads
+        # share the vault's connection (with read leases), so there is no pool to size. Checked
+        # and accepted so code written for it runs unchanged.
+        for name, value in (("reader_cache_kb", reader_cache_kb), ("reader_idle_limit", reader_idle_limit)):
+            if value is not None and check_int(name, value) < 0:
+                raise InvalidArgument(f"{name} must be >= 0, not {value}")
         self._codec = ValueCodec(auto_pack, allow_pickle)
         # kohakuvault's default; only recorded (see enable_headers).
         self._headers = True

@@ -10,7 +10,7 @@ from ._args import check_limit, raw_key_bytes
 if TYPE_CHECKING:
     from .kvault import KVault
 
-Key = Union[str, bytes]
+Key = Union[str, bytes, Tuple[Any, ...]]
 _MISSING: Any = object()
 
 
@@ -66,7 +66,7 @@ class KeysView(_ScanView, collections.abc.KeysView):  # type: ignore[type-arg]
         return self._vault._iter_keys(self._range)
 
     def __contains__(self, key: object) -> bool:
-        if not isinstance(key, (str, bytes)) or not self._range.matches(key):
+        if not isinstance(key, (str, bytes, tuple)) or not self._range.matches(key):
             return False
         if self._range.limit is None:
             return key in self._vault
@@ -94,6 +94,6 @@ class ItemsView(_ScanView, collections.abc.ItemsView):  # type: ignore[type-arg]
         if not isinstance(item, tuple) or len(item) != 2:
             return False
         key, value = item
-        if not isinstance(key, (str, bytes)) or not self._range.matches(key):
+        if not isinstance(key, (str, bytes, tuple)) or not self._range.matches(key):
             return False
         return self._vault.get(key, _MISSING) == value

@@ -9,7 +9,7 @@ import pytest
 
 from ambervault import ClosedError, ColumnVault, InvalidArgument, KVault
 
-BAD_KEYS = [1, 1.5, None, ["k"], ("k",), {"k": 1}, bytearray(b"k"), memoryview(b"k"), object()]
+BAD_KEYS = [1, 1.5, None, ["k"], ("k", 1.5), {"k": 1}, bytearray(b"k"), memoryview(b"k"), object()]
 
 # (call, expected exception) with the key replaced by a bad one.
 KEY_CALLS = {

@@ -298,3 +298,15 @@ def test_any_nested_value_round_trips(value):
     vault.put_many([("m", value)])
     assert _same(vault["m"], value)
     vault.close()
+
+
+def test_kohakuvault_constructor_arguments_are_accepted_and_checked(tmp_path):
+    v = KVault(tmp_path / "k.db", reader_cache_kb=8192, reader_idle_limit=8)
+    v["k"] = 1
+    assert v["k"] == 1
+    v.close()
+    with pytest.raises(ambervault.InvalidArgument):
+        KVault(tmp_path / "bad.db", reader_idle_limit=-1)
+    with pytest.raises(TypeError):
+        KVault(tmp_path / "bad.db", reader_cache_kb="big")
+    assert not (tmp_path / "bad.db").exists()

@@ -26,11 +26,13 @@ mod read;
 mod schema;
 mod sql;
 mod stream;
+mod tuple_key;
 mod types;
 mod write;
 
 pub use schema::{kv_table_names, validate_chunk_size, validate_key, validate_table_name};
 pub use stream::{BlobReader, BlobWriter, Staged, StagedOwned};
+pub use tuple_key::{decode_tuple, encode_tuple, TupleItem, MAX_INT_BYTES, MAX_TUPLE_DEPTH};
 pub use types::{
     BlobRef, Condition, Encoding, EntryInfo, KeyKind, KeyRange, PutItem, PutOptions, ScanPage,
     StoredValue, TableStats, ValueLocation, DEFAULT_CHUNK_SIZE, INLINE_MAX, MAX_CHUNK_SIZE,

@@ -24,6 +24,8 @@ pub enum KeyKind {
     Bytes = 0,
     /// A UTF-8 string (stored as its bytes).
     Str = 1,
+    /// A tuple (stored in its order-preserving encoding, see [`super::encode_tuple`]).
+    Tuple = 2,
 }
 
 impl KeyKind {
@@ -31,6 +33,7 @@ impl KeyKind {
         match value {
             0 => Ok(Self::Bytes),
             1 => Ok(Self::Str),
+            2 => Ok(Self::Tuple),
             other => Err(Error::Corrupted(format!("unknown key kind {other}"))),
         }
     }

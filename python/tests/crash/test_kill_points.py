@@ -220,8 +220,51 @@ def column_check(dtype):
     return check
 
 
+def typed_value(i: int):
+    """A typed value per step: inline and chunked sizes, several encodings."""
+    kind = i % 4
+    if kind == 0:
+        return {"i": i, "tags": ("a", str(i)), "blob": val("t", i, 20 + (i * 131) % 6000)}
+    if kind == 1:
+        return [i, -i, 2**70 + i, float(i) / 3]
+    if kind == 2:
+        import numpy as np
+
+        return np.arange(i % 2000, dtype="<i8") * i
+    return f"text {i} " * (1 + i % 700)
+
+
+def same_typed(a, b) -> bool:
+    if hasattr(b, "dtype"):
+        return hasattr(a, "dtype") and a.dtype == b.dtype and a.tolist() == b.tolist()
+    return type(a) is type(b) and a == b
+
+
+def typed_puts(path, ack):
+    kv = KVault(path, chunk_size=CHUNK)
+    i = 0
+    while True:
+        kv[f"t{i % 11}"] = typed_value(i)  # overwrites across encodings and sizes
+        ack(i)
+        i += 1
+
+
+def check_typed_puts(path, acked):
+    with KVault(path, chunk_size=CHUNK) as kv:
+        for slot in range(11):
+            last = max((i for i in range(acked) if i % 11 == slot), default=None)
+            got = kv.get(f"t{slot}")
+            candidates = [None if last is None else typed_value(last)]
+            if acked % 11 == slot:
+                candidates.append(typed_value(acked))
+            assert any(
+                (got is None and c is None) or (c is not None and same_typed(got, c)) for c in candidates
+            ), (slot, acked)
+
+
 SCENARIOS = {
     "small_puts": (None, small_puts, check_small_puts),
+    "typed_puts": (None, typed_puts, check_typed_puts),
     "overwrites": (None, overwrites, check_overwrites),
     "deletes": (prepare_deletes, deletes, check_deletes),
     "put_file": (None, streams, check_stream("s")),
