@@ -39,7 +39,7 @@ def test_unicode_nul_and_binary_keys_round_trip(vault):
 
 @pytest.mark.parametrize("bad_key", [1, 1.5, None, ("a", 1.5), bytearray(b"k"), memoryview(b"k")])
 def test_other_key_types_are_type_errors_and_write_nothing(vault, bad_key):
-    with pytest.raises(TypeError, match="keys must be str, bytes or tuple|tuple key items"):
+    with pytest.raises(TypeError, match=r"keys must be str, bytes or tuple|tuple key items"):
         vault[bad_key] = b"v"
     with pytest.raises(TypeError):
         vault.get(bad_key)

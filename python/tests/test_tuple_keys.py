@@ -5,11 +5,12 @@ bytes keys in one table."""
 
 from __future__ import annotations
 
-import ambervault
 import pytest
-from ambervault import KVault
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+import ambervault
+from ambervault import KVault
 
 
 @pytest.fixture
