@@ -42,7 +42,7 @@ def test_a_prefix_selects_exactly_its_partition_in_order(vault):
     assert [k for k, _ in got] == [("acme",), ("acme", -5), ("acme", 2), ("acme", 10), ("acme", 2**70)]
     assert got[1][1] == "acme/-5"
     assert len(vault.keys(prefix=("acme",))) == 5
-    assert list(vault.keys(prefix=("beta",), reverse=True))[0] == ("beta", 2**70)
+    assert next(iter(vault.keys(prefix=("beta",), reverse=True))) == ("beta", 2**70)
 
 
 def test_range_scans_take_tuple_bounds(vault):
