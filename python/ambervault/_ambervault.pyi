@@ -8,7 +8,7 @@ __version__: str
 FORMAT_VERSION: int
 SQLITE_VERSION: str
 
-_Key = Any  # str | bytes; anything else raises TypeError
+_Key = Any  # str | bytes | tuple; anything else raises TypeError
 
 @final
 class VaultCore:
