@@ -34,14 +34,6 @@ TEST_FILES = [
 ]
 # Tests ambervault deliberately does not pass, each with its reason (see docs/compatibility.md).
 NOT_SUPPORTED = {
-    # msgpack-packed columns are not implemented yet (the dtype is refused with InvalidArgument).
-    "tests/test_varsize_operations.py::TestVarSizeExtend::test_extend_msgpack_random": "msgpack",
-    "tests/test_varsize_operations.py::TestVarSizeDataIntegrity::test_msgpack_random_structures": "msgpack",
-    "tests/test_column_cache.py::test_cache_with_msgpack": "msgpack",
-    "tests/test_setitem.py::TestVariableSizeSingleSetitem::test_varsize_setitem_msgpack": "msgpack",
-    "tests/test_setitem.py::TestVariableSizeSliceSetitem::test_varsize_slice_setitem_msgpack": "msgpack",
-    "tests/test_slicing.py::TestVariableSizeSlicing::test_basic_slice_msgpack": "msgpack",
-    "tests/test_slicing.py::TestIterationOptimization::test_iteration_msgpack": "msgpack",
     # These read or fake kohakuvault's own tables (kohakuvault_meta, a bare `kv` table); an
     # ambervault file has its own format (moving an old file in is a migration, not an open).
     "tests/test_kv_headers.py::test_meta_table_created": "kohakuvault's private tables",

@@ -137,7 +137,9 @@ fn encode_fixed(
             out.extend_from_slice(&bytes);
             out.resize(out.len() + (n - bytes.len()), 0);
         }
-        DType::Bytes | DType::Str => unreachable!("variable-width dtype in encode_fixed"),
+        DType::Bytes | DType::Str | DType::MsgPack | DType::Json | DType::Cbor => {
+            unreachable!("variable-width dtype in encode_fixed")
+        }
     }
     Ok(())
 }
@@ -152,6 +154,8 @@ fn encode_var<'a>(
             .map_err(|_| wrong_type(value, dtype, "str values"))?;
         return Ok(Cow::Owned(text.to_cow()?.into_owned().into_bytes()));
     }
+    // Packed dtypes arrive here already packed by the Python layer (columns.py), so the core
+    // stores them like `bytes`.
     value_from_py(value).map_err(|_| wrong_type(value, dtype, "bytes-like values"))
 }
 
@@ -249,7 +253,10 @@ fn decode(py: Python<'_>, dtype: DType, raw: &[u8]) -> PyResult<Py<PyAny>> {
             .into_any()
             .unbind(),
         DType::Bool => PyBool::new(py, raw[0] != 0).to_owned().into_any().unbind(),
-        DType::FixedBytes(_) | DType::Bytes => PyBytes::new(py, raw).into_any().unbind(),
+        // Packed dtypes are returned still packed; the Python layer unpacks them.
+        DType::FixedBytes(_) | DType::Bytes | DType::MsgPack | DType::Json | DType::Cbor => {
+            PyBytes::new(py, raw).into_any().unbind()
+        }
         DType::Str => match std::str::from_utf8(raw) {
             Ok(text) => PyString::new(py, text).into_any().unbind(),
             Err(_) => {

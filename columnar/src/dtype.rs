@@ -34,11 +34,19 @@ pub enum DType {
     Bytes,
     /// UTF-8 text of any length.
     Str,
+    /// Python values packed as MessagePack (with ambervault's extension types), one packed
+    /// value per element. Stored exactly like [`DType::Bytes`]: the Python layer packs and
+    /// unpacks; the name is kept so a reopened column decodes the same way.
+    MsgPack,
+    /// JSON values as UTF-8 JSON text, one document per element; stored like [`DType::Bytes`].
+    Json,
+    /// Python values packed as CBOR, one item per element; stored like [`DType::Bytes`].
+    Cbor,
 }
 
 /// The dtype strings accepted by [`DType::parse`], for error messages and docs.
 pub const ACCEPTED_DTYPES: &str =
-    "i8, i16, i32, i64, u8, u16, u32, u64, f32, f64, bool, bytes:N (N >= 1), bytes, str (alias str:utf8)";
+    "i8, i16, i32, i64, u8, u16, u32, u64, f32, f64, bool, bytes:N (N >= 1), bytes, str (alias str:utf8), msgpack, json, cbor";
 
 /// Largest width of a `bytes:N` element.
 pub const MAX_FIXED_BYTES: u32 = 16 << 20;
@@ -63,6 +71,9 @@ impl DType {
             "bool" => Some(Self::Bool),
             "bytes" => Some(Self::Bytes),
             "str" | "str:utf8" => Some(Self::Str),
+            "msgpack" => Some(Self::MsgPack),
+            "json" => Some(Self::Json),
+            "cbor" => Some(Self::Cbor),
             _ => text
                 .strip_prefix("bytes:")
                 .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
@@ -95,6 +106,9 @@ impl DType {
             Self::FixedBytes(n) => format!("bytes:{n}"),
             Self::Bytes => "bytes".into(),
             Self::Str => "str".into(),
+            Self::MsgPack => "msgpack".into(),
+            Self::Json => "json".into(),
+            Self::Cbor => "cbor".into(),
         }
     }
 
@@ -107,8 +121,15 @@ impl DType {
             Self::I32 | Self::U32 | Self::F32 => Some(4),
             Self::I64 | Self::U64 | Self::F64 => Some(8),
             Self::FixedBytes(n) => Some(*n as usize),
-            Self::Bytes | Self::Str => None,
+            Self::Bytes | Self::Str | Self::MsgPack | Self::Json | Self::Cbor => None,
         }
+    }
+
+    /// Whether elements are packed Python values (`msgpack`, `json`, `cbor`): to this crate
+    /// and the native binding they are byte strings, which the Python layer encodes and decodes.
+    #[must_use]
+    pub fn is_packed(&self) -> bool {
+        matches!(self, Self::MsgPack | Self::Json | Self::Cbor)
     }
 }
 
@@ -131,10 +152,30 @@ mod tests {
         }
         assert_eq!(DType::parse("str:utf8").unwrap().name(), "str");
         for bad in [
-            "", "i65", "bytes:0", "bytes:-1", "bytes:", "bytes:x", "msgpack", "I64", "bytes: 4",
+            "", "i65", "bytes:0", "bytes:-1", "bytes:", "bytes:x", "MsgPack", "I64", "bytes: 4",
+            "pickle", "json ",
         ] {
             let err = DType::parse(bad).unwrap_err().to_string();
             assert!(err.contains("accepted dtypes"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn packed_dtypes_parse_name_and_are_variable_width() {
+        for (text, dtype) in [
+            ("msgpack", DType::MsgPack),
+            ("json", DType::Json),
+            ("cbor", DType::Cbor),
+        ] {
+            let parsed = DType::parse(text).unwrap();
+            assert_eq!(parsed, dtype);
+            assert_eq!(parsed.name(), text, "the stored name round-trips");
+            assert_eq!(parsed.fixed_width(), None, "{text} is variable width");
+            assert!(parsed.is_packed(), "{text}");
+            assert!(ACCEPTED_DTYPES.contains(text), "{text} listed as accepted");
+        }
+        for plain in ["bytes", "str", "bytes:4", "i64"] {
+            assert!(!DType::parse(plain).unwrap().is_packed(), "{plain}");
         }
     }
 }

@@ -113,6 +113,35 @@ def _unpackb(data: bytes) -> Any:
     return msgpack.unpackb(data, raw=False, strict_map_key=False, ext_hook=_ext_hook)
 
 
+def _json_dumps(value: Any) -> bytes:
+    """UTF-8 JSON text of ``value`` (non-ASCII kept as is; NaN and infinities as JavaScript
+    writes them, which ``json.loads`` reads back)."""
+    return json.dumps(value, ensure_ascii=False, allow_nan=True).encode("utf-8")
+
+
+def _json_loads(data: bytes) -> Any:
+    return json.loads(data.decode("utf-8"))
+
+
+def _cbor_dumps(value: Any) -> bytes:
+    """CBOR of ``value``. cbor2's encode errors are not ``TypeError``/``ValueError`` in every
+    version, so they are turned into those: callers promise one of the two for a value that
+    cannot be stored."""
+    cbor2 = _cbor2()
+    try:
+        return cbor2.dumps(value)
+    except (TypeError, ValueError):
+        raise
+    except getattr(cbor2, "CBOREncodeValueError", ()) as e:  # e.g. a cyclic value
+        raise ValueError(str(e)) from None
+    except cbor2.CBOREncodeError as e:  # a type cbor2 cannot encode
+        raise TypeError(str(e)) from None
+
+
+def _cbor_loads(data: bytes) -> Any:
+    return _cbor2().loads(data)
+
+
 def _numpy_module(value: Any) -> Any:
     """numpy, if ``value`` is a numpy array or scalar (numpy is imported only then)."""
     module = type(value).__module__
@@ -198,9 +227,9 @@ class ValueCodec:
         if isinstance(wrapped, MsgPack):
             return _packb(data), MSGPACK
         if isinstance(wrapped, Json):
-            return json.dumps(data, ensure_ascii=False, allow_nan=True).encode("utf-8"), JSON
+            return _json_dumps(data), JSON
         if isinstance(wrapped, Cbor):
-            return _cbor2().dumps(data), CBOR
+            return _cbor_dumps(data), CBOR
         if isinstance(wrapped, Pickle):
             if not self.allow_pickle:
                 raise PickleNotAllowed(
@@ -235,8 +264,8 @@ class ValueCodec:
 _DECODERS: Dict[int, Callable[[bytes], Any]] = {
     RAW: bytes,
     MSGPACK: _unpackb,
-    JSON: lambda data: json.loads(data.decode("utf-8")),
-    CBOR: lambda data: _cbor2().loads(data),
+    JSON: _json_loads,
+    CBOR: _cbor_loads,
     NUMPY: _npy_array,
     NUMPY_SCALAR: lambda data: _npy_array(data)[()],
 }

@@ -8,8 +8,9 @@ import os
 import threading
 import time
 from collections.abc import MutableSequence
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
+from . import _codec
 from ._ambervault import ColumnCore, ColumnVaultCore, PendingAppends, canonical_dtype
 from ._file import VaultFile, fspath
 from .cache import BatchingCache, CacheControls
@@ -264,7 +265,7 @@ class ColumnVault(CacheControls):
         with self._lock:
             col = self._columns.get(name)
             if col is None or col._core is not core:
-                col = Column(self, core, name)
+                col = _new_column(self, core, name)
                 self._columns[name] = col
             return col
 
@@ -278,7 +279,7 @@ class ColumnVault(CacheControls):
             raise TypeError(f"dtype must be a str, not {type(dtype).__name__}")
         core = self._native.create(name, dtype)
         with self._lock:
-            col = Column(self, core, name)
+            col = _new_column(self, core, name)
             self._columns[name] = col
             return col
 
@@ -663,3 +664,114 @@ class Column(MutableSequence, CacheControls):  # type: ignore[type-arg]
         """Remove every element."""
         self._sync()
         self._core.delete_range(0, self._core.len())
+
+
+# Packers of the packed dtypes: (pack, unpack, what a value may hold, for error messages). They
+# are KVault's own encoders (``_codec``), so a value round-trips the same way in both stores.
+_PACKERS: Dict[str, Tuple[Callable[[Any], bytes], Callable[[bytes], Any], str]] = {
+    "msgpack": (
+        _codec._packb,
+        _codec._unpackb,
+        "str, int, float, bool, None, list, tuple, dict, date, datetime or bytes",
+    ),
+    "json": (_codec._json_dumps, _codec._json_loads, "str, int, float, bool, None, list or dict (str keys)"),
+    "cbor": (_codec._cbor_dumps, _codec._cbor_loads, "values cbor2 can encode"),
+}
+
+
+def _new_column(vault: ColumnVault, core: ColumnCore, name: str) -> Column:
+    """The Python column for ``core``: a :class:`PackedColumn` for the packed dtypes, so plain
+    columns keep their paths free of any packing check."""
+    if core.dtype in _PACKERS:
+        return PackedColumn(vault, core, name)
+    return Column(vault, core, name)
+
+
+class PackedColumn(Column):
+    """A column of dtype ``msgpack``, ``json`` or ``cbor``: each element is any value that
+    encoding holds (nested lists and dicts too), stored packed as one variable-width item.
+
+    Packing happens here, in Python, with the encoders KVault uses for its typed values; the
+    native core stores and returns the packed bytes exactly as a ``bytes`` column does (so the
+    cache, transactions and every list operation work unchanged). Reads unpack what they return.
+
+    >>> cv = ColumnVault(":memory:"); events = cv.create_column("events", "msgpack")
+    >>> events.extend([{"step": 1, "tags": ("a", "b")}, [1, None, 2.5]])
+    >>> events[0], events[-1]
+    ({'step': 1, 'tags': ('a', 'b')}, [1, None, 2.5])
+    """
+
+    def __init__(self, vault: ColumnVault, core: ColumnCore, name: str) -> None:
+        super().__init__(vault, core, name)
+        self._pack, self._unpack, self._holds = _PACKERS[self.dtype]
+
+    def _encode(self, value: Any) -> bytes:
+        """``value`` packed, or ``TypeError``/``ValueError`` (then nothing is written)."""
+        try:
+            return self._pack(value)
+        except TypeError as e:
+            raise TypeError(f"column of dtype {self.dtype} takes {self._holds}: {e}") from None
+        except (ValueError, RecursionError) as e:
+            # Includes the packers' recursion limits: a cyclic or absurdly deep value.
+            raise ValueError(f"cannot pack this value for a {self.dtype} column: {e}") from None
+
+    def _encode_all(self, values: Iterable[Any]) -> List[bytes]:
+        # Every value is packed before anything is handed to the core: one bad value writes
+        # nothing.
+        encode = self._encode
+        return [encode(v) for v in values]
+
+    def _decode_all(self, items: List[bytes]) -> List[Any]:
+        unpack = self._unpack
+        return [unpack(item) for item in items]
+
+    def __getitem__(self, idx: Any) -> Any:
+        if isinstance(idx, slice):
+            return self._decode_all(super().__getitem__(idx))
+        return self._unpack(super().__getitem__(idx))
+
+    def __iter__(self) -> Iterator[Any]:
+        unpack = self._unpack
+        for item in super().__iter__():
+            yield unpack(item)
+
+    def __reversed__(self) -> Iterator[Any]:
+        unpack = self._unpack
+        for item in super().__reversed__():
+            yield unpack(item)
+
+    def to_numpy(self, start: int = 0, stop: Optional[int] = None) -> Any:
+        """Elements ``start:stop`` unpacked, as a 1-d object array (one Python value per
+        element, even when the values are themselves lists)."""
+        np = _numpy or _np()
+        self._sync()
+        values = self._decode_all(self._core.get_range(_bound(start), _bound(stop)))
+        # Filled item by item: np.array(values) would turn equal-length lists into a 2-d array.
+        array = np.empty(len(values), dtype=object)
+        for i, value in enumerate(values):
+            array[i] = value
+        return array
+
+    def append(self, value: Any) -> None:
+        """Append one element (packed first; durable when it returns, unless a cache is
+        active)."""
+        super().append(self._encode(value))
+
+    def extend(self, values: Iterable[Any]) -> None:
+        """Append every element of ``values`` in one transaction; if any cannot be packed,
+        nothing is written."""
+        super().extend(self._encode_all(values))
+
+    def __setitem__(self, idx: Any, value: Any) -> None:
+        if isinstance(idx, slice):
+            super().__setitem__(idx, self._encode_all(value))
+        else:
+            super().__setitem__(idx, self._encode(value))
+
+    def insert(self, index: int, value: Any) -> None:
+        """Insert before ``index`` (clamped like ``list.insert``); O(n) except at the end."""
+        super().insert(index, self._encode(value))
+
+    def pop(self, index: int = -1) -> Any:
+        """Remove and return the element at ``index`` (the last by default), unpacked."""
+        return self._unpack(super().pop(index))
