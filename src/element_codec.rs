@@ -137,6 +137,22 @@ fn encode_fixed(
             out.extend_from_slice(&bytes);
             out.resize(out.len() + (n - bytes.len()), 0);
         }
+        DType::Vector(shape) => {
+            // The Python layer (columns.py) hands over each tensor already converted to its
+            // little-endian bytes; anything of another size is refused rather than padded,
+            // since a short tensor is a shape error, not a short string.
+            let bytes =
+                value_from_py(value).map_err(|_| wrong_type(value, dtype, "numpy arrays"))?;
+            if bytes.len() != shape.width() {
+                return Err(BindingError::Py(PyValueError::new_err(format!(
+                    "a {} element is {} bytes, not {}",
+                    dtype.name(),
+                    shape.width(),
+                    bytes.len()
+                ))));
+            }
+            out.extend_from_slice(&bytes);
+        }
         DType::Bytes | DType::Str | DType::MsgPack | DType::Json | DType::Cbor => {
             unreachable!("variable-width dtype in encode_fixed")
         }
@@ -254,9 +270,13 @@ fn decode(py: Python<'_>, dtype: DType, raw: &[u8]) -> PyResult<Py<PyAny>> {
             .unbind(),
         DType::Bool => PyBool::new(py, raw[0] != 0).to_owned().into_any().unbind(),
         // Packed dtypes are returned still packed; the Python layer unpacks them.
-        DType::FixedBytes(_) | DType::Bytes | DType::MsgPack | DType::Json | DType::Cbor => {
-            PyBytes::new(py, raw).into_any().unbind()
-        }
+        // So are vectors, which the Python layer turns into numpy arrays.
+        DType::FixedBytes(_)
+        | DType::Vector(_)
+        | DType::Bytes
+        | DType::MsgPack
+        | DType::Json
+        | DType::Cbor => PyBytes::new(py, raw).into_any().unbind(),
         DType::Str => match std::str::from_utf8(raw) {
             Ok(text) => PyString::new(py, text).into_any().unbind(),
             Err(_) => {
