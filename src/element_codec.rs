@@ -114,6 +114,15 @@ fn encode_fixed(
             #[allow(clippy::cast_possible_truncation)]
             out.extend_from_slice(&(v as f32).to_le_bytes());
         }
+        DType::F16 => {
+            // Finite values beyond f16's largest (65504) are refused rather than rounded to
+            // infinity, as f32 does; smaller ones round to nearest (half's conversion).
+            let v = extract_float(value, dtype)?;
+            if v.is_finite() && v.abs() > f64::from(half::f16::MAX) {
+                return Err(overflow(value, dtype));
+            }
+            out.extend_from_slice(&half::f16::from_f64(v).to_le_bytes());
+        }
         DType::Bool => {
             if let Ok(b) = value.cast::<PyBool>() {
                 out.push(u8::from(b.is_true()));
@@ -257,6 +266,11 @@ fn decode(py: Python<'_>, dtype: DType, raw: &[u8]) -> PyResult<Py<PyAny>> {
             .into_any()
             .unbind(),
         DType::U64 => u64::from_le_bytes(arr(raw))
+            .into_pyobject(py)?
+            .into_any()
+            .unbind(),
+        DType::F16 => half::f16::from_le_bytes(arr(raw))
+            .to_f64()
             .into_pyobject(py)?
             .into_any()
             .unbind(),

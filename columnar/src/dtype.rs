@@ -22,6 +22,8 @@ pub enum DType {
     U32,
     /// Unsigned 64-bit integer.
     U64,
+    /// IEEE 754 half precision (binary16).
+    F16,
     /// IEEE 754 single precision.
     F32,
     /// IEEE 754 double precision.
@@ -73,12 +75,13 @@ enum VecElem {
     U16,
     U32,
     U64,
+    F16,
     F32,
     F64,
 }
 
 impl VecElem {
-    const ALL: [(&'static str, Self, DType); 10] = [
+    const ALL: [(&'static str, Self, DType); 11] = [
         ("i8", Self::I8, DType::I8),
         ("i16", Self::I16, DType::I16),
         ("i32", Self::I32, DType::I32),
@@ -87,6 +90,7 @@ impl VecElem {
         ("u16", Self::U16, DType::U16),
         ("u32", Self::U32, DType::U32),
         ("u64", Self::U64, DType::U64),
+        ("f16", Self::F16, DType::F16),
         ("f32", Self::F32, DType::F32),
         ("f64", Self::F64, DType::F64),
     ];
@@ -158,8 +162,8 @@ impl VecShape {
 
 /// The dtype strings accepted by [`DType::parse`], for error messages and docs.
 pub const ACCEPTED_DTYPES: &str =
-    "i8, i16, i32, i64, u8, u16, u32, u64, f32, f64, bool, bytes:N (N >= 1), bytes, str (alias str:utf8), msgpack, json, cbor, \
-     vec:<elem>:<d1>[:<d2>...] (elem i8..u64, f32 or f64; up to 8 dims >= 1)";
+    "i8, i16, i32, i64, u8, u16, u32, u64, f16, f32, f64, bool, bytes:N (N >= 1), bytes, str (alias str:utf8), msgpack, json, cbor, \
+     vec:<elem>:<d1>[:<d2>...] (elem i8..u64, f16, f32 or f64; up to 8 dims >= 1)";
 
 /// Largest width of a `bytes:N` element (and of a `vec:` tensor).
 pub const MAX_FIXED_BYTES: u32 = 16 << 20;
@@ -179,6 +183,7 @@ impl DType {
             "u16" => Some(Self::U16),
             "u32" => Some(Self::U32),
             "u64" => Some(Self::U64),
+            "f16" => Some(Self::F16),
             "f32" => Some(Self::F32),
             "f64" => Some(Self::F64),
             "bool" => Some(Self::Bool),
@@ -217,6 +222,7 @@ impl DType {
             Self::U16 => "u16".into(),
             Self::U32 => "u32".into(),
             Self::U64 => "u64".into(),
+            Self::F16 => "f16".into(),
             Self::F32 => "f32".into(),
             Self::F64 => "f64".into(),
             Self::Bool => "bool".into(),
@@ -238,7 +244,7 @@ impl DType {
     pub fn fixed_width(&self) -> Option<usize> {
         match self {
             Self::I8 | Self::U8 | Self::Bool => Some(1),
-            Self::I16 | Self::U16 => Some(2),
+            Self::I16 | Self::U16 | Self::F16 => Some(2),
             Self::I32 | Self::U32 | Self::F32 => Some(4),
             Self::I64 | Self::U64 | Self::F64 => Some(8),
             Self::FixedBytes(n) => Some(*n as usize),
@@ -266,6 +272,7 @@ mod tests {
             ("vec:u8:28:28", 784, &[28, 28][..]),
             ("vec:i64:2:3:4", 192, &[2, 3, 4][..]),
             ("vec:f64:1", 8, &[1][..]),
+            ("vec:f16:3:5", 30, &[3, 5][..]),
             ("vec:u8:16777216", 16 << 20, &[16 << 20][..]),
             ("vec:u8:1:1:1:1:1:1:1:1", 1, &[1; 8][..]),
         ] {
@@ -311,6 +318,7 @@ mod tests {
             ("i8", Some(1)),
             ("u64", Some(8)),
             ("f32", Some(4)),
+            ("f16", Some(2)),
             ("bool", Some(1)),
             ("bytes:32", Some(32)),
             ("bytes", None),
@@ -321,7 +329,7 @@ mod tests {
         assert_eq!(DType::parse("str:utf8").unwrap().name(), "str");
         for bad in [
             "", "i65", "bytes:0", "bytes:-1", "bytes:", "bytes:x", "MsgPack", "I64", "bytes: 4",
-            "pickle", "json ",
+            "pickle", "json ", "F16", "f16 ",
         ] {
             let err = DType::parse(bad).unwrap_err().to_string();
             assert!(err.contains("accepted dtypes"), "{bad}: {err}");

@@ -266,3 +266,99 @@ def test_empty_array_slice_assignment_writes_nothing():
         del col[0]
         assert len(col) == 1
     assert cv.check() == []
+
+
+# -- f16 ---------------------------------------------------------------------------------------
+
+_F16_VALUES = [0.0, -0.0, 1.0, -2.5, 0.1, 65504.0, -65504.0, 6.1e-05, 5.96e-08, float("inf"), float("-inf")]
+
+
+def _f16(x: float) -> float:
+    """What an f16 column gives back for ``x``: numpy's round to nearest half."""
+    return float(np.float16(x))
+
+
+def test_f16_round_trip_and_reopen(db_path):
+    with ColumnVault(db_path) as cv:
+        col = cv.create_column("h", "f16")
+        assert col._width == 2
+        col.extend(_F16_VALUES)
+        col.append(3)  # ints accepted, like f32
+        col.append(float("nan"))
+        want = [_f16(x) for x in [*_F16_VALUES, 3]]
+        assert col[:-1] == want and all(type(v) is float for v in col[:-1])
+        assert np.isnan(col[-1])
+        array = col.to_numpy()
+        assert array.dtype == np.dtype("<f2")
+        np.testing.assert_array_equal(array[:-1], np.array(want, dtype="<f2"))
+    with ColumnVault(db_path) as cv:
+        col = cv["h"]
+        assert col.dtype == "f16" and col[:-1] == want
+
+
+def test_f16_out_of_range_and_wrong_types_write_nothing():
+    cv = ColumnVault(":memory:")
+    col = cv.create_column("h", "f16")
+    col.append(1.5)
+    for bad, err in [
+        (65536.0, OverflowError),
+        (-1e6, OverflowError),
+        (1e300, OverflowError),
+        ("1", TypeError),
+        (None, TypeError),
+    ]:
+        with pytest.raises(err):
+            col.append(bad)
+        with pytest.raises(err):
+            col.extend([2.0, bad])
+        with pytest.raises(err):
+            col[0] = bad
+    with pytest.raises(OverflowError):
+        col.extend(np.array([1.0, 1e6]))
+    with pytest.raises(TypeError):
+        col.extend(np.array(["a"]))
+    assert list(col) == [1.5]
+
+
+def test_f16_bulk_paths_and_list_model():
+    cv = ColumnVault(":memory:")
+    col = cv.create_column("h", "f16")
+    rng = np.random.default_rng(2)
+    values = (rng.standard_normal(1000) * 1000).astype("<f2")
+    col.extend(values)  # raw path
+    col.extend(values.astype(np.float64))  # converted without overflow
+    col.extend(np.arange(10, dtype=np.int32))
+    model = [float(v) for v in values] * 2 + [float(i) for i in range(10)]
+    assert list(col) == model
+    col[0:3] = np.array([1, 2, 3], dtype="<f2")
+    model[0:3] = [1.0, 2.0, 3.0]
+    col.insert(5, 0.5)
+    model.insert(5, 0.5)
+    del col[::7]
+    del model[::7]
+    assert col.pop() == model.pop() and col.pop(3) == model.pop(3)
+    assert list(col) == model and list(reversed(col)) == model[::-1]
+    np.testing.assert_array_equal(col.to_numpy(10, 20), np.array(model[10:20], dtype="<f2"))
+    assert col.index(model[7]) == model.index(model[7]) and col.count(model[0]) == model.count(model[0])
+
+
+def test_f16_with_the_cache():
+    cv = ColumnVault(":memory:")
+    col = cv.create_column("h", "f16")
+    with col.cache():
+        col.extend([0.25, 0.5])
+        with pytest.raises(OverflowError):
+            col.append(1e5)
+        col.append(0.75)
+    assert list(col) == [0.25, 0.5, 0.75]
+
+
+def test_vec_f16():
+    cv = ColumnVault(":memory:")
+    col = cv.create_column("v", "vec:f16:2:2")
+    col.extend(np.ones((3, 2, 2), "<f2"))
+    col.append([[1.5, 2], [3, 4]])
+    with pytest.raises(OverflowError):
+        col.append([[1e6, 0], [0, 0]])
+    assert col.to_numpy().dtype == np.dtype("<f2") and col.to_numpy().shape == (4, 2, 2)
+    np.testing.assert_array_equal(col[-1], np.array([[1.5, 2], [3, 4]], "<f2"))
