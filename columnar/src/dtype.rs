@@ -36,6 +36,9 @@ pub enum DType {
     Bytes,
     /// UTF-8 text of any length.
     Str,
+    /// Text of any length stored in another encoding (`str:utf16`, `str:latin1`, `str:ascii`);
+    /// `str:utf8` is [`DType::Str`].
+    Text(TextEncoding),
     /// Python values packed as MessagePack (with ambervault's extension types), one packed
     /// value per element. Stored exactly like [`DType::Bytes`]: the Python layer packs and
     /// unpacks; the name is kept so a reopened column decodes the same way.
@@ -49,6 +52,29 @@ pub enum DType {
     /// an opaque fixed-width element (like [`DType::FixedBytes`]); the Python layer turns the
     /// bytes into numpy arrays of the shape.
     Vector(VecShape),
+}
+
+/// The encoding of a [`DType::Text`] column's elements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TextEncoding {
+    /// UTF-16, little-endian, no byte order mark.
+    Utf16,
+    /// ISO 8859-1: one byte per character, code points up to U+00FF.
+    Latin1,
+    /// ASCII: one byte per character, code points up to U+007F.
+    Ascii,
+}
+
+impl TextEncoding {
+    /// The name after `str:` (also Python's codec name for it).
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Utf16 => "utf16",
+            Self::Latin1 => "latin1",
+            Self::Ascii => "ascii",
+        }
+    }
 }
 
 /// Most dimensions a `vec:` dtype may have. A small bound keeps [`DType`] `Copy` (the shape is
@@ -162,7 +188,7 @@ impl VecShape {
 
 /// The dtype strings accepted by [`DType::parse`], for error messages and docs.
 pub const ACCEPTED_DTYPES: &str =
-    "i8, i16, i32, i64, u8, u16, u32, u64, f16, f32, f64, bool, bytes:N (N >= 1), bytes, str (alias str:utf8), msgpack, json, cbor, \
+    "i8, i16, i32, i64, u8, u16, u32, u64, f16, f32, f64, bool, bytes:N (N >= 1), bytes, str (alias str:utf8), str:utf16, str:latin1, str:ascii, msgpack, json, cbor, \
      vec:<elem>:<d1>[:<d2>...] (elem i8..u64, f16, f32 or f64; up to 8 dims >= 1)";
 
 /// Largest width of a `bytes:N` element (and of a `vec:` tensor).
@@ -189,6 +215,9 @@ impl DType {
             "bool" => Some(Self::Bool),
             "bytes" => Some(Self::Bytes),
             "str" | "str:utf8" => Some(Self::Str),
+            "str:utf16" => Some(Self::Text(TextEncoding::Utf16)),
+            "str:latin1" => Some(Self::Text(TextEncoding::Latin1)),
+            "str:ascii" => Some(Self::Text(TextEncoding::Ascii)),
             "msgpack" => Some(Self::MsgPack),
             "json" => Some(Self::Json),
             "cbor" => Some(Self::Cbor),
@@ -229,6 +258,7 @@ impl DType {
             Self::FixedBytes(n) => format!("bytes:{n}"),
             Self::Bytes => "bytes".into(),
             Self::Str => "str".into(),
+            Self::Text(encoding) => format!("str:{}", encoding.name()),
             Self::MsgPack => "msgpack".into(),
             Self::Json => "json".into(),
             Self::Cbor => "cbor".into(),
@@ -249,7 +279,9 @@ impl DType {
             Self::I64 | Self::U64 | Self::F64 => Some(8),
             Self::FixedBytes(n) => Some(*n as usize),
             Self::Vector(shape) => Some(shape.width()),
-            Self::Bytes | Self::Str | Self::MsgPack | Self::Json | Self::Cbor => None,
+            Self::Bytes | Self::Str | Self::Text(_) | Self::MsgPack | Self::Json | Self::Cbor => {
+                None
+            }
         }
     }
 
@@ -333,6 +365,33 @@ mod tests {
         ] {
             let err = DType::parse(bad).unwrap_err().to_string();
             assert!(err.contains("accepted dtypes"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn text_encodings_parse_name_and_are_variable_width() {
+        for (text, dtype) in [
+            ("str:utf16", DType::Text(TextEncoding::Utf16)),
+            ("str:latin1", DType::Text(TextEncoding::Latin1)),
+            ("str:ascii", DType::Text(TextEncoding::Ascii)),
+        ] {
+            let parsed = DType::parse(text).unwrap();
+            assert_eq!(parsed, dtype);
+            assert_eq!(parsed.name(), text);
+            assert_eq!(parsed.fixed_width(), None);
+            assert!(!parsed.is_packed());
+            assert!(ACCEPTED_DTYPES.contains(text));
+        }
+        assert_eq!(DType::parse("str:utf8").unwrap(), DType::Str);
+        for bad in [
+            "str:",
+            "str:utf-16",
+            "str:UTF16",
+            "str:utf32",
+            "str:latin-1",
+            "str:ascii ",
+        ] {
+            assert!(DType::parse(bad).is_err(), "{bad}");
         }
     }
 

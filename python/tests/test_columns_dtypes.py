@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from ambervault import ColumnVault, InvalidArgument
+from ambervault._ambervault import inspect
 from ambervault.columns import VecColumn
 
 # -- vec ---------------------------------------------------------------------------------------
@@ -362,3 +363,119 @@ def test_vec_f16():
         col.append([[1e6, 0], [0, 0]])
     assert col.to_numpy().dtype == np.dtype("<f2") and col.to_numpy().shape == (4, 2, 2)
     np.testing.assert_array_equal(col[-1], np.array([[1.5, 2], [3, 4]], "<f2"))
+
+
+# -- str:<encoding> ----------------------------------------------------------------------------
+
+_TEXTS = {
+    "str:utf8": ["", "plain", "naïve café", "日本語", "emoji 🎉", "\x00nul"],
+    "str:utf16": ["", "plain", "naïve café", "日本語", "emoji 🎉", "\x00nul"],
+    "str:latin1": ["", "plain", "naïve café", "ÿ\xa0\x80", "\x00nul"],
+    "str:ascii": ["", "plain", "tab\tand\nnewline", "\x7f", "\x00nul"],
+}
+_CODECS = {"str:utf8": "utf-8", "str:utf16": "utf-16-le", "str:latin1": "latin-1", "str:ascii": "ascii"}
+
+
+@pytest.mark.parametrize("dtype", list(_TEXTS))
+def test_str_encodings_round_trip_and_reopen(db_path, dtype):
+    texts = _TEXTS[dtype]
+    with ColumnVault(db_path) as cv:
+        col = cv.create_column("s", dtype)
+        assert col.dtype == ("str" if dtype == "str:utf8" else dtype)
+        col.extend(texts)
+        col.append(texts[2])
+        assert list(col) == [*texts, texts[2]] and col[2] == texts[2]
+        assert list(col.to_numpy()) == [*texts, texts[2]]
+    with ColumnVault(db_path) as cv:
+        assert list(cv["s"]) == [*texts, texts[2]]
+    # Stored in the encoding itself (no BOM for utf16): the file's byte size per element is
+    # what Python's codec gives.
+    info = {name: (dt, n) for name, dt, n in ColumnVault(db_path).list_columns()}
+    assert info["s"][1] == len(texts) + 1
+
+
+@pytest.mark.parametrize("dtype", ["str:utf16", "str:latin1"])
+def test_str_encodings_store_the_encoded_bytes(tmp_path, dtype):
+    # Compared against a bytes column holding Python's own encoding: same data stream size.
+    text = "naïve café " * 50
+    sizes = {}
+    for kind in (dtype, "bytes"):
+        path = tmp_path / f"{kind.replace(':', '_')}.db"
+        with ColumnVault(path) as cv:
+            col = cv.create_column("s", kind)
+            col.append(text if kind == dtype else text.encode(_CODECS[dtype]))
+        sizes[kind] = next(c for c in inspect(str(path))["columns"] if c["name"] == "s")["bytes"]
+    assert sizes[dtype] == sizes["bytes"] == len(text.encode(_CODECS[dtype]))
+
+
+@pytest.mark.parametrize(
+    ("dtype", "bad"),
+    [
+        ("str:ascii", "café"),
+        ("str:ascii", "\x80"),
+        ("str:latin1", "€"),
+        ("str:latin1", "日本"),
+        ("str:utf16", "\ud800"),
+    ],
+)
+def test_str_not_encodable_writes_nothing(dtype, bad):
+    cv = ColumnVault(":memory:")
+    col = cv.create_column("s", dtype)
+    col.append("ok")
+    with pytest.raises(ValueError):  # UnicodeEncodeError is a ValueError
+        col.append(bad)
+    with pytest.raises(UnicodeEncodeError):
+        col.extend(["fine", bad])
+    with pytest.raises(UnicodeEncodeError):
+        col[0] = bad
+    with pytest.raises(UnicodeEncodeError):
+        col.insert(0, bad)
+    with pytest.raises(TypeError):
+        col.append(b"bytes")
+    with col.cache():
+        with pytest.raises(UnicodeEncodeError):
+            col.append(bad)
+    assert list(col) == ["ok"]
+
+
+@pytest.mark.parametrize("dtype", ["str:utf16", "str:latin1", "str:ascii"])
+def test_str_encodings_list_model(dtype):
+    cv = ColumnVault(":memory:")
+    col = cv.create_column("s", dtype)
+    pool = _TEXTS[dtype]
+    rng = np.random.default_rng(3)
+    model: list = []
+    for _ in range(150):
+        op = rng.integers(0, 6)
+        t = pool[int(rng.integers(0, len(pool)))] + str(int(rng.integers(0, 9)))
+        if op == 0 or not model:
+            col.append(t)
+            model.append(t)
+        elif op == 1:
+            col.extend([t, t[::-1]])
+            model.extend([t, t[::-1]])
+        elif op == 2:
+            i = int(rng.integers(-len(model), len(model)))
+            col[i] = t
+            model[i] = t
+        elif op == 3:
+            i = int(rng.integers(-len(model) - 1, len(model) + 1))
+            col.insert(i, t)
+            model.insert(i, t)
+        elif op == 4:
+            i = int(rng.integers(-len(model), len(model)))
+            assert col.pop(i) == model.pop(i)
+        else:
+            del col[::4]
+            del model[::4]
+        assert list(col) == model
+    assert col[1:-1] == model[1:-1] and col[::-2] == model[::-2]
+    if model:
+        assert col.index(model[-1]) == model.index(model[-1]) and col.count(model[0]) == model.count(model[0])
+
+
+def test_unknown_str_encodings_are_refused():
+    cv = ColumnVault(":memory:")
+    for bad in ["str:utf-16", "str:UTF16", "str:utf32", "str:", "str:latin-1"]:
+        with pytest.raises(InvalidArgument, match="accepted dtypes"):
+            cv.create_column("s", bad)
