@@ -4,8 +4,8 @@
 
 use std::borrow::Cow;
 
-use columnar::{DType, Elements, ReadOut};
-use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
+use columnar::{DType, Elements, ReadOut, TextEncoding};
+use pyo3::exceptions::{PyOverflowError, PyTypeError, PyUnicodeEncodeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyFloat, PyInt, PyList, PyString};
 
@@ -114,6 +114,15 @@ fn encode_fixed(
             #[allow(clippy::cast_possible_truncation)]
             out.extend_from_slice(&(v as f32).to_le_bytes());
         }
+        DType::F16 => {
+            // Finite values beyond f16's largest (65504) are refused rather than rounded to
+            // infinity, as f32 does; smaller ones round to nearest (half's conversion).
+            let v = extract_float(value, dtype)?;
+            if v.is_finite() && v.abs() > f64::from(half::f16::MAX) {
+                return Err(overflow(value, dtype));
+            }
+            out.extend_from_slice(&half::f16::from_f64(v).to_le_bytes());
+        }
         DType::Bool => {
             if let Ok(b) = value.cast::<PyBool>() {
                 out.push(u8::from(b.is_true()));
@@ -137,7 +146,23 @@ fn encode_fixed(
             out.extend_from_slice(&bytes);
             out.resize(out.len() + (n - bytes.len()), 0);
         }
-        DType::Bytes | DType::Str | DType::MsgPack | DType::Json | DType::Cbor => {
+        DType::Vector(shape) => {
+            // The Python layer (columns.py) hands over each tensor already converted to its
+            // little-endian bytes; anything of another size is refused rather than padded,
+            // since a short tensor is a shape error, not a short string.
+            let bytes =
+                value_from_py(value).map_err(|_| wrong_type(value, dtype, "numpy arrays"))?;
+            if bytes.len() != shape.width() {
+                return Err(BindingError::Py(PyValueError::new_err(format!(
+                    "a {} element is {} bytes, not {}",
+                    dtype.name(),
+                    shape.width(),
+                    bytes.len()
+                ))));
+            }
+            out.extend_from_slice(&bytes);
+        }
+        DType::Bytes | DType::Str | DType::Text(_) | DType::MsgPack | DType::Json | DType::Cbor => {
             unreachable!("variable-width dtype in encode_fixed")
         }
     }
@@ -154,9 +179,65 @@ fn encode_var<'a>(
             .map_err(|_| wrong_type(value, dtype, "str values"))?;
         return Ok(Cow::Owned(text.to_cow()?.into_owned().into_bytes()));
     }
+    if let DType::Text(encoding) = dtype {
+        let text = value
+            .cast::<PyString>()
+            .map_err(|_| wrong_type(value, dtype, "str values"))?;
+        return Ok(Cow::Owned(encode_text(encoding, &text.to_cow()?)?));
+    }
     // Packed dtypes arrive here already packed by the Python layer (columns.py), so the core
     // stores them like `bytes`.
     value_from_py(value).map_err(|_| wrong_type(value, dtype, "bytes-like values"))
+}
+
+/// `text` in `encoding`, or Python's `UnicodeEncodeError` (a `ValueError`) at the first
+/// character it cannot hold.
+fn encode_text(encoding: TextEncoding, text: &str) -> Result<Vec<u8>, BindingError> {
+    let limit = match encoding {
+        TextEncoding::Utf16 => {
+            return Ok(text.encode_utf16().flat_map(u16::to_le_bytes).collect());
+        }
+        TextEncoding::Latin1 => 0xFF,
+        TextEncoding::Ascii => 0x7F,
+    };
+    let mut out = Vec::with_capacity(text.len());
+    for (position, c) in text.chars().enumerate() {
+        match u8::try_from(u32::from(c)) {
+            Ok(byte) if u32::from(byte) <= limit => out.push(byte),
+            _ => {
+                // Python's codec names, so the error reads like `str.encode`'s.
+                let codec = if limit == 0xFF { "latin-1" } else { "ascii" };
+                return Err(BindingError::Py(PyUnicodeEncodeError::new_err((
+                    codec,
+                    text.to_string(),
+                    position,
+                    position + 1,
+                    format!("ordinal not in range({})", limit + 1),
+                ))));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The text of a `str:<encoding>` element (`None`: bytes that encoding cannot have written).
+fn decode_text(encoding: TextEncoding, raw: &[u8]) -> Option<String> {
+    match encoding {
+        TextEncoding::Utf16 => {
+            if raw.len() % 2 != 0 {
+                return None;
+            }
+            let units: Vec<u16> = raw
+                .chunks_exact(2)
+                .map(|p| u16::from_le_bytes([p[0], p[1]]))
+                .collect();
+            String::from_utf16(&units).ok()
+        }
+        TextEncoding::Latin1 => Some(raw.iter().map(|&b| char::from(b)).collect()),
+        TextEncoding::Ascii => raw
+            .is_ascii()
+            .then(|| raw.iter().map(|&b| char::from(b)).collect()),
+    }
 }
 
 /// References to a list's items, for variable-width dtypes whose encoding borrows them (fixed
@@ -244,6 +325,11 @@ fn decode(py: Python<'_>, dtype: DType, raw: &[u8]) -> PyResult<Py<PyAny>> {
             .into_pyobject(py)?
             .into_any()
             .unbind(),
+        DType::F16 => half::f16::from_le_bytes(arr(raw))
+            .to_f64()
+            .into_pyobject(py)?
+            .into_any()
+            .unbind(),
         DType::F32 => f64::from(f32::from_le_bytes(arr(raw)))
             .into_pyobject(py)?
             .into_any()
@@ -254,9 +340,23 @@ fn decode(py: Python<'_>, dtype: DType, raw: &[u8]) -> PyResult<Py<PyAny>> {
             .unbind(),
         DType::Bool => PyBool::new(py, raw[0] != 0).to_owned().into_any().unbind(),
         // Packed dtypes are returned still packed; the Python layer unpacks them.
-        DType::FixedBytes(_) | DType::Bytes | DType::MsgPack | DType::Json | DType::Cbor => {
-            PyBytes::new(py, raw).into_any().unbind()
-        }
+        // So are vectors, which the Python layer turns into numpy arrays.
+        DType::FixedBytes(_)
+        | DType::Vector(_)
+        | DType::Bytes
+        | DType::MsgPack
+        | DType::Json
+        | DType::Cbor => PyBytes::new(py, raw).into_any().unbind(),
+        DType::Text(encoding) => match decode_text(encoding, raw) {
+            Some(text) => PyString::new(py, &text).into_any().unbind(),
+            None => {
+                return Err(crate::errors::CorruptionError::new_err(format!(
+                    "a {} column holds bytes that are not {}",
+                    dtype.name(),
+                    encoding.name()
+                )))
+            }
+        },
         DType::Str => match std::str::from_utf8(raw) {
             Ok(text) => PyString::new(py, text).into_any().unbind(),
             Err(_) => {

@@ -36,6 +36,7 @@ _NUMPY = {
     "u16": "<u2",
     "u32": "<u4",
     "u64": "<u8",
+    "f16": "<f2",
     "f32": "<f4",
     "f64": "<f8",
     "bool": "?",
@@ -88,6 +89,33 @@ def _as_array(raw: Any, npdtype: Any) -> Any:
         return np.frombuffer(raw, npdtype)
     # A large read arrives in a native buffer numpy wraps through __array_interface__.
     return np.asarray(raw).view(npdtype)
+
+
+def _cast_exact(array: Any, target: Any, dtype: str) -> Any:
+    """``array`` as a C-contiguous array of numpy dtype ``target`` (same shape), or an error
+    when the cast could lose anything: integers out of range raise ``OverflowError`` (never
+    wrapped around), floats that overflow to inf too, and casts between kinds that are not
+    value-preserving (float to int, str to number, ...) raise ``TypeError``."""
+    np = _numpy or _np()
+    if array.dtype == target:
+        return np.ascontiguousarray(array)
+    if target.kind in "iu" and array.dtype.kind in "iub":
+        if array.size and (array.min() < np.iinfo(target).min or array.max() > np.iinfo(target).max):
+            raise OverflowError(f"array values are out of range for dtype {dtype}")
+        return np.ascontiguousarray(array.astype(target))
+    if target.kind == "f" and array.dtype.kind in "iubf":
+        with np.errstate(over="ignore"):  # overflow is detected below and raised as an error
+            converted = array.astype(target)
+        if np.isinf(converted).sum() != np.isinf(array).sum():
+            raise OverflowError(f"array values are out of range for dtype {dtype}")
+        return np.ascontiguousarray(converted)
+    if target.kind == "b" and array.dtype.kind == "b":
+        return np.ascontiguousarray(array.astype(target))
+    if target.kind == "S" and array.dtype.kind == "S":
+        if array.dtype.itemsize > target.itemsize:
+            raise ValueError(f"array items are longer than the column's {target.itemsize} bytes")
+        return np.ascontiguousarray(array.astype(target))
+    raise TypeError(f"cannot store an array of {array.dtype} in a column of dtype {dtype}")
 
 
 def _bound(value: Any) -> Optional[int]:
@@ -277,6 +305,8 @@ class ColumnVault(CacheControls):
             raise TypeError(f"column names must be str, not {type(name).__name__}")
         if not isinstance(dtype, str):
             raise TypeError(f"dtype must be a str, not {type(dtype).__name__}")
+        if dtype.startswith("vec:"):
+            _np()  # tensors need numpy: a clear ImportError before anything is created
         core = self._native.create(name, dtype)
         with self._lock:
             col = _new_column(self, core, name)
@@ -579,26 +609,7 @@ class Column(MutableSequence, CacheControls):  # type: ignore[type-arg]
         """A C-contiguous little-endian buffer of the column's dtype, or an error: integer
         arrays are range-checked, never wrapped around."""
         np = _np()
-        target = np.dtype(_numpy_dtype(self.dtype))
-        array = np.asarray(values)
-        if array.dtype == target:
-            return np.ascontiguousarray(array).reshape(-1)
-        if target.kind in "iu" and array.dtype.kind in "iub":
-            if array.size and (array.min() < np.iinfo(target).min or array.max() > np.iinfo(target).max):
-                raise OverflowError(f"array values are out of range for dtype {self.dtype}")
-            return np.ascontiguousarray(array.astype(target)).reshape(-1)
-        if target.kind == "f" and array.dtype.kind in "iubf":
-            converted = array.astype(target)
-            if np.isinf(converted).sum() != np.isinf(array).sum():
-                raise OverflowError(f"array values are out of range for dtype {self.dtype}")
-            return np.ascontiguousarray(converted).reshape(-1)
-        if target.kind == "b" and array.dtype.kind == "b":
-            return np.ascontiguousarray(array.astype(target)).reshape(-1)
-        if target.kind == "S" and array.dtype.kind == "S":
-            if array.dtype.itemsize > target.itemsize:
-                raise ValueError(f"array items are longer than the column's {target.itemsize} bytes")
-            return np.ascontiguousarray(array.astype(target)).reshape(-1)
-        raise TypeError(f"cannot store an array of {array.dtype} in a column of dtype {self.dtype}")
+        return _cast_exact(np.asarray(values), np.dtype(_numpy_dtype(self.dtype)), self.dtype).reshape(-1)
 
     def __setitem__(self, idx: Any, value: Any) -> None:
         self._sync()
@@ -609,6 +620,11 @@ class Column(MutableSequence, CacheControls):  # type: ignore[type-arg]
                 raw = self._as_raw(value)
                 if len(raw) != len(picked):
                     raise ValueError(f"length mismatch: slice has {len(picked)} elements, got {len(raw)}")
+                if not len(raw):
+                    # Nothing to write, as on the list path below. (The native set_raw given
+                    # zero bytes leaves the column so that the next delete fails with a
+                    # UNIQUE constraint error; skipping it avoids that.)
+                    return
                 self._core.set_raw(start, raw)
                 return
             values = list(value)
@@ -680,14 +696,184 @@ _PACKERS: Dict[str, Tuple[Callable[[Any], bytes], Callable[[bytes], Any], str]] 
 
 
 def _new_column(vault: ColumnVault, core: ColumnCore, name: str) -> Column:
-    """The Python column for ``core``: a :class:`PackedColumn` for the packed dtypes, so plain
-    columns keep their paths free of any packing check."""
+    """The Python column for ``core``: a :class:`PackedColumn` for the packed dtypes and a
+    :class:`VecColumn` for tensors, so plain columns keep their paths free of any conversion."""
     if core.dtype in _PACKERS:
         return PackedColumn(vault, core, name)
+    if core.dtype.startswith("vec:"):
+        return VecColumn(vault, core, name)
     return Column(vault, core, name)
 
 
-class PackedColumn(Column):
+class _ConvertingColumn(Column):
+    """A column whose elements are converted to bytes here, in Python, before the native core
+    stores them (which treats them as ``bytes``/``bytes:N``), and converted back on reads.
+    Subclasses give ``_encode`` and set ``_unpack`` (an attribute, so the packers' own
+    functions are called with no wrapper)."""
+
+    _unpack: Callable[[bytes], Any]
+
+    def _encode(self, value: Any) -> bytes:
+        raise NotImplementedError
+
+    def _encode_all(self, values: Iterable[Any]) -> List[bytes]:
+        # Every value is converted before anything is handed to the core: one bad value writes
+        # nothing.
+        encode = self._encode
+        return [encode(v) for v in values]
+
+    def _decode_all(self, items: List[bytes]) -> List[Any]:
+        unpack = self._unpack
+        return [unpack(item) for item in items]
+
+    def __getitem__(self, idx: Any) -> Any:
+        if isinstance(idx, slice):
+            return self._decode_all(super().__getitem__(idx))
+        return self._unpack(super().__getitem__(idx))
+
+    def __iter__(self) -> Iterator[Any]:
+        unpack = self._unpack
+        for item in super().__iter__():
+            yield unpack(item)
+
+    def __reversed__(self) -> Iterator[Any]:
+        unpack = self._unpack
+        for item in super().__reversed__():
+            yield unpack(item)
+
+    def append(self, value: Any) -> None:
+        """Append one element (converted first; durable when it returns, unless a cache is
+        active)."""
+        super().append(self._encode(value))
+
+    def extend(self, values: Iterable[Any]) -> None:
+        """Append every element of ``values`` in one transaction; if any cannot be converted,
+        nothing is written."""
+        super().extend(self._encode_all(values))
+
+    def __setitem__(self, idx: Any, value: Any) -> None:
+        if isinstance(idx, slice):
+            super().__setitem__(idx, self._encode_all(value))
+        else:
+            super().__setitem__(idx, self._encode(value))
+
+    def insert(self, index: int, value: Any) -> None:
+        """Insert before ``index`` (clamped like ``list.insert``); O(n) except at the end."""
+        super().insert(index, self._encode(value))
+
+    def pop(self, index: int = -1) -> Any:
+        """Remove and return the element at ``index`` (the last by default), converted back."""
+        return self._unpack(super().pop(index))
+
+
+class VecColumn(_ConvertingColumn):
+    """A column of dtype ``vec:<elem>:<d1>[:<d2>...]``: every element is a numpy array of that
+    shape, stored as its little-endian elements (a fixed width, so reads and appends of many
+    rows go through the raw bulk paths). Needs numpy.
+
+    Appended arrays may be of any dtype that converts without loss (range-checked integers,
+    floats that do not overflow); a wrong shape is a ``ValueError`` and writes nothing.
+
+    >>> cv = ColumnVault(":memory:"); emb = cv.create_column("emb", "vec:f32:2:2")
+    >>> emb.append([[1, 2], [3, 4]])
+    >>> emb[0]
+    array([[1., 2.],
+           [3., 4.]], dtype=float32)
+    >>> emb.to_numpy().shape
+    (1, 2, 2)
+    """
+
+    def __init__(self, vault: ColumnVault, core: ColumnCore, name: str) -> None:
+        super().__init__(vault, core, name)
+        np = _np()
+        _, elem, *dims = self.dtype.split(":")
+        self.shape: Tuple[int, ...] = tuple(int(d) for d in dims)
+        self._elem = np.dtype(_NUMPY[elem])
+        self._unpack = self._unpack_vec
+
+    def _check_shape(self, array: Any, rows: bool) -> None:
+        shape = array.shape[1:] if rows else array.shape
+        if shape != self.shape or (rows and array.ndim != len(self.shape) + 1):
+            want = f"(n, {', '.join(map(str, self.shape))})" if rows else str(self.shape)
+            raise ValueError(
+                f"column {self.name!r} of dtype {self.dtype} takes arrays of shape {want}, not {array.shape}"
+            )
+
+    def _encode(self, value: Any) -> bytes:
+        """One tensor's little-endian bytes, or ``ValueError``/``TypeError``/``OverflowError``."""
+        np = _numpy or _np()
+        array = np.asarray(value)
+        self._check_shape(array, rows=False)
+        return _cast_exact(array, self._elem, self.dtype).tobytes()
+
+    def _unpack_vec(self, item: bytes) -> Any:
+        # A copy, so the array is writable and independent of the read buffer.
+        return (_numpy or _np()).frombuffer(item, self._elem).reshape(self.shape).copy()
+
+    def _as_raw(self, values: Any) -> Any:
+        """Rows of a ``(n, d1, ...)`` array as one C-contiguous ``(n, width)`` buffer: the bulk
+        path of ``extend`` and slice assignment, with no per-row Python work."""
+        np = _numpy or _np()
+        array = np.asarray(values)
+        self._check_shape(array, rows=True)
+        # The row width is given, not -1: numpy cannot infer it for zero rows.
+        return _cast_exact(array, self._elem, self.dtype).reshape(
+            len(array), self._width // self._elem.itemsize
+        )
+
+    def extend(self, values: Iterable[Any]) -> None:
+        """Append every element of ``values`` in one transaction: a ``(n, d1, ...)`` array goes
+        through the raw bulk path, any other iterable (a list of arrays) is converted row by
+        row. A wrong shape or a lossy value writes nothing."""
+        if _is_array(values):
+            Column.extend(self, values)
+        else:
+            super().extend(values)
+
+    def __setitem__(self, idx: Any, value: Any) -> None:
+        if isinstance(idx, slice) and _is_array(value):
+            Column.__setitem__(self, idx, value)
+        else:
+            super().__setitem__(idx, value)
+
+    def to_numpy(self, start: int = 0, stop: Optional[int] = None) -> Any:
+        """Elements ``start:stop`` as one array of shape ``(n, d1, ...)``, filled straight from
+        the chunks."""
+        np = _numpy or _np()
+        self._sync()
+        raw = self._core.get_raw(_bound(start), _bound(stop))
+        return _as_array(raw, np.uint8).view(self._elem).reshape((-1, *self.shape))
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> Any:
+        array = self.to_numpy()
+        return array if dtype is None else array.astype(dtype)
+
+    def _matches(self, item: Any, value: Any) -> bool:
+        np = _numpy or _np()
+        return bool(np.shape(value) == self.shape and np.array_equal(item, value))
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (list, tuple, Column)):
+            return len(self) == len(other) and all(self._matches(a, b) for a, b in zip(self, other))
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def index(self, value: Any, start: int = 0, stop: Optional[int] = None) -> int:
+        """First index of an array equal to ``value`` (in ``[start, stop)``); ``ValueError`` if
+        absent."""
+        begin, end, _ = slice(start, stop).indices(len(self))
+        for offset, item in enumerate(self[begin:end]):
+            if self._matches(item, value):
+                return begin + offset
+        raise ValueError(f"array is not in column {self.name!r}")
+
+    def count(self, value: Any) -> int:
+        """Number of elements equal to the array ``value``."""
+        return sum(1 for item in self if self._matches(item, value))
+
+
+class PackedColumn(_ConvertingColumn):
     """A column of dtype ``msgpack``, ``json`` or ``cbor``: each element is any value that
     encoding holds (nested lists and dicts too), stored packed as one variable-width item.
 
@@ -715,31 +901,6 @@ class PackedColumn(Column):
             # Includes the packers' recursion limits: a cyclic or absurdly deep value.
             raise ValueError(f"cannot pack this value for a {self.dtype} column: {e}") from None
 
-    def _encode_all(self, values: Iterable[Any]) -> List[bytes]:
-        # Every value is packed before anything is handed to the core: one bad value writes
-        # nothing.
-        encode = self._encode
-        return [encode(v) for v in values]
-
-    def _decode_all(self, items: List[bytes]) -> List[Any]:
-        unpack = self._unpack
-        return [unpack(item) for item in items]
-
-    def __getitem__(self, idx: Any) -> Any:
-        if isinstance(idx, slice):
-            return self._decode_all(super().__getitem__(idx))
-        return self._unpack(super().__getitem__(idx))
-
-    def __iter__(self) -> Iterator[Any]:
-        unpack = self._unpack
-        for item in super().__iter__():
-            yield unpack(item)
-
-    def __reversed__(self) -> Iterator[Any]:
-        unpack = self._unpack
-        for item in super().__reversed__():
-            yield unpack(item)
-
     def to_numpy(self, start: int = 0, stop: Optional[int] = None) -> Any:
         """Elements ``start:stop`` unpacked, as a 1-d object array (one Python value per
         element, even when the values are themselves lists)."""
@@ -751,27 +912,3 @@ class PackedColumn(Column):
         for i, value in enumerate(values):
             array[i] = value
         return array
-
-    def append(self, value: Any) -> None:
-        """Append one element (packed first; durable when it returns, unless a cache is
-        active)."""
-        super().append(self._encode(value))
-
-    def extend(self, values: Iterable[Any]) -> None:
-        """Append every element of ``values`` in one transaction; if any cannot be packed,
-        nothing is written."""
-        super().extend(self._encode_all(values))
-
-    def __setitem__(self, idx: Any, value: Any) -> None:
-        if isinstance(idx, slice):
-            super().__setitem__(idx, self._encode_all(value))
-        else:
-            super().__setitem__(idx, self._encode(value))
-
-    def insert(self, index: int, value: Any) -> None:
-        """Insert before ``index`` (clamped like ``list.insert``); O(n) except at the end."""
-        super().insert(index, self._encode(value))
-
-    def pop(self, index: int = -1) -> Any:
-        """Remove and return the element at ``index`` (the last by default), unpacked."""
-        return self._unpack(super().pop(index))
