@@ -432,7 +432,8 @@ impl Column {
             let mut meta = meta::load_sealed(conn, self.id, &self.name)?;
             let count = elements.count(&meta)?;
             if count == 0 {
-                return Ok(());
+                // Loading sealed the tails into the chunks: the metadata must say so too.
+                return meta::save(conn, &meta, now);
             }
             meta.check_index(start + count - 1)?;
             match elements {
