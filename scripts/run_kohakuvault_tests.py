@@ -31,6 +31,7 @@ TEST_FILES = [
     "tests/test_threading_hang.py",
     "tests/test_auto_pack.py",
     "tests/test_kv_headers.py",
+    "tests/test_structured_columns.py",
 ]
 # Tests ambervault deliberately does not pass, each with its reason (see docs/compatibility.md).
 NOT_SUPPORTED = {
@@ -39,6 +40,10 @@ NOT_SUPPORTED = {
     "tests/test_kv_headers.py::test_meta_table_created": "kohakuvault's private tables",
     "tests/test_kv_headers.py::test_feature_registration": "kohakuvault's private tables",
     "tests/test_kv_headers.py::test_backward_compatibility_with_old_db": "kohakuvault's file layout",
+    # Reads a private attribute of kohakuvault's column class (`_elem_size`).
+    "tests/test_structured_columns.py::TestValidatorBehavior::test_fixed_vs_varsize_detection": "private attribute",
+    # Creates a `str:32` column: fixed-width text is not implemented yet (variable `str` is).
+    "tests/test_structured_columns.py::TestValidatorBehavior::test_valid_dtypes": "str:N",
     # Step slices work in ambervault, like list slices; these tests expect them to raise.
     "tests/test_setitem.py::TestFixedSizeSliceSetitem::test_slice_setitem_step_not_supported": "steps work",
     "tests/test_slicing.py::TestFixedSizeSlicing::test_slice_step_not_supported": "steps work",

@@ -212,7 +212,11 @@ fn encode_text(encoding: TextEncoding, text: &str) -> Result<Vec<u8>, BindingErr
                     text.to_string(),
                     position,
                     position + 1,
-                    format!("ordinal not in range({})", limit + 1),
+                    if limit == 0xFF {
+                        "character outside Latin-1, ordinal not in range(256)".to_string()
+                    } else {
+                        "non-ASCII character, ordinal not in range(128)".to_string()
+                    },
                 ))));
             }
         }

@@ -188,7 +188,7 @@ impl VecShape {
 
 /// The dtype strings accepted by [`DType::parse`], for error messages and docs.
 pub const ACCEPTED_DTYPES: &str =
-    "i8, i16, i32, i64, u8, u16, u32, u64, f16, f32, f64, bool, bytes:N (N >= 1), bytes, str (alias str:utf8), str:utf16, str:latin1, str:ascii, msgpack, json, cbor, \
+    "i8, i16, i32, i64, u8, u16, u32, u64, f16, f32, f64, bool, bytes:N (N >= 1), bytes, str (alias str:utf8), str:utf16 (alias str:utf16le), str:latin1, str:ascii, msgpack, json, cbor, \
      vec:<elem>:<d1>[:<d2>...] (elem i8..u64, f16, f32 or f64; up to 8 dims >= 1)";
 
 /// Largest width of a `bytes:N` element (and of a `vec:` tensor).
@@ -215,7 +215,8 @@ impl DType {
             "bool" => Some(Self::Bool),
             "bytes" => Some(Self::Bytes),
             "str" | "str:utf8" => Some(Self::Str),
-            "str:utf16" => Some(Self::Text(TextEncoding::Utf16)),
+            // kohakuvault spells the little-endian form out.
+            "str:utf16" | "str:utf16le" => Some(Self::Text(TextEncoding::Utf16)),
             "str:latin1" => Some(Self::Text(TextEncoding::Latin1)),
             "str:ascii" => Some(Self::Text(TextEncoding::Ascii)),
             "msgpack" => Some(Self::MsgPack),
