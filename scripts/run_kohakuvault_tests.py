@@ -41,7 +41,9 @@ NOT_SUPPORTED = {
     "tests/test_kv_headers.py::test_feature_registration": "kohakuvault's private tables",
     "tests/test_kv_headers.py::test_backward_compatibility_with_old_db": "kohakuvault's file layout",
     # Reads a private attribute of kohakuvault's column class (`_elem_size`).
-    "tests/test_structured_columns.py::TestValidatorBehavior::test_fixed_vs_varsize_detection": "private attribute",
+    "tests/test_structured_columns.py::TestValidatorBehavior::test_fixed_vs_varsize_detection": (
+        "private attribute"
+    ),
     # Creates a `str:32` column: fixed-width text is not implemented yet (variable `str` is).
     "tests/test_structured_columns.py::TestValidatorBehavior::test_valid_dtypes": "str:N",
     # Step slices work in ambervault, like list slices; these tests expect them to raise.
