@@ -23,3 +23,19 @@ def run_python(code: str, *args: str, timeout: float = 120, **kwargs) -> subproc
         env=env,
         **kwargs,
     )
+
+
+def same_value(a, b) -> bool:
+    """Equal and of the same type, recursively: 1, 1.0 and True do not pass for each other, nan
+    equals nan and -0.0 differs from 0.0 (what a typed value must round-trip exactly)."""
+    import math
+
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, float):
+        return (math.isnan(a) and math.isnan(b)) or (a == b and math.copysign(1, a) == math.copysign(1, b))
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(same_value(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(same_value(a[k], b[k]) for k in a)
+    return a == b

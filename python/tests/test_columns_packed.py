@@ -15,21 +15,12 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from ambervault import ColumnVault, InvalidArgument, KVault
 from ambervault.columns import Column, PackedColumn
+from helpers import same_value
 
 PACKED = ["msgpack", "json", "cbor"]
 
 
-def _same(a, b) -> bool:
-    """Equal, of the same type, recursively (so 1 == 1.0 == True do not pass for each other)."""
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, float):
-        return (math.isnan(a) and math.isnan(b)) or (a == b and math.copysign(1, a) == math.copysign(1, b))
-    if isinstance(a, (list, tuple)):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
-    if isinstance(a, dict):
-        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
-    return a == b
+_same = same_value
 
 
 def _all_same(xs, ys) -> bool:

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 import ambervault
 from ambervault import Cbor, Json, KVault, MsgPack, Pickle
+from helpers import same_value
 
 # The round-trip table of docs/kvault.md: value -> what comes back (None: the value itself).
 ROUND_TRIP = [
@@ -56,17 +57,7 @@ def vault(tmp_path):
     v.close()
 
 
-def _same(a, b) -> bool:
-    """Equal, of the same type, recursively (so 1 == 1.0 == True do not pass for each other)."""
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, float):
-        return (math.isnan(a) and math.isnan(b)) or (a == b and math.copysign(1, a) == math.copysign(1, b))
-    if isinstance(a, (list, tuple)):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
-    if isinstance(a, dict):
-        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
-    return a == b
+_same = same_value
 
 
 @pytest.mark.parametrize("value,expected", ROUND_TRIP, ids=lambda v: type(v).__name__)
