@@ -53,6 +53,7 @@ class DirectBackend:
 
     def get(self, key: Any, default: Any) -> Any:
         """The value, decoded, or ``default``."""
+        # `value()` written out: this is every uncached get, and a call costs more than the body.
         stored = self.core.get(key)
         if stored is None:
             return default

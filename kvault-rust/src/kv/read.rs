@@ -290,19 +290,28 @@ impl KvTable {
         let now = store.now_ms();
         store.read_latest(|conn| {
             let mut stmt = conn.prepare_cached(&self.sql.info)?;
-            Ok(stmt
+            let row = stmt
                 .query_row(params![key, now], |r| {
-                    Ok(EntryInfo {
+                    let info = EntryInfo {
                         size: r.get::<_, i64>(0)?.try_into().unwrap_or(0),
                         version: r.get(1)?,
                         created_at_ms: r.get(2)?,
                         updated_at_ms: r.get(3)?,
                         chunked: r.get(4)?,
                         expires_at_ms: r.get(5)?,
-                        encoding: Encoding(u8::try_from(r.get::<_, i64>(6)?).unwrap_or(u8::MAX)),
-                    })
+                        encoding: Encoding::RAW,
+                    };
+                    Ok((info, r.get::<_, i64>(6)?))
                 })
-                .optional()?)
+                .optional()?;
+            // A damaged encoding code is an error here as in every read, not a guess.
+            row.map(|(info, code)| {
+                Ok(EntryInfo {
+                    encoding: Encoding::from_i64(code)?,
+                    ..info
+                })
+            })
+            .transpose()
         })
     }
 
