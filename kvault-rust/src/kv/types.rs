@@ -29,7 +29,11 @@ pub enum KeyKind {
 }
 
 impl KeyKind {
-    pub(super) fn from_i64(value: i64) -> Result<Self> {
+    /// Reads a stored kind code.
+    ///
+    /// # Errors
+    /// [`Error::Corrupted`] for an unknown code.
+    pub fn from_i64(value: i64) -> Result<Self> {
         match value {
             0 => Ok(Self::Bytes),
             1 => Ok(Self::Str),
@@ -58,7 +62,10 @@ impl Encoding {
     }
 
     /// Reads a stored code; a value outside `0..=255` means a damaged row.
-    pub(super) fn from_i64(value: i64) -> Result<Self> {
+    ///
+    /// # Errors
+    /// [`Error::Corrupted`] for a code outside `0..=255`.
+    pub fn from_i64(value: i64) -> Result<Self> {
         u8::try_from(value)
             .map(Self)
             .map_err(|_| Error::Corrupted(format!("unknown value encoding {value}")))
