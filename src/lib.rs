@@ -16,6 +16,7 @@ mod kvault_py;
 mod pending_py;
 mod raw_buffer;
 mod vault_py;
+mod vectors_py;
 
 #[pymodule]
 fn _ambervault(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -29,6 +30,7 @@ fn _ambervault(m: &Bound<'_, PyModule>) -> PyResult<()> {
     pending_py::register(m)?;
     inspect_py::register(m)?;
     raw_buffer::register(m)?;
+    vectors_py::register(m)?;
     Ok(())
 }
 

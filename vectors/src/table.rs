@@ -134,6 +134,24 @@ impl VectorTable {
         })
     }
 
+    /// Opens collection `name` if it exists.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a bad name; SQLite errors.
+    pub fn find(store: &mut Store, name: &str) -> Result<Option<Self>> {
+        let names = Names::new(name)?;
+        let Some(registry) = store.retry(|conn| schema::load(conn, name))? else {
+            return Ok(None);
+        };
+        Ok(Some(Self {
+            names,
+            uid: registry.uid,
+            spec: registry.spec,
+            index: registry.index,
+            state: Arc::new(Mutex::new(State::default())),
+        }))
+    }
+
     /// Deletes collection `name` with its items and index; whether it existed.
     ///
     /// # Errors
