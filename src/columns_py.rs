@@ -129,6 +129,18 @@ impl PyColumn {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
     }
+
+    /// Raw element bytes are taken as they are, so they are refused where that could store an
+    /// element the dtype cannot hold (text that is not valid in its encoding).
+    fn check_raw_writable(&self) -> Result<(), BindingError> {
+        if let DType::FixedStr(_) = self.dtype {
+            return Err(BindingError::Py(PyTypeError::new_err(format!(
+                "a {} column takes str values, not raw element bytes",
+                self.dtype.name()
+            ))));
+        }
+        Ok(())
+    }
 }
 
 #[pymethods]
@@ -252,6 +264,7 @@ impl PyColumn {
     /// Appends fixed-width elements given as raw little-endian bytes (a numpy array's memory
     /// is read in place; other buffers are copied once).
     fn extend_raw(&self, py: Python<'_>, raw: &Bound<'_, PyAny>) -> Result<u64, BindingError> {
+        self.check_raw_writable()?;
         let raw = raw_bytes(raw)?;
         let column = self.handle();
         run(py, &self.vault, |s| column.append(s, Elements::Fixed(&raw)))
@@ -281,6 +294,7 @@ impl PyColumn {
         raw: &Bound<'_, PyAny>,
     ) -> Result<(), BindingError> {
         let start = non_negative("start", start)?;
+        self.check_raw_writable()?;
         let raw = raw_bytes(raw)?;
         let column = self.handle();
         run(py, &self.vault, |s| {

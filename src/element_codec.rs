@@ -146,6 +146,16 @@ fn encode_fixed(
             out.extend_from_slice(&bytes);
             out.resize(out.len() + (n - bytes.len()), 0);
         }
+        DType::FixedStr(fixed) => {
+            let text = value
+                .cast::<PyString>()
+                .map_err(|_| wrong_type(value, dtype, "str values"))?;
+            let text = text.to_cow()?;
+            match fixed.encoding() {
+                None => fixed.pad_into(text.as_bytes(), out)?,
+                Some(encoding) => fixed.pad_into(&encode_text(encoding, &text)?, out)?,
+            }
+        }
         DType::Vector(shape) => {
             // The Python layer (columns.py) hands over each tensor already converted to its
             // little-endian bytes; anything of another size is refused rather than padded,
@@ -361,6 +371,23 @@ fn decode(py: Python<'_>, dtype: DType, raw: &[u8]) -> PyResult<Py<PyAny>> {
                 )))
             }
         },
+        DType::FixedStr(fixed) => {
+            let encoded = fixed.unpad(raw);
+            let text = match fixed.encoding() {
+                None => std::str::from_utf8(encoded).ok().map(str::to_owned),
+                Some(encoding) => decode_text(encoding, encoded),
+            };
+            match text {
+                Some(text) => PyString::new(py, &text).into_any().unbind(),
+                None => {
+                    return Err(crate::errors::CorruptionError::new_err(format!(
+                        "a {} column holds bytes that are not {}",
+                        dtype.name(),
+                        fixed.encoding().map_or("utf8", TextEncoding::name)
+                    )))
+                }
+            }
+        }
         DType::Str => match std::str::from_utf8(raw) {
             Ok(text) => PyString::new(py, text).into_any().unbind(),
             Err(_) => {

@@ -39,6 +39,9 @@ pub enum DType {
     /// Text of any length stored in another encoding (`str:utf16`, `str:latin1`, `str:ascii`);
     /// `str:utf8` is [`DType::Str`].
     Text(TextEncoding),
+    /// Text of at most `N` encoded bytes stored in exactly `N` bytes (`str:N`, UTF-8, or
+    /// `str:N:<encoding>`), zero-padded; see [`FixedText`].
+    FixedStr(FixedText),
     /// Python values packed as MessagePack (with ambervault's extension types), one packed
     /// value per element. Stored exactly like [`DType::Bytes`]: the Python layer packs and
     /// unpacks; the name is kept so a reopened column decodes the same way.
@@ -74,6 +77,113 @@ impl TextEncoding {
             Self::Latin1 => "latin1",
             Self::Ascii => "ascii",
         }
+    }
+}
+
+/// The width and encoding of a [`DType::FixedStr`] column (`str:N[:<encoding>]`).
+///
+/// An element is the text's encoded bytes followed by zero bytes up to the width. The padding
+/// is a zero code unit (one byte, two for UTF-16), so text that is too long, or that itself
+/// ends with U+0000 (which could not be told apart from the padding), is refused rather than
+/// truncated or changed. Reading strips the trailing zero units.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FixedText {
+    width: u32,
+    encoding: Option<TextEncoding>,
+}
+
+impl FixedText {
+    /// Bytes per element.
+    #[must_use]
+    pub fn width(&self) -> usize {
+        self.width as usize
+    }
+
+    /// The encoding: `None` for UTF-8.
+    #[must_use]
+    pub fn encoding(&self) -> Option<TextEncoding> {
+        self.encoding
+    }
+
+    /// The dtype string: `str:N` (UTF-8) or `str:N:<encoding>`.
+    #[must_use]
+    pub fn name(&self) -> String {
+        match self.encoding {
+            None => format!("str:{}", self.width),
+            Some(encoding) => format!("str:{}:{}", self.width, encoding.name()),
+        }
+    }
+
+    /// Bytes per code unit (the padding unit): 2 for UTF-16, else 1.
+    fn unit(&self) -> usize {
+        if self.encoding == Some(TextEncoding::Utf16) {
+            2
+        } else {
+            1
+        }
+    }
+
+    /// Parses `<N>[:<encoding>]` (the part after `str:`): `N` at least 1 (and even for UTF-16,
+    /// whose code units are two bytes) and at most [`MAX_FIXED_BYTES`].
+    fn parse(text: &str) -> Option<Self> {
+        let (n, encoding) = match text.split_once(':') {
+            Some((n, name)) => (n, Some(name)),
+            None => (text, None),
+        };
+        if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let width = n
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=MAX_FIXED_BYTES).contains(n))?;
+        let encoding = match encoding {
+            None | Some("utf8") => None,
+            Some("utf16" | "utf16le") => Some(TextEncoding::Utf16),
+            Some("latin1") => Some(TextEncoding::Latin1),
+            Some("ascii") => Some(TextEncoding::Ascii),
+            Some(_) => return None,
+        };
+        let fixed = Self { width, encoding };
+        (fixed.width() % fixed.unit() == 0).then_some(fixed)
+    }
+
+    /// Appends the element for `encoded` (the text already in this column's encoding) to
+    /// `out`: the bytes, then zero padding up to the width.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] when `encoded` is longer than the width or ends with a zero
+    /// code unit (text ending in U+0000); `out` is left unchanged.
+    pub fn pad_into(&self, encoded: &[u8], out: &mut Vec<u8>) -> Result<()> {
+        let width = self.width();
+        if encoded.len() > width {
+            return Err(Error::InvalidArgument(format!(
+                "text of {} encoded bytes is longer than the {} column's fixed width of {width} bytes",
+                encoded.len(),
+                self.name()
+            )));
+        }
+        let unit = self.unit();
+        if encoded.len() >= unit && encoded[encoded.len() - unit..].iter().all(|b| *b == 0) {
+            return Err(Error::InvalidArgument(format!(
+                "text ending in U+0000 cannot be stored in a {} column: trailing zero bytes are its padding",
+                self.name()
+            )));
+        }
+        out.extend_from_slice(encoded);
+        out.resize(out.len() + (width - encoded.len()), 0);
+        Ok(())
+    }
+
+    /// The encoded text of a stored element: `raw` without its trailing zero code units.
+    #[must_use]
+    pub fn unpad<'a>(&self, raw: &'a [u8]) -> &'a [u8] {
+        let unit = self.unit();
+        let mut end = raw.len() - raw.len() % unit;
+        while end >= unit && raw[end - unit..end].iter().all(|b| *b == 0) {
+            end -= unit;
+        }
+        &raw[..end]
     }
 }
 
@@ -188,10 +298,10 @@ impl VecShape {
 
 /// The dtype strings accepted by [`DType::parse`], for error messages and docs.
 pub const ACCEPTED_DTYPES: &str =
-    "i8, i16, i32, i64, u8, u16, u32, u64, f16, f32, f64, bool, bytes:N (N >= 1), bytes, str (alias str:utf8), str:utf16 (alias str:utf16le), str:latin1, str:ascii, msgpack, json, cbor, \
+    "i8, i16, i32, i64, u8, u16, u32, u64, f16, f32, f64, bool, bytes:N (N >= 1), bytes, str (alias str:utf8), str:utf16 (alias str:utf16le), str:latin1, str:ascii, str:N[:<encoding>] (fixed-width text, N >= 1 bytes, zero-padded; encoding utf8 (default), utf16 (N even), latin1 or ascii), msgpack, json, cbor, \
      vec:<elem>:<d1>[:<d2>...] (elem i8..u64, f16, f32 or f64; up to 8 dims >= 1)";
 
-/// Largest width of a `bytes:N` element (and of a `vec:` tensor).
+/// Largest width of a `bytes:N` or `str:N` element (and of a `vec:` tensor).
 pub const MAX_FIXED_BYTES: u32 = 16 << 20;
 
 impl DType {
@@ -222,6 +332,10 @@ impl DType {
             "msgpack" => Some(Self::MsgPack),
             "json" => Some(Self::Json),
             "cbor" => Some(Self::Cbor),
+            _ if text.starts_with("str:") => text
+                .strip_prefix("str:")
+                .and_then(FixedText::parse)
+                .map(Self::FixedStr),
             _ if text.starts_with("vec:") => text
                 .strip_prefix("vec:")
                 .and_then(VecShape::parse)
@@ -260,6 +374,7 @@ impl DType {
             Self::Bytes => "bytes".into(),
             Self::Str => "str".into(),
             Self::Text(encoding) => format!("str:{}", encoding.name()),
+            Self::FixedStr(fixed) => fixed.name(),
             Self::MsgPack => "msgpack".into(),
             Self::Json => "json".into(),
             Self::Cbor => "cbor".into(),
@@ -279,6 +394,7 @@ impl DType {
             Self::I32 | Self::U32 | Self::F32 => Some(4),
             Self::I64 | Self::U64 | Self::F64 => Some(8),
             Self::FixedBytes(n) => Some(*n as usize),
+            Self::FixedStr(fixed) => Some(fixed.width()),
             Self::Vector(shape) => Some(shape.width()),
             Self::Bytes | Self::Str | Self::Text(_) | Self::MsgPack | Self::Json | Self::Cbor => {
                 None
@@ -413,5 +529,118 @@ mod tests {
         for plain in ["bytes", "str", "bytes:4", "i64"] {
             assert!(!DType::parse(plain).unwrap().is_packed(), "{plain}");
         }
+    }
+
+    #[test]
+    fn fixed_text_dtypes_parse_name_and_width() {
+        for (text, name, width, encoding) in [
+            ("str:32", "str:32", 32, None),
+            ("str:1", "str:1", 1, None),
+            ("str:32:utf8", "str:32", 32, None),
+            ("str:007", "str:7", 7, None),
+            ("str:8:utf16", "str:8:utf16", 8, Some(TextEncoding::Utf16)),
+            ("str:8:utf16le", "str:8:utf16", 8, Some(TextEncoding::Utf16)),
+            (
+                "str:5:latin1",
+                "str:5:latin1",
+                5,
+                Some(TextEncoding::Latin1),
+            ),
+            ("str:5:ascii", "str:5:ascii", 5, Some(TextEncoding::Ascii)),
+            ("str:16777216", "str:16777216", 16 << 20, None),
+        ] {
+            let dtype = DType::parse(text).unwrap();
+            assert_eq!(dtype.name(), name, "{text}");
+            assert_eq!(dtype.fixed_width(), Some(width), "{text}");
+            assert!(!dtype.is_packed());
+            let DType::FixedStr(fixed) = dtype else {
+                panic!("{text} is fixed-width text")
+            };
+            assert_eq!(fixed.encoding(), encoding, "{text}");
+            assert_eq!(DType::parse(name).unwrap(), dtype, "{name} parses back");
+        }
+        for bad in [
+            "str:0",
+            "str:-1",
+            "str:+4",
+            "str: 4",
+            "str:4 ",
+            "str:16777217",
+            "str:99999999999",
+            "str:4:",
+            "str:4:utf-8",
+            "str:4:UTF8",
+            "str:4:utf32",
+            "str:4:utf8:x",
+            "str:3:utf16", // UTF-16 units are two bytes
+            "str::utf8",
+            "STR:4",
+        ] {
+            let err = DType::parse(bad).unwrap_err().to_string();
+            assert!(err.contains("accepted dtypes"), "{bad}: {err}");
+        }
+        assert!(ACCEPTED_DTYPES.contains("str:N[:<encoding>]"));
+    }
+
+    fn fixed(text: &str) -> FixedText {
+        match DType::parse(text).unwrap() {
+            DType::FixedStr(fixed) => fixed,
+            other => panic!("{text} parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn fixed_text_pads_with_zeros_and_unpads_exactly() {
+        let f = fixed("str:6");
+        for text in ["", "a", "héllo", "abcdef", "a\0b"] {
+            let mut out = vec![9];
+            f.pad_into(text.as_bytes(), &mut out).unwrap();
+            assert_eq!(out.len(), 7, "{text:?}");
+            assert_eq!(&out[1..=text.len()], text.as_bytes());
+            assert!(out[1 + text.len()..].iter().all(|b| *b == 0));
+            assert_eq!(f.unpad(&out[1..]), text.as_bytes(), "{text:?} round-trips");
+        }
+        // UTF-16: the padding unit is two bytes, so a code unit with a zero low or high byte
+        // is not mistaken for padding.
+        let f = fixed("str:6:utf16");
+        for units in [
+            &[][..],
+            &[0x0100u16][..],
+            &[0x0041, 0x0100][..],
+            &[1, 2, 3][..],
+        ] {
+            let encoded: Vec<u8> = units.iter().flat_map(|u| u.to_le_bytes()).collect();
+            let mut out = Vec::new();
+            f.pad_into(&encoded, &mut out).unwrap();
+            assert_eq!(out.len(), 6);
+            assert_eq!(f.unpad(&out), &encoded[..]);
+        }
+    }
+
+    #[test]
+    fn fixed_text_refuses_too_long_and_trailing_nul_and_writes_nothing() {
+        let f = fixed("str:4");
+        let mut out = vec![1, 2];
+        let err = f.pad_into(b"hello", &mut out).unwrap_err().to_string();
+        assert!(
+            err.contains("5 encoded bytes") && err.contains("fixed width of 4"),
+            "{err}"
+        );
+        let err = f.pad_into(b"ab\0", &mut out).unwrap_err().to_string();
+        assert!(err.contains("U+0000"), "{err}");
+        assert!(f.pad_into(b"\0", &mut out).is_err());
+        assert_eq!(out, [1, 2], "nothing appended by a refused element");
+        let f = fixed("str:4:utf16");
+        let err = f
+            .pad_into(&[0x41, 0, 0, 0], &mut out)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("U+0000") && err.contains("str:4:utf16"),
+            "{err}"
+        );
+        assert!(f.pad_into(&[0x41, 0, 0x42, 0, 0x43, 0], &mut out).is_err());
+        f.pad_into(&[0, 1], &mut out).unwrap(); // U+0100 ends with a zero byte, not a zero unit
+        assert_eq!(out, [1, 2, 0, 1, 0, 0]);
     }
 }

@@ -42,7 +42,9 @@ mod slice;
 mod stream;
 
 pub use column::Column;
-pub use dtype::{DType, TextEncoding, VecShape, ACCEPTED_DTYPES, MAX_FIXED_BYTES, MAX_VEC_DIMS};
+pub use dtype::{
+    DType, FixedText, TextEncoding, VecShape, ACCEPTED_DTYPES, MAX_FIXED_BYTES, MAX_VEC_DIMS,
+};
 pub use elements::{Elements, ReadOut};
 pub use error::{Error, Result};
 pub use kind::ColumnsKind;

@@ -93,3 +93,33 @@ fn append_many_spans_columns_in_one_transaction() {
     assert!(err.is_err());
     assert_eq!(t.meta(&mut s).unwrap().len, 2);
 }
+
+#[test]
+fn fixed_text_column_keeps_its_dtype_and_padded_elements() {
+    let mut s = store();
+    let plan = ChunkPlan::new(64, 64).unwrap();
+    let dtype = DType::parse("str:8:utf8").unwrap();
+    let DType::FixedStr(fixed) = dtype else {
+        panic!("str:8 is fixed-width text")
+    };
+    let col = Column::create(&mut s, "names", dtype, plan).unwrap();
+    let mut raw = Vec::new();
+    for text in ["ab", "", "exactly8"] {
+        fixed.pad_into(text.as_bytes(), &mut raw).unwrap();
+    }
+    assert!(fixed.pad_into(b"nine byte", &mut raw).is_err());
+    col.append(&mut s, Elements::Fixed(&raw)).unwrap();
+    // A wrong width is refused like any fixed-width element.
+    assert!(matches!(
+        col.append(&mut s, Elements::Fixed(b"short")),
+        Err(Error::InvalidArgument(_))
+    ));
+    let found = Column::find(&mut s, "names").unwrap().unwrap();
+    assert_eq!(found.dtype, dtype);
+    assert_eq!(found.dtype.name(), "str:8");
+    let columnar::ReadOut::Fixed(read) = found.read(&mut s, 0, 3).unwrap() else {
+        panic!("fixed-width read")
+    };
+    let texts: Vec<&[u8]> = read.chunks_exact(8).map(|e| fixed.unpad(e)).collect();
+    assert_eq!(texts, [&b"ab"[..], b"", b"exactly8"]);
+}

@@ -13,7 +13,7 @@ import threading
 import time
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
-from .exceptions import InvalidArgument
+from .exceptions import DatabaseBusy, InvalidArgument
 
 
 def _check_size(name: str, value: Any) -> int:
@@ -46,6 +46,11 @@ class BatchingCache:
         self.auto_flush = auto_flush
         self._nbytes = 0
         self._locks = 0
+        # How many `lock_cache()` blocks hold the cache (a subset of `_locks`, which counts
+        # transactions too).
+        self._held = 0
+        # Set (under the lock) by `disable_cache` after its final flush: nothing more is cached.
+        self.closed = False
         self._last_write = time.monotonic()
         self.lock = threading.RLock()
         self._stop = threading.Event()
@@ -105,8 +110,14 @@ class BatchingCache:
         self._forget()
         self._nbytes = 0
         self._locks = 0
+        self._held = 0
         self._thread = None
         self.start_daemon()
+
+    @property
+    def locked(self) -> bool:
+        """Whether a ``lock_cache()`` block holds the cache."""
+        return self._held > 0
 
     @property
     def nbytes(self) -> int:
@@ -190,6 +201,9 @@ class WriteBackCache(BatchingCache):
         whole cache: the caller then writes it directly, after this flush of older entries."""
         size = len(raw_key) + len(value)
         with self.lock:
+            if self.closed:
+                # Disabled while this write waited for the lock: it goes to the table.
+                return False
             old = self._entries.pop(raw_key, None)
             if old is not None:
                 self._nbytes -= len(raw_key) + len(old[1])
@@ -265,13 +279,24 @@ class CacheControls:
         return 0 if cache is None else cache.flush()
 
     def disable_cache(self) -> int:
-        """Flush and stop caching; returns how many elements the final flush wrote."""
+        """Flush and stop caching; returns how many elements were flushed.
+
+        Refused with :class:`DatabaseBusy` inside a :meth:`lock_cache` block (the cache stays
+        enabled, holding its writes). A write that another thread makes meanwhile is either
+        flushed here or, if it arrives after the final flush, written directly: never lost."""
         cache = self._cache
         if cache is None:
             return 0
+        if cache.locked:
+            raise DatabaseBusy("cannot disable the cache while it is locked (inside lock_cache())")
         cache.stop_daemon()
-        written = cache.flush()
-        self._cache = None
+        # Through flush_cache, so a subclass's flush_cache sees this flush too.
+        written = self.flush_cache()
+        with cache.lock:
+            written += cache.flush()
+            cache.closed = True
+        if self._cache is cache:
+            self._cache = None
         return written
 
     @contextlib.contextmanager
@@ -301,13 +326,17 @@ class CacheControls:
 
     @contextlib.contextmanager
     def lock_cache(self) -> Iterator[Any]:
-        """Context manager: no automatic flush happens inside the block."""
+        """Context manager: no automatic flush happens inside the block, and operations that
+        would write around the cache or end it (``put_many``, ``update``, ``disable_cache``)
+        are refused with :class:`DatabaseBusy`."""
         cache = self._cache
         if cache is None:
             yield self
             return
         cache.acquire()
+        cache._held += 1
         try:
             yield self
         finally:
+            cache._held -= 1
             cache.release()

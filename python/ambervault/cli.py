@@ -296,7 +296,8 @@ def cmd_col_export(args: argparse.Namespace) -> int:
             import pyarrow.parquet as pq
         except ImportError:
             raise _Missing("parquet export needs pyarrow: pip install pyarrow") from None
-        pq.write_table(pa.table({args.name: list(col) if col._width is None else col.to_numpy()}), out)
+        as_list = col._width is None or col.dtype.startswith("str")
+        pq.write_table(pa.table({args.name: list(col) if as_list else col.to_numpy()}), out)
     n = len(col)
     cv.close()
     _emit(args, {"output": out, "elements": n}, lambda: iter([f"wrote {n:,} elements to {out}"]))
@@ -357,7 +358,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
     except ImportError:
         raise _Missing("plot needs matplotlib: pip install matplotlib") from None
     cv, col = _column(args)
-    if col._width is None or col.dtype.startswith("bytes"):
+    if col._width is None or col.dtype.startswith(("bytes", "str")):
         cv.close()
         raise _Usage(f"column {args.name!r} of dtype {col.dtype} is not numeric")
     values = col.to_numpy().astype("float64")

@@ -442,6 +442,9 @@ class Column(MutableSequence, CacheControls):  # type: ignore[type-arg]
         self.dtype: str = core.dtype
         self._width: Optional[int] = core.width
         self._npdtype = _numpy_dtype(self.dtype)
+        # Whether numpy arrays may be written as raw element bytes: fixed-width dtypes except
+        # fixed-width text (`str:N`), whose elements are encoded and checked one by one.
+        self._bulk = self._width is not None and not self.dtype.startswith("str:")
 
     def __reduce__(self) -> Tuple[Any, ...]:
         # Reopened by name in the unpickling process (its ColumnVault reopens the file by path).
@@ -593,7 +596,7 @@ class Column(MutableSequence, CacheControls):  # type: ignore[type-arg]
         """Append every element of ``values`` in one transaction. A numpy array (or other typed
         buffer) of a fixed-width column goes through a bulk path with no per-element Python
         work. If any element is refused, nothing is written."""
-        if _is_array(values) and self._width is not None:
+        if _is_array(values) and self._bulk:
             self._sync()
             self._core.extend_raw(self._as_raw(values))
             return
@@ -616,7 +619,7 @@ class Column(MutableSequence, CacheControls):  # type: ignore[type-arg]
         if isinstance(idx, slice):
             start, stop, step = idx.indices(self._core.len())
             picked = range(start, stop, step)
-            if step == 1 and _is_array(value) and self._width is not None:
+            if step == 1 and _is_array(value) and self._bulk:
                 raw = self._as_raw(value)
                 if len(raw) != len(picked):
                     raise ValueError(f"length mismatch: slice has {len(picked)} elements, got {len(raw)}")

@@ -25,7 +25,7 @@ from ._codec import NAMES, RAW, ValueCodec
 from ._file import VaultFile
 from ._kv_backend import CachedBackend, DirectBackend
 from .cache import BatchingCache, CacheControls, WriteBackCache
-from .exceptions import ClosedError, InvalidArgument, NotFound
+from .exceptions import ClosedError, DatabaseBusy, InvalidArgument, NotFound
 from .streams import VaultReader, VaultWriter
 from .transaction import Transaction
 from .views import ItemsView, KeysView, Range, ValuesView
@@ -36,7 +36,7 @@ BytesLike = Union[bytes, bytearray, memoryview]
 _MISSING: Any = object()
 _PAGE = 1000  # keys per round trip when scanning
 _ITEMS_PAGE_BYTES = 16 << 20  # value bytes per round trip when scanning items
-_UPDATE_BATCH = 1000
+_UPDATE_BATCH = 1024
 
 
 class KVault(collections.abc.MutableMapping, CacheControls):  # type: ignore[type-arg]
@@ -106,9 +106,11 @@ class KVault(collections.abc.MutableMapping, CacheControls):  # type: ignore[typ
         # kohakuvault 1.1.0 sizes a pool of reader connections with these; ambervault's reads
         # share the vault's connection (with read leases), so there is no pool to size. Checked
         # and accepted so code written for it runs unchanged.
-        for name, value in (("reader_cache_kb", reader_cache_kb), ("reader_idle_limit", reader_idle_limit)):
-            if value is not None and check_int(name, value) < 0:
-                raise InvalidArgument(f"{name} must be >= 0, not {value}")
+        # Checked as kohakuvault checks them: the cache size positive, the idle limit >= 0.
+        if reader_cache_kb is not None and check_int("reader_cache_kb", reader_cache_kb) <= 0:
+            raise InvalidArgument(f"reader_cache_kb must be positive, not {reader_cache_kb}")
+        if reader_idle_limit is not None and check_int("reader_idle_limit", reader_idle_limit) < 0:
+            raise InvalidArgument(f"reader_idle_limit must be >= 0, not {reader_idle_limit}")
         self._codec = ValueCodec(auto_pack, allow_pickle)
         # kohakuvault's default; only recorded (see enable_headers).
         self._headers = True
@@ -299,6 +301,51 @@ class KVault(collections.abc.MutableMapping, CacheControls):  # type: ignore[typ
     def __contains__(self, key: object) -> bool:
         return self.exists(key)  # type: ignore[arg-type]
 
+    def _atomic(self) -> Any:
+        """A transaction for a read-then-write (``pop``, ``setdefault``), so that of several
+        handles racing on one key exactly one acts; a no-op context where a transaction cannot
+        be opened (read-only: the write is refused anyway) or must not flush the cache (inside
+        ``lock_cache()``)."""
+        cache = self._cache
+        if self.read_only or (cache is not None and cache.locked):
+            return contextlib.nullcontext()
+        return self.transaction()
+
+    def pop(self, key: Key, default: Any = _MISSING) -> Any:
+        """Remove ``key`` and return its value (``default`` if absent, else :class:`NotFound`),
+        in one transaction: of several handles popping the same key, one gets the value.
+
+        >>> v = KVault(":memory:"); v["k"] = [1]; v.pop("k"), v.pop("k", None), "k" in v
+        ([1], None, False)
+        """
+        with self._atomic():
+            value = self._backend.get(key, _MISSING)
+            if value is _MISSING:
+                if default is _MISSING:
+                    raise NotFound(key)
+                return default
+            self._backend.delete(key)
+            return value
+
+    def setdefault(self, key: Key, default: Any = None) -> Any:
+        """The value of ``key``; if absent, store ``default`` and return it, in one transaction
+        (of several handles, one stores its default and all return that value). Inside
+        :meth:`lock_cache` a missing key is refused with :class:`DatabaseBusy` (the insert would
+        be written around the locked cache).
+
+        >>> v = KVault(":memory:"); v.setdefault("k", {"a": 1}), v.setdefault("k", 2)
+        ({'a': 1}, {'a': 1})
+        """
+        cache = self._cache
+        with self._atomic():
+            value = self._backend.get(key, _MISSING)
+            if value is not _MISSING:
+                return value
+            if cache is not None and cache.locked:
+                raise DatabaseBusy("setdefault cannot insert while the cache is locked (inside lock_cache())")
+            self.put(key, default)
+            return default
+
     def info(self, key: Key) -> Optional[Dict[str, Any]]:
         """Metadata of ``key`` (stored size in bytes, version, created/updated time in ms,
         chunked, expiry, encoding), or None.
@@ -422,54 +469,67 @@ class KVault(collections.abc.MutableMapping, CacheControls):  # type: ignore[typ
     # -- batches -----------------------------------------------------------------------------
     def put_many(
         self,
-        items: Union[Mapping[Key, Any], Iterable[Tuple[Key, Any]]],
+        items: Union[Mapping[Key, Any], List[Tuple[Key, Any]], Tuple[Tuple[Key, Any], ...]],
         ttl: Optional[float] = None,
     ) -> None:
         """Store many pairs in one transaction: afterwards all are stored, or (on error) none.
 
+        ``items`` is a list or tuple of ``(key, value)`` pairs (later pairs win over earlier ones
+        of the same key) or a mapping; any other iterable is refused without being read, since
+        the whole batch is held in memory (:meth:`update` takes any iterable, in batches). With a
+        write-back cache the batch is written directly and replaces cached writes of its keys;
+        inside :meth:`lock_cache` it is refused with :class:`DatabaseBusy`.
+
         >>> v = KVault(":memory:"); v.put_many({"a": b"1", "b": b"2"}); len(v)
         2
         """
-        pairs = list(items.items()) if isinstance(items, Mapping) else list(items)
+        if isinstance(items, Mapping):
+            pairs = list(items.items())
+        elif isinstance(items, (list, tuple)):
+            pairs = list(items)
+        else:
+            raise TypeError(
+                f"put_many takes a list or tuple of (key, value) pairs or a mapping, not "
+                f"{type(items).__name__} (update() takes any iterable)"
+            )
         self._native  # noqa: B018 - raises ClosedError, or syncs the injected clock
         # The native side encodes every value (bytes as they are) before anything is written,
         # so a value that cannot be stored refuses the whole batch.
         self._backend.put_many(pairs, self._expiry(ttl), self._codec.encode)
 
-    def get_many(self, keys: Iterable[Key]) -> List[Any]:
-        """Values of ``keys`` in order (None where absent), read in one round trip.
+    def get_many(self, keys: Union[List[Key], Tuple[Key, ...]], default: Any = None) -> List[Any]:
+        """Values of ``keys`` in order (``default`` where absent; a stored ``None`` stays
+        ``None``), read in one round trip. ``keys`` is a list or tuple; duplicates are kept.
 
         >>> v = KVault(":memory:"); v["a"] = b"1"; v.get_many(["a", "zz"])
         [b'1', None]
         """
+        if not isinstance(keys, (list, tuple)):
+            raise TypeError(f"get_many takes a list or tuple of keys, not {type(keys).__name__}")
         self._native  # noqa: B018 - raises ClosedError, or syncs the injected clock
-        return self._backend.get_many(list(keys))
+        return self._backend.get_many(list(keys), default)
 
     def update(self, other: Any = (), /, **kwargs: Any) -> None:  # type: ignore[override]
-        """Like ``dict.update``; pairs are written in batches of one transaction each."""
+        """Like ``dict.update``, written as :meth:`put_many` batches of up to 1024 pairs, each
+        one transaction (a later batch's error leaves earlier batches stored). Pairs are read
+        from ``other`` one batch at a time, so any iterable works in bounded memory. Like
+        :meth:`put_many`, batches go around a write-back cache and are refused in
+        :meth:`lock_cache`."""
         if isinstance(other, Mapping):
             source: Iterable[Tuple[Any, Any]] = other.items()
         elif hasattr(other, "keys"):
             source = ((k, other[k]) for k in other.keys())
         else:
             source = other
-        # Batches of one transaction each (a cache batches the pairs itself).
-        step = 1 if self._cache is not None else _UPDATE_BATCH
         batch: List[Tuple[Any, Any]] = []
         for pair in source:
             key, value = pair
             batch.append((key, value))
-            if len(batch) >= step:
-                self._put_batch(batch)
+            if len(batch) >= _UPDATE_BATCH:
+                self.put_many(batch)
                 batch = []
         batch.extend(kwargs.items())
         if batch:
-            self._put_batch(batch)
-
-    def _put_batch(self, batch: List[Tuple[Any, Any]]) -> None:
-        if len(batch) == 1:
-            self.put(*batch[0])
-        else:
             self.put_many(batch)
 
     def clear(self) -> None:

@@ -479,3 +479,148 @@ def test_unknown_str_encodings_are_refused():
     for bad in ["str:utf-16", "str:UTF16", "str:utf32", "str:", "str:latin-1"]:
         with pytest.raises(InvalidArgument, match="accepted dtypes"):
             cv.create_column("s", bad)
+
+
+# -- str:N (fixed-width text) ------------------------------------------------------------------
+
+_FIXED = {
+    "str:12": ("utf-8", ["", "plain", "naïve café", "日本語", "a\x00b", "exactly12by"]),
+    "str:12:utf16": ("utf-16-le", ["", "plain", "日本語", "🎉", "a\x00b", "sixchr"]),
+    "str:6:latin1": ("latin-1", ["", "ÿ\xa0\x80", "café", "a\x00b", "6chars"]),
+    "str:6:ascii": ("ascii", ["", "tab\tn", "\x7f", "a\x00b", "6chars"]),
+}
+
+
+@pytest.mark.parametrize("dtype", list(_FIXED))
+def test_fixed_str_round_trip_width_and_reopen(db_path, dtype):
+    codec, texts = _FIXED[dtype]
+    width = int(dtype.split(":")[1])
+    assert all(len(t.encode(codec)) <= width for t in texts)
+    with ColumnVault(db_path) as cv:
+        col = cv.create_column("s", dtype)
+        assert col.dtype == dtype
+        col.extend(texts)
+        col.append(texts[2])
+        assert list(col) == [*texts, texts[2]] and col[2] == texts[2] and col[-1] == texts[2]
+        assert col[1:-1] == [*texts[1:], texts[2]][:-1]
+        array = col.to_numpy()
+        assert array.dtype == object and list(array) == [*texts, texts[2]]
+    with ColumnVault(db_path) as cv:
+        assert list(cv["s"]) == [*texts, texts[2]]
+    # Every element takes exactly N bytes in the file, however short its text.
+    sizes = {c["name"]: c["bytes"] for c in inspect(str(db_path))["columns"]}
+    assert sizes["s"] == width * (len(texts) + 1)
+
+
+def test_fixed_str_aliases_store_the_canonical_dtype():
+    cv = ColumnVault(":memory:")
+    for given, stored in [("str:32:utf8", "str:32"), ("str:8:utf16le", "str:8:utf16"), ("str:007", "str:7")]:
+        assert cv.create_column(given.replace(":", "_"), given).dtype == stored
+
+
+def test_fixed_str_pads_with_zero_bytes(tmp_path):
+    # The same text in a bytes:8 column given the padded bytes fills the file identically.
+    sizes = {}
+    for kind, value in [("str:8", "héllo"), ("bytes:8", "héllo".encode())]:
+        path = tmp_path / f"{kind.replace(':', '_')}.db"
+        with ColumnVault(path) as cv:
+            cv.create_column("s", kind).append(value)
+        sizes[kind] = next(c for c in inspect(str(path))["columns"] if c["name"] == "s")["bytes"]
+    assert sizes["str:8"] == sizes["bytes:8"] == 8
+    cv = ColumnVault(":memory:")
+    col = cv.create_column("s", "str:8")
+    col.append("héllo")
+    assert col._core.get_raw(0, 1) == "héllo".encode() + b"\x00\x00"
+
+
+@pytest.mark.parametrize(
+    ("dtype", "bad", "error", "match"),
+    [
+        ("str:4", "hello", ValueError, "5 encoded bytes is longer than the str:4 column's fixed width of 4"),
+        ("str:4", "日本", ValueError, "6 encoded bytes"),  # two characters, six UTF-8 bytes
+        ("str:4:utf16", "abc", ValueError, "6 encoded bytes.*str:4:utf16"),
+        ("str:4", "ab\x00", ValueError, "U\\+0000"),
+        ("str:4", "\x00", ValueError, "U\\+0000"),
+        ("str:4:utf16", "a\x00", ValueError, "U\\+0000"),
+        ("str:4:ascii", "café", UnicodeEncodeError, "ascii"),
+        ("str:4:latin1", "€", UnicodeEncodeError, "latin-1"),
+        ("str:4", b"ab", TypeError, "takes str values, not bytes"),
+        ("str:4", 5, TypeError, "takes str values, not int"),
+        ("str:4", None, TypeError, "takes str values"),
+    ],
+)
+def test_fixed_str_bad_values_write_nothing(dtype, bad, error, match):
+    cv = ColumnVault(":memory:")
+    col = cv.create_column("s", dtype)
+    col.extend(["o", "k"])
+    with pytest.raises(error, match=match):
+        col.append(bad)
+    with pytest.raises(error, match=match):
+        col.extend(["f", bad])
+    with pytest.raises(error, match=match):
+        col[0] = bad
+    with pytest.raises(error, match=match):
+        col[0:2] = ["f", bad]
+    with pytest.raises(error, match=match):
+        col.insert(0, bad)
+    with col.cache():
+        with pytest.raises(error, match=match):
+            col.append(bad)
+    assert list(col) == ["o", "k"]
+
+
+@pytest.mark.parametrize(
+    "bad", ["str:0", "str:-1", "str:4:", "str:4:utf-8", "str:3:utf16", "str:4:x", "str:16777217"]
+)
+def test_fixed_str_bad_dtypes_are_refused(bad):
+    cv = ColumnVault(":memory:")
+    with pytest.raises(InvalidArgument, match="accepted dtypes"):
+        cv.create_column("s", bad)
+    assert cv.list_columns() == []
+
+
+def test_fixed_str_numpy_arrays_are_encoded_not_copied_raw():
+    cv = ColumnVault(":memory:")
+    col = cv.create_column("s", "str:4")
+    col.extend(np.array(["ab", "cd", "é"]))
+    col[0:2] = np.array(["x", "y"])
+    assert list(col) == ["x", "y", "é"]
+    with pytest.raises(ValueError, match="longer"):
+        col.extend(np.array(["fine", "too long"]))
+    # Raw element bytes could hold bytes that are not text: the native core refuses them.
+    with pytest.raises(TypeError, match="raw element bytes"):
+        col._core.extend_raw(b"\xff\xff\xff\xff")
+    with pytest.raises(TypeError, match="raw element bytes"):
+        col._core.set_raw(0, b"\xff\xff\xff\xff")
+    assert list(col) == ["x", "y", "é"]
+
+
+def test_fixed_str_list_model_and_cache():
+    cv = ColumnVault(":memory:")
+    col = cv.create_column("s", "str:6")
+    rng = np.random.default_rng(5)
+    pool = ["", "a", "bb", "日本", "x\x00y", "sixsix"]
+    model: list = []
+    with col.cache():
+        for _ in range(120):
+            op = rng.integers(0, 5)
+            t = pool[int(rng.integers(0, len(pool)))]
+            if op == 0 or not model:
+                col.append(t)
+                model.append(t)
+            elif op == 1:
+                i = int(rng.integers(-len(model), len(model)))
+                col[i] = t
+                model[i] = t
+            elif op == 2:
+                i = int(rng.integers(-len(model) - 1, len(model) + 1))
+                col.insert(i, t)
+                model.insert(i, t)
+            elif op == 3:
+                i = int(rng.integers(-len(model), len(model)))
+                assert col.pop(i) == model.pop(i)
+            else:
+                del col[::3]
+                del model[::3]
+            assert list(col) == model
+    assert list(col) == model and col.count("a") == model.count("a")

@@ -173,3 +173,78 @@ def test_type_errors_are_raised_at_put_time_with_cache(vault):
     with pytest.raises(TypeError):
         vault["k"] = "text"
     assert vault.flush_cache() == 0
+
+
+def test_batches_are_refused_inside_lock_cache_and_write_nothing(db_path):
+    from ambervault import DatabaseBusy
+
+    with KVault(db_path) as vault:
+        vault["a"] = b"committed"
+        vault.enable_cache()
+        vault["a"] = b"pending"
+        with vault.lock_cache():
+            with pytest.raises(DatabaseBusy, match="locked"):
+                vault.put_many([("a", b"batch"), ("b", b"batch")])
+            with pytest.raises(DatabaseBusy, match="locked"):
+                vault.update(b=b"batch")
+            with pytest.raises(DatabaseBusy, match="locked"):
+                vault.setdefault("missing", b"x")
+            assert vault.setdefault("a", b"x") == b"pending"  # present: nothing to insert
+            vault["c"] = b"cached"  # single writes are still cached
+        assert on_disk(db_path, "a") == b"committed" and on_disk(db_path, "b") is None
+        assert vault.get_many(["a", "b", "c", "missing"]) == [b"pending", None, b"cached", None]
+        # Outside the lock a batch is written at once and replaces the cached write of its key.
+        vault.put_many([("a", b"batch")])
+        assert on_disk(db_path, "a") == b"batch" and vault["a"] == b"batch"
+        assert vault.flush_cache() == 1  # only "c" was left
+        assert on_disk(db_path, "a") == b"batch"
+
+
+def test_disable_cache_inside_lock_cache_is_refused_and_keeps_the_writes(db_path):
+    from ambervault import DatabaseBusy
+
+    with KVault(db_path) as vault:
+        vault.enable_cache()
+        with vault.lock_cache():
+            vault["k"] = b"pending"
+            with pytest.raises(DatabaseBusy, match="locked"):
+                vault.disable_cache()
+            assert vault._cache is not None and vault["k"] == b"pending"
+            assert on_disk(db_path, "k") is None
+        assert vault.disable_cache() == 1
+        assert vault._cache is None and on_disk(db_path, "k") == b"pending"
+
+
+def test_disable_cache_goes_through_flush_cache():
+    flushes = []
+
+    class Observed(KVault):
+        def flush_cache(self):
+            flushes.append(len(self._cache))
+            return super().flush_cache()
+
+    vault = Observed(":memory:")
+    vault.enable_cache()
+    vault["k"] = b"v"
+    assert vault.disable_cache() == 1
+    assert flushes == [1] and vault["k"] == b"v"
+
+
+def test_a_write_racing_disable_cache_is_written_not_lost(db_path):
+    with KVault(db_path) as vault:
+        vault.enable_cache()
+        cache = vault._cache
+        vault["early"] = b"cached"
+        cache.lock.acquire()  # hold the writer below at the cache until disable_cache is done
+        try:
+            writer = threading.Thread(target=vault.__setitem__, args=("late", b"keep"))
+            writer.start()
+            time.sleep(0.2)
+            assert vault.disable_cache() == 1
+            assert cache.closed
+        finally:
+            cache.lock.release()
+        writer.join(5)
+        assert not writer.is_alive()
+        assert len(cache) == 0  # the late write went to the table, not into the dropped cache
+        assert on_disk(db_path, "early") == b"cached" and on_disk(db_path, "late") == b"keep"

@@ -360,3 +360,96 @@ def test_exceptions_are_importable_under_kohakuvault_names():
     assert issubclass(ambervault.IoError, OSError)
     for name in ("NotFound", "DatabaseBusy", "InvalidArgument", "IoError"):
         assert issubclass(getattr(ambervault, name), ambervault.VaultError)
+
+
+def test_get_many_default_duplicates_and_stored_none(vault):
+    vault.put_many([(b"a", b"old"), ("none", None), ("a", b"new")])
+    marker = object()
+    assert vault.get_many(("a", "missing", b"a", "none"), marker) == [b"new", marker, b"new", None]
+    assert vault.get_many([]) == []
+
+
+def test_batches_take_lists_or_tuples_and_leave_other_iterables_unread(vault):
+    def pairs():
+        raise AssertionError("the generator was read")
+        yield ("k", b"v")
+
+    with pytest.raises(TypeError, match="list or tuple"):
+        vault.put_many(pairs())
+    with pytest.raises(TypeError, match="list or tuple"):
+        vault.get_many(iter(["k"]))
+    with pytest.raises(TypeError, match="list or tuple"):
+        vault.put_many({("k", b"v")})
+    assert len(vault) == 0
+    vault.put_many((("k", b"v"),))
+    vault.update(("g", b"x") for _ in range(3))  # update takes any iterable
+    assert vault.get_many(("k", "g")) == [b"v", b"x"]
+
+
+def test_update_commits_batches_of_1024(vault):
+    def pairs():
+        for i in range(1024):
+            yield str(i), i
+        yield "in-the-second-batch", b"no"
+        yield ("malformed",)
+
+    with pytest.raises(ValueError):
+        vault.update(pairs())
+    assert len(vault) == 1024 and "in-the-second-batch" not in vault
+
+
+def test_pop_and_setdefault(vault):
+    marker = object()
+    with pytest.raises(NotFound):
+        vault.pop("missing")
+    assert vault.pop("missing", marker) is marker
+    vault["none"] = None
+    assert vault.pop("none", marker) is None and "none" not in vault
+    assert vault.setdefault("d") is None and "d" in vault and vault["d"] is None
+    assert vault.setdefault("m", {"a": 1}) == {"a": 1}
+    assert vault.setdefault("m", object()) == {"a": 1}  # an unused default is never encoded
+    vault.enable_cache()
+    vault["pending"] = [1, 2]
+    assert vault.setdefault("pending", "other") == [1, 2]
+    assert vault.pop("pending") == [1, 2]
+    vault.flush_cache()
+    assert "pending" not in vault
+
+
+@pytest.mark.parametrize("operation", ["pop", "setdefault"])
+def test_pop_and_setdefault_are_atomic_across_handles(tmp_path, operation):
+    import threading
+
+    path = tmp_path / "atomic.db"
+    for round_ in range(10):
+        with KVault(path) as first, KVault(path) as second:
+            first.clear()
+            if operation == "pop":
+                first["key"] = b"once"
+            barrier = threading.Barrier(2)
+            results = [None, None]
+
+            def call(i, vault, barrier=barrier, results=results):
+                barrier.wait(timeout=5)
+                if operation == "pop":
+                    results[i] = vault.pop("key", None)
+                else:
+                    results[i] = vault.setdefault("key", f"from {i}")
+
+            threads = [threading.Thread(target=call, args=(i, v)) for i, v in enumerate((first, second))]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(10)
+            if operation == "pop":
+                assert sorted(results, key=repr) == [None, b"once"], round_
+                assert "key" not in first
+            else:
+                assert results[0] == results[1] == first["key"], round_
+
+
+def test_reader_cache_kb_must_be_positive(tmp_path):
+    with pytest.raises(InvalidArgument, match="positive"):
+        KVault(tmp_path / "bad.db", reader_cache_kb=0)
+    assert not (tmp_path / "bad.db").exists()
+    KVault(tmp_path / "ok.db", reader_idle_limit=0).close()
