@@ -32,6 +32,7 @@ TEST_FILES = [
     "tests/test_auto_pack.py",
     "tests/test_kv_headers.py",
     "tests/test_structured_columns.py",
+    "tests/test_vector_kvault.py",
     "tests/test_kv_batch.py",
     "tests/test_kv_mapping.py",
     "tests/test_kv_flush_isolation.py",
@@ -95,7 +96,7 @@ NOT_SUPPORTED = {
         "no implicit pickle"
     ),
     "tests/test_kv_mapping.py::test_serializer_and_deserializer_can_reenter_without_deadlock[vector]": (
-        "VectorKVault"
+        "no implicit pickle"
     ),
     # Expects a streaming put_file to hold the write lock while it waits on its source, so that
     # a flush waits behind it; an ambervault stream holds the lock only per chunk.

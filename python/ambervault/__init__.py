@@ -29,6 +29,7 @@ from .exceptions import (
 from .kvault import KVault
 from .streams import VaultReader, VaultWriter
 from .transaction import Transaction
+from .vectors import VectorKVault, drop_vector_table
 from .wrappers import Cbor, Json, MsgPack, Pickle
 
 __all__ = [
@@ -53,9 +54,11 @@ __all__ = [
     "ReadOnlyError",
     "Transaction",
     "ValueChangedError",
+    "VectorKVault",
     "VaultError",
     "VaultReader",
     "VaultWriter",
     "__version__",
+    "drop_vector_table",
     "exceptions",
 ]
