@@ -27,6 +27,7 @@ from .exceptions import (
     VaultError,
 )
 from .kvault import KVault
+from .migrate import MigrationSummary, migrate_kohakuvault
 from .streams import VaultReader, VaultWriter
 from .transaction import Transaction
 from .wrappers import Cbor, Json, MsgPack, Pickle
@@ -47,6 +48,7 @@ __all__ = [
     "Json",
     "KVault",
     "KohakuVaultError",
+    "MigrationSummary",
     "MsgPack",
     "NotFound",
     "Pickle",
@@ -58,4 +60,5 @@ __all__ = [
     "VaultWriter",
     "__version__",
     "exceptions",
+    "migrate_kohakuvault",
 ]
