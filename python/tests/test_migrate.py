@@ -254,6 +254,51 @@ def test_multiple_tables_and_non_default_names(tmp_path):
         assert dict(kv.items()) == {b"x": "y"}
 
 
+def test_bytes_that_look_like_headers(tmp_path):
+    old = tmp_path / "old.db"
+    kv = kohakuvault.KVault(str(old))
+    kv.disable_headers()  # these bytes are stored as given
+
+    def header(encoding):
+        return b"\x89K\x01" + bytes([encoding]) + b"\x00\x00\x00\x00VK"
+
+    kv["raw_header"] = header(0) + b"payload"
+    kv["broken_magic"] = b"\x89K\x01\x04\x00\x00\x00\x00XXrest"
+    kv["bad_json"] = header(3) + b"{not json"
+    kv["bad_version"] = b"\x89K\x07\x04\x00\x00\x00\x00VKrest"
+    assert kv["raw_header"] == b"payload"  # kohakuvault strips a raw header...
+    for key in ("broken_magic", "bad_json", "bad_version"):
+        with pytest.raises((ValueError, kohakuvault.KohakuVaultError)):  # ...and cannot read the others
+            kv[key]
+    kv.close()
+    summary = migrate_kohakuvault(old, tmp_path / "new.db")
+    with KVault(tmp_path / "new.db") as new:
+        assert new["raw_header"] == b"payload"
+        assert new["broken_magic"] == b"\x89K\x01\x04\x00\x00\x00\x00XXrest"
+        assert new["bad_json"] == header(3) + b"{not json"
+        assert new["bad_version"] == b"\x89K\x07\x04\x00\x00\x00\x00VKrest"
+    assert summary.skipped == []
+    noted = {example: note.reason for note in summary.notes for example in note.examples}
+    assert set(noted) == {"b'broken_magic'", "b'bad_json'", "b'bad_version'"}
+    assert (
+        "closing magic" in noted["b'broken_magic'"]
+        and "json value that does not decode" in noted["b'bad_json'"]
+    )
+    assert "unknown version 7" in noted["b'bad_version'"]
+
+
+def test_tables_ambervault_cannot_name_are_reported(tmp_path):
+    old = tmp_path / "old.db"
+    for table in ("ok", "has__dunder", "ambervault_x"):
+        kv = kohakuvault.KVault(str(old), table=table)
+        kv["k"] = b"v"
+        kv.close()
+    summary = migrate_kohakuvault(old, tmp_path / "new.db")
+    assert [t.name for t in summary.tables] == ["ok"]
+    assert {s.what for s in summary.skipped} == {"table has__dunder", "table ambervault_x"}
+    assert all("not a valid ambervault table name" in s.reason for s in summary.skipped)
+
+
 def test_large_values_are_streamed_in_constant_memory(tmp_path):
     old = tmp_path / "old.db"
     kv = kohakuvault.KVault(str(old))
