@@ -273,14 +273,15 @@ class _Tally:
     def add(self, table: str, reason: str, key: bytes) -> None:
         entry = self.items.get((table, reason))
         if entry is None:
-            entry = self.items[(table, reason)] = Skipped(f"values in table {table}", reason, 0)
+            entry = self.items[(table, reason)] = Skipped("", reason, 0)
         entry.count += 1
         if len(entry.examples) < _EXAMPLES:
             entry.examples.append(repr(key))
 
     def finish(self) -> List[Skipped]:
-        for s in self.items.values():
-            s.what = f"{s.count:,} value{'s' if s.count != 1 else ''} in {s.what[len('values in ') :]}"
+        """The entries, each named by its count and table ("3 values in table kv")."""
+        for (table, _), entry in self.items.items():
+            entry.what = f"{entry.count:,} value{'s' if entry.count != 1 else ''} in table {table}"
         return list(self.items.values())
 
 
@@ -538,7 +539,7 @@ class _ValueCopier:
             after = rows[-1][0]
         self.flush()
 
-    def one(self, rowid: int, key: Any, kind: str, size: int, value: Optional[Any]) -> None:
+    def one(self, rowid: int, key: Any, kind: str, size: int, value: Any) -> None:
         if isinstance(key, str):
             key = key.encode("utf-8")
         elif not isinstance(key, bytes):
@@ -733,7 +734,7 @@ def _first_cbor(data: bytes) -> Any:
     return _codec._cbor2().CBORDecoder(io.BytesIO(data)).decode()
 
 
-def _column_plan(dtype: str, elem_size: int) -> _ColumnPlan:
+def _column_plan(dtype: str) -> _ColumnPlan:
     """How a kohakuvault column of ``dtype`` is copied; ``_Unsupported`` when it cannot be."""
     parts = dtype.split(":")
     head = parts[0]
@@ -852,7 +853,7 @@ def _copy_columns(
     for col in columns:
         col_id, name, dtype, elem_size, length = col
         try:
-            plan = _column_plan(dtype, elem_size)
+            plan = _column_plan(dtype)
         except (_Unsupported, ImportError, ValueError) as e:
             summary.skipped.append(Skipped(f"column {name} ({dtype}, {length:,} elements)", str(e)))
             progress.add(length, 0)
@@ -889,13 +890,15 @@ def _copy_columns(
             else:
                 decode = plan.decode
                 assert decode is not None
-                pieces = (
-                    (data[k * elem_size : (k + 1) * elem_size] for k in range(n))
-                    for data, n in _fixed_pieces(conn, blocks, elem_size)
-                )
-                source = pieces if elem_size else _variable_pieces(conn, blocks)
+                source: Iterator[List[bytes]]
+                if elem_size:  # str:N, msgpack:N, cbor:N: fixed width, decoded one by one
+                    source = (
+                        [data[k * elem_size : (k + 1) * elem_size] for k in range(n)]
+                        for data, n in _fixed_pieces(conn, blocks, elem_size)
+                    )
+                else:
+                    source = _variable_pieces(conn, blocks)
                 for items in source:
-                    items = list(items)
                     try:
                         values = [decode(item) for item in items]
                     except Exception as e:  # any decoding failure is the same here
