@@ -27,6 +27,7 @@ from .exceptions import (
     VaultError,
 )
 from .kvault import KVault
+from .migrate import MigrationSummary, migrate_kohakuvault
 from .streams import VaultReader, VaultWriter
 from .transaction import Transaction
 from .vectors import VectorKVault, drop_vector_table
@@ -48,6 +49,7 @@ __all__ = [
     "Json",
     "KVault",
     "KohakuVaultError",
+    "MigrationSummary",
     "MsgPack",
     "NotFound",
     "Pickle",
@@ -61,4 +63,5 @@ __all__ = [
     "__version__",
     "drop_vector_table",
     "exceptions",
+    "migrate_kohakuvault",
 ]

@@ -331,6 +331,16 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from .migrate import migrate_kohakuvault
+
+    summary = migrate_kohakuvault(
+        args.old, args.new, allow_pickle=args.allow_pickle, progress=False if args.quiet else None
+    )
+    _emit(args, summary.to_dict(), lambda: iter(summary.lines()))
+    return EXIT_OK
+
+
 def downsample(values: Any, width: int) -> Any:
     """Min/max per bucket: keeps every spike visible when millions of points become pixels."""
     import numpy as np
@@ -389,9 +399,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="ambervault", description="Inspect and move data in ambervault files."
     )
     parser.add_argument("--version", action="version", version=f"ambervault {__version__}")
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--json", action="store_true", help="machine-readable output")
-    common.add_argument("--quiet", "-q", action="store_true", help="no progress or status lines")
+    output = argparse.ArgumentParser(add_help=False)
+    output.add_argument("--json", action="store_true", help="machine-readable output")
+    output.add_argument("--quiet", "-q", action="store_true", help="no progress or status lines")
+    common = argparse.ArgumentParser(add_help=False, parents=[output])
     common.add_argument("--table", default="kvault", help="key-value table (default: kvault)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -438,6 +449,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p.add_argument("-o", "--output", help="PNG file (default: NAME.png)")
     p.add_argument("--width", type=int, default=2000, help="points kept after downsampling")
+    p = sub.add_parser(
+        "migrate",
+        parents=[output],
+        help="copy a kohakuvault 1.1.0 file into a new ambervault file",
+        description="Copy a kohakuvault 1.1.0 file into a new ambervault file: every key-value "
+        "table (values decoded into typed values) and every column. OLD is only read; NEW must "
+        "not exist.",
+    )
+    p.set_defaults(func=cmd_migrate)
+    p.add_argument("old", metavar="OLD", help="the kohakuvault file")
+    p.add_argument("new", metavar="NEW", help="the ambervault file to create")
+    p.add_argument(
+        "--allow-pickle",
+        action="store_true",
+        help="also copy pickle-encoded values (never unpickled; the new vault needs "
+        "allow_pickle=True to read them)",
+    )
     return parser
 
 
