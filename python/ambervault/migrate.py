@@ -120,16 +120,15 @@ TEXT_DTYPES: Dict[str, str] = {
     "ascii": "str:ascii",
 }
 
-#: The ambervault dtype of kohakuvault's fixed-width ``str:N`` columns, by the dtype of the same
-#: text without a width (from :data:`TEXT_DTYPES`). ambervault has no fixed-width text yet, so
-#: each maps to its variable-width dtype: the elements are the same strings (kohakuvault strips
-#: the zero padding when it reads them, and so does the migration). Change this table when
-#: ``str:N`` arrives.
+#: The ambervault dtype of kohakuvault's fixed-width ``str:N`` columns, by the text's encoding,
+#: with ``{n}`` for the width (the same bytes per element). Text in another encoding becomes
+#: variable-width ``str`` (the same strings: kohakuvault strips the zero padding when it reads
+#: them, and so does the migration).
 FIXED_TEXT_DTYPES: Dict[str, str] = {
-    "str": "str",
-    "str:utf16": "str:utf16",
-    "str:latin1": "str:latin1",
-    "str:ascii": "str:ascii",
+    "utf-8": "str:{n}",
+    "utf-16-le": "str:{n}:utf16",
+    "latin-1": "str:{n}:latin1",
+    "ascii": "str:{n}:ascii",
 }
 
 _SMALL_VALUE = 64 << 10  # values up to this size are fetched in batches of _ROWS_PER_QUERY
@@ -765,18 +764,20 @@ def _column_plan(dtype: str) -> _ColumnPlan:
         names["iso-8859-1"] = "latin-1"
         if encoding.lower() not in names:
             raise _Unsupported(f"unknown text encoding {encoding!r}")
-        variable, decode_text, _ = _text_dtype(names[encoding.lower()])
-        new = FIXED_TEXT_DTYPES.get(variable, "str")
+        _, decode_text, _ = _text_dtype(names[encoding.lower()])
+        template = FIXED_TEXT_DTYPES.get(names[encoding.lower()])
+        new = "str" if template is None else template.format(n=parts[1])
 
         def decode_fixed(data: bytes) -> str:
             return decode_text(data).rstrip("\0")
 
-        return _ColumnPlan(
-            new,
-            decode=decode_fixed,
-            note=f"ambervault has no fixed-width text yet: stored as {new} (padding removed, as "
-            "kohakuvault removes it when reading)",
-        )
+        note = None
+        if template is None:
+            note = (
+                f"ambervault has no fixed-width text in {names[encoding.lower()]}: stored as str "
+                "(padding removed, as kohakuvault removes it when reading)"
+            )
+        return _ColumnPlan(new, decode=decode_fixed, note=note)
     if dtype == "bytes":
         return _ColumnPlan("bytes", decode=bytes)
     if head == "bytes" and len(parts) == 2 and parts[1].isdigit():

@@ -17,7 +17,7 @@ import pytest
 
 import ambervault
 from ambervault import InvalidArgument, KVault, NotFound, migrate_kohakuvault
-from ambervault.migrate import FIXED_TEXT_DTYPES, MigrationSummary
+from ambervault.migrate import MigrationSummary
 from helpers import same_value
 
 kohakuvault = pytest.importorskip("kohakuvault", reason="kohakuvault==1.1.0 is in requirements-dev.txt")
@@ -348,8 +348,10 @@ COLUMNS = {
     "str:ascii": (["abc"], "str:ascii"),
     "str:latin1": (["é"], "str:latin1"),
     "str:cp1252": (["€"], "str"),
-    "str:16": (["fixed", "ü", ""], FIXED_TEXT_DTYPES["str"]),
-    "str:8:utf16le": (["hi"], FIXED_TEXT_DTYPES["str:utf16"]),
+    "str:16": (["fixed", "ü", ""], "str:16"),
+    "str:8:utf16le": (["hi"], "str:8:utf16"),
+    "str:6:latin1": (["é"], "str:6:latin1"),
+    "str:4:utf16be": (["y"], "str"),
     "bytes": ([b"a", b"", b"\x00\xff"], "bytes"),
     "bytes:4": ([b"ab", b"abcd"], "bytes:4"),
     "msgpack": ([{"a": 1}, [1, "x", None], 2.5], "msgpack"),
@@ -380,7 +382,8 @@ def test_every_column_dtype(tmp_path):
     for dtype, (_, why) in UNSUPPORTED.items():
         assert why in reasons[f"c_{dtype}"]
     notes = {c.dtype: c.note for c in summary.columns}
-    assert "fixed-width text" in notes["str:16"] and notes["str"] is None
+    assert notes["str:16"] is None and notes["str"] is None
+    assert "no fixed-width text in utf-16-be" in notes["str:4:utf16be"]
     assert "utf-16-be" in notes["str:utf16be"]
     with ambervault.ColumnVault(tmp_path / "new.db") as new:
         for dtype, (_, target) in COLUMNS.items():
