@@ -71,7 +71,9 @@ fn filter_from_py(clauses: &Bound<'_, PyList>) -> Result<Filter, BindingError> {
                 FilterValue::Int(i64::from(value.extract::<bool>()?))
             } else if value.is_instance_of::<PyInt>() {
                 FilterValue::Int(value.extract::<i64>().map_err(|_| {
-                    invalid(format!("filter value for {field:?} does not fit in 64 bits"))
+                    invalid(format!(
+                        "filter value for {field:?} does not fit in 64 bits"
+                    ))
                 })?)
             } else if value.is_instance_of::<PyFloat>() {
                 FilterValue::Real(value.extract()?)
@@ -122,9 +124,11 @@ impl PyVectorTable {
             kind: index.map_or(Ok(defaults.kind), IndexKind::parse)?,
             connectivity: connectivity
                 .map_or(Ok(defaults.connectivity), |v| non_negative("M", v))?,
-            ef_construction: ef_construction
-                .map_or(Ok(defaults.ef_construction), |v| non_negative("ef_construction", v))?,
-            ef_search: ef_search.map_or(Ok(defaults.ef_search), |v| non_negative("ef_search", v))?,
+            ef_construction: ef_construction.map_or(Ok(defaults.ef_construction), |v| {
+                non_negative("ef_construction", v)
+            })?,
+            ef_search: ef_search
+                .map_or(Ok(defaults.ef_search), |v| non_negative("ef_search", v))?,
         };
         let table = run(py, &vault, |store| -> kvault::Result<VectorTable> {
             if let Some(found) = VectorTable::find(store, &name)? {
@@ -154,7 +158,11 @@ impl PyVectorTable {
 
     /// Deletes collection `name` of `vault`; whether it existed.
     #[staticmethod]
-    fn drop_table(py: Python<'_>, vault: &Bound<'_, PyVault>, name: String) -> Result<bool, BindingError> {
+    fn drop_table(
+        py: Python<'_>,
+        vault: &Bound<'_, PyVault>,
+        name: String,
+    ) -> Result<bool, BindingError> {
         let vault = vault.get().vault().clone();
         run(py, &vault, |s| VectorTable::drop_table(s, &name))
     }
@@ -168,7 +176,17 @@ impl PyVectorTable {
 
     /// `(dimensions, vector_type, metric, index, M, ef_construction, ef_search)`.
     #[getter]
-    fn spec(&self) -> (usize, &'static str, &'static str, &'static str, usize, usize, usize) {
+    fn spec(
+        &self,
+    ) -> (
+        usize,
+        &'static str,
+        &'static str,
+        &'static str,
+        usize,
+        usize,
+        usize,
+    ) {
         let spec = self.table.spec();
         let index = self.table.index_config();
         (
@@ -215,7 +233,10 @@ impl PyVectorTable {
             .collect::<Result<_, _>>()?;
         let keys: Option<Vec<(Cow<'_, [u8]>, KeyKind)>> = match keys {
             Some(keys) if keys.len() != n => {
-                return Err(invalid(format!("{n} values need {n} keys, got {}", keys.len())))
+                return Err(invalid(format!(
+                    "{n} values need {n} keys, got {}",
+                    keys.len()
+                )))
             }
             Some(keys) => Some(
                 keys.iter()
@@ -290,7 +311,11 @@ impl PyVectorTable {
     }
 
     /// As `get`, by key.
-    fn get_by_key(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> Result<Option<Py<PyAny>>, BindingError> {
+    fn get_by_key(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+    ) -> Result<Option<Py<PyAny>>, BindingError> {
         let (key, _) = key_from_py(key)?;
         let key = key.into_owned();
         let item = run(py, &self.vault, |s| self.table.get_by_key(s, &key))?;
@@ -308,7 +333,12 @@ impl PyVectorTable {
     }
 
     /// Up to `limit` `(id, key)` pairs with ids above `after`.
-    fn ids(&self, py: Python<'_>, after: i64, limit: i64) -> Result<Vec<(i64, Py<PyAny>)>, BindingError> {
+    fn ids(
+        &self,
+        py: Python<'_>,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, Py<PyAny>)>, BindingError> {
         let limit = non_negative::<usize>("limit", limit)?;
         let rows = run(py, &self.vault, |s| self.table.ids(s, after, limit))?;
         rows.into_iter()
@@ -338,7 +368,9 @@ impl PyVectorTable {
     ) -> Result<Vec<Py<PyAny>>, BindingError> {
         let filter = filter.map(filter_from_py).transpose()?;
         let options = self.options(k, metric, exact, filter.as_ref(), ef_search)?;
-        let found = run(py, &self.vault, |s| self.table.search_items(s, query, &options))?;
+        let found = run(py, &self.vault, |s| {
+            self.table.search_items(s, query, &options)
+        })?;
         found
             .into_iter()
             .map(|(hit, item)| {
@@ -383,7 +415,9 @@ impl PyVectorTable {
         let mut distances = Vec::with_capacity(results.len() * k * 4);
         for hits in &results {
             for i in 0..k {
-                let (id, d) = hits.get(i).map_or((-1i64, f32::INFINITY), |h| (h.id, h.distance));
+                let (id, d) = hits
+                    .get(i)
+                    .map_or((-1i64, f32::INFINITY), |h| (h.id, h.distance));
                 ids.extend_from_slice(&id.to_le_bytes());
                 distances.extend_from_slice(&d.to_le_bytes());
             }
@@ -396,9 +430,11 @@ impl PyVectorTable {
         run(py, &self.vault, |s| self.table.build_index(s))
     }
 
-    /// Stores the graph if it changed since last stored; whether it was.
-    fn store_index(&self, py: Python<'_>) -> Result<bool, BindingError> {
-        run(py, &self.vault, |s| self.table.store_index(s))
+    /// Stores the loaded graph if it changed since last stored (`only_if_due`: once the
+    /// changes reach a tenth of its size); whether it was.
+    #[pyo3(signature = (only_if_due=false))]
+    fn store_index(&self, py: Python<'_>, only_if_due: bool) -> Result<bool, BindingError> {
+        run(py, &self.vault, |s| self.table.store_index(s, only_if_due))
     }
 
     /// A summary dict: count, sequence, stored graph size, memory of the loaded engines.
@@ -441,7 +477,9 @@ impl PyVectorTable {
             metric: metric.map(Metric::parse).transpose()?,
             exact,
             filter,
-            ef_search: ef_search.map(|v| non_negative("ef_search", v)).transpose()?,
+            ef_search: ef_search
+                .map(|v| non_negative("ef_search", v))
+                .transpose()?,
         })
     }
 }

@@ -90,7 +90,7 @@ class VectorKVault:
         *,
         read_only: bool = False,
         index: Optional[str] = None,
-        M: Optional[int] = None,  # noqa: N803 - the name HNSW papers and peers use
+        M: Optional[int] = None,
         ef_construction: Optional[int] = None,
         ef_search: Optional[int] = None,
         auto_pack: bool = True,
@@ -168,7 +168,7 @@ class VectorKVault:
         self._core = None
         try:
             if not self._file.closed and not self._file.read_only:
-                core.store_index()
+                core.store_index(only_if_due=True)
         finally:
             if self._owns_file:
                 self._file.close()
@@ -305,7 +305,7 @@ class VectorKVault:
 
     def update(
         self,
-        id: int,  # noqa: A002 - kohakuvault's name
+        id: int,
         vector: Optional[VectorLike] = None,
         value: Optional[Any] = None,
         metadata: Optional[Dict[str, Any]] = None,
@@ -339,7 +339,7 @@ class VectorKVault:
         self.insert(vector, value)
 
     # -- reads -------------------------------------------------------------------------------------
-    def get_by_id(self, id: int) -> Tuple[np.ndarray, Any]:  # noqa: A002 - kohakuvault's name
+    def get_by_id(self, id: int) -> Tuple[np.ndarray, Any]:
         """``(vector, value)`` of item ``id``; ``NotFound`` when it does not exist."""
         check_int("id", id)
         row = self._native.get(id)
@@ -364,7 +364,7 @@ class VectorKVault:
             raise NotFound(f"no vector {id_or_key!r}")
         return None if row[5] is None else json.loads(row[5])
 
-    def exists(self, id: int) -> bool:  # noqa: A002 - kohakuvault's name
+    def exists(self, id: int) -> bool:
         """Whether an item with this id exists."""
         if isinstance(id, bool) or not isinstance(id, int):
             return False
@@ -459,7 +459,9 @@ class VectorKVault:
         if k < 0:
             raise InvalidArgument(f"k must be >= 0, not {k}")
         raw, m = self._vectors(queries, many=True)
-        ids, distances = self._native.search_many(raw, k, metric, bool(exact), _filter_clauses(where), ef_search)
+        ids, distances = self._native.search_many(
+            raw, k, metric, bool(exact), _filter_clauses(where), ef_search
+        )
         return (
             np.frombuffer(ids, dtype="<i8").reshape(m, k).copy(),
             np.frombuffer(distances, dtype="<f4").reshape(m, k).copy(),

@@ -93,7 +93,11 @@ fn check_table(conn: &Connection, name: &str) -> Result<Vec<String>> {
     }
     if problems.is_empty() {
         if let Some(index_seq) = reg.index_seq {
-            problems.extend(check_graph(conn, &names, &reg, index_seq).into_iter().map(table));
+            problems.extend(
+                check_graph(conn, &names, &reg, index_seq)
+                    .into_iter()
+                    .map(table),
+            );
         }
     }
     Ok(problems)
@@ -122,8 +126,7 @@ fn check_graph(
                 .and_then(|()| state.hnsw(conn, names, reg).map(|g| g.len()))
                 .and_then(|len| {
                     let graph = state.hnsw.as_ref().expect("loaded");
-                    let mut stmt =
-                        conn.prepare(&format!("SELECT id FROM {}", names.items))?;
+                    let mut stmt = conn.prepare(&format!("SELECT id FROM {}", names.items))?;
                     let ids = stmt
                         .query_map([], |r| r.get::<_, i64>(0))?
                         .collect::<rusqlite::Result<Vec<_>>>()?;

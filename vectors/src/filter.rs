@@ -139,13 +139,19 @@ mod tests {
         };
         let text = |s: &str| FilterValue::Text(s.into());
         assert_eq!(ids(vec![("lang", vec![text("en")])]), vec![1]);
-        assert_eq!(ids(vec![("lang", vec![text("en"), text("de")])]), vec![1, 2]);
+        assert_eq!(
+            ids(vec![("lang", vec![text("en"), text("de")])]),
+            vec![1, 2]
+        );
         assert_eq!(ids(vec![("n", vec![FilterValue::Int(2)])]), vec![2]);
         assert_eq!(ids(vec![("n", vec![FilterValue::Real(1.0)])]), vec![1]);
         assert_eq!(ids(vec![("lang", vec![FilterValue::Null])]), vec![3, 4, 5]);
         assert_eq!(ids(vec![("a.b", vec![FilterValue::Int(1)])]), vec![5]);
         assert_eq!(
-            ids(vec![("lang", vec![text("en")]), ("n", vec![FilterValue::Int(2)])]),
+            ids(vec![
+                ("lang", vec![text("en")]),
+                ("n", vec![FilterValue::Int(2)])
+            ]),
             Vec::<i64>::new()
         );
     }

@@ -455,7 +455,11 @@ mod tests {
             .enumerate()
             .map(|(i, x)| {
                 let dot: f64 = x.iter().zip(q).map(|(a, b)| f64::from(a * b)).sum();
-                let l2: f64 = x.iter().zip(q).map(|(a, b)| f64::from((a - b) * (a - b))).sum();
+                let l2: f64 = x
+                    .iter()
+                    .zip(q)
+                    .map(|(a, b)| f64::from((a - b) * (a - b)))
+                    .sum();
                 let nx: f64 = x.iter().map(|a| f64::from(a * a)).sum::<f64>().sqrt();
                 let nq: f64 = q.iter().map(|a| f64::from(a * a)).sum::<f64>().sqrt();
                 let d = match metric {
@@ -534,7 +538,10 @@ mod tests {
         flat.upsert(2, &[0b0000_0001, 0]);
         let hits = flat.search(&Rows::Bits(vec![0b0000_0011, 0]), 2, Metric::Hamming, None);
         assert_eq!(
-            hits[0].iter().map(|h| (h.id, h.distance)).collect::<Vec<_>>(),
+            hits[0]
+                .iter()
+                .map(|h| (h.id, h.distance))
+                .collect::<Vec<_>>(),
             vec![(2, 1.0), (1, 6.0)]
         );
     }

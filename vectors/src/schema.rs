@@ -79,7 +79,7 @@ impl Default for IndexConfig {
         Self {
             kind: IndexKind::Auto,
             connectivity: 16,
-            ef_construction: 128,
+            ef_construction: 200,
             ef_search: 64,
         }
     }

@@ -61,10 +61,14 @@ impl VectorTable {
     ) -> Result<Vec<Vec<Hit>>> {
         let metric = options.metric.unwrap_or(self.spec.metric);
         let spec = Spec::new(self.spec.dimensions, self.spec.vector_type, metric)?;
-        let m = spec.check_vectors(queries, metric).map_err(|err| match err {
-            Error::InvalidArgument(msg) => Error::InvalidArgument(msg.replace("vector", "query")),
-            other => other,
-        })?;
+        let m = spec
+            .check_vectors(queries, metric)
+            .map_err(|err| match err {
+                Error::InvalidArgument(msg) => {
+                    Error::InvalidArgument(msg.replace("vector", "query"))
+                }
+                other => other,
+            })?;
         if m == 0 {
             return Ok(Vec::new());
         }
@@ -119,7 +123,8 @@ impl VectorTable {
                 IndexKind::Auto => reg.items >= AUTO_HNSW_MIN || state.hnsw.is_some(),
             };
         let spec = reg.spec;
-        let allowed_set: Option<HashSet<i64>> = allowed.as_ref().map(|ids| ids.iter().copied().collect());
+        let allowed_set: Option<HashSet<i64>> =
+            allowed.as_ref().map(|ids| ids.iter().copied().collect());
         let accept = |id: i64| allowed_set.as_ref().is_none_or(|set| set.contains(&id));
         let filter: Option<IdFilter<'_>> = allowed_set.as_ref().map(|_| &accept as IdFilter<'_>);
         if let Some(ids) = &allowed {
@@ -230,10 +235,7 @@ impl VectorTable {
             let hits = hits.into_iter().next().unwrap_or_default();
             let items = self.get_many(store, &hits.iter().map(|h| h.id).collect::<Vec<_>>())?;
             if items.iter().all(Option::is_some) {
-                return Ok(hits
-                    .into_iter()
-                    .zip(items.into_iter().flatten())
-                    .collect());
+                return Ok(hits.into_iter().zip(items.into_iter().flatten()).collect());
             }
         }
         Err(Error::Busy {
@@ -268,22 +270,31 @@ impl VectorTable {
         Ok(())
     }
 
-    /// Stores the graph if it changed since it was last stored; whether it was stored.
+    /// Stores the loaded graph if it changed since it was last stored (`only_if_due`: only
+    /// once the changes reach a tenth of its size, at least 1,000); whether it was stored.
     ///
     /// # Errors
     /// SQLite errors.
-    pub fn store_index(&self, store: &mut Store) -> Result<bool> {
+    pub fn store_index(&self, store: &mut Store, only_if_due: bool) -> Result<bool> {
         if store.is_read_only() || store.transaction_depth() > 0 {
             return Ok(false);
         }
         let mut state = self.lock_state();
-        if state.hnsw.is_none() || state.unsaved == 0 {
+        if state.hnsw.is_none() {
             return Ok(false);
         }
         store.read(|conn| {
             let reg = self.registry(conn)?;
             state.catch_up(conn, &self.names, &reg)
         })?;
+        let due = if only_if_due {
+            state.should_store()
+        } else {
+            state.unsaved > 0
+        };
+        if !due {
+            return Ok(false);
+        }
         store.write(|conn| state.store_snapshot(conn, &self.names))
     }
 }

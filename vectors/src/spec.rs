@@ -118,12 +118,10 @@ impl Spec {
             )));
         }
         match (vector_type, metric) {
-            (VectorType::Bit, Metric::Hamming) => {
-                if dimensions % 8 != 0 {
-                    return Err(Error::InvalidArgument(format!(
-                        "bit vectors need dimensions divisible by 8, not {dimensions}"
-                    )));
-                }
+            (VectorType::Bit, Metric::Hamming) if dimensions % 8 != 0 => {
+                return Err(Error::InvalidArgument(format!(
+                    "bit vectors need dimensions divisible by 8, not {dimensions}"
+                )));
             }
             (VectorType::Bit, other) => {
                 return Err(Error::InvalidArgument(format!(
@@ -219,7 +217,12 @@ mod tests {
         for m in [Metric::Cosine, Metric::L2, Metric::Dot, Metric::Hamming] {
             assert_eq!(Metric::parse(m.name()).unwrap(), m);
         }
-        for t in [VectorType::F32, VectorType::F16, VectorType::I8, VectorType::Bit] {
+        for t in [
+            VectorType::F32,
+            VectorType::F16,
+            VectorType::I8,
+            VectorType::Bit,
+        ] {
             assert_eq!(VectorType::parse(t.name()).unwrap(), t);
         }
         assert!(Metric::parse("manhattan").is_err());

@@ -86,10 +86,8 @@ fn replay(
         ))?
         .query_map([after], |r| r.get::<_, i64>(0))?
         .collect::<rusqlite::Result<Vec<i64>>>()?;
-    let mut read = conn.prepare_cached(&format!(
-        "SELECT vector FROM {} WHERE id = ?1",
-        names.items
-    ))?;
+    let mut read =
+        conn.prepare_cached(&format!("SELECT vector FROM {} WHERE id = ?1", names.items))?;
     for ids in changed.chunks(BATCH) {
         let batch = ids
             .iter()
@@ -129,7 +127,12 @@ impl State {
     /// Brings the loaded engines to the registry's sequence (read inside the same snapshot),
     /// dropping them when they can no longer be caught up: the collection was recreated, or
     /// the deletions they missed were pruned from the log.
-    pub(crate) fn catch_up(&mut self, conn: &Connection, names: &Names, reg: &Registry) -> Result<()> {
+    pub(crate) fn catch_up(
+        &mut self,
+        conn: &Connection,
+        names: &Names,
+        reg: &Registry,
+    ) -> Result<()> {
         if self.uid != reg.uid || self.watermark < reg.pruned_seq || self.watermark > reg.seq {
             *self = State {
                 uid: reg.uid,
@@ -169,7 +172,12 @@ impl State {
     }
 
     /// The exact engine, loaded from the rows if needed (after [`State::catch_up`]).
-    pub(crate) fn flat(&mut self, conn: &Connection, names: &Names, reg: &Registry) -> Result<&Flat> {
+    pub(crate) fn flat(
+        &mut self,
+        conn: &Connection,
+        names: &Names,
+        reg: &Registry,
+    ) -> Result<&Flat> {
         if self.flat.is_none() {
             let mut flat = Flat::new(reg.spec);
             replay(conn, names, i64::MIN, |changes| {
@@ -184,7 +192,12 @@ impl State {
     /// The graph, loaded from its snapshot and caught up, or built from the rows (after
     /// [`State::catch_up`]). Returns whether it was built or replayed enough to be worth
     /// storing.
-    pub(crate) fn hnsw(&mut self, conn: &Connection, names: &Names, reg: &Registry) -> Result<&Hnsw> {
+    pub(crate) fn hnsw(
+        &mut self,
+        conn: &Connection,
+        names: &Names,
+        reg: &Registry,
+    ) -> Result<&Hnsw> {
         // Removed nodes stay in the graph as tombstones that searches step over; rebuild once
         // they outnumber half the live ones.
         if self
@@ -220,8 +233,17 @@ impl State {
 
     /// Builds the graph from the rows, ignoring any stored snapshot (after
     /// [`State::catch_up`]).
-    pub(crate) fn rebuild_graph(&mut self, conn: &Connection, names: &Names, reg: &Registry) -> Result<()> {
-        let mut graph = Hnsw::new(reg.spec, &reg.index, usize::try_from(reg.items).unwrap_or(0))?;
+    pub(crate) fn rebuild_graph(
+        &mut self,
+        conn: &Connection,
+        names: &Names,
+        reg: &Registry,
+    ) -> Result<()> {
+        let mut graph = Hnsw::new(
+            reg.spec,
+            &reg.index,
+            usize::try_from(reg.items).unwrap_or(0),
+        )?;
         replay(conn, names, i64::MIN, |changes| {
             apply_to_hnsw(&mut graph, changes)?;
             Ok(())
@@ -322,7 +344,11 @@ pub(crate) fn prune_deletions(conn: &Connection, names: &Names, upto: i64) -> Re
 }
 
 /// Reads the stored graph; None when its parts are missing (then it is rebuilt).
-pub(crate) fn load_snapshot(conn: &Connection, names: &Names, reg: &Registry) -> Result<Option<Hnsw>> {
+pub(crate) fn load_snapshot(
+    conn: &Connection,
+    names: &Names,
+    reg: &Registry,
+) -> Result<Option<Hnsw>> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT part, data FROM {INDEX_PARTS} WHERE name = ?1 ORDER BY part"
     ))?;

@@ -90,7 +90,11 @@ impl VectorTable {
     /// # Errors
     /// [`Error::InvalidArgument`] for a bad name, a spec mismatch, or a missing collection
     /// without `create` (or in a read-only vault); SQLite errors.
-    pub fn open(store: &mut Store, name: &str, create: Option<(Spec, IndexConfig)>) -> Result<Self> {
+    pub fn open(
+        store: &mut Store,
+        name: &str,
+        create: Option<(Spec, IndexConfig)>,
+    ) -> Result<Self> {
         let names = Names::new(name)?;
         let existing = store.retry(|conn| schema::load(conn, name))?;
         let registry = match (existing, create) {
@@ -167,7 +171,10 @@ impl VectorTable {
                 items = names.items,
                 deletes = names.deletes
             ))?;
-            conn.execute(&format!("DELETE FROM {INDEX_PARTS} WHERE name = ?1"), [name])?;
+            conn.execute(
+                &format!("DELETE FROM {INDEX_PARTS} WHERE name = ?1"),
+                [name],
+            )?;
             conn.execute(&format!("DELETE FROM {TABLES} WHERE name = ?1"), [name])?;
             Ok(true)
         })
@@ -355,10 +362,7 @@ impl VectorTable {
         let found = store
             .write(|conn| {
                 let exists: bool = conn
-                    .prepare_cached(&format!(
-                        "SELECT 1 FROM {} WHERE id = ?1",
-                        self.names.items
-                    ))?
+                    .prepare_cached(&format!("SELECT 1 FROM {} WHERE id = ?1", self.names.items))?
                     .exists([id])?;
                 if !exists {
                     return Ok(false);
@@ -405,10 +409,8 @@ impl VectorTable {
     }
 
     fn delete_in(&self, conn: &Connection, ids: &[i64]) -> Result<u64> {
-        let mut delete = conn.prepare_cached(&format!(
-            "DELETE FROM {} WHERE id = ?1",
-            self.names.items
-        ))?;
+        let mut delete =
+            conn.prepare_cached(&format!("DELETE FROM {} WHERE id = ?1", self.names.items))?;
         let mut gone = Vec::new();
         for &id in ids {
             if delete.execute([id])? > 0 {
@@ -642,7 +644,9 @@ impl VectorTable {
         let (registry, index_bytes) = store.read(|conn| {
             let reg = self.registry(conn)?;
             let bytes: i64 = conn.query_row(
-                &format!("SELECT coalesce(sum(length(data)), 0) FROM {INDEX_PARTS} WHERE name = ?1"),
+                &format!(
+                    "SELECT coalesce(sum(length(data)), 0) FROM {INDEX_PARTS} WHERE name = ?1"
+                ),
                 [&self.names.name],
                 |r| r.get(0),
             )?;

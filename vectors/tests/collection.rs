@@ -22,7 +22,9 @@ fn dataset(n: usize, d: usize, seed: u64) -> Vec<Vec<f32>> {
             .wrapping_add(1_442_695_040_888_963_407);
         ((state >> 40) as f32 / (1u64 << 24) as f32) - 0.5
     };
-    let centres: Vec<Vec<f32>> = (0..16).map(|_| (0..d).map(|_| next() * 4.0).collect()).collect();
+    let centres: Vec<Vec<f32>> = (0..16)
+        .map(|_| (0..d).map(|_| next() * 4.0).collect())
+        .collect();
     (0..n)
         .map(|i| centres[i % 16].iter().map(|c| c + next()).collect())
         .collect()
@@ -31,7 +33,12 @@ fn dataset(n: usize, d: usize, seed: u64) -> Vec<Vec<f32>> {
 fn brute_force(data: &[(i64, Vec<f32>)], q: &[f32], k: usize) -> Vec<i64> {
     let mut all: Vec<(f32, i64)> = data
         .iter()
-        .map(|(id, x)| (x.iter().zip(q).map(|(a, b)| (a - b) * (a - b)).sum::<f32>(), *id))
+        .map(|(id, x)| {
+            (
+                x.iter().zip(q).map(|(a, b)| (a - b) * (a - b)).sum::<f32>(),
+                *id,
+            )
+        })
         .collect();
     all.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
     all.into_iter().take(k).map(|(_, id)| id).collect()
@@ -81,7 +88,10 @@ fn writes_reads_and_exact_search_follow_a_model() {
 
     // Deletes and updates, then the same searches as the model.
     let gone: Vec<i64> = (1..=600).step_by(7).collect();
-    assert_eq!(vault.with(|s| table.delete(s, &gone)).unwrap(), gone.len() as u64);
+    assert_eq!(
+        vault.with(|s| table.delete(s, &gone)).unwrap(),
+        gone.len() as u64
+    );
     model.retain(|(id, _)| !gone.contains(id));
     let moved = vec![9.0f32; 8];
     let update = ItemUpdate {
@@ -89,18 +99,46 @@ fn writes_reads_and_exact_search_follow_a_model() {
         ..ItemUpdate::default()
     };
     assert!(vault.with(|s| table.update(s, 2, update)).unwrap());
-    assert!(!vault.with(|s| table.update(s, 1, update)).unwrap(), "1 was deleted");
+    assert!(
+        !vault.with(|s| table.update(s, 1, update)).unwrap(),
+        "1 was deleted"
+    );
     model.iter_mut().find(|(id, _)| *id == 2).unwrap().1 = moved.clone();
     assert_eq!(vault.with(|s| table.count(s)).unwrap(), model.len() as u64);
 
     for q in dataset(20, 8, 2).iter().chain([&moved]) {
-        let got = search(&vault, &table, q, SearchOptions { k: 10, ..Default::default() });
+        let got = search(
+            &vault,
+            &table,
+            q,
+            SearchOptions {
+                k: 10,
+                ..Default::default()
+            },
+        );
         assert_eq!(got, brute_force(&model, q, 10));
     }
     // k beyond the count gives everything; k = 0 nothing.
-    let all = search(&vault, &table, &moved, SearchOptions { k: 10_000, ..Default::default() });
+    let all = search(
+        &vault,
+        &table,
+        &moved,
+        SearchOptions {
+            k: 10_000,
+            ..Default::default()
+        },
+    );
     assert_eq!(all.len(), model.len());
-    assert!(search(&vault, &table, &moved, SearchOptions { k: 0, ..Default::default() }).is_empty());
+    assert!(search(
+        &vault,
+        &table,
+        &moved,
+        SearchOptions {
+            k: 0,
+            ..Default::default()
+        }
+    )
+    .is_empty());
     let stored = vault.with(|s| table.get(s, 2)).unwrap().unwrap();
     assert_eq!(stored.vector, bytes(&moved));
     assert!(vault.with(|s| table.get(s, 1)).unwrap().is_none());
@@ -115,7 +153,11 @@ fn bad_vectors_are_refused_and_nothing_is_written() {
         .with(|s| VectorTable::open(s, "c", Some((spec, IndexConfig::default()))))
         .unwrap();
     let good = bytes(&[1.0, 0.0, 0.0]);
-    for bad in [bytes(&[0.0, 0.0, 0.0]), bytes(&[f32::NAN, 1.0, 0.0]), bytes(&[1.0, 2.0])] {
+    for bad in [
+        bytes(&[0.0, 0.0, 0.0]),
+        bytes(&[f32::NAN, 1.0, 0.0]),
+        bytes(&[1.0, 2.0]),
+    ] {
         let err = vault
             .with(|s| table.insert_many(s, &[item(&good), item(&bad)]))
             .unwrap_err();
@@ -126,7 +168,9 @@ fn bad_vectors_are_refused_and_nothing_is_written() {
         metadata: Some("{not json"),
         ..item(&good)
     };
-    let err = vault.with(|s| table.insert_many(s, &[item(&good), bad_json])).unwrap_err();
+    let err = vault
+        .with(|s| table.insert_many(s, &[item(&good), bad_json]))
+        .unwrap_err();
     assert!(matches!(err, kvault::Error::InvalidArgument(_)), "{err}");
     assert_eq!(vault.with(|s| table.count(s)).unwrap(), 0);
     // Another spec for the same name is an error, not a reinterpretation.
@@ -134,7 +178,9 @@ fn bad_vectors_are_refused_and_nothing_is_written() {
     assert!(vault
         .with(|s| VectorTable::open(s, "c", Some((other, IndexConfig::default()))))
         .is_err());
-    assert!(vault.with(|s| VectorTable::open(s, "missing", None)).is_err());
+    assert!(vault
+        .with(|s| VectorTable::open(s, "missing", None))
+        .is_err());
 }
 
 #[test]
@@ -144,7 +190,13 @@ fn keys_replace_their_item_and_metadata_filters_are_exact() {
     let data = dataset(3000, 4, 3);
     let encoded: Vec<Vec<u8>> = data.iter().map(|v| bytes(v)).collect();
     let meta: Vec<String> = (0..3000)
-        .map(|i| format!(r#"{{"lang": "{}", "n": {}}}"#, if i % 100 == 0 { "en" } else { "de" }, i % 3))
+        .map(|i| {
+            format!(
+                r#"{{"lang": "{}", "n": {}}}"#,
+                if i % 100 == 0 { "en" } else { "de" },
+                i % 3
+            )
+        })
         .collect();
     let keys: Vec<Vec<u8>> = (0..3000).map(|i| format!("k{i}").into_bytes()).collect();
     let items: Vec<NewItem<'_>> = (0..3000)
@@ -183,7 +235,11 @@ fn keys_replace_their_item_and_metadata_filters_are_exact() {
             &vault,
             &table,
             &q,
-            SearchOptions { k: 5, filter: Some(&english), ..Default::default() },
+            SearchOptions {
+                k: 5,
+                filter: Some(&english),
+                ..Default::default()
+            },
         );
         assert_eq!(got, brute_force(&model, &q, 5));
     }
@@ -202,7 +258,11 @@ fn keys_replace_their_item_and_metadata_filters_are_exact() {
         &vault,
         &table,
         q,
-        SearchOptions { k: 100, filter: Some(&both), ..Default::default() },
+        SearchOptions {
+            k: 100,
+            filter: Some(&both),
+            ..Default::default()
+        },
     );
     assert_eq!(got, brute_force(&model, q, 100));
 }
@@ -225,7 +285,11 @@ fn the_graph_finds_what_brute_force_finds_and_is_stored_in_the_file() {
         model = ids.into_iter().zip(data.clone()).collect();
         let mut found = 0;
         for q in &queries {
-            let options = SearchOptions { k: 10, ef_search: Some(128), ..Default::default() };
+            let options = SearchOptions {
+                k: 10,
+                ef_search: Some(128),
+                ..Default::default()
+            };
             let got = search(&vault, &table, q, options);
             let truth = brute_force(&model, q, 10);
             found += got.iter().filter(|id| truth.contains(id)).count();
@@ -243,15 +307,31 @@ fn the_graph_finds_what_brute_force_finds_and_is_stored_in_the_file() {
     vault.attach(Arc::new(VectorsKind));
     let table = vault.with(|s| VectorTable::open(s, "emb", None)).unwrap();
     let q = &queries[0];
-    let got = search(&vault, &table, q, SearchOptions { k: 10, ..Default::default() });
-    assert!(got.iter().filter(|id| brute_force(&model, q, 10).contains(id)).count() >= 8);
+    let got = search(
+        &vault,
+        &table,
+        q,
+        SearchOptions {
+            k: 10,
+            ..Default::default()
+        },
+    );
+    assert!(
+        got.iter()
+            .filter(|id| brute_force(&model, q, 10).contains(id))
+            .count()
+            >= 8
+    );
     let info = vault.with(|s| table.info(s)).unwrap();
     assert_eq!(info.loaded, vec!["hnsw"]);
     // Damage the stored graph: check() reports it.
     vault
         .with(|s: &mut Store| {
             s.write(|c| {
-                c.execute("UPDATE ambervault_vector_index SET data = zeroblob(100)", [])?;
+                c.execute(
+                    "UPDATE ambervault_vector_index SET data = zeroblob(100)",
+                    [],
+                )?;
                 Ok(())
             })
         })
@@ -268,30 +348,89 @@ fn another_connections_writes_are_replayed_and_rollbacks_never_reach_the_engines
     let reader_vault = Vault::open(&path).unwrap();
     let writer_vault = Vault::open(&path).unwrap();
     let reader = open(&reader_vault, "t", d, IndexKind::Hnsw);
-    let writer = writer_vault.with(|s| VectorTable::open(s, "t", None)).unwrap();
+    let writer = writer_vault
+        .with(|s| VectorTable::open(s, "t", None))
+        .unwrap();
     let data = dataset(400, d, 7);
     let encoded: Vec<Vec<u8>> = data.iter().map(|v| bytes(v)).collect();
     let items: Vec<NewItem<'_>> = encoded.iter().map(|v| item(v)).collect();
-    let ids = writer_vault.with(|s| writer.insert_many(s, &items[..200])).unwrap();
+    let ids = writer_vault
+        .with(|s| writer.insert_many(s, &items[..200]))
+        .unwrap();
     let q = &data[10];
     // The reader's graph is built now, then follows the writer's inserts and deletes.
-    assert_eq!(search(&reader_vault, &reader, q, SearchOptions { k: 1, ..Default::default() }), vec![ids[10]]);
-    let more = writer_vault.with(|s| writer.insert_many(s, &items[200..])).unwrap();
+    assert_eq!(
+        search(
+            &reader_vault,
+            &reader,
+            q,
+            SearchOptions {
+                k: 1,
+                ..Default::default()
+            }
+        ),
+        vec![ids[10]]
+    );
+    let more = writer_vault
+        .with(|s| writer.insert_many(s, &items[200..]))
+        .unwrap();
     let q2 = &data[300];
-    assert_eq!(search(&reader_vault, &reader, q2, SearchOptions { k: 1, ..Default::default() }), vec![more[100]]);
-    writer_vault.with(|s| writer.delete(s, &[more[100]])).unwrap();
-    let after = search(&reader_vault, &reader, q2, SearchOptions { k: 400, ..Default::default() });
+    assert_eq!(
+        search(
+            &reader_vault,
+            &reader,
+            q2,
+            SearchOptions {
+                k: 1,
+                ..Default::default()
+            }
+        ),
+        vec![more[100]]
+    );
+    writer_vault
+        .with(|s| writer.delete(s, &[more[100]]))
+        .unwrap();
+    let after = search(
+        &reader_vault,
+        &reader,
+        q2,
+        SearchOptions {
+            k: 400,
+            ..Default::default()
+        },
+    );
     assert!(!after.contains(&more[100]));
     assert_eq!(after.len(), 399);
 
     // Inside a transaction the reader sees its own insert; after the rollback it is gone.
     let tx = reader_vault.transaction().unwrap();
     let probe = bytes(&[50.0, 50.0, 50.0, 50.0]);
-    let new_id = reader_vault.with(|s| reader.insert_many(s, &[item(&probe)])).unwrap()[0];
-    let inside = search(&reader_vault, &reader, &[50.0; 4], SearchOptions { k: 1, ..Default::default() });
+    let new_id = reader_vault
+        .with(|s| reader.insert_many(s, &[item(&probe)]))
+        .unwrap()[0];
+    let inside = search(
+        &reader_vault,
+        &reader,
+        &[50.0; 4],
+        SearchOptions {
+            k: 1,
+            ..Default::default()
+        },
+    );
     assert_eq!(inside, vec![new_id]);
     tx.rollback().unwrap();
-    let outside = search(&reader_vault, &reader, &[50.0; 4], SearchOptions { k: 1, ..Default::default() });
+    let outside = search(
+        &reader_vault,
+        &reader,
+        &[50.0; 4],
+        SearchOptions {
+            k: 1,
+            ..Default::default()
+        },
+    );
     assert_ne!(outside, vec![new_id]);
-    assert!(reader_vault.with(|s| reader.get(s, new_id)).unwrap().is_none());
+    assert!(reader_vault
+        .with(|s| reader.get(s, new_id))
+        .unwrap()
+        .is_none());
 }
