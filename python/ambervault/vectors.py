@@ -186,6 +186,8 @@ class VectorKVault:
         return self._file.transaction()
 
     def __repr__(self) -> str:
+        if getattr(self, "_file", None) is None or not hasattr(self, "dimensions"):
+            return "<VectorKVault (not opened)>"
         count = len(self) if self._core is not None and not self._file.closed else "closed"
         return (
             f"VectorKVault(path={self.path!r}, table={self.table!r}, "

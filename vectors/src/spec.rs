@@ -123,6 +123,7 @@ impl Spec {
                     "bit vectors need dimensions divisible by 8, not {dimensions}"
                 )));
             }
+            (VectorType::Bit, Metric::Hamming) => {}
             (VectorType::Bit, other) => {
                 return Err(Error::InvalidArgument(format!(
                     "bit vectors are compared by 'hamming' distance, not {:?}",
