@@ -31,7 +31,7 @@ impl PyVault {
     /// Opens (creating if needed) the vault file at `path` (or `":memory:"`).
     #[new]
     #[pyo3(signature = (path, retries, backoff_base, enable_wal, page_size, mmap_size, cache_kb,
-                        read_only, synchronous))]
+                        read_only, synchronous, checkpoints="auto"))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -44,6 +44,7 @@ impl PyVault {
         cache_kb: i64,
         read_only: bool,
         synchronous: &str,
+        checkpoints: &str,
     ) -> Result<Self, BindingError> {
         let options = StoreOptions {
             retries: non_negative("retries", retries)?,
@@ -55,6 +56,7 @@ impl PyVault {
             read_only,
             synchronous: kvault::Synchronous::parse(synchronous)?,
             read_lease: Some(kvault::READ_LEASE),
+            checkpoints: kvault::Checkpoints::parse(checkpoints)?,
         };
         let vault = py.detach(move || Vault::open_with(&path, options))?;
         // Every file may hold columns (written by another handle or process), so the file's

@@ -66,7 +66,8 @@ pub use kv::{
 pub use kv_handle::{Kv, ValueReader, ValueWriter};
 pub use reaper::READ_LEASE;
 pub use store::{
-    Location, Store, StoreError, StoreOptions, Synchronous, APPLICATION_ID, FORMAT_VERSION,
+    Checkpoints, Location, Store, StoreError, StoreOptions, Synchronous, APPLICATION_ID,
+    EXTERNAL_MIN_RETRIES, FORMAT_VERSION,
 };
 pub use vault::{StoreGuard, TableKind, Transaction, Vault};
 pub use wal_index::CommitToken;

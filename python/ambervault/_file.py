@@ -78,6 +78,8 @@ class VaultFile:
 
     :param clock: a callable returning epoch seconds, used instead of the system clock for every
         timestamp and expiry decision of every table on the file.
+    :param checkpoints: ``"auto"`` (ambervault checkpoints the WAL) or ``"external"`` (a program
+        following the WAL, such as Litestream, does; see ``docs/replication.md``).
     """
 
     def __init__(
@@ -92,13 +94,15 @@ class VaultFile:
         read_only: bool = False,
         synchronous: str = "normal",
         clock: Optional[Callable[[], float]] = None,
+        checkpoints: str = "auto",
     ) -> None:
         self._core: Optional[VaultCore] = None
         if clock is not None and not callable(clock):
             raise TypeError("clock must be a callable returning epoch seconds")
         path = fspath(path)
-        if not isinstance(synchronous, str):
-            raise TypeError(f"synchronous must be a str, not {type(synchronous).__name__}")
+        for name, text in (("synchronous", synchronous), ("checkpoints", checkpoints)):
+            if not isinstance(text, str):
+                raise TypeError(f"{name} must be a str, not {type(text).__name__}")
         for name, value in (
             ("retries", retries),
             ("page_size", page_size),
@@ -120,6 +124,7 @@ class VaultFile:
             cache_kb=cache_kb,
             read_only=bool(read_only),
             synchronous=synchronous,
+            checkpoints=checkpoints,
         )
         self._core = VaultCore(
             path,
@@ -131,6 +136,7 @@ class VaultFile:
             cache_kb,
             bool(read_only),
             synchronous,
+            checkpoints,
         )
         # By id: tables are mappings and sequences, which are not hashable.
         self._tables: weakref.WeakValueDictionary[int, Any] = weakref.WeakValueDictionary()

@@ -220,6 +220,7 @@ class ColumnVault(CacheControls):
     :param min_chunk_bytes: size of a new column's first chunk; chunks double from here...
     :param max_chunk_bytes: ...up to this size.
     :param read_only: open a path without write access (every write raises ``ReadOnlyError``).
+    :param checkpoints: ``"auto"`` or ``"external"`` for a path (see :class:`KVault`).
 
     >>> cv = ColumnVault(":memory:")
     >>> temps = cv.create_column("temps", "f64")
@@ -234,6 +235,7 @@ class ColumnVault(CacheControls):
         min_chunk_bytes: int = 128 << 10,
         max_chunk_bytes: int = 16 << 20,
         read_only: bool = False,
+        checkpoints: str = "auto",
     ) -> None:
         self._core: Optional[ColumnVaultCore] = None
         self._cache = None
@@ -247,7 +249,9 @@ class ColumnVault(CacheControls):
             self._owns_file = False
         else:
             path = fspath(kv_or_path, "ColumnVault takes a KVault or a path")
-            self._file = VaultFile(path, mmap_size=_COLUMN_MMAP_BYTES, read_only=read_only)
+            self._file = VaultFile(
+                path, mmap_size=_COLUMN_MMAP_BYTES, read_only=read_only, checkpoints=checkpoints
+            )
             self._owns_file = True
         self.path = self._file.path
         try:
@@ -265,7 +269,8 @@ class ColumnVault(CacheControls):
         if self.path == ":memory:":
             raise TypeError("an in-memory ColumnVault cannot be pickled (it has no file to reopen)")
         read_only = self._file.open_args["read_only"]
-        return (ColumnVault, (self.path, *self._chunk_bytes, read_only))
+        checkpoints = self._file.open_args["checkpoints"]
+        return (ColumnVault, (self.path, *self._chunk_bytes, read_only, checkpoints))
 
     @property
     def _native(self) -> ColumnVaultCore:

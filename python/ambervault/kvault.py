@@ -74,6 +74,9 @@ class KVault(collections.abc.MutableMapping, CacheControls):  # type: ignore[typ
     :param reader_cache_kb, reader_idle_limit: accepted for code written for kohakuvault 1.1.0
         (which sizes a reader-connection pool with them); ambervault's reads share the vault's
         connection, so they have no effect.
+    :param checkpoints: ``"auto"`` (default: ambervault copies the WAL back into the file) or
+        ``"external"``: another program that follows the WAL, such as Litestream, does it, and
+        writes wait longer for its locks (see ``docs/replication.md``).
 
     >>> vault = KVault(":memory:")
     >>> vault["a"] = b"1"
@@ -101,6 +104,7 @@ class KVault(collections.abc.MutableMapping, CacheControls):  # type: ignore[typ
         allow_pickle: bool = False,
         reader_cache_kb: Optional[int] = None,
         reader_idle_limit: Optional[int] = None,
+        checkpoints: str = "auto",
     ) -> None:
         self._core: Optional[KVaultCore] = None
         # kohakuvault 1.1.0 sizes a pool of reader connections with these; ambervault's reads
@@ -133,6 +137,7 @@ class KVault(collections.abc.MutableMapping, CacheControls):  # type: ignore[typ
             read_only=read_only,
             synchronous=synchronous,
             clock=clock,
+            checkpoints=checkpoints,
         )
         self._clock = clock
         try:

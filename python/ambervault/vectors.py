@@ -70,6 +70,7 @@ class VectorKVault:
     :param vector_type: ``"f32"`` (default), ``"f16"``, ``"i8"`` or ``"bit"``.
     :param index: ``"auto"`` (exact below 20,000 items, HNSW from there), ``"flat"`` (always
         exact) or ``"hnsw"``.
+    :param checkpoints: ``"auto"`` or ``"external"`` for a path (see :class:`KVault`).
     :param M: HNSW edges per node; :param ef_construction: and :param ef_search: its candidate
         list sizes while building and searching.
 
@@ -95,6 +96,7 @@ class VectorKVault:
         ef_search: Optional[int] = None,
         auto_pack: bool = True,
         allow_pickle: bool = False,
+        checkpoints: str = "auto",
     ) -> None:
         self._core: Optional[VectorTableCore] = None
         if not isinstance(table, str):
@@ -118,7 +120,7 @@ class VectorKVault:
             self._owns_file = False
         else:
             path = fspath(path_or_vault, "VectorKVault takes a path, a KVault or a ColumnVault")
-            self._file = VaultFile(path, read_only=read_only)
+            self._file = VaultFile(path, read_only=read_only, checkpoints=checkpoints)
             self._owns_file = True
         try:
             self._core = VectorTableCore(

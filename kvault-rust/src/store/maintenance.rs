@@ -156,7 +156,12 @@ impl Store {
         };
         let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
         if mode.eq_ignore_ascii_case("wal") {
-            self.checkpointer = Some(Checkpointer::install(conn, &path, synchronous)?);
+            if self.options.checkpoints == Checkpoints::Auto {
+                self.checkpointer = Some(Checkpointer::install(conn, &path, synchronous)?);
+            } else {
+                // Left to the program that follows the WAL: SQLite's own autocheckpoint off.
+                conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")?;
+            }
             self.wal_index = WalIndexView::open(conn);
         }
         Ok(())

@@ -27,7 +27,10 @@ mod txn;
 
 pub(crate) use fork::*;
 pub(crate) use open::*;
-pub use options::{Location, StoreOptions, Synchronous, APPLICATION_ID, FORMAT_VERSION};
+pub use options::{
+    Checkpoints, Location, StoreOptions, Synchronous, APPLICATION_ID, EXTERNAL_MIN_RETRIES,
+    FORMAT_VERSION,
+};
 pub use run::StoreError;
 pub(crate) use run::*;
 
@@ -76,8 +79,11 @@ impl Store {
     /// [`Error::Corrupted`] for a file that is not a SQLite database,
     /// [`Error::IncompatibleFormat`] for a file written by a newer ambervault,
     /// [`Error::InvalidArgument`] for bad options. Nothing is written in any of these cases.
-    pub fn open(location: Location, options: StoreOptions) -> Result<Self> {
+    pub fn open(location: Location, mut options: StoreOptions) -> Result<Self> {
         options.validate()?;
+        if options.checkpoints == Checkpoints::External {
+            options.retries = options.retries.max(EXTERNAL_MIN_RETRIES);
+        }
         install_fork_hook();
         let fork_generation = FORK_GENERATION.load(Ordering::SeqCst);
         // Opening is idempotent: if another process holds a lock at the wrong moment (WAL

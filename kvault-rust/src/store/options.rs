@@ -51,6 +51,39 @@ impl Synchronous {
     }
 }
 
+/// Who checkpoints the WAL (copies it back into the database file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Checkpoints {
+    /// ambervault: small commits inline, bulk commits on a background thread (`checkpoint.rs`).
+    #[default]
+    Auto,
+    /// Another program that follows the WAL, such as Litestream: ambervault never checkpoints
+    /// (SQLite's autocheckpoint is off too), and a write waits longer for a lock
+    /// ([`EXTERNAL_MIN_RETRIES`]), since the replicator holds the write lock while it copies
+    /// new WAL frames.
+    External,
+}
+
+/// The fewest busy retries of a store with [`Checkpoints::External`] (about 20 s of waiting
+/// with the default backoff).
+pub const EXTERNAL_MIN_RETRIES: u32 = 10;
+
+impl Checkpoints {
+    /// Parses `"auto"` or `"external"`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for any other string.
+    pub fn parse(text: &str) -> Result<Self> {
+        match text {
+            "auto" => Ok(Self::Auto),
+            "external" => Ok(Self::External),
+            _ => Err(Error::InvalidArgument(format!(
+                "checkpoints must be 'auto' or 'external', not {text:?}"
+            ))),
+        }
+    }
+}
+
 /// Settings for opening a [`Store`]. Defaults follow the Python API.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
@@ -75,6 +108,8 @@ pub struct StoreOptions {
     /// it must also end idle leases ([`Store::end_read_lease_older_than`]): an idle lease holds
     /// back other connections' checkpoints.
     pub read_lease: Option<Duration>,
+    /// Who checkpoints the WAL.
+    pub checkpoints: Checkpoints,
 }
 
 impl Default for StoreOptions {
@@ -89,6 +124,7 @@ impl Default for StoreOptions {
             read_only: false,
             synchronous: Synchronous::Normal,
             read_lease: None,
+            checkpoints: Checkpoints::Auto,
         }
     }
 }
