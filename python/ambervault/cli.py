@@ -292,12 +292,10 @@ def cmd_col_export(args: argparse.Namespace) -> int:
                 writer.writerow([i, v.hex() if isinstance(v, bytes) else v])
     else:
         try:
-            import pyarrow as pa
-            import pyarrow.parquet as pq
+            import pyarrow  # noqa: F401
         except ImportError:
             raise _Missing("parquet export needs pyarrow: pip install pyarrow") from None
-        as_list = col._width is None or col.dtype.startswith("str")
-        pq.write_table(pa.table({args.name: list(col) if as_list else col.to_numpy()}), out)
+        col.to_parquet(out)  # streamed in row groups; see docs/arrow.md
     n = len(col)
     cv.close()
     _emit(args, {"output": out, "elements": n}, lambda: iter([f"wrote {n:,} elements to {out}"]))

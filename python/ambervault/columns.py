@@ -8,9 +8,9 @@ import os
 import threading
 import time
 from collections.abc import MutableSequence
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
-from . import _codec
+from . import _arrow, _codec
 from ._ambervault import ColumnCore, ColumnVaultCore, PendingAppends, canonical_dtype
 from ._file import VaultFile, fspath
 from .cache import BatchingCache, CacheControls
@@ -400,6 +400,57 @@ class ColumnVault(CacheControls):
         for cache in self._all_caches():
             cache.flush()
 
+    # -- Arrow -------------------------------------------------------------------------------------
+    def to_arrow(self, names: Optional[Sequence[str]] = None) -> Any:
+        """The columns ``names`` (all, ordered by name, when None) as one ``pyarrow.Table``; they
+        must have equal lengths (else :class:`InvalidArgument` listing them). Fixed-width columns
+        are wrapped without a copy; see ``docs/arrow.md`` for every dtype's Arrow type. Needs
+        pyarrow.
+
+        >>> cv = ColumnVault(":memory:"); cv.create_column("x", "i32").extend([1, 2])
+        >>> cv.to_arrow().column("x").to_pylist()
+        [1, 2]
+        """
+        return _arrow.vault_table(self, names)
+
+    def to_reader(self, names: Optional[Sequence[str]] = None, batch_rows: Optional[int] = None) -> Any:
+        """A ``pyarrow.RecordBatchReader`` over the columns ``names`` (as :meth:`to_arrow`) that
+        reads ``batch_rows`` rows of each per batch (by default about 16 MiB per batch), so a
+        consumer holds one batch at a time. It covers the rows present when it is made."""
+        return _arrow.reader(self, names, batch_rows)
+
+    def __arrow_c_stream__(self, requested_schema: Any = None) -> Any:
+        """The Arrow C stream of every column (see :meth:`to_reader`): DuckDB, Polars and
+        pyarrow read a ``ColumnVault`` directly, batch by batch."""
+        return self.to_reader().__arrow_c_stream__(requested_schema)
+
+    def from_arrow(self, table: Any, dtypes: Optional[Dict[str, str]] = None) -> None:
+        """Append every column of ``table`` (a ``pyarrow.Table``, ``RecordBatch`` or anything
+        pyarrow reads as a table) to the column of the same name, creating missing ones with the
+        dtype the Arrow type maps to (or ``dtypes[name]``). All in one transaction: an
+        unsupported type, a null or a value a column refuses writes nothing.
+
+        >>> import pyarrow as pa
+        >>> cv = ColumnVault(":memory:"); cv.from_arrow(pa.table({"x": pa.array([1, 2], pa.int16())}))
+        >>> cv["x"].dtype, cv["x"][:]
+        ('i16', [1, 2])
+        """
+        _arrow.from_table(self, table, dtypes)
+
+    def to_parquet(
+        self,
+        path: Union[str, os.PathLike[str], Any],
+        names: Optional[Sequence[str]] = None,
+        row_group_rows: Optional[int] = None,
+        **writer_options: Any,
+    ) -> int:
+        """Write the columns ``names`` (as :meth:`to_arrow`) to a Parquet file, one row group of
+        ``row_group_rows`` rows at a time (by default about 64 MiB per group), in constant
+        memory. A path is written as ``<path>.part`` and renamed when complete.
+        ``writer_options`` go to ``pyarrow.parquet.ParquetWriter`` (e.g. ``compression``).
+        Returns the number of rows written."""
+        return _arrow.write_parquet(self, path, names, row_group_rows, writer_options)
+
     def check(self) -> List[str]:
         """SQLite's integrity check plus the invariants of every table and column in the file;
         empty when healthy."""
@@ -585,6 +636,39 @@ class Column(MutableSequence, CacheControls):  # type: ignore[type-arg]
         array = self.to_numpy()
         return array if dtype is None else array.astype(dtype)
 
+    # -- Arrow ---------------------------------------------------------------------------------
+    def to_arrow(self, start: int = 0, stop: Optional[int] = None) -> Any:
+        """Elements ``start:stop`` as a ``pyarrow.Array`` (see ``docs/arrow.md`` for the type of
+        each dtype). Fixed-width dtypes wrap the bytes :meth:`to_numpy` read, without a second
+        copy (``bool`` is packed into bits). Needs pyarrow.
+
+        >>> cv = ColumnVault(":memory:"); col = cv.create_column("x", "f64"); col.extend([1.5, 2.5])
+        >>> col.to_arrow().to_pylist()
+        [1.5, 2.5]
+        """
+        ((_, dtype, length, data_bytes),) = _arrow._summary(self._vault, [self.name])
+        return _arrow.column_slice(
+            self, _bound(start), _bound(stop), _arrow.arrow_type(dtype, length, data_bytes)
+        )
+
+    def to_reader(self, batch_rows: Optional[int] = None) -> Any:
+        """A ``pyarrow.RecordBatchReader`` of one field, this column, read ``batch_rows``
+        elements at a time (see :meth:`ColumnVault.to_reader`)."""
+        return self._vault.to_reader([self.name], batch_rows)
+
+    def __arrow_c_stream__(self, requested_schema: Any = None) -> Any:
+        """The Arrow C stream of a one-column table, read in batches (see :meth:`to_reader`)."""
+        return self.to_reader().__arrow_c_stream__(requested_schema)
+
+    def to_parquet(
+        self,
+        path: Union[str, os.PathLike[str], Any],
+        row_group_rows: Optional[int] = None,
+        **writer_options: Any,
+    ) -> int:
+        """Write this column to a Parquet file (see :meth:`ColumnVault.to_parquet`)."""
+        return self._vault.to_parquet(path, [self.name], row_group_rows, **writer_options)
+
     # -- writes --------------------------------------------------------------------------------
     def _active_cache(self) -> Optional[ColumnCache]:
         return self._cache if self._cache is not None else self._vault._cache
@@ -600,7 +684,11 @@ class Column(MutableSequence, CacheControls):  # type: ignore[type-arg]
     def extend(self, values: Iterable[Any]) -> None:
         """Append every element of ``values`` in one transaction. A numpy array (or other typed
         buffer) of a fixed-width column goes through a bulk path with no per-element Python
-        work. If any element is refused, nothing is written."""
+        work, and so does a pyarrow Array or ChunkedArray of fixed-width values. If any element
+        is refused, nothing is written."""
+        if _arrow.is_arrow(values):
+            _arrow.extend(self, values)
+            return
         if _is_array(values) and self._bulk:
             self._sync()
             self._core.extend_raw(self._as_raw(values))
@@ -757,6 +845,9 @@ class _ConvertingColumn(Column):
     def extend(self, values: Iterable[Any]) -> None:
         """Append every element of ``values`` in one transaction; if any cannot be converted,
         nothing is written."""
+        if _arrow.is_arrow(values):
+            _arrow.extend(self, values)
+            return
         super().extend(self._encode_all(values))
 
     def __setitem__(self, idx: Any, value: Any) -> None:
@@ -832,8 +923,11 @@ class VecColumn(_ConvertingColumn):
     def extend(self, values: Iterable[Any]) -> None:
         """Append every element of ``values`` in one transaction: a ``(n, d1, ...)`` array goes
         through the raw bulk path, any other iterable (a list of arrays) is converted row by
-        row. A wrong shape or a lossy value writes nothing."""
-        if _is_array(values):
+        row; a pyarrow fixed-size list array goes through the bulk path too. A wrong shape or a
+        lossy value writes nothing."""
+        if _arrow.is_arrow(values):
+            _arrow.extend(self, values)
+        elif _is_array(values):
             Column.extend(self, values)
         else:
             super().extend(values)
@@ -908,6 +1002,21 @@ class PackedColumn(_ConvertingColumn):
         except (ValueError, RecursionError) as e:
             # Includes the packers' recursion limits: a cyclic or absurdly deep value.
             raise ValueError(f"cannot pack this value for a {self.dtype} column: {e}") from None
+
+    def to_arrow(self, start: int = 0, stop: Optional[int] = None, decode: bool = False) -> Any:
+        """Elements ``start:stop`` as a ``pyarrow.Array`` of the packed values: ``json`` as
+        ``string`` (the JSON text), ``msgpack`` and ``cbor`` as ``binary``. With ``decode=True``
+        the values are unpacked and pyarrow infers one type for them (an
+        :class:`InvalidArgument` when it cannot, e.g. for values of mixed types).
+
+        >>> cv = ColumnVault(":memory:"); col = cv.create_column("e", "json"); col.append({"a": 1})
+        >>> col.to_arrow().to_pylist(), col.to_arrow(decode=True).to_pylist()
+        (['{"a": 1}'], [{'a': 1}])
+        """
+        if not decode:
+            return super().to_arrow(start, stop)
+        self._sync()
+        return _arrow.column_slice(self, _bound(start), _bound(stop), None, decode=True)
 
     def to_numpy(self, start: int = 0, stop: Optional[int] = None) -> Any:
         """Elements ``start:stop`` unpacked, as a 1-d object array (one Python value per

@@ -623,6 +623,37 @@ class KVault(collections.abc.MutableMapping, CacheControls):  # type: ignore[typ
         """``(key, value)`` pairs in key order, with the same filters as :meth:`keys`."""
         return ItemsView(self, Range(prefix, start, end, limit, reverse))
 
+    def to_arrow(
+        self,
+        prefix: Optional[Key] = None,
+        start: Optional[Key] = None,
+        end: Optional[Key] = None,
+        limit: Optional[int] = None,
+        reverse: bool = False,
+        decode: bool = False,
+        max_value_bytes: Optional[int] = 64 << 20,
+    ) -> Any:
+        """The pairs a scan with these filters (as :meth:`items`) finds, as a ``pyarrow.Table``
+        of ``key`` (``string`` for str keys, ``binary`` for bytes keys, a ``list`` for tuple
+        keys whose elements share one type; keys of mixed types are an :class:`InvalidArgument`),
+        ``value`` (the stored bytes, ``binary``) and ``encoding`` (``"raw"`` for bytes values,
+        else the typed value's encoding, e.g. ``"msgpack"``). With ``decode=True``, ``value``
+        holds the decoded values typed by pyarrow and there is no ``encoding`` column.
+
+        The table is built in memory: a value larger than ``max_value_bytes`` (checked before it
+        is read; None for no limit) is an :class:`InvalidArgument` pointing to the CLI's
+        ``export``, which writes values out as files. Needs pyarrow.
+
+        >>> v = KVault(":memory:"); v["a"] = b"xy"; v["b"] = 7
+        >>> t = v.to_arrow(); t.column("key").to_pylist(), t.column("encoding").to_pylist()
+        (['a', 'b'], ['raw', 'msgpack'])
+        >>> v.to_arrow(prefix="b", decode=True).column("value").to_pylist()
+        [7]
+        """
+        from . import _arrow
+
+        return _arrow.kv_table(self, prefix, start, end, limit, reverse, decode, max_value_bytes)
+
     # -- streaming ---------------------------------------------------------------------------
     def put_file(
         self,
