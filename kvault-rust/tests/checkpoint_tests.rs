@@ -300,3 +300,38 @@ fn the_commit_token_changes_with_every_commit_of_any_connection() {
         "closed stores have none"
     );
 }
+
+#[test]
+#[cfg(target_os = "linux")]
+fn external_checkpoints_leave_the_wal_to_another_program() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("v.db");
+    let options = StoreOptions {
+        checkpoints: kvault::Checkpoints::External,
+        ..StoreOptions::default()
+    };
+    let vault = Kv::open_with(&db, options, "kvault", 1 << 20).unwrap();
+    assert_eq!(
+        vault.store().options().retries,
+        kvault::EXTERNAL_MIN_RETRIES,
+        "a replicator's lock is waited for longer"
+    );
+    let threads = checkpoint_threads();
+    for batch in 0..20 {
+        put_batch(&vault, batch, 200);
+    }
+    for i in 0..3000u32 {
+        vault.put(format!("k{i}").as_bytes(), &[7u8; 100]).unwrap();
+    }
+    // Neither the thread nor SQLite's autocheckpoint copied anything back: every frame of the
+    // ~7,600 written is still in the WAL, until the other program (here: `checkpoint()`) runs.
+    assert_eq!(checkpoint_threads(), threads, "no checkpoint thread");
+    let wal = file_len(&wal_path(&db));
+    assert!(wal > 7000 * PAGE_FRAME_BYTES, "WAL is only {wal} bytes");
+    vault.store().checkpoint().unwrap();
+    assert_eq!(file_len(&wal_path(&db)), 0);
+    for batch in [0, 19] {
+        check_batch(&vault, batch, 200);
+    }
+    assert!(kvault::Checkpoints::parse("sometimes").is_err());
+}

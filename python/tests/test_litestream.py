@@ -212,3 +212,15 @@ def test_replicated_to_s3_on_loopback_and_restored(tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_the_checkpoints_argument_is_checked_before_anything_is_created(tmp_path):
+    path = tmp_path / "never.db"
+    with pytest.raises(ambervault.InvalidArgument, match="checkpoints"):
+        ambervault.KVault(path, checkpoints="sometimes")
+    with pytest.raises(TypeError, match="checkpoints"):
+        ambervault.ColumnVault(path, checkpoints=1)  # type: ignore[arg-type]
+    assert not path.exists()
+    with ambervault.KVault(path, checkpoints="external") as kv:
+        kv["k"] = b"v"
+        assert ambervault.ColumnVault(kv)._file.open_args["checkpoints"] == "external"
