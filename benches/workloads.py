@@ -430,6 +430,60 @@ def kv_stream_out(system: str) -> Workload:
     return run
 
 
+# -- many reader processes ---------------------------------------------------------------------
+# A training job's data loader: worker processes read random 100 KB samples from one file. The
+# pool is spawned before the timed part (for every system alike), each worker opens its own
+# handle with the system's adapter above, and the timed part is the aggregate read.
+
+READERS = 4
+SAMPLE_BYTES = 100_000
+_READER: Any = None
+
+
+def _reader_open(system: str, d: str, ready: Any) -> None:
+    global _READER
+    _READER = KV_SYSTEMS[system](d)
+    ready.wait(120)  # with the other workers and the parent: the clock starts once all are open
+
+
+def _reader_get(ks: List[bytes]) -> int:
+    get = _READER.get
+    total = 0
+    for k in ks:
+        total += len(get(k))
+    return total
+
+
+def kv_parallel_read(system: str) -> Workload:
+    def run(d: str, n: int) -> Result:
+        import multiprocessing as mp
+
+        samples = max(READERS, min(2_000, n // 4))  # 200 MB at most; each sample read 4+ times
+        noise = os.urandom(SAMPLE_BYTES + 8 * samples)
+        s = KV_SYSTEMS[system](d)
+        ks = [b"sample:%08d" % i for i in range(samples)]
+        for i in range(0, samples, 100):
+            s.put_many(
+                [(ks[j], noise[8 * j : 8 * j + SAMPLE_BYTES]) for j in range(i, min(i + 100, samples))]
+            )
+        if system in ("ambervault", "kohakuvault"):
+            _settle(s.v)
+        s.close()
+        rng = random.Random(11)
+        reads = [ks[rng.randrange(samples)] for _ in range(n)]
+        parts = [reads[w::READERS] for w in range(READERS)]
+        ctx = mp.get_context("spawn")
+        ready = ctx.Barrier(READERS + 1)
+        with ctx.Pool(READERS, initializer=_reader_open, initargs=(system, d, ready)) as pool:
+            ready.wait(120)
+            with Timer() as t:
+                total = sum(pool.map(_reader_get, parts, chunksize=1))
+        assert total == n * SAMPLE_BYTES, (system, total)
+        return t.seconds, n
+
+    return run
+
+
 # -- column systems -----------------------------------------------------------------------------
 
 
@@ -837,6 +891,12 @@ WORKLOADS: Dict[str, Tuple[List[str], Callable[[str], Workload], Tuple[int, int]
     "kv_get_1MiB": (KV, kv_1mib_get, (50, 1000), "gets"),
     "kv_stream_in": (STREAMERS, kv_stream_in, (128, 1024), "bytes"),
     "kv_stream_out": (STREAMERS, kv_stream_out, (128, 1024), "bytes"),
+    "kv_parallel_read_100KB": (
+        ["ambervault", "lmdb", "diskcache"],
+        kv_parallel_read,
+        (4_000, 40_000),
+        "gets",
+    ),
     "kv_iterate_keys": (KV, kv_iterate, (20_000, 100_000), "keys"),
     "kv_mix_90r_10w": (KV, kv_mix, (20_000, 100_000), "ops"),
     "kv_typed_put": (TYPED, kv_typed_put, (10_000, 100_000), "puts"),
@@ -901,6 +961,7 @@ SIZE_LABELS = {
     "kv_typed_get_random": "{n:,} random gets of an int, a str or a 5-field dict",
     "np_array_put_1MiB": "{n:,} numpy arrays of 1 MiB",
     "np_array_get_1MiB": "{n:,} numpy arrays of 1 MiB, random order",
+    "kv_parallel_read_100KB": "{n:,} random gets of 100 KB values by 4 worker processes, aggregate",
 }
 
 NOTES = {

@@ -27,6 +27,7 @@ from .exceptions import (
     VaultError,
 )
 from .kvault import KVault
+from .loaders import KeyDataset
 from .migrate import MigrationSummary, migrate_kohakuvault
 from .streams import VaultReader, VaultWriter
 from .transaction import Transaction
@@ -48,6 +49,7 @@ __all__ = [
     "IoError",
     "Json",
     "KVault",
+    "KeyDataset",
     "KohakuVaultError",
     "MigrationSummary",
     "MsgPack",
