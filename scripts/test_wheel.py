@@ -35,7 +35,9 @@ def main() -> int:
         venv.create(env_dir, with_pip=True)
         python = env_dir / "bin" / "python"
         pip = [str(python), "-m", "pip", "install", "--quiet"]
-        subprocess.run([*pip, str(wheel), "numpy", "pytest"], check=True)
+        # What the examples use besides ambervault (the peers they read or write with).
+        examples_need = ["numpy", "pytest", "kohakuvault==1.1.0", "pyarrow>=14", "duckdb", "polars"]
+        subprocess.run([*pip, str(wheel), *examples_need], check=True)
         # Import from the installed wheel, from a directory where the source tree is not visible.
         where = subprocess.run(
             [str(python), "-c", "import ambervault; print(ambervault.__file__)"],

@@ -33,6 +33,7 @@ use rusqlite::hooks::Wal;
 use rusqlite::wal::CheckpointMode;
 use rusqlite::{Connection, OpenFlags};
 
+use crate::fork_guard::StoreUse;
 use crate::store::Synchronous;
 
 /// WAL frames from which a commit checkpoints (SQLite's own default).
@@ -231,6 +232,19 @@ fn run(shared: &Shared, path: &Path, synchronous: Synchronous) {
             if state.stop {
                 break;
             }
+        }
+        // Counted in (see `fork_guard.rs`) before the pass is marked running: a fork waits for
+        // the pass, and a commit waiting for the pass never waits on a thread the fork holds
+        // back. Idle, the thread is not counted.
+        let Some(used) = StoreUse::try_enter() else {
+            crate::fork_guard::wait_for_fork();
+            continue;
+        };
+        {
+            let mut state = shared.lock();
+            if state.stop {
+                break;
+            }
             state.requested = false;
             state.running = true;
         }
@@ -238,6 +252,7 @@ fn run(shared: &Shared, path: &Path, synchronous: Synchronous) {
         let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
         shared.lock().running = false;
         shared.wake.notify_all();
+        drop(used);
     }
     drop(conn);
 }

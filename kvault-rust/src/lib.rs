@@ -44,6 +44,7 @@ mod borrowed_insert;
 mod checkpoint;
 mod clock;
 mod error;
+mod fork_guard;
 mod kv;
 mod kv_handle;
 mod reaper;

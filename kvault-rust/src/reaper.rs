@@ -1,20 +1,19 @@
 //! The read-lease reaper: a small thread per [`crate::Vault`] that ends the read lease of an
-//! idle store, and the fork guard that keeps reapers off stores while the process forks.
+//! idle store.
 //!
 //! A lease (see `store/lease.rs`) lets reads in quick succession share one read transaction.
 //! An idle lease would hold back other connections' checkpoints, so once the store is unlocked
 //! with a lease open, the reaper is woken; it ends the lease when it is older than the store's
 //! limit, checking again later while the store is in use.
 //!
-//! A fork child inherits every mutex in the state it had at the fork. If a reaper held a store's
-//! lock at that moment, the child's first use of the store would wait forever (think of
-//! data-loader workers forked right after the parent read something). So `fork()` first waits
-//! for reapers to let go of stores (microseconds), and none takes one until it has returned.
+//! Like every holder of a store, the reaper counts itself in with the fork guard
+//! (`fork_guard.rs`), so a fork never finds the store's lock held by it.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Once, PoisonError, TryLockError, Weak};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, PoisonError, TryLockError, Weak};
 use std::time::Duration;
 
+use crate::fork_guard::StoreUse;
 use crate::store::Store;
 use crate::vault::Shared;
 
@@ -23,39 +22,9 @@ use crate::vault::Shared;
 /// twice it) by the reaper.
 pub const READ_LEASE: Duration = Duration::from_millis(2);
 
-/// Set from just before a `fork()` until it returns: reapers keep off stores meanwhile.
-static FORKING: AtomicBool = AtomicBool::new(false);
-/// Reapers that may hold a store's lock right now.
-static REAPING: AtomicUsize = AtomicUsize::new(0);
-
-fn install_fork_guard() {
-    static INSTALLED: Once = Once::new();
-    INSTALLED.call_once(|| {
-        // SAFETY: the handlers only touch atomics and yield; registering them has no other
-        // effect.
-        unsafe {
-            libc::pthread_atfork(Some(before_fork), Some(after_fork), Some(after_fork));
-        }
-    });
-}
-
-extern "C" fn before_fork() {
-    // With sequentially consistent operations on both sides, either the reaper sees FORKING
-    // and keeps off, or this sees its REAPING count and waits for it to leave.
-    FORKING.store(true, Ordering::SeqCst);
-    while REAPING.load(Ordering::SeqCst) != 0 {
-        std::thread::yield_now();
-    }
-}
-
-extern "C" fn after_fork() {
-    FORKING.store(false, Ordering::SeqCst);
-}
-
 /// Wakes the vault's reaper, starting it first if needed; false if no thread could be started
 /// (the caller then ends the lease itself).
 pub(crate) fn wake(shared: &Arc<Shared>) -> bool {
-    install_fork_guard();
     let mut reaper = shared.reaper.lock().unwrap_or_else(PoisonError::into_inner);
     if reaper.is_none() {
         let weak = Arc::downgrade(shared);
@@ -89,19 +58,17 @@ fn reap(weak: &Weak<Shared>) {
             let Some(shared) = weak.upgrade() else {
                 return;
             };
-            REAPING.fetch_add(1, Ordering::SeqCst);
-            let settled = if FORKING.load(Ordering::SeqCst) {
-                false
-            } else {
-                match shared.store.try_lock() {
+            // Counted in first, so a pending fork waits for this to let go of the store.
+            let settled = match StoreUse::try_enter() {
+                None => false,
+                Some(_used) => match shared.store.try_lock() {
                     Ok(mut store) => settle(&shared, &mut store),
                     Err(TryLockError::Poisoned(poisoned)) => {
                         settle(&shared, &mut poisoned.into_inner())
                     }
                     Err(TryLockError::WouldBlock) => false,
-                }
+                },
             };
-            REAPING.fetch_sub(1, Ordering::SeqCst);
             if settled {
                 break;
             }

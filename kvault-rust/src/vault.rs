@@ -25,6 +25,7 @@ use std::time::Duration;
 
 use crate::clock::Clock;
 use crate::error::Result;
+use crate::fork_guard::{self, StoreUse};
 use crate::store::{Location, Store, StoreError, StoreOptions};
 
 /// A kind of table attached to a vault: what the file-level `check` and `optimize` must also
@@ -155,23 +156,31 @@ impl Vault {
     /// The store, locked for the calling thread, after waiting for another thread's explicit
     /// transaction to end. Blocks: bindings call it with their interpreter lock released.
     pub fn store(&self) -> StoreGuard<'_> {
-        // A panic while holding the lock cannot leave SQLite inconsistent (every operation is
-        // a transaction), so a poisoned lock is still safe to use.
-        let mut guard = self
-            .shared
-            .store
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        while in_another_threads_transaction(&guard) {
-            guard = self
+        loop {
+            // A panic while holding the lock cannot leave SQLite inconsistent (every operation
+            // is a transaction), so a poisoned lock is still safe to use.
+            let mut guard = self
                 .shared
-                .transaction_ended
-                .wait(guard)
+                .store
+                .lock()
                 .unwrap_or_else(PoisonError::into_inner);
-        }
-        StoreGuard {
-            shared: &self.shared,
-            guard,
+            while in_another_threads_transaction(&guard) {
+                guard = self
+                    .shared
+                    .transaction_ended
+                    .wait(guard)
+                    .unwrap_or_else(PoisonError::into_inner);
+            }
+            // A pending fork must not find the lock held (see `fork_guard.rs`).
+            if let Some(used) = StoreUse::try_enter() {
+                return StoreGuard {
+                    shared: &self.shared,
+                    guard,
+                    _used: used,
+                };
+            }
+            drop(guard);
+            fork_guard::wait_for_fork();
         }
     }
 
@@ -200,9 +209,11 @@ impl Vault {
         if in_another_threads_transaction(&guard) {
             return None;
         }
+        let used = StoreUse::try_enter()?;
         let mut store = StoreGuard {
             shared: &self.shared,
             guard,
+            _used: used,
         };
         match f(&mut store) {
             Err(err) if err.is_busy() => None,
@@ -388,6 +399,8 @@ fn in_another_threads_transaction(store: &Store) -> bool {
 pub struct StoreGuard<'v> {
     shared: &'v Arc<Shared>,
     guard: MutexGuard<'v, Store>,
+    // Declared last: counted out only after the lock above is released.
+    _used: StoreUse,
 }
 
 impl Deref for StoreGuard<'_> {
