@@ -312,3 +312,17 @@ with KVault(sys.argv[1]) as kv:
         str(db_path),
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_the_graph_after_many_removals_still_returns_every_live_item(db_path):
+    data = clustered(1500, 8, 21)
+    with VectorKVault(db_path, dimensions=8, metric="l2", index="hnsw") as vk:
+        ids = vk.insert_many(data, list(range(1500)))
+        vk.build_index()
+        vk.delete_many(ids[:1300])
+        for q in clustered(5, 8, 22):
+            found = vk.search(q, k=500)
+            assert sorted(f[2] for f in found) == list(range(1300, 1500))
+            nearest, _ = brute_force(data[1300:], q, 10, "l2")
+            top = [f[2] - 1300 for f in vk.search(q, k=10, ef_search=200)]
+            assert len(set(top) & set(nearest)) >= 9

@@ -142,6 +142,42 @@ impl VectorTable {
             let flat = state.flat(conn, &self.names, reg)?;
             return Ok(flat.search(&Rows::decode(&spec, queries), options.k, metric, filter));
         }
+        let found = self.search_graph(conn, state, reg, queries, options, filter)?;
+        // A graph walk can come back short (after many removals a region of the graph may be
+        // cut off from the entry point). Every query must still get min(k, matching) items:
+        // those queries are answered exactly.
+        let available = allowed.as_ref().map_or(reg.items as usize, Vec::len);
+        let wanted = options.k.min(available);
+        if found.iter().all(|hits| hits.len() >= wanted) {
+            return Ok(found);
+        }
+        let width = spec.vector_bytes();
+        let flat = state.flat(conn, &self.names, reg)?;
+        Ok(found
+            .into_iter()
+            .zip(queries.chunks_exact(width))
+            .map(|(hits, query)| {
+                if hits.len() >= wanted {
+                    hits
+                } else {
+                    let exact = flat.search(&Rows::decode(&spec, query), options.k, metric, filter);
+                    exact.into_iter().next().unwrap_or_default()
+                }
+            })
+            .collect())
+    }
+
+    /// The graph's answers to each query.
+    fn search_graph(
+        &self,
+        conn: &Connection,
+        state: &mut State,
+        reg: &Registry,
+        queries: &[u8],
+        options: &SearchOptions<'_>,
+        filter: Option<IdFilter<'_>>,
+    ) -> Result<Vec<Vec<Hit>>> {
+        let spec = reg.spec;
         let graph = state.hnsw(conn, &self.names, reg)?;
         let ef = options.ef_search.unwrap_or(reg.index.ef_search);
         let width = spec.vector_bytes();

@@ -198,12 +198,12 @@ impl State {
         names: &Names,
         reg: &Registry,
     ) -> Result<&Hnsw> {
-        // Removed nodes stay in the graph as tombstones that searches step over; rebuild once
-        // they outnumber half the live ones.
+        // Removed nodes stay in the graph as tombstones that searches step over, and many of
+        // them cut regions off; rebuild once they reach a quarter of the live ones.
         if self
             .hnsw
             .as_ref()
-            .is_some_and(|g| g.removed() > (g.len() / 2).max(1000))
+            .is_some_and(|g| g.removed() > (g.len() / 4).max(64))
         {
             self.rebuild_graph(conn, names, reg)?;
         }
