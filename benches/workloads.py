@@ -247,8 +247,21 @@ class DirectSqlite:
         self.c.close()
 
 
+class AmberExternal(Amber):
+    """ambervault with checkpoints left to a replicator (as under Litestream), here without
+    one: what the mode costs the writer."""
+
+    note = "KVault(checkpoints='external'): no ambervault or SQLite checkpoints"
+
+    def __init__(self, d: str) -> None:
+        import ambervault
+
+        self.v = ambervault.KVault(os.path.join(d, "a.db"), checkpoints="external")
+
+
 KV_SYSTEMS = {
     "ambervault": Amber,
+    "ambervault-external": AmberExternal,
     "kohakuvault": Kohaku,
     "diskcache": DiskCache,
     "sqlitedict": SqliteDict,
@@ -880,6 +893,7 @@ def np_array_get(system: str) -> Workload:
 
 KV = ["ambervault", "kohakuvault", "diskcache", "sqlitedict", "lmdb", "rocksdict", "sqlite3"]
 STREAMERS = ["ambervault", "kohakuvault", "diskcache"]
+CKPT = ["ambervault", "ambervault-external"]
 COLS = ["ambervault", "kohakuvault", "h5py", "zarr", "pyarrow", "numpy"]
 
 # name -> (systems, factory, (quick size, full size), unit)
@@ -900,6 +914,11 @@ WORKLOADS: Dict[str, Tuple[List[str], Callable[[str], Workload], Tuple[int, int]
     "kv_iterate_keys": (KV, kv_iterate, (20_000, 100_000), "keys"),
     "kv_mix_90r_10w": (KV, kv_mix, (20_000, 100_000), "ops"),
     "kv_typed_put": (TYPED, kv_typed_put, (10_000, 100_000), "puts"),
+    # What checkpoints="external" (for Litestream) costs the writer, measured without a replicator.
+    "ckpt_external_put_single_100B": (CKPT, kv_put_single, (5_000, 100_000), "puts"),
+    "ckpt_external_put_batched_100B": (CKPT, kv_put_batch, (20_000, 100_000), "puts"),
+    "ckpt_external_put_1MiB": (CKPT, kv_1mib_put, (50, 1000), "puts"),
+    "ckpt_external_stream_in": (CKPT, kv_stream_in, (128, 1024), "bytes"),
     "kv_typed_get_random": (TYPED, kv_typed_get, (10_000, 100_000), "gets"),
     "np_array_put_1MiB": (["ambervault", "kohakuvault", "npy_files"], np_array_put, (50, 1000), "puts"),
     "np_array_get_1MiB": (["ambervault", "kohakuvault", "npy_files"], np_array_get, (50, 1000), "gets"),
@@ -954,6 +973,7 @@ for _label, _length in (("1M", 1_000_000), ("10M", 10_000_000), ("100M", 100_000
 # How each workload's size reads in the report ("{n}" is the size), where "n <unit>" misleads.
 SIZE_LABELS = {
     "kv_stream_in": "a {n:,} MiB stream",
+    "ckpt_external_stream_in": "a {n:,} MiB stream",
     "kv_stream_out": "a {n:,} MiB stream",
     "col_point_reads": "random reads on a {n:,}-element column",
     "col_windows_1000": "1,000-element windows of a {n:,}-element column",
