@@ -1,8 +1,8 @@
 """ambervault benchmark suite: every workload for every system, each run in a fresh process and
 a fresh temporary directory, systems interleaved, repeated, medians and ratios reported.
 
-    make bench            # quick mode (< 3 minutes), writes docs/benchmarks.md
-    make bench-full       # full sizes (< 25 minutes)
+    make bench            # quick mode (< 3 minutes; the vec_* workloads add about 10), writes docs/benchmarks.md
+    make bench-full       # full sizes (< 25 minutes; the vec_* workloads add about 40: five 1M HNSW builds)
     .venv-bench/bin/python benches/run.py --quick --workloads kv_get_random_100B
 
 Results go to ``benches/results.json`` and ``docs/benchmarks.md`` (a markdown table per
@@ -26,7 +26,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from workloads import NOTES, SIZE_LABELS, WORKLOADS  # noqa: E402
+from vector_workloads import EXTRA_COLUMNS  # noqa: E402
+from workloads import NOTES, PREPARE, SIZE_LABELS, WORKLOADS  # noqa: E402
 
 PACKAGES = [
     "ambervault",
@@ -39,6 +40,11 @@ PACKAGES = [
     "zarr",
     "pyarrow",
     "numpy",
+    "sqlite-vec",
+    "hnswlib",
+    "usearch",
+    "faiss-cpu",
+    "lancedb",
 ]
 
 
@@ -65,7 +71,10 @@ def machine() -> dict:
 
 def run_one(workload: str, system: str, size: int, timeout: float) -> dict:
     # numpy's BLAS threads spin after use and would steal a core from whichever system runs.
-    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    # Vector workloads use no BLAS outside the timed part (their data are prepared beforehand),
+    # and numpy brute force is the limit there, so it gets every core.
+    threads = str(os.cpu_count() or 1) if workload.startswith("vec_") else "1"
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": threads, "OMP_NUM_THREADS": threads}
     proc = subprocess.run(
         [sys.executable, str(HERE / "worker.py"), workload, system, str(size)],
         capture_output=True,
@@ -91,6 +100,20 @@ def human(n: float) -> str:
     return f"{n:.1f} GiB"
 
 
+def extra_cell(value: object, kind: str) -> str:
+    if value is None:
+        return ""
+    if kind == "s":
+        return f"{value:.3f} s"
+    if kind == "f3":
+        return f"{value:.3f}"
+    if kind == "int":
+        return f"{value:.0f}"
+    if kind == "bytes":
+        return human(value)
+    return f"{value:,.0f}/s"  # "rate"
+
+
 def summarize(results: dict) -> dict:
     table = {}
     for workload, per_system in results.items():
@@ -109,6 +132,12 @@ def summarize(results: dict) -> dict:
                 "file_bytes": statistics.median(r["file_bytes"] for r in ok),
                 "runs": len(ok),
             }
+            extras: dict = {}
+            for r in ok:
+                for key, value in r.get("extras", {}).items():
+                    extras.setdefault(key, []).append(value)
+            if extras:
+                rows[system]["extras"] = {key: statistics.median(v) for key, v in extras.items()}
         base = rows.get("ambervault", {}).get("rate")
         for row in rows.values():
             if base and row.get("rate"):
@@ -139,21 +168,26 @@ def markdown(summary: dict, facts: dict, mode: str, sizes: dict) -> str:
     for workload, rows in summary.items():
         unit = WORKLOADS[workload][3]
         label = SIZE_LABELS.get(workload, "{n:,} " + unit).format(n=sizes[workload])
+        extra = EXTRA_COLUMNS.get(workload, [])
         out += [
             f"## {workload} ({label})",
             "",
-            "| system | median | rate | ratio | heap growth | files |",
-            "|---|---:|---:|---:|---:|---:|",
+            "| system | median | rate | ratio | heap growth | files |" + "".join(f" {c[1]} |" for c in extra),
+            "|---|---:|---:|---:|---:|---:|" + "---:|" * len(extra),
         ]
         ordered = sorted(rows.items(), key=lambda kv: kv[1].get("median_s", float("inf")))
         for system, row in ordered:
             if "error" in row:
-                out.append(f"| {system} | error: {row['error'][:80]} | | | | |")
+                out.append(f"| {system} | error: {row['error'][:80]} | | | | |" + " |" * len(extra))
                 continue
             rate = f"{row['rate']:,.0f} {unit}/s" if unit != "bytes" else f"{human(row['rate'])}/s"
             ratio = f"{row['ratio']:.2f}" if "ratio" in row else ""
+            cells = "".join(
+                f" {extra_cell(row.get('extras', {}).get(key), kind)} |" for key, _, kind in extra
+            )
             out.append(
                 f"| {system} | {row['median_s']:.3f} s | {rate} | {ratio} | {human(row['heap_growth'])} | {human(row['file_bytes'])} |"
+                + cells
             )
         out.append("")
     out += ["## What each system does", ""] + [f"- **{k}**: {v}" for k, v in NOTES.items()] + [""]
@@ -199,7 +233,9 @@ def main() -> int:
     parser.add_argument("--systems", nargs="*")
     parser.add_argument("--markdown", default=str(HERE.parent / "docs" / "benchmarks.md"))
     parser.add_argument("--json", default=str(HERE / "results.json"))
-    parser.add_argument("--timeout", type=float, default=600)
+    parser.add_argument(
+        "--timeout", type=float, default=600, help="seconds per run (HNSW builds at 1M: at least 2400)"
+    )
     args = parser.parse_args()
     mode = "quick" if args.quick else "full"
     sizes = {w: WORKLOADS[w][2][0 if args.quick else 1] for w in args.workloads}
@@ -208,12 +244,16 @@ def main() -> int:
     sizes = {w: sizes[w] for w in args.workloads}
     results: dict = {w: {} for w in args.workloads}
     started = time.monotonic()
+    for workload in args.workloads:
+        if workload in PREPARE:
+            PREPARE[workload](workload, sizes[workload])
     for rep in range(args.reps):
         for workload in args.workloads:
             for system in WORKLOADS[workload][0]:
                 if args.systems and system not in args.systems:
                     continue
-                r = run_one(workload, system, sizes[workload], args.timeout)
+                timeout = max(args.timeout, 2400) if workload.startswith("vec_hnsw") else args.timeout
+                r = run_one(workload, system, sizes[workload], timeout)
                 results[workload].setdefault(system, []).append(r)
                 status = r.get("error") or f"{r['seconds']:.3f}s"
                 print(f"[rep {rep + 1}/{args.reps}] {workload:<26} {system:<12} {status}", flush=True)

@@ -1,5 +1,6 @@
 """Runs one (workload, system, size) in this fresh process and prints a JSON result with the
-timed seconds, operation count, anonymous-memory growth and the size of the files written."""
+timed seconds, operation count, anonymous-memory growth, the size of the files written and the
+workload's extra figures, if any."""
 
 from __future__ import annotations
 
@@ -41,9 +42,11 @@ def main() -> None:
     sampler = threading.Thread(target=sample, daemon=True)
     with tempfile.TemporaryDirectory(prefix="ambench-") as d:
         sampler.start()
-        seconds, ops = factory(system)(d, size)
+        result = factory(system)(d, size)
         stop.set()
         sampler.join()
+        seconds, ops = result[0], result[1]
+        extras = result[2] if len(result) > 2 else {}
         print(
             json.dumps(
                 {
@@ -51,6 +54,7 @@ def main() -> None:
                     "ops": ops,
                     "heap_growth": max(0, peak - base),
                     "file_bytes": dir_bytes(d),
+                    **({"extras": extras} if extras else {}),
                 }
             )
         )

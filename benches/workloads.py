@@ -2,8 +2,9 @@
 documented path for the job (its batch API, its array API); the path is named in ``NOTES``.
 
 A workload function receives a fresh temporary directory and a size, does untimed setup, and
-returns ``(seconds, operations)`` for the timed part only. ``worker.py`` runs one of them per
-fresh process and measures heap growth and file size around it.
+returns ``(seconds, operations)`` for the timed part only, or ``(seconds, operations, extras)``
+with more figures (recall, build time...) that the report shows in extra columns. ``worker.py``
+runs one of them per fresh process and measures heap growth and file size around it.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import time
 from typing import Any, Callable, Dict, List, Tuple
 
 import numpy as np
+from vector_workloads import VEC_NOTES, VEC_SIZE_LABELS, VEC_WORKLOADS
+from vector_workloads import prepare as vec_prepare
 
 Result = Tuple[float, int]
 Workload = Callable[[str, int], Result]
@@ -970,6 +973,8 @@ for _label, _length in (("1M", 1_000_000), ("10M", 10_000_000), ("100M", 100_000
             "reads" if _what == "reads" else "appends",
         )
 
+WORKLOADS.update(VEC_WORKLOADS)
+
 # How each workload's size reads in the report ("{n}" is the size), where "n <unit>" misleads.
 SIZE_LABELS = {
     "kv_stream_in": "a {n:,} MiB stream",
@@ -982,6 +987,7 @@ SIZE_LABELS = {
     "np_array_put_1MiB": "{n:,} numpy arrays of 1 MiB",
     "np_array_get_1MiB": "{n:,} numpy arrays of 1 MiB, random order",
     "kv_parallel_read_100KB": "{n:,} random gets of 100 KB values by 4 worker processes, aggregate",
+    **VEC_SIZE_LABELS,
 }
 
 NOTES = {
@@ -991,4 +997,8 @@ NOTES = {
     "zarr": "zarr array on disk, 64 Ki-element chunks",
     "pyarrow": "Arrow IPC (feather) file, memory-mapped reads",
     "numpy": "numpy in memory (the limit, not a store)",
+    **VEC_NOTES,
 }
+
+# Untimed preparation run once by the runner before a workload's workers (e.g. data generation).
+PREPARE: Dict[str, Callable[[str, int], None]] = {w: vec_prepare for w in VEC_WORKLOADS}
