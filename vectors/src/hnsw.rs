@@ -239,14 +239,26 @@ impl Hnsw {
         }
         // The candidate list must be at least k long to return k results.
         self.index.change_expansion_search(ef_search.max(k));
-        let accept = |key: u64| filter.is_none_or(|f| f(key as i64));
-        let found = match self.spec.vector_type {
-            VectorType::F32 => self.index.filtered_search(&f32s(query), k, accept),
-            VectorType::F16 => self.index.filtered_search(&f16s(query), k, accept),
-            VectorType::I8 => self.index.filtered_search(&i8s(query), k, accept),
-            VectorType::Bit => {
-                self.index
-                    .filtered_search(usearch::b1x8::from_u8s(query), k, accept)
+        // Without a filter, the plain search: the filtered one calls back into Rust for every
+        // node it visits.
+        let found = match filter {
+            None => match self.spec.vector_type {
+                VectorType::F32 => self.index.search(&f32s(query), k),
+                VectorType::F16 => self.index.search(&f16s(query), k),
+                VectorType::I8 => self.index.search(&i8s(query), k),
+                VectorType::Bit => self.index.search(usearch::b1x8::from_u8s(query), k),
+            },
+            Some(accept) => {
+                let accept = |key: u64| accept(key as i64);
+                match self.spec.vector_type {
+                    VectorType::F32 => self.index.filtered_search(&f32s(query), k, accept),
+                    VectorType::F16 => self.index.filtered_search(&f16s(query), k, accept),
+                    VectorType::I8 => self.index.filtered_search(&i8s(query), k, accept),
+                    VectorType::Bit => {
+                        self.index
+                            .filtered_search(usearch::b1x8::from_u8s(query), k, accept)
+                    }
+                }
             }
         }
         .map_err(|e| failed("search", &e))?;
