@@ -266,6 +266,9 @@ impl Hnsw {
             .keys
             .iter()
             .zip(&found.distances)
+            // A removed node's slot carries USearch's free key (u64::MAX); a walk can return
+            // it. Such hits are dropped (a short result is then answered exactly).
+            .filter(|(&key, _)| i64::try_from(key).is_ok_and(|id| id > 0))
             .map(|(&key, &distance)| Hit {
                 id: key as i64,
                 distance: if self.spec.metric == Metric::L2 {
