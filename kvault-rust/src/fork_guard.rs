@@ -6,11 +6,13 @@
 //! data-loader workers forked while a parent thread reads or writes hung that way (29 of 40
 //! children reusing the parent's vault, 7 of 300 opening their own, before this guard).
 //!
-//! So every thread that holds a store counts itself in ([`StoreUse`]), and a pending fork
-//! (`before_fork`, from `pthread_atfork`) stops new entries, waits until only the forking
-//! thread's own uses remain, and then takes SQLite's VFS and memory mutexes itself, releasing
-//! them on both sides after the fork. Threads waiting for a store's lock are not counted: they
-//! hold nothing, and they count themselves in (or wait for the fork) once they have it.
+//! So every thread counts itself in ([`StoreUse`]) before it takes a store's lock and out after
+//! it released it, and a pending fork (`before_fork`, from `pthread_atfork`) stops new entries,
+//! waits until only the forking thread's own uses remain, and then takes SQLite's VFS and
+//! memory mutexes itself, releasing them on both sides after the fork. A counted thread
+//! blocked on the lock gets it from a counted holder that finishes its operation; a thread
+//! waiting for another thread's explicit transaction (whose owner may be the one forking) lets
+//! go of both while a fork is pending.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -33,6 +35,16 @@ thread_local! {
 pub(crate) struct StoreUse(());
 
 impl StoreUse {
+    /// Counts a use in, waiting out a pending fork (for callers that hold nothing yet).
+    pub(crate) fn enter() -> Self {
+        loop {
+            if let Some(used) = Self::try_enter() {
+                return used;
+            }
+            wait_for_fork();
+        }
+    }
+
     /// Counts a use in, unless a fork is pending (then the caller lets go of what it holds,
     /// waits with [`wait_for_fork`], and tries again).
     pub(crate) fn try_enter() -> Option<Self> {
@@ -54,6 +66,11 @@ impl Drop for StoreUse {
         HELD.with(|held| held.set(held.get().saturating_sub(1)));
         IN_USE.fetch_sub(1, Ordering::SeqCst);
     }
+}
+
+/// Whether a fork is pending.
+pub(crate) fn pending() -> bool {
+    FORKING.load(Ordering::SeqCst)
 }
 
 /// Waits while a fork is pending.

@@ -26,6 +26,9 @@ use std::time::Duration;
 use crate::clock::Clock;
 use crate::error::Result;
 use crate::fork_guard::{self, StoreUse};
+
+/// How often a thread waiting for another thread's transaction checks for a pending fork.
+const FORK_CHECK_INTERVAL: Duration = Duration::from_millis(10);
 use crate::store::{Location, Store, StoreError, StoreOptions};
 
 /// A kind of table attached to a vault: what the file-level `check` and `optimize` must also
@@ -157,6 +160,9 @@ impl Vault {
     /// transaction to end. Blocks: bindings call it with their interpreter lock released.
     pub fn store(&self) -> StoreGuard<'_> {
         loop {
+            // Counted in before the lock is taken and out after it is released, so a pending
+            // fork never finds the lock held by an uncounted thread (see `fork_guard.rs`).
+            let used = StoreUse::enter();
             // A panic while holding the lock cannot leave SQLite inconsistent (every operation
             // is a transaction), so a poisoned lock is still safe to use.
             let mut guard = self
@@ -164,15 +170,22 @@ impl Vault {
                 .store
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
+            let mut fork_pending = false;
             while in_another_threads_transaction(&guard) {
+                // The transaction's owner may be the thread that forks: stop waiting for it
+                // (and let go of everything) while a fork is pending.
+                if fork_guard::pending() {
+                    fork_pending = true;
+                    break;
+                }
                 guard = self
                     .shared
                     .transaction_ended
-                    .wait(guard)
-                    .unwrap_or_else(PoisonError::into_inner);
+                    .wait_timeout(guard, FORK_CHECK_INTERVAL)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0;
             }
-            // A pending fork must not find the lock held (see `fork_guard.rs`).
-            if let Some(used) = StoreUse::try_enter() {
+            if !fork_pending {
                 return StoreGuard {
                     shared: &self.shared,
                     guard,
@@ -180,6 +193,7 @@ impl Vault {
                 };
             }
             drop(guard);
+            drop(used);
             fork_guard::wait_for_fork();
         }
     }
@@ -201,6 +215,8 @@ impl Vault {
         &self,
         f: impl FnOnce(&mut Store) -> Result<T, E>,
     ) -> Option<Result<T, E>> {
+        // Counted in first (see `Vault::store`).
+        let used = StoreUse::try_enter()?;
         let guard = match self.shared.store.try_lock() {
             Ok(guard) => guard,
             Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
@@ -209,7 +225,6 @@ impl Vault {
         if in_another_threads_transaction(&guard) {
             return None;
         }
-        let used = StoreUse::try_enter()?;
         let mut store = StoreGuard {
             shared: &self.shared,
             guard,
