@@ -2,7 +2,6 @@
 //! open file. Vectors cross as bytes in the collection's stored form (numpy makes them);
 //! values as `(encoding, bytes)` from the Python codec.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 
 use kvault::{Encoding, KeyKind, Vault};
@@ -28,8 +27,8 @@ fn invalid(message: String) -> BindingError {
     BindingError::Vault(kvault::Error::InvalidArgument(message))
 }
 
-/// A value as `(encoding, bytes)`.
-fn encoded_value<'a>(obj: &'a Bound<'_, PyAny>) -> Result<(Encoding, Cow<'a, [u8]>), BindingError> {
+/// A value as `(encoding, bytes)` (copied: the bytes object is a temporary of the tuple).
+fn encoded_value(obj: &Bound<'_, PyAny>) -> Result<(Encoding, Vec<u8>), BindingError> {
     let bad = || type_error("values must be (encoding, bytes) pairs".into());
     let tuple = obj.cast::<PyTuple>().map_err(|_| bad())?;
     if tuple.len() != 2 {
@@ -38,7 +37,7 @@ fn encoded_value<'a>(obj: &'a Bound<'_, PyAny>) -> Result<(Encoding, Cow<'a, [u8
     let code: u8 = tuple.get_item(0)?.extract().map_err(|_| bad())?;
     let data = tuple.get_item(1)?;
     let bytes = data.cast::<PyBytes>().map_err(|_| bad())?;
-    Ok((Encoding(code), Cow::Owned(bytes.as_bytes().to_vec())))
+    Ok((Encoding(code), bytes.as_bytes().to_vec()))
 }
 
 fn item_to_py(py: Python<'_>, item: Item) -> PyResult<Py<PyAny>> {
@@ -227,11 +226,11 @@ impl PyVectorTable {
                 vectors.len()
             )));
         }
-        let values: Vec<(Encoding, Cow<'_, [u8]>)> = values
+        let values: Vec<(Encoding, Vec<u8>)> = values
             .iter()
-            .map(|v| encoded_value(&v).map(|(e, b)| (e, Cow::Owned(b.into_owned()))))
+            .map(|v| encoded_value(&v))
             .collect::<Result<_, _>>()?;
-        let keys: Option<Vec<(Cow<'_, [u8]>, KeyKind)>> = match keys {
+        let keys: Option<Vec<(Vec<u8>, KeyKind)>> = match keys {
             Some(keys) if keys.len() != n => {
                 return Err(invalid(format!(
                     "{n} values need {n} keys, got {}",
@@ -240,7 +239,7 @@ impl PyVectorTable {
             }
             Some(keys) => Some(
                 keys.iter()
-                    .map(|k| key_from_py(&k).map(|(b, kind)| (Cow::Owned(b.into_owned()), kind)))
+                    .map(|k| key_from_py(&k).map(|(b, kind)| (b.into_owned(), kind)))
                     .collect::<Result<_, _>>()?,
             ),
             None => None,
@@ -274,7 +273,7 @@ impl PyVectorTable {
         let value = value.map(encoded_value).transpose()?;
         let update = ItemUpdate {
             vector,
-            value: value.as_ref().map(|(e, b)| (&**b, *e)),
+            value: value.as_ref().map(|(e, b)| (b.as_slice(), *e)),
             metadata: if clear_metadata {
                 Some(None)
             } else {

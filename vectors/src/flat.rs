@@ -271,67 +271,63 @@ impl Flat {
                 self.scan_f32_blocked(data, q, range, &mut tops, metric, filter);
             }
             (Rows::F32(data), Rows::F32(q)) => {
-                for (qi, query) in q.chunks_exact(width).enumerate() {
-                    let q_sq = (kernels.dot_f32)(query, query);
-                    let top = &mut tops[qi];
-                    for row in range.clone() {
-                        let id = self.ids[row];
-                        if filter.is_some_and(|f| !f(id)) {
-                            continue;
-                        }
-                        let x = &data[row * width..(row + 1) * width];
-                        let d = match metric {
-                            Metric::L2 => (kernels.l2sq_f32)(query, x),
-                            Metric::Dot => 1.0 - (kernels.dot_f32)(query, x),
-                            Metric::Cosine => {
-                                cosine((kernels.dot_f32)(query, x), q_sq, self.sq_norms[row])
-                            }
-                            Metric::Hamming => unreachable!("checked by the caller"),
-                        };
-                        if d < top.bound() || top.bound().is_infinite() {
-                            top.offer(id, d);
-                        }
-                    }
-                }
+                let q_sq: Vec<f32> = q
+                    .chunks_exact(width)
+                    .map(|x| (kernels.dot_f32)(x, x))
+                    .collect();
+                self.scan_rows(data, q, range, &mut tops, filter, |qi, query, row, x| {
+                    f32_distance(kernels, metric, query, x, q_sq[qi], self.sq_norms[row])
+                });
             }
             (Rows::I8(data), Rows::I8(q)) => {
-                for (qi, query) in q.chunks_exact(width).enumerate() {
-                    let q_sq = (kernels.dot_i8)(query, query) as f32;
-                    let top = &mut tops[qi];
-                    for row in range.clone() {
-                        let id = self.ids[row];
-                        if filter.is_some_and(|f| !f(id)) {
-                            continue;
-                        }
-                        let x = &data[row * width..(row + 1) * width];
-                        let d = match metric {
-                            Metric::L2 => (kernels.l2sq_i8)(query, x) as f32,
-                            Metric::Dot => 1.0 - (kernels.dot_i8)(query, x) as f32,
-                            Metric::Cosine => {
-                                cosine((kernels.dot_i8)(query, x) as f32, q_sq, self.sq_norms[row])
-                            }
-                            Metric::Hamming => unreachable!("checked by the caller"),
-                        };
-                        top.offer(id, d);
+                let q_sq: Vec<f32> = q
+                    .chunks_exact(width)
+                    .map(|x| (kernels.dot_i8)(x, x) as f32)
+                    .collect();
+                self.scan_rows(data, q, range, &mut tops, filter, |qi, query, row, x| {
+                    let dot = || (kernels.dot_i8)(query, x) as f32;
+                    match metric {
+                        Metric::L2 => (kernels.l2sq_i8)(query, x) as f32,
+                        Metric::Dot => 1.0 - dot(),
+                        Metric::Cosine => cosine(dot(), q_sq[qi], self.sq_norms[row]),
+                        Metric::Hamming => unreachable!("checked by the caller"),
                     }
-                }
+                });
             }
             (Rows::Bits(data), Rows::Bits(q)) => {
-                for (qi, query) in q.chunks_exact(width).enumerate() {
-                    let top = &mut tops[qi];
-                    for row in range.clone() {
-                        let id = self.ids[row];
-                        if filter.is_some_and(|f| !f(id)) {
-                            continue;
-                        }
-                        let x = &data[row * width..(row + 1) * width];
-                        top.offer(id, hamming(query, x) as f32);
-                    }
-                }
+                self.scan_rows(data, q, range, &mut tops, filter, |_, query, _, x| {
+                    hamming(query, x) as f32
+                });
             }
             _ => unreachable!("queries are converted to the collection's search form"),
         }
         tops
+    }
+
+    /// Offers every accepted row in `range` to each query's selection, at the distance
+    /// `distance(query index, query, row, row's vector)`.
+    fn scan_rows<T>(
+        &self,
+        data: &[T],
+        queries: &[T],
+        range: std::ops::Range<usize>,
+        tops: &mut [TopK],
+        filter: Option<IdFilter<'_>>,
+        distance: impl Fn(usize, &[T], usize, &[T]) -> f32,
+    ) {
+        let width = self.rows.width(&self.spec);
+        for (qi, (query, top)) in queries.chunks_exact(width).zip(tops.iter_mut()).enumerate() {
+            for row in range.clone() {
+                let id = self.ids[row];
+                if filter.is_some_and(|f| !f(id)) {
+                    continue;
+                }
+                top.offer(
+                    id,
+                    distance(qi, query, row, &data[row * width..(row + 1) * width]),
+                );
+            }
+        }
     }
 
     /// Many f32 queries: blocks of rows against all queries with one matrix product each, so a
@@ -399,16 +395,12 @@ impl Flat {
         // Exact distances for the survivors (the expanded form loses precision near 0).
         for (qi, top) in tops.iter_mut().enumerate() {
             let query = &q[qi * d..(qi + 1) * d];
-            let mut exact = TopK::new(top.clone().into_sorted().len());
-            for hit in std::mem::replace(top, TopK::new(0)).into_sorted() {
+            let survivors = std::mem::replace(top, TopK::new(0)).into_sorted();
+            let mut exact = TopK::new(survivors.len());
+            for hit in survivors {
                 let row = self.position[&hit.id];
                 let x = &data[row * d..(row + 1) * d];
-                let dist = match metric {
-                    Metric::L2 => (kernels.l2sq_f32)(query, x),
-                    Metric::Dot => 1.0 - (kernels.dot_f32)(query, x),
-                    Metric::Cosine => cosine((kernels.dot_f32)(query, x), q_sq[qi], x_sq_of(x)),
-                    Metric::Hamming => unreachable!("checked by the caller"),
-                };
+                let dist = f32_distance(kernels, metric, query, x, q_sq[qi], self.sq_norms[row]);
                 exact.offer(hit.id, dist);
             }
             *top = exact;
@@ -416,9 +408,22 @@ impl Flat {
     }
 }
 
-fn x_sq_of(x: &[f32]) -> f32 {
-    let k = Kernels::get();
-    (k.dot_f32)(x, x)
+/// The distance of f32 vectors by `metric` (L2 squared; `q_sq`, `x_sq`: their squared norms).
+#[inline]
+fn f32_distance(
+    kernels: &Kernels,
+    metric: Metric,
+    q: &[f32],
+    x: &[f32],
+    q_sq: f32,
+    x_sq: f32,
+) -> f32 {
+    match metric {
+        Metric::L2 => (kernels.l2sq_f32)(q, x),
+        Metric::Dot => 1.0 - (kernels.dot_f32)(q, x),
+        Metric::Cosine => cosine((kernels.dot_f32)(q, x), q_sq, x_sq),
+        Metric::Hamming => unreachable!("checked by the caller"),
+    }
 }
 
 /// `1 - cos` from a dot product and the squared norms; 1 (orthogonal) when either is zero.

@@ -167,7 +167,7 @@ impl Hnsw {
     ///
     /// # Errors
     /// When USearch cannot add one.
-    pub fn add_many(&mut self, items: &[(i64, Vec<u8>)]) -> Result<()> {
+    pub fn add_many(&mut self, items: &[(i64, &[u8])]) -> Result<()> {
         self.grow_for(items.len())?;
         let workers = threads().min(items.len().div_ceil(256)).max(1);
         if workers == 1 {

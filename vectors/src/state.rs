@@ -98,29 +98,28 @@ fn replay(
     Ok(())
 }
 
-fn apply_to_flat(flat: &mut Flat, changes: Vec<Change>) {
+fn apply_to_flat(flat: &mut Flat, changes: &[Change]) {
     for change in changes {
         match change {
             Change::Removed(id) => {
-                flat.remove(id);
+                flat.remove(*id);
             }
-            Change::Current(id, vector) => flat.upsert(id, &vector),
+            Change::Current(id, vector) => flat.upsert(*id, vector),
         }
     }
 }
 
-fn apply_to_hnsw(hnsw: &mut Hnsw, changes: Vec<Change>) -> Result<usize> {
-    let count = changes.len();
+fn apply_to_hnsw(hnsw: &mut Hnsw, changes: &[Change]) -> Result<usize> {
     let mut fresh = Vec::new();
     for change in changes {
         match change {
-            Change::Removed(id) => hnsw.remove(id)?,
-            Change::Current(id, vector) if hnsw.contains(id) => hnsw.upsert(id, &vector)?,
-            Change::Current(id, vector) => fresh.push((id, vector)),
+            Change::Removed(id) => hnsw.remove(*id)?,
+            Change::Current(id, vector) if hnsw.contains(*id) => hnsw.upsert(*id, vector)?,
+            Change::Current(id, vector) => fresh.push((*id, vector.as_slice())),
         }
     }
     hnsw.add_many(&fresh)?;
-    Ok(count)
+    Ok(changes.len())
 }
 
 impl State {
@@ -152,17 +151,10 @@ impl State {
         let mut applied = 0;
         replay(conn, names, self.watermark, |changes| {
             if let Some(hnsw) = hnsw.as_mut() {
-                let chunk: Vec<Change> = changes
-                    .iter()
-                    .map(|c| match c {
-                        Change::Removed(id) => Change::Removed(*id),
-                        Change::Current(id, v) => Change::Current(*id, v.clone()),
-                    })
-                    .collect();
-                applied += apply_to_hnsw(hnsw, chunk)?;
+                applied += apply_to_hnsw(hnsw, &changes)?;
             }
             if let Some(flat) = flat.as_mut() {
-                apply_to_flat(flat, changes);
+                apply_to_flat(flat, &changes);
             }
             Ok(())
         })?;
@@ -181,7 +173,7 @@ impl State {
         if self.flat.is_none() {
             let mut flat = Flat::new(reg.spec);
             replay(conn, names, i64::MIN, |changes| {
-                apply_to_flat(&mut flat, changes);
+                apply_to_flat(&mut flat, &changes);
                 Ok(())
             })?;
             self.flat = Some(flat);
@@ -198,15 +190,6 @@ impl State {
         names: &Names,
         reg: &Registry,
     ) -> Result<&Hnsw> {
-        // Removed nodes stay in the graph as tombstones that searches step over, and many of
-        // them cut regions off; rebuild once they reach a quarter of the live ones.
-        if self
-            .hnsw
-            .as_ref()
-            .is_some_and(|g| g.removed() > (g.len() / 4).max(64))
-        {
-            self.rebuild_graph(conn, names, reg)?;
-        }
         if self.hnsw.is_none() {
             let snapshot = match reg.index_seq {
                 Some(seq) if seq >= reg.pruned_seq && seq <= reg.seq => {
@@ -220,13 +203,23 @@ impl State {
             };
             let mut applied = 0;
             replay(conn, names, after, |changes| {
-                applied += apply_to_hnsw(&mut graph, changes)?;
+                applied += apply_to_hnsw(&mut graph, &changes)?;
                 Ok(())
             })?;
             self.hnsw = Some(graph);
             // A graph built from scratch is stored at once; a snapshot plus a replay when the
             // replay was long.
             self.unsaved = if fresh { usize::MAX } else { applied };
+        }
+        // Removed nodes stay in the graph as tombstones that searches step over, and many of
+        // them cut regions off; rebuild once they reach a quarter of the live ones (checked
+        // after a load too: the replay may have removed many).
+        if self
+            .hnsw
+            .as_ref()
+            .is_some_and(|g| g.removed() > (g.len() / 4).max(64))
+        {
+            self.rebuild_graph(conn, names, reg)?;
         }
         Ok(self.hnsw.as_ref().expect("loaded above"))
     }
@@ -245,7 +238,7 @@ impl State {
             usize::try_from(reg.items).unwrap_or(0),
         )?;
         replay(conn, names, i64::MIN, |changes| {
-            apply_to_hnsw(&mut graph, changes)?;
+            apply_to_hnsw(&mut graph, &changes)?;
             Ok(())
         })?;
         self.hnsw = Some(graph);

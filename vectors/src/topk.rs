@@ -46,17 +46,6 @@ impl TopK {
         }
     }
 
-    /// The distance a new hit must beat to enter (infinite until `k` hits were offered).
-    #[inline]
-    #[must_use]
-    pub fn bound(&self) -> f32 {
-        if self.heap.len() < self.k {
-            f32::INFINITY
-        } else {
-            self.heap.peek().map_or(f32::INFINITY, |h| h.distance)
-        }
-    }
-
     /// Offers one hit.
     #[inline]
     pub fn offer(&mut self, id: i64, distance: f32) {
