@@ -3,10 +3,11 @@
 //! the vault and calls one core operation. File-level operations live on `VaultCore`.
 
 use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
 
 use kvault::{
-    BlobReader, BlobWriter, Condition, Encoding, KeyRange, Kv, PutOptions, Store, StoredValue,
-    ValueLocation,
+    BlobReader, BlobWriter, Condition, Dedup, Encoding, Eviction, KeyRange, Kv, PolicyChange,
+    PutOptions, Store, StoredValue, ValueLocation,
 };
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
@@ -21,6 +22,17 @@ type KeyPage = (Vec<Py<PyAny>>, Option<Py<PyBytes>>);
 type ItemPage = (Vec<(Py<PyAny>, Py<PyAny>)>, Option<Py<PyBytes>>);
 /// See `KVaultCore.table_stats`.
 type StatsTuple = (u64, u64, u64, u64, u64, u64, u64, u64, u64, i64, i64, i64);
+/// See `KVaultCore.cache_policy`.
+type PolicyTuple = (
+    Option<u64>,
+    &'static str,
+    Option<i64>,
+    &'static str,
+    u64,
+    u64,
+    u64,
+    u64,
+);
 /// `(size, version, created_at_ms, updated_at_ms, chunked, expires_at_ms, encoding)`.
 type InfoTuple = (u64, i64, i64, i64, bool, Option<i64>, u8);
 
@@ -95,19 +107,28 @@ impl PyKVault {
         // Chunked values (and a busy store) take the path that releases the GIL.
         let quick = self.kv.vault().try_with(|store| {
             let now = store.now_ms();
-            store.read_latest_once(|conn| table.locate(conn, &key, now))
+            store
+                .read_latest_once(|conn| table.locate(conn, &key, now))
+                .map(|found| (now, found))
         });
         match quick.transpose()? {
-            Some(None) => return Ok(None),
-            Some(Some((ValueLocation::Inline(bytes), encoding))) => {
+            Some((now, None)) => {
+                table.note_read(&key, false, now);
+                return Ok(None);
+            }
+            Some((now, Some((ValueLocation::Inline(bytes), encoding)))) => {
+                table.note_read(&key, true, now);
                 return Ok(Some(stored_to_py(py, &bytes, encoding)?));
             }
-            Some(Some((ValueLocation::Chunked(blob), encoding))) if blob.size <= QUICK_READ_MAX => {
+            Some((now, Some((ValueLocation::Chunked(blob), encoding))))
+                if blob.size <= QUICK_READ_MAX =>
+            {
                 if let Some(data) = read_chunked_quick(py, self.kv.vault(), table, &blob)? {
+                    table.note_read(&key, true, now);
                     return Ok(Some(encoded_to_py(py, data, encoding)?));
                 }
             }
-            Some(Some((ValueLocation::Chunked(_), _))) | None => {}
+            Some((_, Some((ValueLocation::Chunked(_), _)))) | None => {}
         }
         let found = run(py, self.kv.vault(), |s| table.get_value(s, &key))?;
         Ok(found.map(|v| value_to_py(py, &v)).transpose()?)
@@ -391,6 +412,97 @@ impl PyKVault {
     #[getter]
     fn chunk_size(&self) -> usize {
         self.kv.table().chunk_size()
+    }
+
+    /// The stored cache policy and its counters: `(max_bytes, eviction, default_ttl_ms,
+    /// dedup, stored_bytes, evictions, hits, misses)`; hits and misses include reads recorded
+    /// in memory and not yet written.
+    fn cache_policy(&self, py: Python<'_>) -> Result<PolicyTuple, BindingError> {
+        let table = self.kv.table();
+        let (policy, counters) = run(py, self.kv.vault(), |s| table.cache_policy(s))?;
+        let (hits, misses) = table.unwritten_counts();
+        Ok((
+            policy.max_bytes,
+            policy.eviction.name(),
+            policy.default_ttl_ms,
+            policy.dedup.name(),
+            counters.stored_bytes,
+            counters.evictions,
+            counters.hits + hits,
+            counters.misses + misses,
+        ))
+    }
+
+    /// Changes the stored cache policy; a `set_*` flag says whether its field changes (so
+    /// None can mean "remove"). Evicts at once when the table is over a new limit.
+    #[pyo3(signature = (*, set_max_bytes=false, max_bytes=None, eviction=None,
+                        set_default_ttl=false, default_ttl_ms=None, dedup=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn set_cache_policy(
+        &self,
+        py: Python<'_>,
+        set_max_bytes: bool,
+        max_bytes: Option<i64>,
+        eviction: Option<&str>,
+        set_default_ttl: bool,
+        default_ttl_ms: Option<i64>,
+        dedup: Option<&str>,
+    ) -> Result<(), BindingError> {
+        let max_bytes = max_bytes
+            .map(|m| non_negative::<u64>("max_bytes", m))
+            .transpose()?;
+        let change = PolicyChange {
+            max_bytes: set_max_bytes.then_some(max_bytes),
+            eviction: eviction.map(Eviction::parse).transpose()?,
+            default_ttl_ms: set_default_ttl.then_some(default_ttl_ms),
+            dedup: dedup.map(Dedup::parse).transpose()?,
+        };
+        let kv = &self.kv;
+        py.detach(|| kv.set_cache_policy(change))?;
+        Ok(())
+    }
+
+    /// Deletes keys that expired, were written more than `max_age_ms` ago or not used for
+    /// `max_idle_ms`; returns how many.
+    #[pyo3(signature = (max_age_ms=None, max_idle_ms=None))]
+    fn prune_by(
+        &self,
+        py: Python<'_>,
+        max_age_ms: Option<i64>,
+        max_idle_ms: Option<i64>,
+    ) -> Result<u64, BindingError> {
+        let table = self.kv.table();
+        run(py, self.kv.vault(), |s| {
+            table.prune_by(s, max_age_ms, max_idle_ms)
+        })
+    }
+
+    /// Prunes expired keys every `interval_ms` on the vault's maintenance thread (None: stop).
+    #[pyo3(signature = (interval_ms=None))]
+    fn set_auto_prune(&self, py: Python<'_>, interval_ms: Option<i64>) -> Result<(), BindingError> {
+        let interval = interval_ms
+            .map(|ms| non_negative::<u64>("auto_prune", ms).map(Duration::from_millis))
+            .transpose()?;
+        if interval.is_some_and(|i| i.is_zero()) {
+            return Err(BindingError::Vault(kvault::Error::InvalidArgument(
+                "auto_prune must be a positive number of seconds".into(),
+            )));
+        }
+        let kv = &self.kv;
+        py.detach(|| kv.set_auto_prune(interval));
+        Ok(())
+    }
+
+    /// Number of distinct stored values among live keys.
+    fn count_unique_values(&self, py: Python<'_>) -> Result<u64, BindingError> {
+        let table = self.kv.table();
+        run(py, self.kv.vault(), |s| table.count_unique_values(s))
+    }
+
+    /// Drops stored contents nothing refers to; returns how many.
+    fn sweep(&self, py: Python<'_>) -> Result<u64, BindingError> {
+        let table = self.kv.table();
+        run(py, self.kv.vault(), |s| table.sweep(s))
     }
 }
 

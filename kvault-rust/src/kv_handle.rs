@@ -5,7 +5,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::kv::{BlobReader, BlobWriter, KeyKind, KvTable, DEFAULT_CHUNK_SIZE};
+use crate::kv::{
+    BlobReader, BlobWriter, CachePolicy, KeyKind, KvTable, PolicyChange, DEFAULT_CHUNK_SIZE,
+};
 use crate::store::{Store, StoreOptions};
 use crate::vault::{StoreGuard, TableKind, Vault};
 
@@ -51,6 +53,9 @@ impl Vault {
     pub fn kv_with(&self, name: &str, chunk_size: usize) -> Result<Kv> {
         let table = KvTable::open(&mut self.store(), name, chunk_size)?;
         self.attach(Arc::new(table.clone()));
+        if table.maintenance_interval().is_some() {
+            self.ensure_maintenance();
+        }
         Ok(Kv {
             vault: self.clone(),
             table,
@@ -148,6 +153,29 @@ impl Kv {
         self.table.is_empty(&mut self.store())
     }
 
+    /// Changes the table's stored cache policy (see [`KvTable::set_cache_policy`]) and starts
+    /// the vault's maintenance thread when the policy records reads.
+    ///
+    /// # Errors
+    /// As [`KvTable::set_cache_policy`].
+    pub fn set_cache_policy(&self, change: PolicyChange) -> Result<CachePolicy> {
+        let policy = self.table.set_cache_policy(&mut self.store(), change)?;
+        if self.table.maintenance_interval().is_some() {
+            self.vault.ensure_maintenance();
+        }
+        Ok(policy)
+    }
+
+    /// Prunes expired keys every `interval` on the vault's maintenance thread (`None`: stop),
+    /// for as long as this vault is open in this process.
+    pub fn set_auto_prune(&self, interval: Option<std::time::Duration>) {
+        let now = self.vault.now_ms();
+        self.table.set_auto_prune(interval, now);
+        if interval.is_some() {
+            self.vault.ensure_maintenance();
+        }
+    }
+
     /// A streaming writer; finish it with [`BlobWriter::finish`].
     #[must_use]
     pub fn writer(&self) -> BlobWriter {
@@ -239,6 +267,18 @@ impl TableKind for KvTable {
 
     fn reclaim(&self, store: &mut Store) -> Result<u64> {
         self.reclaim_orphans(store)
+    }
+
+    fn after_commit(&self, store: &mut Store) -> Result<()> {
+        self.enforce_limit(store, &[]).map(drop)
+    }
+
+    fn maintenance_interval(&self) -> Option<std::time::Duration> {
+        KvTable::maintenance_interval(self)
+    }
+
+    fn maintain(&self, store: &mut Store) -> Result<()> {
+        KvTable::maintain(self, store).map(drop)
     }
 }
 

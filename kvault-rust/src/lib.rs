@@ -47,6 +47,7 @@ mod error;
 mod fork_guard;
 mod kv;
 mod kv_handle;
+mod maintenance_thread;
 mod reaper;
 mod store;
 mod vault;
@@ -59,10 +60,11 @@ pub use clock::Clock;
 pub use error::{Error, Result};
 pub use kv::{
     decode_tuple, encode_tuple, kv_table_names, validate_chunk_size, validate_key,
-    validate_table_name, BlobReader, BlobRef, BlobWriter, Condition, Encoding, EntryInfo, KeyKind,
-    KeyRange, KvTable, PutItem, PutOptions, ScanPage, Staged, StagedOwned, StoredValue, TableStats,
-    TupleItem, ValueLocation, DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, MAX_INT_BYTES, MAX_KEY_LEN,
-    MAX_TUPLE_DEPTH,
+    validate_table_name, BlobReader, BlobRef, BlobWriter, CacheCounters, CachePolicy, Condition,
+    Dedup, Encoding, EntryInfo, Eviction, KeyKind, KeyRange, KvTable, PolicyChange, PutItem,
+    PutOptions, ScanPage, Staged, StagedOwned, StoredValue, TableStats, TupleItem, ValueLocation,
+    ACCESS_FLUSH_INTERVAL, DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, MAX_INT_BYTES, MAX_KEY_LEN,
+    MAX_RECORDED_KEYS, MAX_TUPLE_DEPTH,
 };
 pub use kv_handle::{Kv, ValueReader, ValueWriter};
 pub use reaper::READ_LEASE;

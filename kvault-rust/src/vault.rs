@@ -52,6 +52,27 @@ pub trait TableKind: Send + Sync {
     fn reclaim(&self, _store: &mut Store) -> Result<u64> {
         Ok(0)
     }
+    /// Runs after the outermost explicit transaction commits (e.g. eviction deferred while it
+    /// was open). Errors are not reported to the committer: the commit stands, and the work is
+    /// done again by the next write or maintenance run.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    fn after_commit(&self, _store: &mut Store) -> Result<()> {
+        Ok(())
+    }
+    /// How often the vault's maintenance thread should call [`TableKind::maintain`] (`None`:
+    /// never).
+    fn maintenance_interval(&self) -> Option<Duration> {
+        None
+    }
+    /// Periodic work on the maintenance thread (see `maintenance_thread.rs`).
+    ///
+    /// # Errors
+    /// SQLite errors (the thread tries again on its next run).
+    fn maintain(&self, _store: &mut Store) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// The state shared by every clone of a [`Vault`].
@@ -66,6 +87,9 @@ pub(crate) struct Shared {
     pub(crate) reaper: Mutex<Option<std::thread::Thread>>,
     /// Age at which the reaper ends an idle lease.
     pub(crate) lease_limit: Duration,
+    /// The fork generation the maintenance thread was started in (see
+    /// `maintenance_thread.rs`), `None` before it is first needed.
+    pub(crate) maintenance: Mutex<Option<u64>>,
     kinds: Mutex<Vec<Arc<dyn TableKind>>>,
 }
 
@@ -145,8 +169,45 @@ impl Vault {
                 lease_watched: AtomicBool::new(false),
                 reaper: Mutex::new(None),
                 lease_limit,
+                maintenance: Mutex::new(None),
                 kinds: Mutex::new(Vec::new()),
             }),
+        }
+    }
+
+    /// A handle on already shared state (the maintenance thread's view of its vault).
+    pub(crate) fn from_shared(shared: Arc<Shared>) -> Self {
+        Self { shared }
+    }
+
+    /// Starts the vault's maintenance thread if it is not running in this process; table kinds
+    /// with periodic work (a [`TableKind::maintenance_interval`]) need it. Idempotent.
+    pub fn ensure_maintenance(&self) {
+        crate::maintenance_thread::ensure(&self.shared);
+    }
+
+    /// The shortest maintenance interval any attached kind asks for.
+    pub(crate) fn maintenance_interval(&self) -> Option<Duration> {
+        self.kinds()
+            .iter()
+            .filter_map(|k| k.maintenance_interval())
+            .min()
+    }
+
+    /// Runs every attached kind's periodic work once (the maintenance thread's step).
+    pub(crate) fn run_maintenance(&self) {
+        let kinds: Vec<_> = self
+            .kinds()
+            .into_iter()
+            .filter(|k| k.maintenance_interval().is_some())
+            .collect();
+        if kinds.is_empty() {
+            return;
+        }
+        let mut store = self.store();
+        for kind in kinds {
+            // A failure (the file busy, read-only or closed) is retried on the next run.
+            let _ = kind.maintain(&mut store);
         }
     }
 
@@ -289,7 +350,7 @@ impl Vault {
     /// # Errors
     /// [`crate::Error::InvalidArgument`] when none is open; SQLite errors (it is then rolled back).
     pub fn commit(&self) -> Result<()> {
-        self.end_transaction(Store::commit)
+        self.end_transaction(Store::commit, true)
     }
 
     /// Rolls back the innermost explicit transaction level (see [`Vault::begin`]).
@@ -297,17 +358,36 @@ impl Vault {
     /// # Errors
     /// [`crate::Error::InvalidArgument`] when none is open; SQLite errors.
     pub fn rollback(&self) -> Result<()> {
-        self.end_transaction(Store::rollback)
+        self.end_transaction(Store::rollback, false)
     }
 
-    /// Runs `end` and wakes waiting threads if that closed the outermost transaction.
-    fn end_transaction(&self, end: impl FnOnce(&mut Store) -> Result<()>) -> Result<()> {
-        let mut store = self.store();
-        let result = end(&mut store);
-        if store.transaction_depth() == 0 {
-            self.shared.transaction_ended.notify_all();
+    /// Runs `end` and wakes waiting threads if that closed the outermost transaction; after
+    /// an outermost commit, every attached kind's [`TableKind::after_commit`] runs.
+    fn end_transaction(
+        &self,
+        end: impl FnOnce(&mut Store) -> Result<()>,
+        commit: bool,
+    ) -> Result<()> {
+        let committed_outermost = {
+            let mut store = self.store();
+            let before = store.transaction_depth();
+            let result = end(&mut store);
+            if store.transaction_depth() == 0 {
+                self.shared.transaction_ended.notify_all();
+            }
+            result?;
+            commit && before == 1 && store.transaction_depth() == 0
+        };
+        if committed_outermost {
+            let kinds = self.kinds();
+            let mut store = self.store();
+            if store.transaction_depth() == 0 {
+                for kind in kinds {
+                    let _ = kind.after_commit(&mut store);
+                }
+            }
         }
-        result
+        Ok(())
     }
 
     /// Depth of open explicit transactions (0 = none).

@@ -25,6 +25,7 @@ from ._codec import NAMES, RAW, ValueCodec
 from ._file import VaultFile
 from ._kv_backend import CachedBackend, DirectBackend
 from .cache import BatchingCache, CacheControls, WriteBackCache
+from .cache_policy import CachePolicyMixin, check_policy_args, check_seconds
 from .exceptions import ClosedError, DatabaseBusy, InvalidArgument, NotFound
 from .streams import VaultReader, VaultWriter
 from .transaction import Transaction
@@ -39,7 +40,7 @@ _ITEMS_PAGE_BYTES = 16 << 20  # value bytes per round trip when scanning items
 _UPDATE_BATCH = 1024
 
 
-class KVault(collections.abc.MutableMapping, CacheControls):  # type: ignore[type-arg]
+class KVault(collections.abc.MutableMapping, CacheControls, CachePolicyMixin):  # type: ignore[type-arg]
     """A persistent mapping of ``str``, ``bytes`` or tuple keys to values in a SQLite file.
 
     Values are bytes (stored as they are) or Python values (``str``, numbers, ``None``, lists,
@@ -64,7 +65,8 @@ class KVault(collections.abc.MutableMapping, CacheControls):  # type: ignore[typ
     :param read_only: open without write access (the file must exist).
     :param synchronous: ``"normal"`` (default: survives a process crash) or ``"full"``
         (survives power loss too); ``"off"`` and ``"extra"`` are also accepted.
-    :param default_ttl: seconds every write lives unless it gives its own ``ttl``.
+    :param default_ttl: seconds every write lives unless it gives its own ``ttl``; stored in
+        the file (see :meth:`set_limits`), so later opens use it too.
     :param clock: a callable returning epoch seconds, used instead of the system clock.
     :param auto_pack: store Python values (default); with ``False`` only bytes-like values are
         accepted (see :meth:`enable_auto_pack`).
@@ -77,6 +79,10 @@ class KVault(collections.abc.MutableMapping, CacheControls):  # type: ignore[typ
     :param checkpoints: ``"auto"`` (default: ambervault copies the WAL back into the file) or
         ``"external"``: another program that follows the WAL, such as Litestream, does it, and
         writes wait longer for its locks (see ``docs/replication.md``).
+    :param max_bytes, eviction, dedup: the cache policy, stored in the file (see
+        :meth:`set_limits` and ``docs/cache.md``); not given: as the file has it.
+    :param auto_prune: delete expired keys every this many seconds on the vault's maintenance
+        thread, while this vault is open.
 
     >>> vault = KVault(":memory:")
     >>> vault["a"] = b"1"
@@ -105,8 +111,13 @@ class KVault(collections.abc.MutableMapping, CacheControls):  # type: ignore[typ
         reader_cache_kb: Optional[int] = None,
         reader_idle_limit: Optional[int] = None,
         checkpoints: str = "auto",
+        max_bytes: Optional[int] = None,
+        eviction: Optional[str] = None,
+        dedup: Optional[str] = None,
+        auto_prune: Optional[float] = None,
     ) -> None:
         self._core: Optional[KVaultCore] = None
+        self._default_ttl_ms: Optional[int] = None
         # kohakuvault 1.1.0 sizes a pool of reader connections with these; ambervault's reads
         # share the vault's connection (with read leases), so there is no pool to size. Checked
         # and accepted so code written for it runs unchanged.
@@ -118,9 +129,7 @@ class KVault(collections.abc.MutableMapping, CacheControls):  # type: ignore[typ
         self._codec = ValueCodec(auto_pack, allow_pickle)
         # kohakuvault's default; only recorded (see enable_headers).
         self._headers = True
-        if default_ttl is not None:
-            check_ttl(default_ttl)
-        self.default_ttl = default_ttl
+        check_policy_args(max_bytes, eviction, dedup, default_ttl, auto_prune)
         if not isinstance(table, str):
             raise TypeError(f"table must be a str, not {type(table).__name__}")
         check_int("chunk_size", chunk_size)
@@ -150,6 +159,10 @@ class KVault(collections.abc.MutableMapping, CacheControls):  # type: ignore[typ
             chunk_size=chunk_size,
             table=table,
             default_ttl=default_ttl,
+            max_bytes=max_bytes,
+            eviction=eviction,
+            dedup=dedup,
+            auto_prune=auto_prune,
             auto_pack=bool(auto_pack),
             allow_pickle=bool(allow_pickle),
             **self._file.open_args,
@@ -158,6 +171,12 @@ class KVault(collections.abc.MutableMapping, CacheControls):  # type: ignore[typ
         self._backend: DirectBackend = DirectBackend(self._core, self._codec.decode)
         self.path = self._file.path
         self.table = table
+        try:
+            self._open_policy(max_bytes, eviction, dedup, default_ttl, auto_prune)
+        except BaseException:
+            self._core = None
+            self._file.close()
+            raise
         self._file.attach(self)
 
     # -- basics ------------------------------------------------------------------------------
@@ -203,13 +222,50 @@ class KVault(collections.abc.MutableMapping, CacheControls):  # type: ignore[typ
     def _now_ms(self) -> int:
         return self._file.now_ms()
 
+    def _open_policy(
+        self,
+        max_bytes: Optional[int],
+        eviction: Optional[str],
+        dedup: Optional[str],
+        default_ttl: Optional[float],
+        auto_prune: Optional[float],
+    ) -> None:
+        """Stores the cache arguments given at open (a read-only vault keeps a default TTL in
+        memory only) and starts auto-pruning."""
+        given: Dict[str, Any] = {
+            name: value
+            for name, value in (
+                ("max_bytes", max_bytes),
+                ("eviction", eviction),
+                ("dedup", dedup),
+                ("default_ttl", default_ttl),
+            )
+            if value is not None
+        }
+        if self._file.read_only:
+            self._adopt_policy()
+            if default_ttl is not None:
+                self._default_ttl_ms = int(default_ttl * 1000)
+        elif given and {k: v for k, v in self.limits().items() if k in given} != given:
+            self.set_limits(**given)
+        else:
+            self._adopt_policy()
+        if auto_prune is not None:
+            self._native.set_auto_prune(max(1, int(auto_prune * 1000)))
+
+    def _sync_writes(self) -> None:
+        self._backend.sync()
+
     def _expiry(self, ttl: Optional[float]) -> Optional[int]:
-        """Absolute expiry (ms) for a write with ``ttl`` seconds (or the default TTL)."""
+        """Absolute expiry (ms) for a write with ``ttl`` seconds (``None``: the default TTL;
+        ``0``: never)."""
         if ttl is None:
-            ttl = self.default_ttl
-            if ttl is None:
+            if self._default_ttl_ms is None:
                 return None
-        return self._now_ms() + int(check_ttl(ttl) * 1000)
+            return self._now_ms() + self._default_ttl_ms
+        if check_seconds("ttl", ttl, allow_zero=True) == 0:
+            return None
+        return self._now_ms() + int(ttl * 1000)
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
@@ -239,7 +295,8 @@ class KVault(collections.abc.MutableMapping, CacheControls):  # type: ignore[typ
         values are stored as they are; other values are encoded (``TypeError`` for a value
         that cannot be stored, and nothing is written).
 
-        :param ttl: seconds until the key expires (default: the vault's ``default_ttl``).
+        :param ttl: seconds until the key expires (default: the vault's ``default_ttl``; ``0``:
+            never).
         :param if_version: write only if the key's current :meth:`version` is this one.
         :param if_absent: write only if the key does not exist.
         :raises Conflict: when a condition does not hold (nothing is written).
@@ -442,11 +499,6 @@ class KVault(collections.abc.MutableMapping, CacheControls):  # type: ignore[typ
         self._backend.sync_key(key)
         expires = None if ttl is None else self._now_ms() + int(check_ttl(ttl) * 1000)
         return self._native.touch(key, expires)
-
-    def prune(self) -> int:
-        """Delete every expired key (they are already invisible); returns how many."""
-        self._backend.sync()
-        return self._native.prune()
 
     # -- transactions ----------------------------------------------------------------------------
     def transaction(self) -> Transaction:
@@ -782,9 +834,13 @@ class KVault(collections.abc.MutableMapping, CacheControls):  # type: ignore[typ
         """Health figures of the vault and its file:
 
         ``keys``; ``logical_bytes`` (sum of value sizes); ``stored_bytes`` (bytes really held for
-        them: inline values plus each distinct chunk once) and ``dedup_ratio`` (logical /
-        stored); ``chunks`` and ``chunk_bytes`` (chunk references and what they stand for);
-        ``unique_chunks`` (distinct chunk contents); ``expired_keys`` (awaiting :meth:`prune`);
+        them: inline values plus each distinct content once) and ``bytes_ratio`` (logical /
+        stored); ``unique_values`` (distinct values) and ``dedup_ratio`` (keys per distinct
+        value); ``chunks`` and ``chunk_bytes`` (chunk references and what they stand for);
+        ``unique_chunks`` (distinct stored contents); ``expired_keys`` and its alias
+        ``expired_not_pruned`` (awaiting :meth:`prune`); the cache policy (``max_bytes``,
+        ``eviction``, ``dedup``) with ``evictions`` so far, and ``hits``, ``misses`` and
+        ``hit_ratio`` of reads while reads are tracked (least-recently/frequently-used);
         ``pending_uploads`` (streams not finished); ``columns`` (name ->
         ``{"dtype", "length", "bytes"}``); ``file_bytes``, ``wal_bytes`` (0 in memory),
         ``page_size`` and ``free_pages`` (reclaimed by :meth:`optimize`).
@@ -813,11 +869,13 @@ class KVault(collections.abc.MutableMapping, CacheControls):  # type: ignore[typ
             "keys": keys,
             "logical_bytes": logical,
             "stored_bytes": stored,
-            "dedup_ratio": (logical / stored) if stored else 1.0,
+            "bytes_ratio": (logical / stored) if stored else 1.0,
             "chunks": chunks,
             "chunk_bytes": chunk_bytes,
             "unique_chunks": unique,
             "expired_keys": expired,
+            "expired_not_pruned": expired,
+            **self._cache_figures(keys),
             "pending_uploads": pending,
             "columns": {
                 name: {"dtype": dtype, "length": length, "bytes": nbytes}

@@ -77,7 +77,7 @@ def test_repeated_media_costs_its_unique_content(tmp_path):
         stats = vault.stats()
         assert stats["logical_bytes"] == 20 * len(clip)
         assert stats["stored_bytes"] == len(clip)
-        assert stats["dedup_ratio"] == 20.0
+        assert stats["bytes_ratio"] == 20.0
         for i in range(19):
             del vault[f"copy{i}"]
         assert vault["copy19"] == clip

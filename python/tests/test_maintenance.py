@@ -26,7 +26,7 @@ def test_stats_add_up(tmp_path):
         # "y" * 250 in 100-byte chunks: two identical chunks are stored once.
         assert stats["chunks"] == 3 and stats["chunk_bytes"] == 250 and stats["unique_chunks"] == 2
         assert stats["stored_bytes"] == 10 + 150
-        assert stats["dedup_ratio"] == pytest.approx(260 / 160)
+        assert stats["bytes_ratio"] == pytest.approx(260 / 160)
         assert stats["columns"] == {
             "s": {"dtype": "str", "length": 2, "bytes": 3},
             "t": {"dtype": "f64", "length": 3, "bytes": 24},

@@ -17,19 +17,31 @@
 //! Triggers on `T` delete a blob's chunks when its key row is deleted or switched to another
 //! blob, in the same transaction, so no chunk is ever referenced but missing.
 //!
+//! - `T__cache`: the table's cache policy (byte limit, eviction order, default TTL, dedup
+//!   mode) and counters; `T__access` (least-recently/frequently-used eviction only): last use
+//!   and use count per key.
+//!
 //! Modules: `types` (limits and plain data types), `schema` (names, validation, DDL), `sql`
 //! (every statement's text), `read`, `write`, `maintenance` (stats, checks, reclaiming
-//! abandoned uploads) and `stream` (chunked writers and readers).
+//! abandoned uploads), `stream` (chunked writers and readers), `policy` (the stored cache
+//! policy and what it installs), `eviction` (limits, pruning by age and idleness),
+//! `shared_values` (deduplicated small values) and `runtime` (per-table state in memory).
 
+mod eviction;
 mod maintenance;
+mod policy;
 mod read;
+pub(crate) mod runtime;
 mod schema;
+mod shared_values;
 mod sql;
 mod stream;
 mod tuple_key;
 mod types;
 mod write;
 
+pub use policy::{CacheCounters, CachePolicy, Dedup, Eviction, PolicyChange};
+pub use runtime::{ACCESS_FLUSH_INTERVAL, MAX_RECORDED_KEYS};
 pub use schema::{kv_table_names, validate_chunk_size, validate_key, validate_table_name};
 pub use stream::{BlobReader, BlobWriter, Staged, StagedOwned};
 pub use tuple_key::{decode_tuple, encode_tuple, TupleItem, MAX_INT_BYTES, MAX_TUPLE_DEPTH};
@@ -49,6 +61,8 @@ pub struct KvTable {
     chunk_size: usize,
     /// Statement text, shared by clones so it is built once per `open`.
     sql: std::sync::Arc<Sql>,
+    /// In-memory state shared by every handle on this table in the same open vault.
+    runtime: std::sync::Arc<runtime::TableRuntime>,
 }
 
 impl KvTable {

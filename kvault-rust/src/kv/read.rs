@@ -101,13 +101,22 @@ impl KvTable {
         // Inline values need one statement; chunked ones a snapshot so the key row and the
         // chunks come from the same moment.
         let now = store.now_ms();
-        match store.read_latest(|conn| self.locate(conn, key, now))? {
-            None => Ok(None),
-            Some((ValueLocation::Inline(bytes), encoding)) => {
-                Ok(Some(StoredValue { bytes, encoding }))
+        let found = match store.read_latest(|conn| self.locate(conn, key, now))? {
+            None => None,
+            Some((ValueLocation::Inline(bytes), encoding)) => Some(StoredValue { bytes, encoding }),
+            Some((ValueLocation::Chunked(_), _)) => {
+                store.read(|conn| self.get_in(conn, key, now))?
             }
-            Some((ValueLocation::Chunked(_), _)) => store.read(|conn| self.get_in(conn, key, now)),
-        }
+        };
+        self.note_read(key, found.is_some(), now);
+        Ok(found)
+    }
+
+    /// Records a read for least-recently/frequently-used eviction and the hit counters (in
+    /// memory, written with the next write or by the maintenance thread; nothing when the
+    /// policy does not track reads). For bindings with read paths of their own.
+    pub fn note_read(&self, key: &[u8], found: bool, now: i64) {
+        self.runtime.note_read(key, found, now);
     }
 
     /// Reads a whole value and its encoding with `conn`, which should hold a read snapshot
@@ -154,11 +163,15 @@ impl KvTable {
         keys: &[K],
     ) -> Result<Vec<Option<StoredValue>>> {
         let now = store.now_ms();
-        store.read(|conn| {
+        let values: Vec<Option<StoredValue>> = store.read(|conn| {
             keys.iter()
                 .map(|k| self.get_in(conn, k.as_ref(), now))
                 .collect()
-        })
+        })?;
+        for (key, value) in keys.iter().zip(&values) {
+            self.note_read(key.as_ref(), value.is_some(), now);
+        }
+        Ok(values)
     }
 
     /// Checks that a blob's last chunk exists with the length its recorded size implies, before

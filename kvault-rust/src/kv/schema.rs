@@ -3,6 +3,8 @@
 
 use rusqlite::Connection;
 
+use super::policy::create_policy_table;
+use super::runtime::Runtimes;
 use super::sql::Sql;
 use super::types::{MAX_CHUNK_SIZE, MAX_KEY_LEN};
 use super::KvTable;
@@ -90,10 +92,17 @@ impl KvTable {
     pub fn open(store: &mut Store, name: &str, chunk_size: usize) -> Result<Self> {
         validate_table_name(name)?;
         validate_chunk_size(chunk_size)?;
+        let runtime = store
+            .extension::<Runtimes>()
+            .0
+            .entry(name.to_string())
+            .or_default()
+            .clone();
         let table = Self {
             name: name.to_string(),
             chunk_size,
             sql: std::sync::Arc::new(Sql::new(name)),
+            runtime,
         };
         if store.is_read_only() {
             let exists: bool = store.retry(|conn| {
@@ -112,10 +121,15 @@ impl KvTable {
             // Opening must not need the write lock when the schema is already there (another
             // process may be in the middle of a long write).
             if !store.retry(|conn| table.schema_present(conn))? {
-                store.write(|conn| table.create_schema(conn))?;
+                store.write(|conn| {
+                    table.create_schema(conn)?;
+                    create_policy_table(conn, name)
+                })?;
             }
             table.reclaim_orphans(store)?;
         }
+        let (policy, _) = store.retry(|conn| super::policy::read_policy(conn, name))?;
+        table.runtime.adopt(&policy);
         Ok(table)
     }
 
@@ -130,13 +144,15 @@ impl KvTable {
             format!("{t}__content"),
             format!("{t}__ref_content"),
             format!("{t}__unref_content"),
+            format!("{t}__cache"),
         ];
         let found: i64 = conn.query_row(
-            "SELECT count(*) FROM sqlite_master WHERE name IN (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            "SELECT count(*) FROM sqlite_master WHERE name IN \
+             (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             rusqlite::params_from_iter(names.iter()),
             |r| r.get(0),
         )?;
-        Ok(found == 8)
+        Ok(found == 9)
     }
 
     fn create_schema(&self, conn: &Connection) -> Result<()> {

@@ -108,8 +108,9 @@ impl Sql {
         Self {
             table: t.to_string(),
             get: format!(
-                "SELECT inline_data, blob_id, size, chunk_size, encoding FROM \"{t}\" \
-                 WHERE key = ?1 AND {}",
+                "SELECT coalesce(inline_data, \
+                 (SELECT data FROM \"{t}__content\" WHERE cid = content_hash)), \
+                 blob_id, size, chunk_size, encoding FROM \"{t}\" WHERE key = ?1 AND {}",
                 live(2)
             ),
             // An upsert is two statements: most writes of a batch are new keys, and a plain
@@ -117,8 +118,8 @@ impl Sql {
             // fire the chunk-release trigger, does). When the key exists, the UPDATE runs.
             insert_new: format!(
                 "INSERT OR IGNORE INTO \"{t}\" (key, key_kind, encoding, size, inline_data, \
-                 blob_id, chunk_size, version, created_at, updated_at, expires_at) \
-                 VALUES (?1, ?2, ?9, ?3, ?4, ?5, ?6, 1, ?7, ?7, ?8)"
+                 blob_id, chunk_size, version, created_at, updated_at, expires_at, content_hash) \
+                 VALUES (?1, ?2, ?9, ?3, ?4, ?5, ?6, 1, ?7, ?7, ?8, ?10)"
             ),
             insert_inline: format!(
                 "INSERT OR IGNORE INTO \"{t}\" (key, key_kind, encoding, size, inline_data, \
@@ -126,8 +127,8 @@ impl Sql {
             ),
             insert_inline_group: insert_inline_group(t),
             // An expired row is replaced as if it were absent: its version and creation time
-            // restart. `content_hash` is a column nothing reads: it is only ever cleared here,
-            // and kept so the file format stays the same.
+            // restart. `content_hash` holds the content id of a deduplicated small value
+            // (see `shared_values.rs`), NULL otherwise.
             update_existing: format!(
                 "UPDATE \"{t}\" SET key_kind = ?2, encoding = ?9, size = ?3, inline_data = ?4, \
                  blob_id = ?5, chunk_size = ?6, \
@@ -135,7 +136,7 @@ impl Sql {
                            THEN 1 ELSE version + 1 END, \
                  created_at = CASE WHEN expires_at IS NOT NULL AND expires_at <= ?7 \
                               THEN ?7 ELSE created_at END, \
-                 updated_at = ?7, expires_at = ?8, content_hash = NULL \
+                 updated_at = ?7, expires_at = ?8, content_hash = ?10 \
                  WHERE key = ?1"
             ),
             delete: format!("DELETE FROM \"{t}\" WHERE key = ?1 RETURNING {}", live(2)),
@@ -227,9 +228,13 @@ impl Sql {
         let of_blob = "BETWEEN (blob_id << 32) AND (blob_id << 32) + 4294967295";
         CheckSql {
             bad_inline: format!(
-                "SELECT count(*) FROM \"{t}\" WHERE (blob_id IS NULL AND (inline_data IS NULL \
-                 OR length(inline_data) != size)) \
-                 OR (blob_id IS NOT NULL AND inline_data IS NOT NULL)"
+                "SELECT count(*) FROM \"{t}\" WHERE (blob_id IS NULL AND content_hash IS NULL \
+                 AND (inline_data IS NULL OR length(inline_data) != size)) \
+                 OR (blob_id IS NOT NULL AND (inline_data IS NOT NULL \
+                     OR content_hash IS NOT NULL)) \
+                 OR (content_hash IS NOT NULL AND (inline_data IS NOT NULL OR coalesce( \
+                     (SELECT length(data) FROM \"{t}__content\" WHERE cid = content_hash), -1) \
+                     != size))"
             ),
             chunked_keys: format!(
                 "SELECT key, blob_id, size, chunk_size, \
@@ -241,7 +246,10 @@ impl Sql {
                  FROM \"{t}\" WHERE blob_id IS NOT NULL"
             ),
             chunk_owners: format!("SELECT DISTINCT id >> 32 FROM \"{c}\""),
-            chunk_refs: format!("SELECT cid, count(*) FROM \"{c}\" GROUP BY cid"),
+            chunk_refs: format!(
+                "SELECT cid, count(*) FROM (SELECT cid FROM \"{c}\" UNION ALL \
+                 SELECT content_hash FROM \"{t}\" WHERE content_hash IS NOT NULL) GROUP BY cid"
+            ),
             content_refs: format!("SELECT cid, refs FROM \"{t}__content\""),
         }
     }

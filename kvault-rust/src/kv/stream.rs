@@ -142,7 +142,15 @@ impl BlobWriter {
         };
         let rowid = chunk_rowid(blob_id, self.chunks_written);
         // Content-addressed: a chunk whose bytes are already stored only gains a reference.
-        let hash = blake3::hash(chunk);
+        // Without deduplication the address also names the chunk's own rowid (never reused),
+        // so no two chunks share a content.
+        let hash = if self.table.runtime.dedup_none() {
+            let mut hasher = blake3::Hasher::new();
+            hasher.update(&rowid.to_le_bytes()).update(chunk);
+            hasher.finalize()
+        } else {
+            blake3::hash(chunk)
+        };
         let sql = &self.table.sql;
         store.write(|conn| {
             conn.prepare_cached(&sql.insert_content)?
@@ -211,14 +219,9 @@ impl BlobWriter {
         kind: KeyKind,
         options: PutOptions,
     ) -> Result<u64> {
-        let now = store.now_ms();
         let result = self.stage(store).and_then(|staged| {
             let table = self.table.clone();
-            store.write(|conn| {
-                table.check_condition(conn, key, options.condition, now)?;
-                let staged = staged.as_staged();
-                table.commit_staged(conn, key, kind, &staged, now, options)
-            })
+            table.commit_upload(store, key, kind, &staged.as_staged(), options)
         });
         match result {
             Ok(()) => Ok(self.total),
@@ -275,13 +278,20 @@ impl BlobReader {
                 }
                 Ok(found)
             })?
-            .map(|(source, encoding)| Self {
-                table: table.clone(),
-                source,
-                encoding,
-                position: 0,
-                cached_seq: None,
-                cached: Vec::new(),
+            .map(|(source, encoding)| {
+                // An open reader pins its blob: eviction leaves the key alone until it closes.
+                if let ValueLocation::Chunked(blob) = &source {
+                    table.runtime.pin(blob.blob_id);
+                }
+                table.runtime.note_read(key, true, now);
+                Self {
+                    table: table.clone(),
+                    source,
+                    encoding,
+                    position: 0,
+                    cached_seq: None,
+                    cached: Vec::new(),
+                }
             }))
     }
 
@@ -360,5 +370,13 @@ impl BlobReader {
         }
         self.position += n as u64;
         Ok(n)
+    }
+}
+
+impl Drop for BlobReader {
+    fn drop(&mut self) {
+        if let ValueLocation::Chunked(blob) = &self.source {
+            self.table.runtime.unpin(blob.blob_id);
+        }
     }
 }

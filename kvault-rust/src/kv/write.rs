@@ -1,5 +1,7 @@
 //! Writing: single and batched puts, conditions, expiry, deletes.
 
+use std::collections::HashSet;
+
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::sql::{
@@ -51,14 +53,18 @@ impl KvTable {
             now,
             expires_at_ms: options.expires_at_ms,
         };
+        let in_transaction = store.transaction_depth() > 0;
+        let protected = HashSet::from([key]);
         if value.len() <= self.inline_limit() {
             let staged = Staged::Inline(value);
-            if options.condition == Condition::Always {
+            if options.condition == Condition::Always && self.plain_writes(store)? {
                 return store.write_one(|conn| self.upsert(conn, key, &staged, meta));
             }
             return store.write(|conn| {
+                let policy = self.begin_write(conn)?;
                 self.check_condition(conn, key, options.condition, now)?;
-                self.upsert(conn, key, &staged, meta)
+                self.upsert(conn, key, &staged, meta)?;
+                self.settle_after_write(conn, &policy, in_transaction, &protected, now)
             });
         }
         let mut writer = BlobWriter::new(self.clone(), None);
@@ -73,13 +79,36 @@ impl KvTable {
             }
         };
         let result = store.write(|conn| {
+            let policy = self.begin_write(conn)?;
             self.check_condition(conn, key, options.condition, now)?;
-            self.commit_staged_row(conn, key, &staged.as_staged(), meta)
+            self.commit_staged_row(conn, key, &staged.as_staged(), meta)?;
+            self.settle_after_write(conn, &policy, in_transaction, &protected, now)
         });
         if result.is_err() {
             let _ = writer.abort(store);
         }
         result
+    }
+
+    /// Switches `key` to a finished upload in one write transaction (with the policy's
+    /// eviction after it): the last step of [`super::BlobWriter::finish_with`].
+    pub(super) fn commit_upload(
+        &self,
+        store: &mut Store,
+        key: &[u8],
+        kind: KeyKind,
+        staged: &Staged<'_>,
+        options: PutOptions,
+    ) -> Result<()> {
+        let now = store.now_ms();
+        let in_transaction = store.transaction_depth() > 0;
+        let protected = HashSet::from([key]);
+        store.write(|conn| {
+            let policy = self.begin_write(conn)?;
+            self.check_condition(conn, key, options.condition, now)?;
+            self.commit_staged(conn, key, kind, staged, now, options)?;
+            self.settle_after_write(conn, &policy, in_transaction, &protected, now)
+        })
     }
 
     /// Fails with [`Error::Conflict`] unless `condition` holds for `key` at `now`.
@@ -159,7 +188,19 @@ impl KvTable {
         meta: RowMeta,
     ) -> Result<()> {
         let mut statements = self.upsert_statements(conn)?;
-        Self::upsert_with(&mut statements, key, value, meta)
+        let shared = self.share_if_asked(conn, value)?;
+        Self::upsert_with(&mut statements, key, value, shared, meta)
+    }
+
+    /// The content id under which a small value is stored when the policy deduplicates every
+    /// value (see `shared_values.rs`); `None` keeps it inline.
+    fn share_if_asked(&self, conn: &Connection, value: &Staged<'_>) -> Result<Option<i64>> {
+        match value {
+            Staged::Inline(bytes) if self.runtime.dedup_all() => {
+                Ok(Some(self.store_shared(conn, bytes)?))
+            }
+            _ => Ok(None),
+        }
     }
 
     /// The two prepared statements of an upsert (batches prepare them once).
@@ -171,11 +212,13 @@ impl KvTable {
         })
     }
 
-    /// [`KvTable::upsert`] with already prepared statements.
+    /// [`KvTable::upsert`] with already prepared statements. `shared`: the content id of a
+    /// deduplicated small value, whose bytes then stay out of the key row.
     fn upsert_with(
         statements: &mut UpsertStatements<'_>,
         key: &[u8],
         value: &Staged<'_>,
+        shared: Option<i64>,
         meta: RowMeta,
     ) -> Result<()> {
         let RowMeta {
@@ -185,7 +228,12 @@ impl KvTable {
             expires_at_ms,
         } = meta;
         let (size, inline, blob_id, chunk_size) = match value {
-            Staged::Inline(bytes) => (bytes.len() as i64, Some(*bytes), None, None),
+            Staged::Inline(bytes) => (
+                bytes.len() as i64,
+                shared.is_none().then_some(*bytes),
+                None,
+                None,
+            ),
             Staged::Chunked(blob) => (
                 i64::try_from(blob.size).unwrap_or(i64::MAX),
                 None,
@@ -202,19 +250,16 @@ impl KvTable {
             chunk_size,
             now,
             expires_at_ms,
-            encoding.code()
+            encoding.code(),
+            shared
         ];
-        let inserted = match (value, expires_at_ms) {
-            (Staged::Inline(bytes), None) => statements.insert_inline.execute(params![
-                key,
-                kind as i64,
-                size,
-                bytes,
-                now,
-                encoding.code()
-            ])?,
-            _ => statements.insert.execute(values)?,
-        };
+        let inserted =
+            match (value, expires_at_ms, shared) {
+                (Staged::Inline(bytes), None, None) => statements
+                    .insert_inline
+                    .execute(params![key, kind as i64, size, bytes, now, encoding.code()])?,
+                _ => statements.insert.execute(values)?,
+            };
         if inserted == 0 {
             statements.update.execute(values)?;
         }
@@ -223,6 +268,8 @@ impl KvTable {
 
     /// Upserts inline values one by one, in order.
     fn upsert_each(
+        &self,
+        conn: &Connection,
         statements: &mut UpsertStatements<'_>,
         items: &[PutItem<'_>],
         now: i64,
@@ -234,7 +281,9 @@ impl KvTable {
                 now,
                 expires_at_ms: item.expires_at_ms,
             };
-            Self::upsert_with(statements, item.key, &Staged::Inline(item.value), meta)?;
+            let value = Staged::Inline(item.value);
+            let shared = self.share_if_asked(conn, &value)?;
+            Self::upsert_with(statements, item.key, &value, shared, meta)?;
         }
         Ok(())
     }
@@ -265,7 +314,7 @@ impl KvTable {
             }
             if insert.raw_execute()? < group.len() {
                 conn.prepare_cached(ROLLBACK_GROUP)?.execute([])?;
-                Self::upsert_each(statements, group, now)?;
+                self.upsert_each(conn, statements, group, now)?;
             }
             Ok(())
         })();
@@ -369,9 +418,13 @@ impl KvTable {
         // The store's clock, not the system's: an injected clock must decide expiry here as it
         // does for reads.
         let now = store.now_ms();
+        let in_transaction = store.transaction_depth() > 0;
         let result = match failure {
             Some(err) => Err(err),
             None => store.write(|conn| {
+                let policy = self.begin_write(conn)?;
+                // Shared small values take the row-by-row path (each needs its content id).
+                let grouped = !self.runtime.dedup_all();
                 let mut statements = self.upsert_statements(conn)?;
                 // Runs of inline values without expiry go in groups of INSERT_GROUP_ROWS through
                 // one multi-row insert; the batch is still applied in order. `run` is where the
@@ -384,14 +437,14 @@ impl KvTable {
                         now,
                         expires_at_ms: item.expires_at_ms,
                     };
-                    if blob.is_none() && item.expires_at_ms.is_none() {
+                    if grouped && blob.is_none() && item.expires_at_ms.is_none() {
                         if i + 1 - run == INSERT_GROUP_ROWS {
                             self.insert_group(conn, &mut statements, &items[run..=i], now)?;
                             run = i + 1;
                         }
                         continue;
                     }
-                    Self::upsert_each(&mut statements, &items[run..i], now)?;
+                    self.upsert_each(conn, &mut statements, &items[run..i], now)?;
                     run = i + 1;
                     match blob {
                         Some(blob) => {
@@ -400,11 +453,14 @@ impl KvTable {
                         }
                         None => {
                             let inline = Staged::Inline(item.value);
-                            Self::upsert_with(&mut statements, item.key, &inline, meta)?;
+                            let shared = self.share_if_asked(conn, &inline)?;
+                            Self::upsert_with(&mut statements, item.key, &inline, shared, meta)?;
                         }
                     }
                 }
-                Self::upsert_each(&mut statements, &items[run..], now)
+                self.upsert_each(conn, &mut statements, &items[run..], now)?;
+                let protected: HashSet<&[u8]> = items.iter().map(|i| i.key).collect();
+                self.settle_after_write(conn, &policy, in_transaction, &protected, now)
             }),
         };
         if result.is_err() {

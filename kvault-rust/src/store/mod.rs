@@ -17,7 +17,7 @@ use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::wal_index::{CommitToken, WalIndexView};
 
-mod fork;
+pub(crate) mod fork;
 mod lease;
 mod maintenance;
 mod open;
