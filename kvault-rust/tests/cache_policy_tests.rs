@@ -334,3 +334,42 @@ fn dedup_none_stores_every_chunk_on_its_own() {
     assert_eq!(kv.table().stats(&mut kv.store()).unwrap().unique_chunks, 1);
     assert!(vault.check().unwrap().is_empty());
 }
+
+#[test]
+fn the_maintenance_thread_writes_recorded_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let kv = Kv::open(dir.path().join("v.db")).unwrap();
+    kv.set_cache_policy(PolicyChange {
+        eviction: Some(Eviction::LeastRecentlyUsed),
+        ..Default::default()
+    })
+    .unwrap();
+    kv.put(b"k", b"v").unwrap();
+    assert_eq!(
+        kv.table()
+            .access_row(&mut kv.store(), b"k")
+            .unwrap()
+            .unwrap()
+            .1,
+        0
+    );
+    kv.get(b"k").unwrap();
+    kv.get(b"k").unwrap();
+    // No write follows: the vault's maintenance thread writes the two reads on its own.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut uses = 0;
+    while std::time::Instant::now() < deadline {
+        uses = kv
+            .table()
+            .access_row(&mut kv.store(), b"k")
+            .unwrap()
+            .unwrap()
+            .1;
+        if uses == 2 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(uses, 2);
+    assert_eq!(kv.table().unwritten_counts(), (0, 0));
+}

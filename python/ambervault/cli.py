@@ -104,6 +104,9 @@ def cmd_info(args: argparse.Namespace) -> int:
     info["file_bytes"] = os.path.getsize(args.file)
     wal = args.file + "-wal"
     info["wal_bytes"] = os.path.getsize(wal) if os.path.exists(wal) else 0
+    for t in info["tables"]:
+        with KVault(args.file, table=t["name"], read_only=True) as kv:
+            t["limits"] = kv.limits()
 
     def lines() -> Iterator[str]:
         yield f"file            {args.file}"
@@ -115,6 +118,13 @@ def cmd_info(args: argparse.Namespace) -> int:
             yield (
                 f"table {t['name']:<10} {t['keys']:,} keys, {_human(t['logical_bytes'])} of values, "
                 f"{_human(t['stored_bytes'])} stored (dedup x{ratio:.2f})"
+            )
+            limits = t["limits"]
+            limit = "none" if limits["max_bytes"] is None else _human(limits["max_bytes"])
+            ttl = "none" if limits["default_ttl"] is None else f"{limits['default_ttl']:g} s"
+            yield (
+                f"      cache: limit {limit}, eviction {limits['eviction']}, "
+                f"dedup {limits['dedup']}, default TTL {ttl}"
             )
         for c in info["columns"]:
             yield f"column {c['name']:<16} {c['dtype']:<8} {c['length']:>12,} elements  {_human(c['bytes'])}"

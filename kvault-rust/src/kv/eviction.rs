@@ -31,14 +31,25 @@ impl KvTable {
         Ok(policy)
     }
 
-    /// Whether a write may take the plain path: no limit, no small-value dedup and no access
-    /// tracking in the policy last seen (checked again inside the write when it is not).
-    pub(super) fn plain_writes(&self, store: &mut Store) -> Result<bool> {
-        let (policy, _) = store.retry(|conn| read_policy(conn, &self.name))?;
-        self.runtime.adopt(&policy);
-        Ok(policy.max_bytes.is_none()
-            && !policy.eviction.tracks_reads()
-            && policy.dedup != super::policy::Dedup::All)
+    /// Whether a write may take the plain path: no limit, no small-value dedup and no read
+    /// tracking in the stored policy. One small statement on `conn` (every single put runs
+    /// it); the flags it implies are adopted, the others are adopted by [`Self::begin_write`]
+    /// on the full path.
+    pub(super) fn plain_writes_in(&self, conn: &Connection) -> Result<bool> {
+        let mode: Option<i64> = match conn.prepare_cached(&self.sql.write_mode) {
+            Ok(mut stmt) => stmt.query_row([], |r| r.get(0)).optional()?,
+            // A file from before cache policies, opened read-only: nothing to apply.
+            Err(rusqlite::Error::SqliteFailure(_, Some(msg))) if msg.contains("no such table") => {
+                Some(0)
+            }
+            Err(err) => return Err(err.into()),
+        };
+        match mode {
+            None | Some(0) => self.runtime.adopt_plain(false),
+            Some(1) => self.runtime.adopt_plain(true),
+            Some(_) => return Ok(false),
+        }
+        Ok(true)
     }
 
     /// Evicts until the table is under its limit, inside the caller's write transaction,

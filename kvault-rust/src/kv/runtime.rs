@@ -63,6 +63,14 @@ impl TableRuntime {
             .store(policy.dedup == Dedup::None, Ordering::Relaxed);
     }
 
+    /// Remembers a policy that needs nothing of writes and reads beyond, possibly, chunks
+    /// stored without deduplication.
+    pub(super) fn adopt_plain(&self, dedup_none: bool) {
+        self.tracking.store(false, Ordering::Relaxed);
+        self.dedup_all.store(false, Ordering::Relaxed);
+        self.dedup_none.store(dedup_none, Ordering::Relaxed);
+    }
+
     /// Whether reads are recorded.
     pub(super) fn tracking(&self) -> bool {
         self.tracking.load(Ordering::Relaxed)

@@ -34,6 +34,9 @@ pub(super) struct Sql {
     /// Name of the content table, for incremental BLOB reads of chunk bytes.
     pub(super) content_table: String,
     pub(super) clear: String,
+    /// The policy as far as a plain write cares: 0 (plain), 1 (plain, chunks not
+    /// deduplicated), 2 (limit, read tracking or small-value dedup: the full write path).
+    pub(super) write_mode: String,
 }
 
 /// How many inline values one multi-row insert of a batch writes. A statement's fixed costs
@@ -171,6 +174,11 @@ impl Sql {
             list_pending: format!("SELECT blob_id, pid FROM \"{p}\""),
             content_table: format!("{t}__content"),
             clear: format!("DELETE FROM \"{t}\""),
+            write_mode: format!(
+                "SELECT CASE WHEN max_bytes IS NOT NULL OR dedup = 'all' \
+                 OR eviction IN ('least-recently-used', 'least-frequently-used') THEN 2 \
+                 WHEN dedup = 'none' THEN 1 ELSE 0 END FROM \"{t}__cache\" WHERE id = 0"
+            ),
         }
     }
 

@@ -57,8 +57,18 @@ impl KvTable {
         let protected = HashSet::from([key]);
         if value.len() <= self.inline_limit() {
             let staged = Staged::Inline(value);
-            if options.condition == Condition::Always && self.plain_writes(store)? {
-                return store.write_one(|conn| self.upsert(conn, key, &staged, meta));
+            if options.condition == Condition::Always {
+                // The plain path when the policy allows it: one statement, no transaction.
+                let done = store.write_one(|conn| {
+                    if !self.plain_writes_in(conn)? {
+                        return Ok(false);
+                    }
+                    self.upsert(conn, key, &staged, meta)?;
+                    Ok(true)
+                })?;
+                if done {
+                    return Ok(());
+                }
             }
             return store.write(|conn| {
                 let policy = self.begin_write(conn)?;
