@@ -90,11 +90,18 @@ def _big_ints(value: Any) -> Any:
     return value
 
 
+def _packer() -> msgpack.Packer:
+    # A fresh packer per call (tuples pack recursively, so one cannot be shared) with a small
+    # first buffer: msgpack.packb's default of 256 KiB made glibc grow and trim the heap on
+    # every call (three brk calls per small value, most of a memoized call's time).
+    return msgpack.Packer(use_bin_type=True, strict_types=True, default=_pack_default, buf_size=256)
+
+
 def _packb(value: Any) -> bytes:
     try:
-        return msgpack.packb(value, use_bin_type=True, strict_types=True, default=_pack_default)
+        return _packer().pack(value)
     except OverflowError:
-        return msgpack.packb(_big_ints(value), use_bin_type=True, strict_types=True, default=_pack_default)
+        return _packer().pack(_big_ints(value))
 
 
 def _ext_hook(code: int, data: bytes) -> Any:

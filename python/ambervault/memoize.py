@@ -4,7 +4,7 @@ name and its arguments in the typed-value encoding (never pickled)."""
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Optional, Tuple
+from typing import Any, Callable, List, Optional, Tuple
 
 from ._codec import ValueCodec
 from .exceptions import Conflict, InvalidArgument
@@ -41,11 +41,12 @@ class Memoized:
         typed-value encoding)."""
         kept_args = [a for i, a in enumerate(args) if i not in self._ignore_positions]
         kept_kwargs = sorted((k, v) for k, v in kwargs.items() if k not in self._ignore_names)
-        parts: Tuple[Any, ...] = (tuple(kept_args), tuple(kept_kwargs))
+        # Lists, not tuples: a tuple packs as a nested extension (one more packer per level).
+        parts: List[Any] = [list(kept_args), [[k, v] for k, v in kept_kwargs]]
         if self._typed:
-            types = tuple(type(a).__qualname__ for a in kept_args)
-            types += tuple(type(v).__qualname__ for _, v in kept_kwargs)
-            parts += (types,)
+            types = [type(a).__qualname__ for a in kept_args]
+            types += [type(v).__qualname__ for _, v in kept_kwargs]
+            parts.append(types)
         try:
             data, code = _ARGS_CODEC.encode(parts)
         except (TypeError, ValueError) as exc:

@@ -1,7 +1,7 @@
 //! Streaming: values written as chunks under a pending id and switched in at the end
 //! ([`BlobWriter`]), and values read a chunk at a time ([`BlobReader`]).
 
-use rusqlite::params;
+use rusqlite::{params, Connection};
 
 use super::types::{
     chunk_rowid, usize_of, BlobRef, Encoding, KeyKind, PutOptions, ValueLocation, MAX_BLOB_ID,
@@ -141,33 +141,8 @@ impl BlobWriter {
             }
         };
         let rowid = chunk_rowid(blob_id, self.chunks_written);
-        // Content-addressed: a chunk whose bytes are already stored only gains a reference.
-        // Without deduplication the address also names the chunk's own rowid (never reused),
-        // so no two chunks share a content.
-        let hash = if self.table.runtime.dedup_none() {
-            let mut hasher = blake3::Hasher::new();
-            hasher.update(&rowid.to_le_bytes()).update(chunk);
-            hasher.finalize()
-        } else {
-            blake3::hash(chunk)
-        };
-        let sql = &self.table.sql;
-        store.write(|conn| {
-            conn.prepare_cached(&sql.insert_content)?
-                .execute(params![hash.as_bytes().as_slice(), chunk])?;
-            let (cid, len): (i64, i64) = conn
-                .prepare_cached(&sql.find_content)?
-                .query_row([hash.as_bytes().as_slice()], |r| Ok((r.get(0)?, r.get(1)?)))?;
-            if usize::try_from(len).ok() != Some(chunk.len()) {
-                return Err(Error::Corrupted(format!(
-                    "stored content {cid} has {len} bytes but its hash names {} bytes",
-                    chunk.len()
-                )));
-            }
-            conn.prepare_cached(&sql.insert_chunk)?
-                .execute(params![rowid, cid])?;
-            Ok(())
-        })?;
+        let table = &self.table;
+        store.write(|conn| table.store_chunk(conn, rowid, chunk))?;
         self.chunks_written += 1;
         Ok(())
     }
@@ -244,6 +219,63 @@ impl BlobWriter {
             store.write(|conn| table.drop_blob(conn, blob_id))?;
         }
         Ok(())
+    }
+}
+
+impl KvTable {
+    /// Stores one chunk's bytes under chunk rowid `rowid`, inside the caller's write
+    /// transaction. Content-addressed: a chunk whose bytes are already stored only gains a
+    /// reference. Without deduplication the address also names the chunk's own rowid (never
+    /// reused), so no two chunks share a content.
+    pub(super) fn store_chunk(&self, conn: &Connection, rowid: i64, chunk: &[u8]) -> Result<()> {
+        let hash = if self.runtime.dedup_none() {
+            let mut hasher = blake3::Hasher::new();
+            hasher.update(&rowid.to_le_bytes()).update(chunk);
+            hasher.finalize()
+        } else {
+            blake3::hash(chunk)
+        };
+        let sql = &self.sql;
+        conn.prepare_cached(&sql.insert_content)?
+            .execute(params![hash.as_bytes().as_slice(), chunk])?;
+        let (cid, len): (i64, i64) = conn
+            .prepare_cached(&sql.find_content)?
+            .query_row([hash.as_bytes().as_slice()], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        if usize::try_from(len).ok() != Some(chunk.len()) {
+            return Err(Error::Corrupted(format!(
+                "stored content {cid} has {len} bytes but its hash names {} bytes",
+                chunk.len()
+            )));
+        }
+        conn.prepare_cached(&sql.insert_chunk)?
+            .execute(params![rowid, cid])?;
+        Ok(())
+    }
+
+    /// Writes a value of one chunk (longer than the inline limit, at most the chunk size)
+    /// inside the caller's write transaction, under a new pending blob id that the switch
+    /// ([`KvTable::commit_staged`]) removes in the same transaction. One transaction instead
+    /// of a stream's three: a value this small never needs the lock released halfway.
+    pub(super) fn store_single_chunk(
+        &self,
+        conn: &Connection,
+        value: &[u8],
+        now: i64,
+    ) -> Result<BlobRef> {
+        conn.prepare_cached(&self.sql.new_pending)?
+            .execute(params![i64::from(std::process::id()), now])?;
+        let blob_id = conn.last_insert_rowid();
+        if blob_id > MAX_BLOB_ID {
+            return Err(Error::InvalidArgument(
+                "the vault ran out of blob ids".into(),
+            ));
+        }
+        self.store_chunk(conn, chunk_rowid(blob_id, 0), value)?;
+        Ok(BlobRef {
+            blob_id,
+            size: value.len() as u64,
+            chunk_size: self.chunk_size as u64,
+        })
     }
 }
 

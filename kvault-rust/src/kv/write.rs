@@ -77,6 +77,16 @@ impl KvTable {
                 self.settle_after_write(conn, &policy, in_transaction, &protected, now)
             });
         }
+        if value.len() <= self.chunk_size {
+            // One chunk: written and switched in one transaction.
+            return store.write(|conn| {
+                let policy = self.begin_write(conn)?;
+                self.check_condition(conn, key, options.condition, now)?;
+                let blob = self.store_single_chunk(conn, value, now)?;
+                self.commit_staged_row(conn, key, &Staged::Chunked(blob), meta)?;
+                self.settle_after_write(conn, &policy, in_transaction, &protected, now)
+            });
+        }
         let mut writer = BlobWriter::new(self.clone(), None);
         let staged = writer
             .write(store, value)
@@ -399,13 +409,14 @@ impl KvTable {
         for item in items {
             validate_key(item.key)?;
         }
-        // Large values are staged first, each in short transactions, so the final transaction
-        // only switches keys and stays small.
+        // Values of several chunks are staged first, each in short transactions, so the final
+        // transaction only switches them in and the lock is never held for a whole large value.
         let mut writers: Vec<Option<BlobWriter>> = Vec::with_capacity(items.len());
         let mut staged: Vec<Option<BlobRef>> = Vec::with_capacity(items.len());
         let mut failure = None;
         for PutItem { value, .. } in items {
-            if value.len() <= self.inline_limit() {
+            // Values of one chunk are written inside the batch's transaction below.
+            if value.len() <= self.chunk_size {
                 writers.push(None);
                 staged.push(None);
                 continue;
@@ -447,7 +458,8 @@ impl KvTable {
                         now,
                         expires_at_ms: item.expires_at_ms,
                     };
-                    if grouped && blob.is_none() && item.expires_at_ms.is_none() {
+                    let inline = item.value.len() <= self.inline_limit();
+                    if grouped && inline && blob.is_none() && item.expires_at_ms.is_none() {
                         if i + 1 - run == INSERT_GROUP_ROWS {
                             self.insert_group(conn, &mut statements, &items[run..=i], now)?;
                             run = i + 1;
@@ -461,10 +473,15 @@ impl KvTable {
                             let chunked = Staged::Chunked(*blob);
                             self.commit_staged_row(conn, item.key, &chunked, meta)?;
                         }
-                        None => {
+                        None if inline => {
                             let inline = Staged::Inline(item.value);
                             let shared = self.share_if_asked(conn, &inline)?;
                             Self::upsert_with(&mut statements, item.key, &inline, shared, meta)?;
+                        }
+                        None => {
+                            let blob = self.store_single_chunk(conn, item.value, now)?;
+                            let chunked = Staged::Chunked(blob);
+                            self.commit_staged_row(conn, item.key, &chunked, meta)?;
                         }
                     }
                 }
