@@ -26,8 +26,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from vector_workloads import EXTRA_COLUMNS  # noqa: E402
-from workloads import NOTES, PREPARE, SIZE_LABELS, WORKLOADS  # noqa: E402
+from workloads import EXTRA_COLUMNS, NOTES, PREPARE, SIZE_LABELS, WORKLOADS  # noqa: E402
 
 PACKAGES = [
     "ambervault",
@@ -45,6 +44,7 @@ PACKAGES = [
     "usearch",
     "faiss-cpu",
     "lancedb",
+    "cachetools",
 ]
 
 
