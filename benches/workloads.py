@@ -17,6 +17,7 @@ import time
 from typing import Any, Callable, Dict, List, Tuple
 
 import numpy as np
+from text_workloads import TEXT_NOTES, TEXT_SIZE_LABELS, TEXT_WORKLOADS
 from vector_workloads import VEC_NOTES, VEC_SIZE_LABELS, VEC_WORKLOADS
 from vector_workloads import prepare as vec_prepare
 
@@ -974,6 +975,7 @@ for _label, _length in (("1M", 1_000_000), ("10M", 10_000_000), ("100M", 100_000
         )
 
 WORKLOADS.update(VEC_WORKLOADS)
+WORKLOADS.update(TEXT_WORKLOADS)
 
 # How each workload's size reads in the report ("{n}" is the size), where "n <unit>" misleads.
 SIZE_LABELS = {
@@ -988,6 +990,7 @@ SIZE_LABELS = {
     "np_array_get_1MiB": "{n:,} numpy arrays of 1 MiB, random order",
     "kv_parallel_read_100KB": "{n:,} random gets of 100 KB values by 4 worker processes, aggregate",
     **VEC_SIZE_LABELS,
+    **TEXT_SIZE_LABELS,
 }
 
 NOTES = {
@@ -998,6 +1001,7 @@ NOTES = {
     "pyarrow": "Arrow IPC (feather) file, memory-mapped reads",
     "numpy": "numpy in memory (the limit, not a store)",
     **VEC_NOTES,
+    **TEXT_NOTES,
 }
 
 # Untimed preparation run once by the runner before a workload's workers (e.g. data generation).

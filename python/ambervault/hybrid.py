@@ -86,7 +86,8 @@ def hybrid_search(
     >>> for i, (words, vec) in enumerate(docs):
     ...     _ = tv.insert(words, i, {"doc": i})
     ...     _ = vk.insert(vec, i, {"doc": i})
-    >>> [(hit.id, hit.text_rank, hit.vector_rank) for hit in hybrid_search(tv, vk, "apple", [0, 0], k=3, key="doc")]
+    >>> hits = hybrid_search(tv, vk, "apple", [0, 0], k=3, key="doc")
+    >>> [(hit.id, hit.text_rank, hit.vector_rank) for hit in hits]
     [(0, 1, 2), (1, 2, 3), (2, None, 1)]
     """
     check_int("k", k)
