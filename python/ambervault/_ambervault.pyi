@@ -178,6 +178,7 @@ __all__ = [
     "KVaultCore",
     "PendingAppends",
     "RawBuffer",
+    "TextTableCore",
     "VaultCore",
     "VectorTableCore",
     "__version__",
