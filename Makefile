@@ -21,8 +21,8 @@ demo: develop
 	$(BIN)/python examples/demo.py
 
 test-rust:
-	cargo test -p kvault -p columnar -p vectors --all-targets
-	cargo test -p kvault -p columnar -p vectors --doc
+	cargo test -p kvault -p columnar -p vectors -p text --all-targets
+	cargo test -p kvault -p columnar -p vectors -p text --doc
 
 test-python: develop
 	$(BIN)/python -m pytest

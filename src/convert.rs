@@ -1,10 +1,10 @@
-//! Conversions at the Python boundary: keys and values.
+//! Conversions at the Python boundary: keys, values, typed values and metadata filters.
 
 use std::borrow::Cow;
 
-use kvault::{KeyKind, TupleItem};
+use kvault::{Encoding, Filter, FilterValue, KeyKind, TupleItem};
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyByteArray, PyBytes, PyInt, PyString, PyTuple};
+use pyo3::types::{PyBool, PyByteArray, PyBytes, PyFloat, PyInt, PyList, PyString, PyTuple};
 
 use crate::errors::{type_error, BindingError};
 
@@ -195,6 +195,53 @@ pub fn value_snapshot<'py>(value: &Bound<'py, PyAny>) -> Result<Bound<'py, PyByt
         return Ok(bytes.clone());
     }
     Ok(PyBytes::new(value.py(), &value_from_py(value)?))
+}
+
+/// A value as `(encoding, bytes)` (copied: the bytes object is a temporary of the tuple).
+pub fn encoded_value(obj: &Bound<'_, PyAny>) -> Result<(Encoding, Vec<u8>), BindingError> {
+    let bad = || type_error("values must be (encoding, bytes) pairs".into());
+    let tuple = obj.cast::<PyTuple>().map_err(|_| bad())?;
+    if tuple.len() != 2 {
+        return Err(bad());
+    }
+    let code: u8 = tuple.get_item(0)?.extract().map_err(|_| bad())?;
+    let data = tuple.get_item(1)?;
+    let bytes = data.cast::<PyBytes>().map_err(|_| bad())?;
+    Ok((Encoding(code), bytes.as_bytes().to_vec()))
+}
+
+/// Metadata filter clauses `[(field, [accepted values])]` from Python (`where=` of the
+/// vector and text searches).
+pub fn filter_from_py(clauses: &Bound<'_, PyList>) -> Result<Filter, BindingError> {
+    let mut parsed = Vec::with_capacity(clauses.len());
+    for clause in clauses.iter() {
+        let (field, values): (String, Bound<'_, PyList>) = clause.extract()?;
+        let mut accepted = Vec::with_capacity(values.len());
+        for value in values.iter() {
+            accepted.push(if value.is_none() {
+                FilterValue::Null
+            } else if value.is_instance_of::<PyBool>() {
+                FilterValue::Int(i64::from(value.extract::<bool>()?))
+            } else if value.is_instance_of::<PyInt>() {
+                FilterValue::Int(value.extract::<i64>().map_err(|_| {
+                    BindingError::Vault(kvault::Error::InvalidArgument(format!(
+                        "filter value for {field:?} does not fit in 64 bits"
+                    )))
+                })?)
+            } else if value.is_instance_of::<PyFloat>() {
+                FilterValue::Real(value.extract()?)
+            } else if let Ok(text) = value.cast::<PyString>() {
+                FilterValue::Text(text.to_cow()?.into_owned())
+            } else {
+                return Err(type_error(format!(
+                    "filter values must be str, int, float, bool or None, not {}",
+                    type_name(&value)
+                )));
+            });
+        }
+        parsed.push((field, accepted));
+    }
+    Ok(Filter::new(parsed)?)
 }
 
 /// Adds this file's functions to the module.

@@ -3,7 +3,7 @@
 //! (`kvault-rust/`: the vault file and key-value tables; `columnar/`: columns). One file per
 //! native class family: `vault_py` (the open file), `kvault_py` (key-value tables and their
 //! streams), `columns_py` (columns), `pending_py` (the column write cache), `inspect_py`,
-//! `raw_buffer`; `element_codec` converts column elements (Python objects <-> element bytes).
+//! `raw_buffer`, `vectors_py` (vector collections), `text_py` (text tables); `element_codec` converts column elements (Python objects <-> element bytes).
 
 use pyo3::prelude::*;
 
@@ -15,6 +15,7 @@ mod inspect_py;
 mod kvault_py;
 mod pending_py;
 mod raw_buffer;
+mod text_py;
 mod vault_py;
 mod vectors_py;
 
@@ -31,6 +32,7 @@ fn _ambervault(m: &Bound<'_, PyModule>) -> PyResult<()> {
     inspect_py::register(m)?;
     raw_buffer::register(m)?;
     vectors_py::register(m)?;
+    text_py::register(m)?;
     Ok(())
 }
 

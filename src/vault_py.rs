@@ -62,6 +62,8 @@ impl PyVault {
         // Every file may hold columns (written by another handle or process), so the file's
         // check covers them whichever table kinds this process opens.
         vault.attach(Arc::new(columnar::ColumnsKind));
+        // Likewise text tables: their check is a registry lookup when the file has none.
+        vault.attach(Arc::new(text::TextKind));
         Ok(Self { vault })
     }
 

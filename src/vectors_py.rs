@@ -6,14 +6,14 @@ use std::sync::Arc;
 
 use kvault::{Encoding, KeyKind, Vault};
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyList};
 use vectors::{
-    Filter, FilterValue, IndexConfig, IndexKind, Item, ItemUpdate, Metric, NewItem, SearchOptions,
-    Spec, VectorTable, VectorType, VectorsKind,
+    Filter, IndexConfig, IndexKind, Item, ItemUpdate, Metric, NewItem, SearchOptions, Spec,
+    VectorTable, VectorType, VectorsKind,
 };
 
-use crate::convert::{key_from_py, key_to_py, non_negative, type_name};
-use crate::errors::{type_error, BindingError};
+use crate::convert::{encoded_value, filter_from_py, key_from_py, key_to_py, non_negative};
+use crate::errors::BindingError;
 use crate::vault_py::{run, PyVault};
 
 /// A vector collection on an open vault file.
@@ -25,19 +25,6 @@ pub struct PyVectorTable {
 
 fn invalid(message: String) -> BindingError {
     BindingError::Vault(kvault::Error::InvalidArgument(message))
-}
-
-/// A value as `(encoding, bytes)` (copied: the bytes object is a temporary of the tuple).
-fn encoded_value(obj: &Bound<'_, PyAny>) -> Result<(Encoding, Vec<u8>), BindingError> {
-    let bad = || type_error("values must be (encoding, bytes) pairs".into());
-    let tuple = obj.cast::<PyTuple>().map_err(|_| bad())?;
-    if tuple.len() != 2 {
-        return Err(bad());
-    }
-    let code: u8 = tuple.get_item(0)?.extract().map_err(|_| bad())?;
-    let data = tuple.get_item(1)?;
-    let bytes = data.cast::<PyBytes>().map_err(|_| bad())?;
-    Ok((Encoding(code), bytes.as_bytes().to_vec()))
 }
 
 fn item_to_py(py: Python<'_>, item: Item) -> PyResult<Py<PyAny>> {
@@ -56,38 +43,6 @@ fn item_to_py(py: Python<'_>, item: Item) -> PyResult<Py<PyAny>> {
         .into_pyobject(py)?
         .into_any()
         .unbind())
-}
-
-fn filter_from_py(clauses: &Bound<'_, PyList>) -> Result<Filter, BindingError> {
-    let mut parsed = Vec::with_capacity(clauses.len());
-    for clause in clauses.iter() {
-        let (field, values): (String, Bound<'_, PyList>) = clause.extract()?;
-        let mut accepted = Vec::with_capacity(values.len());
-        for value in values.iter() {
-            accepted.push(if value.is_none() {
-                FilterValue::Null
-            } else if value.is_instance_of::<PyBool>() {
-                FilterValue::Int(i64::from(value.extract::<bool>()?))
-            } else if value.is_instance_of::<PyInt>() {
-                FilterValue::Int(value.extract::<i64>().map_err(|_| {
-                    invalid(format!(
-                        "filter value for {field:?} does not fit in 64 bits"
-                    ))
-                })?)
-            } else if value.is_instance_of::<PyFloat>() {
-                FilterValue::Real(value.extract()?)
-            } else if let Ok(text) = value.cast::<PyString>() {
-                FilterValue::Text(text.to_cow()?.into_owned())
-            } else {
-                return Err(type_error(format!(
-                    "filter values must be str, int, float, bool or None, not {}",
-                    type_name(&value)
-                )));
-            });
-        }
-        parsed.push((field, accepted));
-    }
-    Ok(Filter::new(parsed)?)
 }
 
 #[pymethods]

@@ -44,6 +44,7 @@ mod borrowed_insert;
 mod checkpoint;
 mod clock;
 mod error;
+mod filter;
 mod fork_guard;
 mod kv;
 mod kv_handle;
@@ -58,6 +59,7 @@ pub use borrowed_insert::BorrowedBlobInsert;
 pub use checkpoint::{BULK_COMMIT_FRAMES, CHECKPOINT_FRAMES, INLINE_CHECKPOINT_FRAMES};
 pub use clock::Clock;
 pub use error::{Error, Result};
+pub use filter::{Filter, FilterValue};
 pub use kv::{
     decode_tuple, encode_tuple, kv_table_names, validate_chunk_size, validate_key,
     validate_table_name, BlobReader, BlobRef, BlobWriter, CacheCounters, CachePolicy, Condition,

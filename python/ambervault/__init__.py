@@ -1,4 +1,4 @@
-"""ambervault: blobs and typed columns in one SQLite file.
+"""ambervault: blobs, typed columns, vectors and text search in one SQLite file.
 
 >>> import ambervault
 >>> with ambervault.KVault(":memory:") as vault:
@@ -26,10 +26,12 @@ from .exceptions import (
     ValueChangedError,
     VaultError,
 )
+from .hybrid import HybridHit, hybrid_search
 from .kvault import KVault
 from .loaders import KeyDataset
 from .migrate import MigrationSummary, migrate_kohakuvault
 from .streams import VaultReader, VaultWriter
+from .text import TextVault, drop_text_table
 from .transaction import Transaction
 from .vectors import VectorKVault, drop_vector_table
 from .wrappers import Cbor, Json, MsgPack, Pickle
@@ -44,6 +46,7 @@ __all__ = [
     "Conflict",
     "CorruptionError",
     "DatabaseBusy",
+    "HybridHit",
     "IncompatibleFormatError",
     "InvalidArgument",
     "IoError",
@@ -56,6 +59,7 @@ __all__ = [
     "NotFound",
     "Pickle",
     "ReadOnlyError",
+    "TextVault",
     "Transaction",
     "ValueChangedError",
     "VaultError",
@@ -63,7 +67,9 @@ __all__ = [
     "VaultWriter",
     "VectorKVault",
     "__version__",
+    "drop_text_table",
     "drop_vector_table",
     "exceptions",
+    "hybrid_search",
     "migrate_kohakuvault",
 ]

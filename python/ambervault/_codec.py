@@ -18,7 +18,7 @@ code  name          bytes
 
 MessagePack extension types: 1 a tuple (its items as a MessagePack array), 2 an int beyond
 64 bits (decimal text), 3 a ``datetime`` and 4 a ``date`` (ISO 8601 text, with the UTC offset
-when there is one).
+when there is one), 5 a numpy array inside a container (its ``.npy`` image, as code 5).
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ NAMES: Dict[int, str] = {
     NUMPY_SCALAR: "numpy-scalar",
 }
 
-_EXT_TUPLE, _EXT_BIGINT, _EXT_DATETIME, _EXT_DATE = 1, 2, 3, 4
+_EXT_TUPLE, _EXT_BIGINT, _EXT_DATETIME, _EXT_DATE, _EXT_NUMPY = 1, 2, 3, 4, 5
 
 _BYTES_LIKE = (bytes, bytearray, memoryview)
 
@@ -56,8 +56,12 @@ class PickleNotAllowed(VaultError, TypeError):
 
 
 def _pack_default(value: Any) -> Any:
-    """What MessagePack cannot pack as it is: tuples, dates, and subclasses of the built-in
-    types (``strict_types`` sends them here), which are stored as their base type."""
+    """What MessagePack cannot pack as it is: tuples, dates, numpy arrays (inside a dict or
+    list, e.g. an embedding beside its fields), and subclasses of the built-in types
+    (``strict_types`` sends them here), which are stored as their base type."""
+    numpy = _numpy_module(value)
+    if numpy is not None and isinstance(value, numpy.ndarray):
+        return msgpack.ExtType(_EXT_NUMPY, _npy_bytes(numpy, value))
     if isinstance(value, tuple):
         return msgpack.ExtType(_EXT_TUPLE, _packb(list(value)))
     if isinstance(value, _dt.datetime):
@@ -113,6 +117,8 @@ def _ext_hook(code: int, data: bytes) -> Any:
         return _dt.datetime.fromisoformat(data.decode("ascii"))
     if code == _EXT_DATE:
         return _dt.date.fromisoformat(data.decode("ascii"))
+    if code == _EXT_NUMPY:
+        return _npy_array(data)
     return msgpack.ExtType(code, data)
 
 

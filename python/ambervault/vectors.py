@@ -15,6 +15,8 @@ import numpy as np
 from ._ambervault import VectorTableCore
 from ._codec import ValueCodec
 from ._file import VaultFile, check_int, fspath
+from ._metadata import filter_clauses as _filter_clauses
+from ._metadata import metadata_json as _metadata_json
 from .cache import BatchingCache
 from .exceptions import ClosedError, InvalidArgument, NotFound
 from .transaction import Transaction
@@ -26,34 +28,6 @@ VectorLike = Union[np.ndarray, Sequence[float], bytes]
 _DTYPES = {"f32": np.dtype("<f4"), "f16": np.dtype("<f2"), "i8": np.dtype("i1"), "bit": np.dtype("u1")}
 _INFO_NAMES = {"f32": "float32", "f16": "float16", "i8": "int8", "bit": "bit"}
 _LIST_BATCH = 1024
-
-
-def _metadata_json(metadata: Any) -> Optional[str]:
-    if metadata is None:
-        return None
-    if not isinstance(metadata, dict):
-        raise TypeError(f"metadata must be a dict, not {type(metadata).__name__}")
-    try:
-        return json.dumps(metadata, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
-    except (TypeError, ValueError) as e:
-        raise TypeError(f"metadata must be JSON-serializable (str keys, finite numbers): {e}") from None
-
-
-def _filter_clauses(where: Optional[Dict[str, Any]]) -> Optional[List[Tuple[str, List[Any]]]]:
-    if where is None:
-        return None
-    if not isinstance(where, dict):
-        raise TypeError(f"where must be a dict of field -> value(s), not {type(where).__name__}")
-    clauses = []
-    for field, accepted in where.items():
-        if not isinstance(field, str):
-            raise TypeError(f"where fields must be str, not {type(field).__name__}")
-        if isinstance(accepted, (list, tuple, set, frozenset)):
-            values = list(accepted)
-        else:
-            values = [accepted]
-        clauses.append((field, values))
-    return clauses
 
 
 class VectorKVault:

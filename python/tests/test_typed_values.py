@@ -140,6 +140,20 @@ def test_numpy_scalars_come_back_as_numpy_scalars(vault):
         assert type(back) is type(scalar) and back == scalar
 
 
+def test_numpy_arrays_inside_containers_round_trip(vault):
+    """An embedding stored beside its fields (kohakuvault packs arrays inside dicts too)."""
+    embedding = np.arange(6, dtype="<f4").reshape(2, 3)
+    vault["doc"] = {"embedding": embedding, "ids": [np.arange(3, dtype=">i8")], "name": "a"}
+    back = vault["doc"]
+    assert back["name"] == "a"
+    assert back["embedding"].dtype == np.dtype("<f4") and back["embedding"].shape == (2, 3)
+    np.testing.assert_array_equal(back["embedding"], embedding)
+    assert back["ids"][0].dtype == np.dtype(">i8")
+    with pytest.raises(TypeError, match="dtype object"):
+        vault["bad"] = {"o": np.array([object()], dtype=object)}
+    assert "bad" not in vault
+
+
 def test_object_arrays_are_refused_and_nothing_is_written(vault):
     with pytest.raises(TypeError, match="dtype object"):
         vault["o"] = np.array([object()], dtype=object)

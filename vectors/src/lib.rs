@@ -30,7 +30,6 @@
 #![warn(missing_docs)]
 
 mod check;
-mod filter;
 mod flat;
 mod hnsw;
 mod kernels;
@@ -42,8 +41,10 @@ mod table;
 mod topk;
 
 pub use check::VectorsKind;
-pub use filter::{Filter, FilterValue};
 pub use kernels::Kernels;
+/// Metadata filters live in `kvault`, shared with the other table kinds whose items carry
+/// metadata.
+pub use kvault::{Filter, FilterValue};
 pub use schema::{vector_table_names, IndexConfig, IndexKind, Registry, AUTO_HNSW_MIN};
 pub use search::SearchOptions;
 pub use spec::{Metric, Spec, VectorType, MAX_DIMENSIONS};

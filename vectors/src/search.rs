@@ -3,10 +3,9 @@
 
 use std::collections::HashSet;
 
-use kvault::{Error, Result, Store};
+use kvault::{Error, Filter, Result, Store};
 use rusqlite::Connection;
 
-use crate::filter::Filter;
 use crate::flat::{Flat, IdFilter, Rows};
 use crate::schema::{IndexKind, Registry, AUTO_HNSW_MIN};
 use crate::spec::{Metric, Spec};

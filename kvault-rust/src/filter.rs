@@ -1,7 +1,8 @@
 //! Metadata filters: `field == value` or `field in values` on the items' metadata JSON,
-//! combined with AND, evaluated by SQLite's `json_extract`.
+//! combined with AND, evaluated by SQLite's `json_extract`. Shared by the table kinds whose
+//! items carry metadata (vector collections, text tables).
 
-use kvault::{Error, Result};
+use crate::error::{Error, Result};
 use rusqlite::types::Value;
 use rusqlite::Connection;
 
@@ -61,13 +62,21 @@ impl Filter {
         self.clauses.is_empty()
     }
 
-    /// The SQL condition and its parameters.
-    fn condition(&self) -> (String, Vec<Value>) {
+    /// The SQL condition over the JSON column `column` (an SQL expression such as
+    /// `metadata` or `i.meta`), and its parameters, numbered from `?{first}` on so the
+    /// condition can join a statement that binds parameters of its own before it. An empty
+    /// filter gives `1`.
+    #[must_use]
+    pub fn sql(&self, column: &str, first: usize) -> (String, Vec<Value>) {
+        if self.clauses.is_empty() {
+            return ("1".into(), Vec::new());
+        }
+        let offset = first.saturating_sub(1);
         let mut sql = Vec::new();
         let mut params = Vec::new();
         for (field, values) in &self.clauses {
             params.push(Value::Text(format!("$.\"{field}\"")));
-            let path = params.len();
+            let path = params.len() + offset;
             let mut listed = Vec::new();
             let mut null = false;
             for value in values {
@@ -75,19 +84,19 @@ impl Filter {
                     FilterValue::Null => null = true,
                     FilterValue::Int(i) => {
                         params.push(Value::Integer(*i));
-                        listed.push(format!("?{}", params.len()));
+                        listed.push(format!("?{}", params.len() + offset));
                     }
                     FilterValue::Real(r) => {
                         params.push(Value::Real(*r));
-                        listed.push(format!("?{}", params.len()));
+                        listed.push(format!("?{}", params.len() + offset));
                     }
                     FilterValue::Text(t) => {
                         params.push(Value::Text(t.clone()));
-                        listed.push(format!("?{}", params.len()));
+                        listed.push(format!("?{}", params.len() + offset));
                     }
                 }
             }
-            let extract = format!("json_extract(metadata, ?{path})");
+            let extract = format!("json_extract({column}, ?{path})");
             let mut alternatives = Vec::new();
             if null {
                 alternatives.push(format!("{extract} IS NULL"));
@@ -100,9 +109,13 @@ impl Filter {
         (sql.join(" AND "), params)
     }
 
-    /// Ids of the items of `items_table` the filter accepts, ascending.
-    pub(crate) fn matching_ids(&self, conn: &Connection, items_table: &str) -> Result<Vec<i64>> {
-        let (condition, params) = self.condition();
+    /// Ids (column `id`) of the rows of `items_table` whose `metadata` column the filter
+    /// accepts, ascending.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn matching_ids(&self, conn: &Connection, items_table: &str) -> Result<Vec<i64>> {
+        let (condition, params) = self.sql("metadata", 1);
         let mut stmt = conn.prepare_cached(&format!(
             "SELECT id FROM {items_table} WHERE {condition} ORDER BY id"
         ))?;
@@ -154,6 +167,22 @@ mod tests {
             ]),
             Vec::<i64>::new()
         );
+    }
+
+    #[test]
+    fn parameters_number_from_the_given_first() {
+        let filter = Filter::new(vec![(
+            "lang".into(),
+            vec![FilterValue::Text("en".into()), FilterValue::Null],
+        )])
+        .unwrap();
+        let (sql, params) = filter.sql("m.meta", 3);
+        assert_eq!(
+            sql,
+            "(json_extract(m.meta, ?3) IS NULL OR json_extract(m.meta, ?3) IN (?4))"
+        );
+        assert_eq!(params.len(), 2);
+        assert_eq!(Filter::default().sql("meta", 1), ("1".to_string(), vec![]));
     }
 
     #[test]
