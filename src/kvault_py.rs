@@ -6,8 +6,8 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use kvault::{
-    BlobReader, BlobWriter, Condition, Dedup, Encoding, Eviction, KeyRange, Kv, PolicyChange,
-    PutOptions, Store, StoredValue, ValueLocation,
+    BlobReader, BlobWriter, Condition, Dedup, Encoding, Eviction, History, HistoryEntry, KeyRange,
+    Kv, PolicyChange, PutOptions, Store, StoredValue, ValueLocation, VersionEnd,
 };
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
@@ -32,7 +32,11 @@ type PolicyTuple = (
     u64,
     u64,
     u64,
+    i64,
 );
+/// One history entry: `(kind, version, time_ms, value)`; kind is "value", "deleted" or
+/// "expired" (a tombstone, whose value is None).
+type HistoryTuple = (&'static str, i64, i64, Option<Py<PyAny>>);
 /// `(size, version, created_at_ms, updated_at_ms, chunked, expires_at_ms, encoding)`.
 type InfoTuple = (u64, i64, i64, i64, bool, Option<i64>, u8);
 
@@ -430,13 +434,14 @@ impl PyKVault {
             counters.evictions,
             counters.hits + hits,
             counters.misses + misses,
+            policy.history.code(),
         ))
     }
 
     /// Changes the stored cache policy; a `set_*` flag says whether its field changes (so
     /// None can mean "remove"). Evicts at once when the table is over a new limit.
     #[pyo3(signature = (*, set_max_bytes=false, max_bytes=None, eviction=None,
-                        set_default_ttl=false, default_ttl_ms=None, dedup=None))]
+                        set_default_ttl=false, default_ttl_ms=None, dedup=None, history=None))]
     #[allow(clippy::too_many_arguments)]
     fn set_cache_policy(
         &self,
@@ -447,7 +452,22 @@ impl PyKVault {
         set_default_ttl: bool,
         default_ttl_ms: Option<i64>,
         dedup: Option<&str>,
+        history: Option<i64>,
     ) -> Result<(), BindingError> {
+        let history = history
+            .map(|code| {
+                if code < -1 {
+                    return Err(BindingError::Vault(kvault::Error::InvalidArgument(
+                        format!("history must be 'all', 0 or a positive count, not {code}"),
+                    )));
+                }
+                History::from_code(code).map_err(|_| {
+                    BindingError::Vault(kvault::Error::InvalidArgument(format!(
+                        "history count {code} is too large"
+                    )))
+                })
+            })
+            .transpose()?;
         let max_bytes = max_bytes
             .map(|m| non_negative::<u64>("max_bytes", m))
             .transpose()?;
@@ -456,6 +476,7 @@ impl PyKVault {
             eviction: eviction.map(Eviction::parse).transpose()?,
             default_ttl_ms: set_default_ttl.then_some(default_ttl_ms),
             dedup: dedup.map(Dedup::parse).transpose()?,
+            history,
         };
         let kv = &self.kv;
         py.detach(|| kv.set_cache_policy(change))?;
@@ -503,6 +524,116 @@ impl PyKVault {
     fn sweep(&self, py: Python<'_>) -> Result<u64, BindingError> {
         let table = self.kv.table();
         run(py, self.kv.vault(), |s| table.sweep(s))
+    }
+
+    /// The key's history, newest first (see `HistoryTuple`); `limit` counts values.
+    #[pyo3(signature = (key, limit=None))]
+    fn history(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        limit: Option<usize>,
+    ) -> Result<Vec<HistoryTuple>, BindingError> {
+        let (key, _) = key_from_py(key)?;
+        let table = self.kv.table();
+        let entries = run(py, self.kv.vault(), |s| table.history(s, &key, limit))?;
+        let end_name = |end: VersionEnd| match end {
+            VersionEnd::Expired => "expired",
+            _ => "deleted",
+        };
+        entries
+            .into_iter()
+            .map(|entry| {
+                Ok(match entry {
+                    HistoryEntry::Value {
+                        version,
+                        written_at_ms,
+                        value,
+                        ..
+                    } => (
+                        "value",
+                        version,
+                        written_at_ms,
+                        Some(value_to_py(py, &value)?),
+                    ),
+                    HistoryEntry::Tombstone {
+                        version,
+                        at_ms,
+                        end,
+                    } => (end_name(end), version, at_ms, None),
+                })
+            })
+            .collect()
+    }
+
+    /// The value of the key at `version`, or None (as `get` returns values).
+    fn get_version(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        version: i64,
+    ) -> Result<Option<Py<PyAny>>, BindingError> {
+        let (key, _) = key_from_py(key)?;
+        let table = self.kv.table();
+        let found = run(py, self.kv.vault(), |s| table.get_version(s, &key, version))?;
+        Ok(found.map(|v| value_to_py(py, &v)).transpose()?)
+    }
+
+    /// The value the key had at `at_ms`, or None.
+    fn get_as_of(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        at_ms: i64,
+    ) -> Result<Option<Py<PyAny>>, BindingError> {
+        let (key, _) = key_from_py(key)?;
+        let table = self.kv.table();
+        let found = run(py, self.kv.vault(), |s| table.get_as_of(s, &key, at_ms))?;
+        Ok(found.map(|v| value_to_py(py, &v)).transpose()?)
+    }
+
+    /// One page of the keys that existed at `at_ms`, after the raw key `after`:
+    /// `(keys, last_raw_key)`.
+    #[pyo3(signature = (at_ms, after, limit))]
+    fn keys_as_of(
+        &self,
+        py: Python<'_>,
+        at_ms: i64,
+        after: Option<Vec<u8>>,
+        limit: usize,
+    ) -> Result<KeyPage, BindingError> {
+        let table = self.kv.table();
+        let rows = run(py, self.kv.vault(), |s| {
+            table.keys_as_of(s, at_ms, after.as_deref(), limit.max(1))
+        })?;
+        let last = rows.last().map(|(k, _)| PyBytes::new(py, k).unbind());
+        let keys = rows
+            .iter()
+            .map(|(k, kind)| key_to_py(py, k, *kind))
+            .collect::<PyResult<Vec<_>>>()?;
+        Ok((keys, last))
+    }
+
+    /// Drops kept versions beyond `keep` per key and those that ended more than
+    /// `older_than_ms` ago; returns how many.
+    #[pyo3(signature = (keep=None, older_than_ms=None))]
+    fn prune_history(
+        &self,
+        py: Python<'_>,
+        keep: Option<i64>,
+        older_than_ms: Option<i64>,
+    ) -> Result<u64, BindingError> {
+        let keep = keep.map(|k| non_negative::<u32>("keep", k)).transpose()?;
+        let table = self.kv.table();
+        run(py, self.kv.vault(), |s| {
+            table.prune_history(s, keep, older_than_ms)
+        })
+    }
+
+    /// `(kept versions, their bytes)`.
+    fn history_stats(&self, py: Python<'_>) -> Result<(u64, u64), BindingError> {
+        let table = self.kv.table();
+        run(py, self.kv.vault(), |s| table.history_stats(s))
     }
 }
 

@@ -72,6 +72,11 @@ impl PyVault {
         Ok(py.detach(|| self.vault.begin())?)
     }
 
+    /// Opens a read snapshot (ended by `commit`): every read sees the file as of now.
+    fn begin_snapshot(&self, py: Python<'_>) -> Result<(), BindingError> {
+        Ok(py.detach(|| self.vault.begin_snapshot())?)
+    }
+
     /// Commits the innermost explicit transaction.
     fn commit(&self, py: Python<'_>) -> Result<(), BindingError> {
         Ok(py.detach(|| self.vault.commit())?)

@@ -63,10 +63,10 @@ pub use filter::{Filter, FilterValue};
 pub use kv::{
     decode_tuple, encode_tuple, kv_table_names, validate_chunk_size, validate_key,
     validate_table_name, BlobReader, BlobRef, BlobWriter, CacheCounters, CachePolicy, Condition,
-    Dedup, Encoding, EntryInfo, Eviction, KeyKind, KeyRange, KvTable, PolicyChange, PutItem,
-    PutOptions, ScanPage, Staged, StagedOwned, StoredValue, TableStats, TupleItem, ValueLocation,
-    ACCESS_FLUSH_INTERVAL, DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, MAX_INT_BYTES, MAX_KEY_LEN,
-    MAX_RECORDED_KEYS, MAX_TUPLE_DEPTH,
+    Dedup, Encoding, EntryInfo, Eviction, History, HistoryEntry, KeyKind, KeyRange, KvTable,
+    PolicyChange, PutItem, PutOptions, ScanPage, Staged, StagedOwned, StoredValue, TableStats,
+    TupleItem, ValueLocation, VersionEnd, ACCESS_FLUSH_INTERVAL, DEFAULT_CHUNK_SIZE,
+    MAX_CHUNK_SIZE, MAX_INT_BYTES, MAX_KEY_LEN, MAX_RECORDED_KEYS, MAX_TUPLE_DEPTH,
 };
 pub use kv_handle::{Kv, ValueReader, ValueWriter};
 pub use reaper::READ_LEASE;

@@ -345,6 +345,16 @@ impl Vault {
         self.store().begin()
     }
 
+    /// Opens a read snapshot on this vault's connection (see [`Store::begin_snapshot`]); end
+    /// it with [`Vault::commit`]. Meant for a connection opened for the snapshot alone: until
+    /// it ends, other threads on this vault wait as for any explicit transaction.
+    ///
+    /// # Errors
+    /// As [`Store::begin_snapshot`].
+    pub fn begin_snapshot(&self) -> Result<()> {
+        self.store().begin_snapshot()
+    }
+
     /// Commits the innermost explicit transaction level (see [`Vault::begin`]).
     ///
     /// # Errors

@@ -291,6 +291,7 @@ fn the_policy_is_stored_in_the_file() {
             eviction: Some(Eviction::LeastFrequentlyUsed),
             default_ttl_ms: Some(Some(60_000)),
             dedup: Some(Dedup::All),
+            history: None,
         })
         .unwrap();
     }

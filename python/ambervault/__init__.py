@@ -26,6 +26,7 @@ from .exceptions import (
     ValueChangedError,
     VaultError,
 )
+from .history import DELETED, AsOfView, Snapshot
 from .hybrid import HybridHit, hybrid_search
 from .kvault import KVault
 from .loaders import KeyDataset
@@ -37,8 +38,10 @@ from .vectors import VectorKVault, drop_vector_table
 from .wrappers import Cbor, Json, MsgPack, Pickle
 
 __all__ = [
+    "DELETED",
     "FORMAT_VERSION",
     "SQLITE_VERSION",
+    "AsOfView",
     "Cbor",
     "ClosedError",
     "Column",
@@ -59,6 +62,7 @@ __all__ = [
     "NotFound",
     "Pickle",
     "ReadOnlyError",
+    "Snapshot",
     "TextVault",
     "Transaction",
     "ValueChangedError",

@@ -13,6 +13,7 @@ from typing import Any, Callable, Dict, Optional, Tuple, TypeVar
 from ._ambervault import KVaultCore
 from ._file import check_int
 from .exceptions import InvalidArgument
+from .history import check_history, history_name, snapshot_figures
 from .memoize import Memoized, memoize_decorator
 
 EVICTION_POLICIES = (
@@ -98,15 +99,17 @@ class CachePolicyMixin:
         ``default_ttl`` (seconds or None) and ``dedup``.
 
         >>> from ambervault import KVault
-        >>> KVault(":memory:", max_bytes=1 << 20, eviction="least-recently-used").limits()
-        {'max_bytes': 1048576, 'eviction': 'least-recently-used', 'default_ttl': None, 'dedup': 'large'}
+        >>> limits = KVault(":memory:", max_bytes=1 << 20, eviction="least-recently-used").limits()
+        >>> limits["max_bytes"], limits["eviction"], limits["default_ttl"], limits["history"]
+        (1048576, 'least-recently-used', None, 0)
         """
-        max_bytes, eviction, ttl_ms, dedup, *_ = self._native.cache_policy()
+        max_bytes, eviction, ttl_ms, dedup, *_, history = self._native.cache_policy()
         return {
             "max_bytes": max_bytes,
             "eviction": eviction,
             "default_ttl": None if ttl_ms is None else ttl_ms / 1000,
             "dedup": dedup,
+            "history": history_name(history),
         }
 
     def set_limits(
@@ -116,6 +119,7 @@ class CachePolicyMixin:
         eviction: str = _KEEP,
         default_ttl: Optional[float] = _KEEP,
         dedup: str = _KEEP,
+        history: Any = _KEEP,
     ) -> Dict[str, Any]:
         """Change the stored cache policy; arguments not given keep their value, ``None``
         removes a limit or default TTL. When the vault is over a new limit, entries are evicted
@@ -129,7 +133,10 @@ class CachePolicyMixin:
         :param default_ttl: seconds a write lives when it gives no ``ttl``.
         :param dedup: ``"large"`` (values larger than the inline limit share chunks; the
             default), ``"all"`` (small values are stored once per content too) or ``"none"``.
+        :param history: earlier versions kept per key (``0``, a count or ``"all"``); lowering
+            it drops the versions beyond it, ``0`` drops them all. Not with a byte limit.
         """
+        history_code = None if history is _KEEP else check_history(history)
         check_policy_args(
             max_bytes=None if max_bytes is _KEEP else max_bytes,
             eviction=None if eviction is _KEEP else eviction,
@@ -144,6 +151,7 @@ class CachePolicyMixin:
             set_default_ttl=default_ttl is not _KEEP,
             default_ttl_ms=None if default_ttl in (_KEEP, None) else _ms(default_ttl),
             dedup=None if dedup is _KEEP else dedup,
+            history=history_code,
         )
         return self._adopt_policy()
 
@@ -184,7 +192,7 @@ class CachePolicyMixin:
         return self._native.sweep()
 
     def _cache_figures(self, keys: int) -> Dict[str, Any]:
-        max_bytes, eviction, _, dedup, _, evictions, hits, misses = self._native.cache_policy()
+        max_bytes, eviction, _, dedup, _, evictions, hits, misses, _ = self._native.cache_policy()
         unique = self._native.count_unique_values()
         looked_up = hits + misses
         return {
@@ -198,6 +206,11 @@ class CachePolicyMixin:
             "misses": misses,
             "hit_ratio": hits / looked_up if looked_up else None,
         }
+
+    def _history_figures(self) -> Dict[str, Any]:
+        rows, nbytes = self._native.history_stats()
+        path: str = self.path  # type: ignore[attr-defined]
+        return {"history_rows": rows, "history_bytes": nbytes, **snapshot_figures(path)}
 
     def get_health(self) -> Dict[str, Any]:
         """Figures under Prestige's names: ``total_keys``, ``total_objects`` (distinct stored

@@ -124,7 +124,7 @@ def cmd_info(args: argparse.Namespace) -> int:
             ttl = "none" if limits["default_ttl"] is None else f"{limits['default_ttl']:g} s"
             yield (
                 f"      cache: limit {limit}, eviction {limits['eviction']}, "
-                f"dedup {limits['dedup']}, default TTL {ttl}"
+                f"dedup {limits['dedup']}, default TTL {ttl}, history {limits['history']}"
             )
         for c in info["columns"]:
             yield f"column {c['name']:<16} {c['dtype']:<8} {c['length']:>12,} elements  {_human(c['bytes'])}"

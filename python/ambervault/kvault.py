@@ -27,6 +27,7 @@ from ._kv_backend import CachedBackend, DirectBackend
 from .cache import BatchingCache, CacheControls, WriteBackCache
 from .cache_policy import CachePolicyMixin, check_policy_args, check_seconds
 from .exceptions import ClosedError, DatabaseBusy, InvalidArgument, NotFound
+from .history import HistoryMixin, check_history
 from .streams import VaultReader, VaultWriter
 from .transaction import Transaction
 from .views import ItemsView, KeysView, Range, ValuesView
@@ -40,7 +41,9 @@ _ITEMS_PAGE_BYTES = 16 << 20  # value bytes per round trip when scanning items
 _UPDATE_BATCH = 1024
 
 
-class KVault(collections.abc.MutableMapping, CacheControls, CachePolicyMixin):  # type: ignore[type-arg]
+class KVault(  # type: ignore[type-arg]
+    collections.abc.MutableMapping, CacheControls, CachePolicyMixin, HistoryMixin
+):
     """A persistent mapping of ``str``, ``bytes`` or tuple keys to values in a SQLite file.
 
     Values are bytes (stored as they are) or Python values (``str``, numbers, ``None``, lists,
@@ -83,6 +86,8 @@ class KVault(collections.abc.MutableMapping, CacheControls, CachePolicyMixin):  
         :meth:`set_limits` and ``docs/cache.md``); not given: as the file has it.
     :param auto_prune: delete expired keys every this many seconds on the vault's maintenance
         thread, while this vault is open.
+    :param history: earlier versions kept per key: ``0`` (none, the default), a count, or
+        ``"all"``; stored in the file (see :meth:`history` and ``docs/history.md``).
 
     >>> vault = KVault(":memory:")
     >>> vault["a"] = b"1"
@@ -115,6 +120,7 @@ class KVault(collections.abc.MutableMapping, CacheControls, CachePolicyMixin):  
         eviction: Optional[str] = None,
         dedup: Optional[str] = None,
         auto_prune: Optional[float] = None,
+        history: Optional[Any] = None,
     ) -> None:
         self._core: Optional[KVaultCore] = None
         self._default_ttl_ms: Optional[int] = None
@@ -130,6 +136,8 @@ class KVault(collections.abc.MutableMapping, CacheControls, CachePolicyMixin):  
         # kohakuvault's default; only recorded (see enable_headers).
         self._headers = True
         check_policy_args(max_bytes, eviction, dedup, default_ttl, auto_prune)
+        if history is not None:
+            check_history(history)
         if not isinstance(table, str):
             raise TypeError(f"table must be a str, not {type(table).__name__}")
         check_int("chunk_size", chunk_size)
@@ -163,6 +171,7 @@ class KVault(collections.abc.MutableMapping, CacheControls, CachePolicyMixin):  
             eviction=eviction,
             dedup=dedup,
             auto_prune=auto_prune,
+            history=history,
             auto_pack=bool(auto_pack),
             allow_pickle=bool(allow_pickle),
             **self._file.open_args,
@@ -172,7 +181,7 @@ class KVault(collections.abc.MutableMapping, CacheControls, CachePolicyMixin):  
         self.path = self._file.path
         self.table = table
         try:
-            self._open_policy(max_bytes, eviction, dedup, default_ttl, auto_prune)
+            self._open_policy(max_bytes, eviction, dedup, default_ttl, auto_prune, history)
         except BaseException:
             self._core = None
             self._file.close()
@@ -229,6 +238,7 @@ class KVault(collections.abc.MutableMapping, CacheControls, CachePolicyMixin):  
         dedup: Optional[str],
         default_ttl: Optional[float],
         auto_prune: Optional[float],
+        history: Optional[Any] = None,
     ) -> None:
         """Stores the cache arguments given at open (a read-only vault keeps a default TTL in
         memory only) and starts auto-pruning."""
@@ -239,6 +249,7 @@ class KVault(collections.abc.MutableMapping, CacheControls, CachePolicyMixin):  
                 ("eviction", eviction),
                 ("dedup", dedup),
                 ("default_ttl", default_ttl),
+                ("history", history),
             )
             if value is not None
         }
@@ -314,9 +325,10 @@ class KVault(collections.abc.MutableMapping, CacheControls, CachePolicyMixin):  
             data, encoding = self._codec.encode(value)
         self._backend.put(key, data, self._expiry(ttl), if_version, bool(if_absent), encoding)
 
-    def get(self, key: Key, default: Any = None, decode: bool = False) -> Any:
+    def get(self, key: Key, default: Any = None, decode: bool = False, version: Optional[int] = None) -> Any:
         """The value of ``key``, or ``default`` when it is absent. With ``decode=True`` a raw
-        (bytes) value is returned as ``str``, decoded as UTF-8.
+        (bytes) value is returned as ``str``, decoded as UTF-8. With ``version``, the value the
+        key had at that version, current or kept by ``history`` (see :meth:`get_version`).
 
         >>> v = KVault(":memory:"); v["text"] = "é".encode()
         >>> v.get("missing", b"fallback"), v.get("text", decode=True)
@@ -324,7 +336,10 @@ class KVault(collections.abc.MutableMapping, CacheControls, CachePolicyMixin):  
         """
         if self._clock is not None:
             self._file.native  # noqa: B018 - pushes the injected clock's time into the file
-        value = self._backend.get(key, default)
+        if version is None:
+            value = self._backend.get(key, default)
+        else:
+            value = self.get_version(key, version, default)
         if decode and type(value) is bytes:
             return value.decode("utf-8")
         return value
@@ -876,6 +891,7 @@ class KVault(collections.abc.MutableMapping, CacheControls, CachePolicyMixin):  
             "expired_keys": expired,
             "expired_not_pruned": expired,
             **self._cache_figures(keys),
+            **self._history_figures(),
             "pending_uploads": pending,
             "columns": {
                 name: {"dtype": dtype, "length": length, "bytes": nbytes}

@@ -150,6 +150,7 @@ def test_limits_are_stored_in_the_file_and_shown_by_info(tmp_path):
             "eviction": "least-recently-used",
             "default_ttl": 60.0,
             "dedup": "large",
+            "history": 0,
         }
     with KVault(path) as v:
         assert v.limits()["max_bytes"] == 10_000
@@ -160,6 +161,7 @@ def test_limits_are_stored_in_the_file_and_shown_by_info(tmp_path):
             "eviction": "least-recently-used",
             "default_ttl": 60.0,
             "dedup": "all",
+            "history": 0,
         }
     out = subprocess.run(
         [sys.executable, "-m", "ambervault", "info", str(path)],

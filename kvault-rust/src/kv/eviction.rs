@@ -190,6 +190,7 @@ impl KvTable {
         let t = &self.name;
         store.write(|conn| {
             let policy = self.begin_write(conn)?;
+            self.stamp_clock(conn, now)?;
             let mut removed = conn.prepare_cached(&self.sql.prune)?.execute([now])? as u64;
             if let Some(age) = max_age_ms {
                 removed += conn
@@ -252,6 +253,7 @@ impl KvTable {
         }
         store.write(|conn| {
             let policy = self.begin_write(conn)?;
+            self.stamp_clock(conn, now)?;
             if prune_due {
                 conn.prepare_cached(&self.sql.prune)?.execute([now])?;
                 self.evict_in(conn, &policy, &HashSet::new(), now)?;
@@ -290,12 +292,17 @@ impl KvTable {
     /// [`crate::Error::ReadOnly`], [`crate::Error::Busy`].
     pub fn sweep(&self, store: &mut Store) -> Result<u64> {
         let t = &self.name;
+        let kept = if self.has_history_table(store)? {
+            format!(" UNION ALL SELECT content_hash FROM \"{t}__history\" WHERE content_hash IS NOT NULL")
+        } else {
+            String::new()
+        };
         store.write(|conn| {
             // Recount from the references themselves, then drop what nothing refers to.
             conn.execute_batch(&format!(
                 "WITH counted AS MATERIALIZED (SELECT cid, count(*) AS n FROM \
                    (SELECT cid FROM \"{t}__chunks\" UNION ALL \
-                    SELECT content_hash FROM \"{t}\" WHERE content_hash IS NOT NULL) \
+                    SELECT content_hash FROM \"{t}\" WHERE content_hash IS NOT NULL{kept}) \
                    GROUP BY cid) \
                  UPDATE \"{t}__content\" SET refs = coalesce( \
                    (SELECT n FROM counted WHERE counted.cid = \"{t}__content\".cid), 0)"

@@ -45,7 +45,7 @@ impl KvTable {
     /// SQLite errors (a problem in the data is a message, not an error).
     pub fn check(&self, store: &mut Store) -> Result<Vec<String>> {
         let t = &self.name;
-        let sql = self.sql.check();
+        let sql = self.sql.check(self.has_history_table(store)?);
         let live_pids: Vec<(i64, i64)> = store.retry(|conn| {
             let mut stmt = conn.prepare_cached(&self.sql.list_pending)?;
             let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
@@ -83,6 +83,13 @@ impl KvTable {
                          {expected} chunks of at most {chunk} bytes holding {size}",
                         String::from_utf8_lossy(&key)
                     ));
+                }
+            }
+            if let Some(kept) = &sql.kept_blobs {
+                let mut stmt = conn.prepare(kept)?;
+                let blobs = stmt.query_map([], |r| r.get::<_, i64>(0))?;
+                for blob in blobs {
+                    referenced.insert(blob?);
                 }
             }
             let pending: HashSet<i64> = live_pids.iter().map(|(b, _)| *b).collect();

@@ -28,6 +28,7 @@
 //! `shared_values` (deduplicated small values) and `runtime` (per-table state in memory).
 
 mod eviction;
+mod history;
 mod maintenance;
 mod policy;
 mod read;
@@ -40,7 +41,8 @@ mod tuple_key;
 mod types;
 mod write;
 
-pub use policy::{CacheCounters, CachePolicy, Dedup, Eviction, PolicyChange};
+pub use history::{HistoryEntry, VersionEnd};
+pub use policy::{CacheCounters, CachePolicy, Dedup, Eviction, History, PolicyChange};
 pub use runtime::{ACCESS_FLUSH_INTERVAL, MAX_RECORDED_KEYS};
 pub use schema::{kv_table_names, validate_chunk_size, validate_key, validate_table_name};
 pub use stream::{BlobReader, BlobWriter, Staged, StagedOwned};

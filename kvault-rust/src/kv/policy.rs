@@ -111,6 +111,50 @@ impl Dedup {
     }
 }
 
+/// How many earlier versions of each key a table keeps (see `history.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum History {
+    /// None: a write replaces the old value for good.
+    #[default]
+    Off,
+    /// The last N earlier versions per key (N >= 1).
+    Last(u32),
+    /// Every earlier version.
+    All,
+}
+
+impl History {
+    /// The stored code: 0 off, N, or -1 for all.
+    #[must_use]
+    pub fn code(self) -> i64 {
+        match self {
+            Self::Off => 0,
+            Self::Last(n) => i64::from(n),
+            Self::All => -1,
+        }
+    }
+
+    /// Reads a stored code.
+    ///
+    /// # Errors
+    /// [`Error::Corrupted`] for a code below -1 or too large.
+    pub fn from_code(code: i64) -> Result<Self> {
+        match code {
+            0 => Ok(Self::Off),
+            -1 => Ok(Self::All),
+            n => u32::try_from(n)
+                .map(Self::Last)
+                .map_err(|_| Error::Corrupted(format!("history setting {n} is out of range"))),
+        }
+    }
+
+    /// Whether earlier versions are kept.
+    #[must_use]
+    pub fn is_on(self) -> bool {
+        self != Self::Off
+    }
+}
+
 /// A table's stored cache policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct CachePolicy {
@@ -123,6 +167,8 @@ pub struct CachePolicy {
     pub default_ttl_ms: Option<i64>,
     /// Which values are deduplicated.
     pub dedup: Dedup,
+    /// Earlier versions kept per key.
+    pub history: History,
 }
 
 /// Counters kept beside a policy.
@@ -149,6 +195,8 @@ pub struct PolicyChange {
     pub default_ttl_ms: Option<Option<i64>>,
     /// A new deduplication mode.
     pub dedup: Option<Dedup>,
+    /// A new history setting (turning it off drops every earlier version).
+    pub history: Option<History>,
 }
 
 /// The policy row's DDL (created with the table, or on first open by this version).
@@ -163,7 +211,9 @@ pub(super) fn create_policy_table(conn: &Connection, t: &str) -> Result<()> {
             stored_bytes INTEGER NOT NULL DEFAULT 0,
             evictions INTEGER NOT NULL DEFAULT 0,
             hits INTEGER NOT NULL DEFAULT 0,
-            misses INTEGER NOT NULL DEFAULT 0);
+            misses INTEGER NOT NULL DEFAULT 0,
+            history_keep INTEGER NOT NULL DEFAULT 0,
+            clock_ms INTEGER NOT NULL DEFAULT 0);
          INSERT OR IGNORE INTO \"{t}__cache\" (id) VALUES (0);"
     ))?;
     Ok(())
@@ -174,7 +224,7 @@ pub(super) fn create_policy_table(conn: &Connection, t: &str) -> Result<()> {
 pub(super) fn read_policy(conn: &Connection, t: &str) -> Result<(CachePolicy, CacheCounters)> {
     let sql = format!(
         "SELECT max_bytes, eviction, default_ttl_ms, dedup, stored_bytes, evictions, hits, \
-         misses FROM \"{t}__cache\" WHERE id = 0"
+         misses, history_keep FROM \"{t}__cache\" WHERE id = 0"
     );
     let row = match conn.prepare_cached(&sql) {
         Ok(mut stmt) => stmt
@@ -185,13 +235,14 @@ pub(super) fn read_policy(conn: &Connection, t: &str) -> Result<(CachePolicy, Ca
                     r.get::<_, Option<i64>>(2)?,
                     r.get::<_, String>(3)?,
                     [r.get::<_, i64>(4)?, r.get(5)?, r.get(6)?, r.get(7)?],
+                    r.get::<_, i64>(8)?,
                 ))
             })
             .optional()?,
         Err(rusqlite::Error::SqliteFailure(_, Some(msg))) if msg.contains("no such table") => None,
         Err(err) => return Err(err.into()),
     };
-    let Some((max_bytes, eviction, ttl, dedup, counts)) = row else {
+    let Some((max_bytes, eviction, ttl, dedup, counts, history)) = row else {
         return Ok(Default::default());
     };
     let corrupt = |what: &str| Error::Corrupted(format!("table {t}: cache policy has {what}"));
@@ -203,6 +254,7 @@ pub(super) fn read_policy(conn: &Connection, t: &str) -> Result<(CachePolicy, Ca
         eviction: Eviction::parse(&eviction).map_err(|_| corrupt("an unknown eviction policy"))?,
         default_ttl_ms: ttl,
         dedup: Dedup::parse(&dedup).map_err(|_| corrupt("an unknown dedup mode"))?,
+        history: History::from_code(history)?,
     };
     let count = |v: i64| u64::try_from(v).unwrap_or(0);
     let counters = CacheCounters {
@@ -321,26 +373,41 @@ impl KvTable {
                 )));
             }
         }
+        if let Some(History::Last(0)) = change.history {
+            return Err(Error::InvalidArgument(
+                "history keeps at least 1 version (0 turns it off)".into(),
+            ));
+        }
         let t = &self.name;
         let policy = store.write(|conn| {
             create_policy_table(conn, t)?;
             let (old, _) = read_policy(conn, t)?;
+            let limited = change.max_bytes.unwrap_or(old.max_bytes).is_some();
+            if limited && change.history.unwrap_or(old.history).is_on() {
+                return Err(Error::InvalidArgument(
+                    "a byte limit and history cannot be combined: evicted values would be kept \
+                     in the history (set history to 0, or remove the limit)"
+                        .into(),
+                ));
+            }
             let new = CachePolicy {
                 max_bytes: change.max_bytes.unwrap_or(old.max_bytes),
                 eviction: change.eviction.unwrap_or(old.eviction),
                 default_ttl_ms: change.default_ttl_ms.unwrap_or(old.default_ttl_ms),
                 dedup: change.dedup.unwrap_or(old.dedup),
+                history: change.history.unwrap_or(old.history),
             };
             conn.execute(
                 &format!(
                     "UPDATE \"{t}__cache\" SET max_bytes = ?1, eviction = ?2, \
-                     default_ttl_ms = ?3, dedup = ?4 WHERE id = 0"
+                     default_ttl_ms = ?3, dedup = ?4, history_keep = ?5 WHERE id = 0"
                 ),
                 params![
                     new.max_bytes.map(|m| m as i64),
                     new.eviction.name(),
                     new.default_ttl_ms,
-                    new.dedup.name()
+                    new.dedup.name(),
+                    new.history.code()
                 ],
             )?;
             self.install_policy_schema(conn, &old, &new)?;
@@ -397,6 +464,14 @@ impl KvTable {
         }
         if new.dedup == Dedup::All && old.dedup != Dedup::All {
             conn.execute_batch(&super::shared_values::reference_triggers(t))?;
+        }
+        match (old.history.is_on(), new.history.is_on()) {
+            (false, true) => conn.execute_batch(&super::history::install(t))?,
+            (true, false) => conn.execute_batch(&super::history::uninstall(t))?,
+            (true, true) if new.history != old.history => {
+                super::history::trim_all(conn, t, new.history)?;
+            }
+            _ => {}
         }
         Ok(())
     }

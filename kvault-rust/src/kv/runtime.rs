@@ -42,6 +42,7 @@ pub(crate) struct TableRuntime {
     tracking: AtomicBool,
     dedup_all: AtomicBool,
     dedup_none: AtomicBool,
+    history: AtomicBool,
     log: Mutex<AccessLog>,
     pinned: Mutex<HashMap<i64, usize>>,
     /// (interval, time of the last run in ms).
@@ -61,6 +62,13 @@ impl TableRuntime {
             .store(policy.dedup == Dedup::All, Ordering::Relaxed);
         self.dedup_none
             .store(policy.dedup == Dedup::None, Ordering::Relaxed);
+        self.history
+            .store(policy.history.is_on(), Ordering::Relaxed);
+    }
+
+    /// Whether the last policy seen keeps earlier versions.
+    pub(super) fn history(&self) -> bool {
+        self.history.load(Ordering::Relaxed)
     }
 
     /// Remembers a policy that needs nothing of writes and reads beyond, possibly, chunks
@@ -69,6 +77,7 @@ impl TableRuntime {
         self.tracking.store(false, Ordering::Relaxed);
         self.dedup_all.store(false, Ordering::Relaxed);
         self.dedup_none.store(dedup_none, Ordering::Relaxed);
+        self.history.store(false, Ordering::Relaxed);
     }
 
     /// Whether reads are recorded.

@@ -35,7 +35,8 @@ pub(super) struct Sql {
     pub(super) content_table: String,
     pub(super) clear: String,
     /// The policy as far as a plain write cares: 0 (plain), 1 (plain, chunks not
-    /// deduplicated), 2 (limit, read tracking or small-value dedup: the full write path).
+    /// deduplicated), 2 (limit, read tracking, small-value dedup or history: the full write
+    /// path).
     pub(super) write_mode: String,
 }
 
@@ -102,6 +103,8 @@ pub(super) struct CheckSql {
     pub(super) chunk_refs: String,
     /// Each content row's recorded reference count.
     pub(super) content_refs: String,
+    /// Blob ids owned by kept versions (with history).
+    pub(super) kept_blobs: Option<String>,
 }
 
 impl Sql {
@@ -175,7 +178,7 @@ impl Sql {
             content_table: format!("{t}__content"),
             clear: format!("DELETE FROM \"{t}\""),
             write_mode: format!(
-                "SELECT CASE WHEN max_bytes IS NOT NULL OR dedup = 'all' \
+                "SELECT CASE WHEN max_bytes IS NOT NULL OR dedup = 'all' OR history_keep != 0 \
                  OR eviction IN ('least-recently-used', 'least-frequently-used') THEN 2 \
                  WHEN dedup = 'none' THEN 1 ELSE 0 END FROM \"{t}__cache\" WHERE id = 0"
             ),
@@ -228,8 +231,9 @@ impl Sql {
         )
     }
 
-    /// The statements of [`super::KvTable::check`].
-    pub(super) fn check(&self) -> CheckSql {
+    /// The statements of [`super::KvTable::check`]; `history`: the table keeps versions in
+    /// `T__history`, whose rows own blobs and reference contents too.
+    pub(super) fn check(&self, history: bool) -> CheckSql {
         let t = &self.table;
         let c = format!("{t}__chunks");
         // All chunk rowids of the row's blob (see `chunk_rowid`).
@@ -256,8 +260,19 @@ impl Sql {
             chunk_owners: format!("SELECT DISTINCT id >> 32 FROM \"{c}\""),
             chunk_refs: format!(
                 "SELECT cid, count(*) FROM (SELECT cid FROM \"{c}\" UNION ALL \
-                 SELECT content_hash FROM \"{t}\" WHERE content_hash IS NOT NULL) GROUP BY cid"
+                 SELECT content_hash FROM \"{t}\" WHERE content_hash IS NOT NULL{kept}) \
+                 GROUP BY cid",
+                kept = if history {
+                    format!(
+                        " UNION ALL SELECT content_hash FROM \"{t}__history\" \
+                         WHERE content_hash IS NOT NULL"
+                    )
+                } else {
+                    String::new()
+                }
             ),
+            kept_blobs: history
+                .then(|| format!("SELECT blob_id FROM \"{t}__history\" WHERE blob_id IS NOT NULL")),
             content_refs: format!("SELECT cid, refs FROM \"{t}__content\""),
         }
     }

@@ -197,7 +197,11 @@ impl KvTable {
     pub fn prune(&self, store: &mut Store) -> Result<u64> {
         let now = store.now_ms();
         let sql = &self.sql.prune;
-        store.write(|conn| Ok(conn.prepare_cached(sql)?.execute([now])? as u64))
+        store.write(|conn| {
+            self.begin_write(conn)?;
+            self.stamp_clock(conn, now)?;
+            Ok(conn.prepare_cached(sql)?.execute([now])? as u64)
+        })
     }
 
     fn upsert(
@@ -506,14 +510,22 @@ impl KvTable {
     pub fn delete(&self, store: &mut Store, key: &[u8]) -> Result<bool> {
         let now = store.now_ms();
         let sql = &self.sql.delete;
-        store.write_one(|conn| {
-            // RETURNING tells whether the removed row was live (an expired row is removed too,
-            // but it did not exist as far as readers were concerned).
+        // RETURNING tells whether the removed row was live (an expired row is removed too, but
+        // it did not exist as far as readers were concerned).
+        let delete = |conn: &Connection| -> Result<bool> {
             Ok(conn
                 .prepare_cached(sql)?
                 .query_row(params![key, now], |r| r.get::<_, bool>(0))
                 .optional()?
                 .unwrap_or(false))
+        };
+        if store.retry(|conn| self.plain_writes_in(conn))? {
+            return store.write_one(delete);
+        }
+        store.write(|conn| {
+            self.begin_write(conn)?;
+            self.stamp_clock(conn, now)?;
+            delete(conn)
         })
     }
 
@@ -522,7 +534,10 @@ impl KvTable {
     /// # Errors
     /// [`Error::ReadOnly`], [`Error::Busy`].
     pub fn clear(&self, store: &mut Store) -> Result<u64> {
+        let now = store.now_ms();
         store.write(|conn| {
+            self.begin_write(conn)?;
+            self.stamp_clock(conn, now)?;
             let removed = conn.prepare_cached(&self.sql.clear)?.execute([])?;
             Ok(removed as u64)
         })

@@ -35,6 +35,39 @@ impl Store {
         Ok(self.txn_depth)
     }
 
+    /// Opens a read snapshot as an explicit transaction (`BEGIN` plus a first read, which
+    /// fixes the snapshot): every read on this store until [`Store::commit`] sees the file as
+    /// it was now, while other connections keep writing. Allowed on read-only stores; a write
+    /// inside it takes the write lock (and fails if another connection wrote since).
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] inside a transaction; [`Error::Busy`].
+    pub fn begin_snapshot(&mut self) -> Result<()> {
+        if self.txn_depth > 0 {
+            return Err(Error::InvalidArgument(
+                "a snapshot cannot start inside a transaction".into(),
+            ));
+        }
+        self.end_read_lease();
+        let retries = self.options.retries;
+        let backoff = self.options.backoff_base;
+        let conn = self.conn()?;
+        with_retries(retries, backoff, || -> Result<()> {
+            conn.execute_batch("BEGIN")?;
+            let fixed = conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+                r.get::<_, i64>(0)
+            });
+            if let Err(err) = fixed {
+                let _ = conn.execute_batch("ROLLBACK");
+                return Err(err.into());
+            }
+            Ok(())
+        })?;
+        self.txn_owner = Some(std::thread::current().id());
+        self.txn_depth = 1;
+        Ok(())
+    }
+
     /// Commits the innermost explicit transaction (or releases its savepoint).
     ///
     /// # Errors

@@ -1,0 +1,63 @@
+"""History workloads (issue 20): what keeping earlier versions costs writes.
+
+``kv_overwrite_history_<single|batched>``: ``n`` puts of 100-byte values that each replace an
+existing key (``n // 10`` keys written first, untimed, then overwritten ten times over, so
+every timed put moves a version into the history and, with ``history=10``, the oldest kept
+version of a key is dropped once it has ten), one by one (each its own durable transaction) or
+in ``put_many`` batches of 10,000. Systems: ``ambervault`` (no history, the baseline) and
+``ambervault-history10`` (``KVault(history=10)``). Target: at most 1.5x the baseline's time.
+
+Every workload function returns ``(seconds, operations, extras)``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any, Callable, Dict, List, Tuple
+
+HISTORY_SYSTEMS = {"ambervault": 0, "ambervault-history10": 10}
+Result = Tuple[float, int, Dict[str, Any]]
+
+
+def kv_overwrite(system: str, batched: bool) -> Callable[[str, int], Result]:
+    def run(d: str, n: int) -> Result:
+        from ambervault import KVault
+
+        v = KVault(os.path.join(d, "a.db"), history=HISTORY_SYSTEMS[system])
+        keys = [b"key:%08d" % i for i in range(max(1, n // 10))]
+        v.put_many([(k, b"v" * 100) for k in keys])
+        items = [(keys[i % len(keys)], b"%08d" % i + b"v" * 92) for i in range(n)]
+        start = time.perf_counter()
+        if batched:
+            for i in range(0, n, 10_000):
+                v.put_many(items[i : i + 10_000])
+        else:
+            put = v.put
+            for k, value in items:
+                put(k, value)
+        seconds = time.perf_counter() - start
+        stats = v.stats()
+        v.close()
+        return seconds, n, {"history_rows": stats["history_rows"]}
+
+    return run
+
+
+HISTORY_WORKLOADS: Dict[str, Tuple[List[str], Callable[[str], Any], Tuple[int, int], str]] = {
+    f"kv_overwrite_history_{mode}": (
+        list(HISTORY_SYSTEMS),
+        (lambda b: lambda s: kv_overwrite(s, b))(mode == "batched"),
+        (5_000, 100_000) if mode == "single" else (20_000, 200_000),
+        "puts",
+    )
+    for mode in ("single", "batched")
+}
+HISTORY_SIZE_LABELS = {
+    "kv_overwrite_history_single": "{n:,} durable overwrites of 100 B values, one by one",
+    "kv_overwrite_history_batched": "{n:,} overwrites of 100 B values, put_many by 10,000",
+}
+HISTORY_NOTES = {"ambervault-history10": "ambervault with KVault(history=10)"}
+HISTORY_EXTRA_COLUMNS: Dict[str, List[Tuple[str, str, str]]] = {
+    name: [("history_rows", "kept versions", "int")] for name in HISTORY_WORKLOADS
+}
