@@ -27,6 +27,8 @@ from ._kv_backend import CachedBackend, DirectBackend
 from .cache import BatchingCache, CacheControls, WriteBackCache
 from .cache_policy import CachePolicyMixin, check_policy_args, check_seconds
 from .exceptions import ClosedError, DatabaseBusy, InvalidArgument, NotFound
+from .json_docs import JsonDocsMixin
+from .state_cells import StateCellsMixin
 from .streams import VaultReader, VaultWriter
 from .transaction import Transaction
 from .views import ItemsView, KeysView, Range, ValuesView
@@ -40,7 +42,9 @@ _ITEMS_PAGE_BYTES = 16 << 20  # value bytes per round trip when scanning items
 _UPDATE_BATCH = 1024
 
 
-class KVault(collections.abc.MutableMapping, CacheControls, CachePolicyMixin):  # type: ignore[type-arg]
+class KVault(  # type: ignore[type-arg]
+    collections.abc.MutableMapping, CacheControls, CachePolicyMixin, StateCellsMixin, JsonDocsMixin
+):
     """A persistent mapping of ``str``, ``bytes`` or tuple keys to values in a SQLite file.
 
     Values are bytes (stored as they are) or Python values (``str``, numbers, ``None``, lists,
