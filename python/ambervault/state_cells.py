@@ -47,7 +47,7 @@ class StateCellsMixin:
                 kv.put(key, value, if_absent=True)
                 return 1
             except Conflict:
-                current = kv.version(key)
+                current: Optional[int] = kv.version(key)
                 if current is not None:
                     return current
                 # Deleted (or expired) between the write and the read: try again.
@@ -61,13 +61,13 @@ class StateCellsMixin:
         """
         kv: Any = self
         while True:
-            current = kv.version(key)
+            version: Optional[int] = kv.version(key)
             try:
-                if current is None:
+                if version is None:
                     kv.put(key, value, if_absent=True)
                     return 1
-                kv.put(key, value, if_version=current)
-                return current + 1
+                kv.put(key, value, if_version=version)
+                return version + 1
             except Conflict:
                 continue  # another writer came between the read and the write
 
