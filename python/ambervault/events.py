@@ -34,6 +34,11 @@ from .columns import Column, ColumnVault
 from .exceptions import ClosedError, CorruptionError, InvalidArgument, NotFound
 
 _PAGE = 1024  # events per round trip when listing
+# Listing one type reads a column over the span of a page of its seqs as one range when the
+# span is at most this many times the page's events, else one point read per event (a range
+# read costs a fraction of a point read per element). Times are 8 bytes, so a wide span is
+# cheap; payloads may be large, so their over-read is kept small.
+_TIME_SPAN, _PAYLOAD_SPAN = 64, 4
 _TYPE, _TIME, _PAYLOAD, _TYPES, _BACK = "__type", "__time", "__payload", "__types", "__back"
 _BY_TYPE = "__by_type__"
 _DTYPES = {_TYPE: "u32", _TIME: "i64", _PAYLOAD: "bytes", _TYPES: "str", _BACK: "i64"}
@@ -512,14 +517,21 @@ class EventLog:
                 yield Event(seq, name, self._decode(blob), t / 1000)
 
     def _gather(self, seqs: List[int]) -> Tuple[List[int], List[bytes]]:
-        """Times and payloads of ``seqs`` (ascending): one range read each when they are dense
-        enough, else one point read per event."""
-        times, payloads = self._time_col._core, self._payload_col._core
+        """Times and payloads of ``seqs`` (ascending): each column read as one range over the
+        span of ``seqs`` when that span is small enough (times are 8 bytes, so a wider span is
+        worth it), else one point read per event. Spans are bounded, so memory stays so."""
         lo, hi = seqs[0], seqs[-1] + 1
-        if hi - lo <= 4 * len(seqs):
-            ms, blobs = times.get_range(lo, hi), payloads.get_range(lo, hi)
-            return [ms[s - lo] for s in seqs], [blobs[s - lo] for s in seqs]
-        return [times.get(s) for s in seqs], [payloads.get(s) for s in seqs]
+        return (
+            self._pick(self._time_col._core, seqs, lo, hi, _TIME_SPAN),
+            self._pick(self._payload_col._core, seqs, lo, hi, _PAYLOAD_SPAN),
+        )
+
+    @staticmethod
+    def _pick(core: Any, seqs: List[int], lo: int, hi: int, span: int) -> List[Any]:
+        if hi - lo <= span * len(seqs):
+            values = core.get_range(lo, hi)
+            return [values[s - lo] for s in seqs]
+        return [core.get(s) for s in seqs]
 
     # -- integrity -----------------------------------------------------------------------------
     def check(self) -> List[str]:
