@@ -131,6 +131,7 @@ class EventLog:
         self._codec = ValueCodec(True, allow_pickle)
         self._types: List[str] = []
         self._codes: Dict[str, int] = {}
+        self._provisional = False
         # Type index columns by code; only columns known to be committed are kept here.
         self._by_type: Dict[int, Column] = {}
         self._open(check=True)
@@ -161,6 +162,11 @@ class EventLog:
             with cv.transaction():  # one transaction: a log exists completely or not at all
                 for col, dtype in base.items():
                     cv.ensure(col, dtype)
+                # Created inside the caller's transaction: if it rolls back, the handles below
+                # name columns that do not exist (and whose ids a later column may take).
+                self._provisional = cv._file.native.transaction_depth() > 1
+        else:
+            self._provisional = cv._file.native.transaction_depth() > 0 and self._provisional
         self._type_col = self._fresh(self._col_name(_TYPE))
         self._time_col = self._fresh(self._col_name(_TIME))
         self._payload_col = self._fresh(self._col_name(_PAYLOAD))
@@ -195,6 +201,8 @@ class EventLog:
         self._cv._native  # noqa: B018 - raises ClosedError when the column vault is closed
         if self._cv._file.closed:
             raise ClosedError("vault is closed")
+        if self._provisional and self._cv._file.native.transaction_depth() == 0:
+            self._open(check=True)  # that transaction ended: find (or create) the columns again
 
     def _fresh(self, name: str) -> Column:
         """The column ``name`` looked up in the file now (never a handle kept from a rolled-back
@@ -340,11 +348,13 @@ class EventLog:
 
     def types(self) -> List[str]:
         """The event types appended so far, in order of first appearance."""
+        self._live()
         self._reload_types()
         return list(self._types)
 
     def count(self, type: str) -> int:
         """Number of events of ``type`` (read from the type index, no scan)."""
+        self._live()
         code = self._code_of(_check_type(type))
         return 0 if code is None else self._index_len(code)[1]
 
@@ -403,7 +413,7 @@ class EventLog:
         """
         if isinstance(seq, bool) or not isinstance(seq, int):
             raise TypeError(f"seq must be an int, not {type(seq).__name__}")
-        n = len(self)
+        n = len(self)  # (checks the vault is open)
         i = seq + n if seq < 0 else seq
         if not 0 <= i < n:
             raise IndexError(f"event seq out of range (seq {seq}, {n} events)")
@@ -602,6 +612,7 @@ class EventLog:
         log.name = _check_name(name)
         log._cv = columns
         log._codec = ValueCodec(True, False)
+        log._provisional = False
         log._open(check=False)
         with columns.transaction():
             cores = (log._type_col._core, log._time_col._core, log._payload_col._core)

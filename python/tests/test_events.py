@@ -307,7 +307,10 @@ def test_a_log_created_in_a_rolled_back_transaction_is_created_again(db_path):
         log = EventLog(cv, "log")
         raise RuntimeError
     assert not any(name.startswith("log__") for name, _, _ in cv.list_columns())
+    # Columns created since take the rolled-back columns' ids: the log must not write into them.
+    others = [cv.create_column(f"other{i}", d) for i, d in enumerate(["u32", "i64", "bytes", "str", "i64"])]
     assert log.append("t", 1) == 0
+    assert [len(c) for c in others] == [0] * 5 and cv.check() == []
     assert len(EventLog(cv, "log")) == 1 and cv.check() == []
     kv.close()
 
