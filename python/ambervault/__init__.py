@@ -12,6 +12,7 @@ from __future__ import annotations
 from . import exceptions
 from ._ambervault import FORMAT_VERSION, SQLITE_VERSION, __version__
 from .columns import Column, ColumnVault
+from .events import Event, EventLog
 from .exceptions import (
     ClosedError,
     Conflict,
@@ -49,6 +50,8 @@ __all__ = [
     "Conflict",
     "CorruptionError",
     "DatabaseBusy",
+    "Event",
+    "EventLog",
     "HybridHit",
     "IncompatibleFormatError",
     "InvalidArgument",

@@ -28,6 +28,8 @@ from .cache import BatchingCache, CacheControls, WriteBackCache
 from .cache_policy import CachePolicyMixin, check_policy_args, check_seconds
 from .exceptions import ClosedError, DatabaseBusy, InvalidArgument, NotFound
 from .history import HistoryMixin, check_history
+from .json_docs import JsonDocsMixin
+from .state_cells import StateCellsMixin
 from .streams import VaultReader, VaultWriter
 from .transaction import Transaction
 from .views import ItemsView, KeysView, Range, ValuesView
@@ -42,7 +44,12 @@ _UPDATE_BATCH = 1024
 
 
 class KVault(  # type: ignore[type-arg]
-    collections.abc.MutableMapping, CacheControls, CachePolicyMixin, HistoryMixin
+    collections.abc.MutableMapping,
+    CacheControls,
+    CachePolicyMixin,
+    HistoryMixin,
+    StateCellsMixin,
+    JsonDocsMixin,
 ):
     """A persistent mapping of ``str``, ``bytes`` or tuple keys to values in a SQLite file.
 
