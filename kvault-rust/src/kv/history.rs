@@ -67,16 +67,27 @@ pub(super) fn install(t: &str) -> String {
              END;"
         )
     };
+    // One trigger program per write (each program run costs a VDBE frame): keep the old
+    // version, count its shared content, drop the key's versions beyond the count. Rows are
+    // appended in `hid` (rowid) order, so a write adds to the table's last page and the
+    // versions it drops, written together earlier, sit together too; only the small
+    // `(key, hid)` index is touched at random.
     let keep = |ended: &str, how: &str| {
         format!(
-            "INSERT INTO \"{t}__history\" (key, version, key_kind, encoding, size, inline_data,
-                 blob_id, chunk_size, content_hash, written_at, ended_at, ended_by)
+            "INSERT INTO \"{t}__history\" (key, version, key_kind, encoding, size,
+                 inline_data, blob_id, chunk_size, content_hash, written_at, ended_at, ended_by)
              VALUES (old.key, old.version, old.key_kind, old.encoding, old.size,
                  old.inline_data, old.blob_id, old.chunk_size, old.content_hash, old.updated_at,
                  CASE WHEN old.expires_at IS NOT NULL AND old.expires_at <= {ended}
                       THEN old.expires_at ELSE {ended} END,
                  CASE WHEN old.expires_at IS NOT NULL AND old.expires_at <= {ended}
-                      THEN 2 ELSE {how} END);"
+                      THEN 2 ELSE {how} END);
+             UPDATE \"{t}__content\" SET refs = refs + 1 WHERE cid = old.content_hash;
+             DELETE FROM \"{t}__history\" WHERE key = old.key
+                 AND (SELECT history_keep FROM \"{t}__cache\" WHERE id = 0) > 0
+                 AND hid <= (SELECT hid FROM \"{t}__history\" WHERE key = old.key
+                             ORDER BY hid DESC LIMIT 1
+                             OFFSET (SELECT history_keep FROM \"{t}__cache\" WHERE id = 0));"
         )
     };
     let delete_time =
@@ -104,24 +115,11 @@ pub(super) fn install(t: &str) -> String {
             BEGIN {keep_update} END;
          CREATE TRIGGER IF NOT EXISTS \"{t}__history_delete\" BEFORE DELETE ON \"{t}\"
             BEGIN {keep_delete} END;
-         CREATE TRIGGER IF NOT EXISTS \"{t}__history_trim\" AFTER INSERT ON \"{t}__history\"
-            WHEN (SELECT history_keep FROM \"{t}__cache\" WHERE id = 0) > 0
-            BEGIN DELETE FROM \"{t}__history\" WHERE key = new.key AND hid <=
-                  (SELECT hid FROM \"{t}__history\" WHERE key = new.key ORDER BY hid DESC
-                   LIMIT 1 OFFSET (SELECT history_keep FROM \"{t}__cache\" WHERE id = 0));
-            END;
          CREATE TRIGGER IF NOT EXISTS \"{t}__history_release\" AFTER DELETE ON \"{t}__history\"
-            WHEN old.blob_id IS NOT NULL
-              AND NOT EXISTS (SELECT 1 FROM \"{t}\" WHERE blob_id = old.blob_id)
-            BEGIN DELETE FROM \"{t}__chunks\"
-                  WHERE id BETWEEN (old.blob_id << 32) AND (old.blob_id << 32) + 4294967295;
-            END;
-         CREATE TRIGGER IF NOT EXISTS \"{t}__history_share_insert\" AFTER INSERT ON \"{t}__history\"
-            WHEN new.content_hash IS NOT NULL
-            BEGIN UPDATE \"{t}__content\" SET refs = refs + 1 WHERE cid = new.content_hash; END;
-         CREATE TRIGGER IF NOT EXISTS \"{t}__history_share_delete\" AFTER DELETE ON \"{t}__history\"
-            WHEN old.content_hash IS NOT NULL
-            BEGIN UPDATE \"{t}__content\" SET refs = refs - 1 WHERE cid = old.content_hash;
+            BEGIN DELETE FROM \"{t}__chunks\" WHERE old.blob_id IS NOT NULL
+                    AND NOT EXISTS (SELECT 1 FROM \"{t}\" WHERE blob_id = old.blob_id)
+                    AND id BETWEEN (old.blob_id << 32) AND (old.blob_id << 32) + 4294967295;
+                  UPDATE \"{t}__content\" SET refs = refs - 1 WHERE cid = old.content_hash;
                   DELETE FROM \"{t}__content\" WHERE cid = old.content_hash AND refs <= 0;
             END;
          DROP TRIGGER IF EXISTS \"{t}__release_on_switch\";
@@ -145,7 +143,6 @@ pub(super) fn uninstall(t: &str) -> String {
     format!(
         "DROP TRIGGER IF EXISTS \"{t}__history_update\";
          DROP TRIGGER IF EXISTS \"{t}__history_delete\";
-         DROP TRIGGER IF EXISTS \"{t}__history_trim\";
          DELETE FROM \"{t}__history\";
          DROP TABLE IF EXISTS \"{t}__history\";
          DROP INDEX IF EXISTS \"{t}__by_blob\";
