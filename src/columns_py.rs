@@ -157,6 +157,13 @@ impl PyColumn {
         self.dtype.fixed_width()
     }
 
+    /// The column's id in the file (with its name, what identifies it: ids of columns created
+    /// in rolled-back transactions are given out again).
+    #[getter]
+    fn column_id(&self) -> i64 {
+        self.handle().id
+    }
+
     /// Records a rename done through the vault.
     fn set_name(&self, name: String) {
         self.column

@@ -289,13 +289,18 @@ pub(crate) fn rows(conn: &Connection) -> Result<Vec<MetaRow>> {
     Ok(rows)
 }
 
-/// The metadata of column `id`; `name` is only for the not-found error.
+/// The metadata of column `id`, which a handle knows as `name`. A row with that id under
+/// another name is not the handle's column: ids are not unique over time, since a column
+/// created in a transaction that rolled back gives its id back (the id sequence rolls back
+/// with it) and the next column created gets it. So a handle whose column was deleted,
+/// renamed by another handle or process, or never committed, finds nothing instead of
+/// reading or writing an unrelated column.
 pub(crate) fn load(conn: &Connection, id: i64, name: &str) -> Result<ColumnMeta> {
     let row = conn
         .prepare_cached(&format!(
-            "SELECT {META_COLUMNS} FROM {COLUMNS_TABLE} WHERE col_id = ?1"
+            "SELECT {META_COLUMNS} FROM {COLUMNS_TABLE} WHERE col_id = ?1 AND name = ?2"
         ))?
-        .query_row([id], MetaRow::from_row)
+        .query_row(rusqlite::params![id, name], MetaRow::from_row)
         .optional()?;
     match row {
         Some(row) => row.into_meta(),

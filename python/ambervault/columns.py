@@ -335,11 +335,16 @@ class ColumnVault(CacheControls):
         if not isinstance(name, str):
             raise TypeError(f"column names must be str, not {type(name).__name__}")
         self._native  # noqa: B018 - raises ClosedError when closed
+        core = self._native.find(name)
         with self._lock:
             col = self._columns.get(name)
+            # A cached handle is this column only if the ids agree: a column created in a
+            # transaction that rolled back is gone, and its id may now name another column.
+            if col is not None and (core is None or col._core.column_id != core.column_id):
+                self._columns.pop(name, None)
+                col = None
             if col is not None:
                 return col
-        core = self._native.find(name)
         if core is None:
             raise NotFound(name)
         return self._wrap(core, name)

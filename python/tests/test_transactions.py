@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from ambervault import ClosedError, ColumnVault, KVault
+from ambervault import ClosedError, ColumnVault, KVault, NotFound
 
 
 @pytest.fixture
@@ -148,3 +148,29 @@ def test_sigkill_inside_a_transaction_leaves_none_of_it(tmp_path):
         assert list(ColumnVault(kv)["c"]) == [1]
         assert kv.check() == []
         assert kv.stats()["chunks"] == 0
+
+
+def test_a_column_created_in_a_rolled_back_transaction_is_gone_for_its_handles():
+    kv = KVault(":memory:")
+    cv = ColumnVault(kv)
+    with pytest.raises(RuntimeError):
+        with kv.transaction():
+            stale = cv.create_column("a", "i64")
+            stale.append(1)
+            raise RuntimeError("undo")
+    assert "a" not in cv
+    with pytest.raises(NotFound):
+        cv["a"]
+    # The rolled-back column's id is given out again: the stale handle must not reach it.
+    other = cv.create_column("b", "i64")
+    other.extend([7, 8])
+    with pytest.raises(NotFound):
+        stale.append(2)
+    with pytest.raises(NotFound):
+        len(stale)
+    assert list(other) == [7, 8]
+    again = cv.create_column("a", "f64")
+    assert cv["a"] is again and again.dtype == "f64"
+    with pytest.raises(NotFound):
+        stale.append(3)
+    assert len(again) == 0 and list(cv["b"]) == [7, 8]

@@ -119,14 +119,16 @@ def test_hnsw_recall_and_the_stored_graph(db_path):
         vk.build_index()
         info = vk.info()
         assert info["index_bytes"] > 0 and info["loaded"] == ["hnsw"]
-        found, _ = vk.search_many(queries, k=10, ef_search=128)
+        # ef_search 256: at 128 a parallel build's graph (not deterministic) gave recall 0.93
+        # in 1 run of 30 on this clustered data, below the bar kept here.
+        found, _ = vk.search_many(queries, k=10, ef_search=256)
     hits = sum(
         len(set(row - 1) & set(brute_force(data, q, 10, "cosine")[0])) for row, q in zip(found, queries)
     )
     assert hits / (10 * len(queries)) >= 0.95
     # Reopened: the stored graph answers the same, and check() verifies it against the rows.
     with VectorKVault(db_path) as vk:
-        again, _ = vk.search_many(queries, k=10, ef_search=128)
+        again, _ = vk.search_many(queries, k=10, ef_search=256)
         assert (again == found).mean() > 0.95
         assert vk.info()["loaded"] == ["hnsw"]
         assert vk.dimensions == 32 and vk.metric == "cosine"

@@ -16,11 +16,13 @@ BATCH = 40
 
 
 def batch(i: int) -> np.ndarray:
-    """Batch ``i``: its vectors scatter around (i, i, ...), each batch well apart from the next
-    (near-duplicates on a line, as a first version used, leave an HNSW graph's clusters
-    unlinked, and the graph's answers then depend on luck, not on the crash)."""
+    """Batch ``i``: its vectors scatter around (0.3 i, 0.3 i, ...), overlapping the next
+    batch's. Data in separate clusters (near-duplicates on a line, or batches well apart, as
+    earlier versions used) leaves an HNSW graph's clusters weakly linked, and the graph's
+    answers then depend on luck (1 miss in 9 queries, seen once in 16 runs), not on the
+    crash."""
     noise = np.random.default_rng(i).normal(0, 0.3, (BATCH, D))
-    return (np.full((BATCH, D), float(i)) + noise).astype(np.float32)
+    return (np.full((BATCH, D), 0.3 * i) + noise).astype(np.float32)
 
 
 def check_recovered(path, acked: int) -> None:
@@ -35,10 +37,14 @@ def check_recovered(path, acked: int) -> None:
         for i, (found,) in enumerate(exact_ids):
             vector, value = vk.get_by_id(int(found))
             assert value == i and (vector == batch(i)[0]).all()
-        # The graph (approximate): only committed items, nearly always the exact answer.
-        graph_ids, _ = vk.search_many(queries, k=1, ef_search=200)
+        # The graph (approximate): only committed items, nearly always the exact answer, over
+        # every stored vector as a query (with a few queries, one miss of the approximate
+        # search would decide the test).
+        every = np.concatenate([batch(i) for i in range(present)]) if present else queries
+        graph_ids, _ = vk.search_many(every, k=1, ef_search=200)
         assert (graph_ids >= 1).all()
-        assert (graph_ids == exact_ids).mean() >= 0.9
+        exact_every, _ = vk.search_many(every, k=1, exact=True)
+        assert (graph_ids == exact_every).mean() >= 0.9
     with KVault(path) as kv:
         assert kv.check() == []
 
@@ -99,10 +105,15 @@ def test_kill_during_deletes(tmp_path):
             else:
                 for i, (found,) in enumerate(exact_ids):
                     _, value = vk.get_by_id(int(found))
-                    assert value == max(i, gone)
+                    # A remaining batch's vector finds itself; a deleted one a remaining vector.
+                    assert value == i if i >= gone else value >= gone
                 for (found,) in graph_ids:
                     _, value = vk.get_by_id(int(found))
                     assert value >= gone
-                assert (graph_ids[gone:] == exact_ids[gone:]).mean() >= 0.9
+                # Nearly always the exact answer, over every remaining vector as a query.
+                every = np.concatenate([batch(i) for i in range(gone, 30)])
+                graph_every, _ = vk.search_many(every, k=1, ef_search=200)
+                exact_every, _ = vk.search_many(every, k=1, exact=True)
+                assert (graph_every == exact_every).mean() >= 0.9
         with KVault(path) as kv:
             assert kv.check() == []
