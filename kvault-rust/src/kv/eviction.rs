@@ -233,6 +233,12 @@ impl KvTable {
         }
     }
 
+    /// Whether the policy this table's handles last read sets a byte limit.
+    #[must_use]
+    pub fn has_limit(&self) -> bool {
+        self.runtime.limited()
+    }
+
     /// Hits and misses recorded in memory and not yet written to the file.
     #[must_use]
     pub fn unwritten_counts(&self) -> (u64, u64) {

@@ -43,6 +43,7 @@ pub(crate) struct TableRuntime {
     dedup_all: AtomicBool,
     dedup_none: AtomicBool,
     history: AtomicBool,
+    limited: AtomicBool,
     log: Mutex<AccessLog>,
     pinned: Mutex<HashMap<i64, usize>>,
     /// (interval, time of the last run in ms).
@@ -64,6 +65,13 @@ impl TableRuntime {
             .store(policy.dedup == Dedup::None, Ordering::Relaxed);
         self.history
             .store(policy.history.is_on(), Ordering::Relaxed);
+        self.limited
+            .store(policy.max_bytes.is_some(), Ordering::Relaxed);
+    }
+
+    /// Whether the last policy seen sets a byte limit.
+    pub(super) fn limited(&self) -> bool {
+        self.limited.load(Ordering::Relaxed)
     }
 
     /// Whether the last policy seen keeps earlier versions.
@@ -78,6 +86,7 @@ impl TableRuntime {
         self.dedup_all.store(false, Ordering::Relaxed);
         self.dedup_none.store(dedup_none, Ordering::Relaxed);
         self.history.store(false, Ordering::Relaxed);
+        self.limited.store(false, Ordering::Relaxed);
     }
 
     /// Whether reads are recorded.
