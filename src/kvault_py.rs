@@ -6,8 +6,8 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use kvault::{
-    BlobReader, BlobWriter, Condition, Dedup, Encoding, Eviction, History, HistoryEntry, KeyRange,
-    Kv, PolicyChange, PutOptions, Store, StoredValue, ValueLocation, VersionEnd,
+    BlobReader, BlobWriter, Condition, Dedup, Encoding, Eviction, History, HistoryEntry, KeyKind,
+    KeyRange, Kv, PolicyChange, PutOptions, Store, StoredValue, ValueLocation, VersionEnd,
 };
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
@@ -267,12 +267,7 @@ impl PyKVault {
         let rows = run(py, self.kv.vault(), |s| {
             table.scan_keys(s, &range, limit.max(1))
         })?;
-        let last = rows.last().map(|(k, _)| PyBytes::new(py, k).unbind());
-        let keys = rows
-            .iter()
-            .map(|(k, kind)| key_to_py(py, k, *kind))
-            .collect::<PyResult<Vec<_>>>()?;
-        Ok((keys, last))
+        Ok(key_page(py, &rows)?)
     }
 
     /// One page of `(key, value)` pairs: at most `limit`, fewer once `max_bytes` of values are
@@ -573,10 +568,7 @@ impl PyKVault {
         key: &Bound<'_, PyAny>,
         version: i64,
     ) -> Result<Option<Py<PyAny>>, BindingError> {
-        let (key, _) = key_from_py(key)?;
-        let table = self.kv.table();
-        let found = run(py, self.kv.vault(), |s| table.get_version(s, &key, version))?;
-        Ok(found.map(|v| value_to_py(py, &v)).transpose()?)
+        self.read_one(py, key, |table, s, key| table.get_version(s, key, version))
     }
 
     /// The value the key had at `at_ms`, or None.
@@ -586,10 +578,7 @@ impl PyKVault {
         key: &Bound<'_, PyAny>,
         at_ms: i64,
     ) -> Result<Option<Py<PyAny>>, BindingError> {
-        let (key, _) = key_from_py(key)?;
-        let table = self.kv.table();
-        let found = run(py, self.kv.vault(), |s| table.get_as_of(s, &key, at_ms))?;
-        Ok(found.map(|v| value_to_py(py, &v)).transpose()?)
+        self.read_one(py, key, |table, s, key| table.get_as_of(s, key, at_ms))
     }
 
     /// One page of the keys that existed at `at_ms`, after the raw key `after`:
@@ -606,12 +595,7 @@ impl PyKVault {
         let rows = run(py, self.kv.vault(), |s| {
             table.keys_as_of(s, at_ms, after.as_deref(), limit.max(1))
         })?;
-        let last = rows.last().map(|(k, _)| PyBytes::new(py, k).unbind());
-        let keys = rows
-            .iter()
-            .map(|(k, kind)| key_to_py(py, k, *kind))
-            .collect::<PyResult<Vec<_>>>()?;
-        Ok((keys, last))
+        Ok(key_page(py, &rows)?)
     }
 
     /// Drops kept versions beyond `keep` per key and those that ended more than
@@ -634,6 +618,23 @@ impl PyKVault {
     fn history_stats(&self, py: Python<'_>) -> Result<(u64, u64), BindingError> {
         let table = self.kv.table();
         run(py, self.kv.vault(), |s| table.history_stats(s))
+    }
+}
+
+impl PyKVault {
+    /// One value read by `read` (a version, a past value) with the GIL released, as `get`
+    /// returns values (None when absent).
+    fn read_one(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        read: impl FnOnce(&kvault::KvTable, &mut Store, &[u8]) -> kvault::Result<Option<StoredValue>>
+            + Send,
+    ) -> Result<Option<Py<PyAny>>, BindingError> {
+        let (key, _) = key_from_py(key)?;
+        let table = self.kv.table();
+        let found = run(py, self.kv.vault(), |s| read(table, s, &key))?;
+        Ok(found.map(|v| value_to_py(py, &v)).transpose()?)
     }
 }
 
@@ -718,6 +719,17 @@ fn read_chunked_quick<'py>(
         Some(Ok(found)) => Ok(found),
         Some(Err(err)) => Err(err.into()),
     }
+}
+
+/// A page of keys for Python: the keys, and the raw bytes of the last (the continuation
+/// point of the next page).
+fn key_page(py: Python<'_>, rows: &[(Vec<u8>, KeyKind)]) -> PyResult<KeyPage> {
+    let last = rows.last().map(|(k, _)| PyBytes::new(py, k).unbind());
+    let keys = rows
+        .iter()
+        .map(|(k, kind)| key_to_py(py, k, *kind))
+        .collect::<PyResult<Vec<_>>>()?;
+    Ok((keys, last))
 }
 
 fn value_to_py(py: Python<'_>, value: &StoredValue) -> PyResult<Py<PyAny>> {

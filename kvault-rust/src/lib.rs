@@ -46,6 +46,7 @@ mod clock;
 mod error;
 mod filter;
 mod fork_guard;
+mod item_tables;
 mod kv;
 mod kv_handle;
 mod maintenance_thread;
@@ -60,6 +61,7 @@ pub use checkpoint::{BULK_COMMIT_FRAMES, CHECKPOINT_FRAMES, INLINE_CHECKPOINT_FR
 pub use clock::Clock;
 pub use error::{Error, Result};
 pub use filter::{Filter, FilterValue};
+pub use item_tables::{check_item_value, metadata_json_error, registry_names, table_exists};
 pub use kv::{
     decode_tuple, encode_tuple, kv_table_names, validate_chunk_size, validate_key,
     validate_table_name, BlobReader, BlobRef, BlobWriter, CacheCounters, CachePolicy, Condition,

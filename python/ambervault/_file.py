@@ -14,7 +14,7 @@ import contextlib
 import os
 import time
 import weakref
-from typing import Any, Callable, Dict, List, Optional, Protocol, Union
+from typing import Any, Callable, Dict, List, Optional, Protocol, TypeVar, Union
 
 from ._ambervault import VaultCore
 from .cache import BatchingCache
@@ -235,3 +235,19 @@ class VaultFile:
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
         return f"<ambervault.VaultFile {self.path!r} {state}>"
+
+
+_T = TypeVar("_T")
+
+
+def on_file(path_or_vault: Any, call: Callable[[VaultCore], _T], *, read_only: bool) -> _T:
+    """``call`` on the open file of a vault (anything with a ``_file``), or on the file at a
+    path, opened for the call alone (read-only when ``read_only``) and closed after it."""
+    file = getattr(path_or_vault, "_file", None)
+    if isinstance(file, VaultFile):
+        return call(file.native)
+    opened = VaultFile(fspath(path_or_vault), read_only=read_only)
+    try:
+        return call(opened.native)
+    finally:
+        opened.close()

@@ -14,8 +14,9 @@ from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Seque
 
 from ._ambervault import TextTableCore
 from ._codec import ValueCodec
-from ._file import VaultFile, check_int, fspath
+from ._file import VaultFile, check_int, fspath, on_file
 from ._metadata import filter_clauses, metadata_json
+from ._value_switches import ValueSwitches
 from .cache import BatchingCache
 from .exceptions import ClosedError, InvalidArgument, NotFound
 from .transaction import Transaction
@@ -34,7 +35,7 @@ def _check_count(name: str, value: Any) -> int:
     return int(value)
 
 
-class TextVault:
+class TextVault(ValueSwitches):
     """Documents (one or more named texts, a value, optional metadata) searched by words with
     SQLite's FTS5, ranked by BM25.
 
@@ -565,56 +566,15 @@ class TextVault:
             raise TypeError(f"column must be a str, not {type(column).__name__}")
         return self._native.count_matches(query, self._mode(escape, mode), column, filter_clauses(where))
 
-    # -- kohakuvault's value switches --------------------------------------------------------------
-    def enable_auto_pack(self, use_pickle: bool = True) -> None:
-        """Store Python values (not only bytes). ``use_pickle`` is accepted for kohakuvault
-        compatibility; pickling still needs ``allow_pickle=True`` and an explicit
-        :class:`~ambervault.Pickle` wrapper."""
-        self._codec.auto_pack = True
-
-    def disable_auto_pack(self) -> None:
-        """Accept only bytes-like values."""
-        self._codec.auto_pack = False
-
-    def auto_pack_enabled(self) -> bool:
-        """Whether Python values are packed."""
-        return self._codec.auto_pack
-
-    def enable_headers(self) -> None:
-        """Recorded for kohakuvault compatibility (encodings are always kept beside values)."""
-        self._headers = True
-
-    def disable_headers(self) -> None:
-        """Recorded for kohakuvault compatibility."""
-        self._headers = False
-
-    def headers_enabled(self) -> bool:
-        """The value set by :meth:`enable_headers` / :meth:`disable_headers`."""
-        return self._headers
-
     @staticmethod
     def tables(path_or_vault: Any) -> List[str]:
         """Names of the text tables in a file (a path, or an open vault)."""
-        file = getattr(path_or_vault, "_file", None)
-        if isinstance(file, VaultFile):
-            return TextTableCore.names(file.native)
-        opened = VaultFile(fspath(path_or_vault), read_only=True)
-        try:
-            return TextTableCore.names(opened.native)
-        finally:
-            opened.close()
+        return on_file(path_or_vault, TextTableCore.names, read_only=True)
 
 
 def drop_text_table(path_or_vault: Any, table: str) -> bool:
     """Deletes a text table (documents, index, registry row); whether it existed."""
-    file = getattr(path_or_vault, "_file", None)
-    if isinstance(file, VaultFile):
-        return TextTableCore.drop_table(file.native, table)
-    opened = VaultFile(fspath(path_or_vault))
-    try:
-        return TextTableCore.drop_table(opened.native, table)
-    finally:
-        opened.close()
+    return on_file(path_or_vault, lambda native: TextTableCore.drop_table(native, table), read_only=False)
 
 
 __all__ = ["TextVault", "drop_text_table"]

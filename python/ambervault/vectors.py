@@ -14,9 +14,10 @@ import numpy as np
 
 from ._ambervault import VectorTableCore
 from ._codec import ValueCodec
-from ._file import VaultFile, check_int, fspath
+from ._file import VaultFile, check_int, fspath, on_file
 from ._metadata import filter_clauses as _filter_clauses
 from ._metadata import metadata_json as _metadata_json
+from ._value_switches import ValueSwitches
 from .cache import BatchingCache
 from .exceptions import ClosedError, InvalidArgument, NotFound
 from .transaction import Transaction
@@ -30,7 +31,7 @@ _INFO_NAMES = {"f32": "float32", "f16": "float16", "i8": "int8", "bit": "bit"}
 _LIST_BATCH = 1024
 
 
-class VectorKVault:
+class VectorKVault(ValueSwitches):
     """A collection of vectors, each with a value (any typed value, as in :class:`KVault`), an
     optional key and optional metadata, searched by distance.
 
@@ -477,56 +478,15 @@ class VectorKVault:
         info["table"] = self.table
         return info
 
-    # -- kohakuvault's value switches --------------------------------------------------------------
-    def enable_auto_pack(self, use_pickle: bool = True) -> None:
-        """Store Python values (not only bytes). ``use_pickle`` is accepted for kohakuvault
-        compatibility; pickling still needs ``allow_pickle=True`` and an explicit
-        :class:`~ambervault.Pickle` wrapper."""
-        self._codec.auto_pack = True
-
-    def disable_auto_pack(self) -> None:
-        """Accept only bytes-like values."""
-        self._codec.auto_pack = False
-
-    def auto_pack_enabled(self) -> bool:
-        """Whether Python values are packed."""
-        return self._codec.auto_pack
-
-    def enable_headers(self) -> None:
-        """Recorded for kohakuvault compatibility (encodings are always kept beside values)."""
-        self._headers = True
-
-    def disable_headers(self) -> None:
-        """Recorded for kohakuvault compatibility."""
-        self._headers = False
-
-    def headers_enabled(self) -> bool:
-        """The value set by :meth:`enable_headers` / :meth:`disable_headers`."""
-        return self._headers
-
     @staticmethod
     def tables(path_or_vault: Any) -> List[str]:
         """Names of the vector collections in a file (a path, or an open vault)."""
-        file = getattr(path_or_vault, "_file", None)
-        if isinstance(file, VaultFile):
-            return VectorTableCore.names(file.native)
-        opened = VaultFile(fspath(path_or_vault), read_only=True)
-        try:
-            return VectorTableCore.names(opened.native)
-        finally:
-            opened.close()
+        return on_file(path_or_vault, VectorTableCore.names, read_only=True)
 
 
 def drop_vector_table(path_or_vault: Any, table: str) -> bool:
     """Deletes a vector collection (items, index, registry row); whether it existed."""
-    file = getattr(path_or_vault, "_file", None)
-    if isinstance(file, VaultFile):
-        return VectorTableCore.drop_table(file.native, table)
-    opened = VaultFile(fspath(path_or_vault))
-    try:
-        return VectorTableCore.drop_table(opened.native, table)
-    finally:
-        opened.close()
+    return on_file(path_or_vault, lambda native: VectorTableCore.drop_table(native, table), read_only=False)
 
 
 __all__ = ["VectorKVault", "drop_vector_table"]

@@ -264,7 +264,7 @@ impl TextTable {
                 self.count_in(conn, docs.len() as i64)?;
                 Ok(ids)
             })
-            .map_err(json_error)
+            .map_err(kvault::metadata_json_error)
     }
 
     fn insert_in(&self, conn: &Connection, docs: &[NewDoc<'_>]) -> Result<Vec<i64>> {
@@ -337,7 +337,7 @@ impl TextTable {
                 self.count_in(conn, 1)?;
                 Ok(ids[0])
             })
-            .map_err(json_error)
+            .map_err(kvault::metadata_json_error)
     }
 
     /// Changes a document's texts, value or metadata; whether it exists. New texts replace
@@ -395,7 +395,7 @@ impl TextTable {
                     ])?;
                 Ok(changed == 1)
             })
-            .map_err(json_error)
+            .map_err(kvault::metadata_json_error)
     }
 
     /// Removes document `id`'s texts from the index (FTS5 needs the old texts to do so);
@@ -672,22 +672,5 @@ impl TextTable {
 }
 
 fn check_value(value: &[u8]) -> Result<()> {
-    if value.len() > MAX_VALUE_BYTES {
-        return Err(Error::InvalidArgument(format!(
-            "value is {} bytes; values beside texts may be at most {MAX_VALUE_BYTES} bytes \
-             (keep large media in a key-value table and store its key)",
-            value.len()
-        )));
-    }
-    Ok(())
-}
-
-/// SQLite's `json()` refusing the metadata is the caller's mistake.
-fn json_error(err: Error) -> Error {
-    match err {
-        Error::Sqlite(e) if e.to_string().contains("JSON") => {
-            Error::InvalidArgument(format!("metadata is not valid JSON: {e}"))
-        }
-        other => other,
-    }
+    kvault::check_item_value(value, MAX_VALUE_BYTES, "texts")
 }

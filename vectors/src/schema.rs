@@ -132,12 +132,7 @@ impl Names {
 }
 
 pub(crate) fn registry_exists(conn: &Connection) -> Result<bool> {
-    let n: i64 = conn.query_row(
-        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
-        [TABLES],
-        |r| r.get(0),
-    )?;
-    Ok(n == 1)
+    kvault::table_exists(conn, TABLES)
 }
 
 /// Reads the registry row of `name` (None when there is no such collection).
@@ -270,16 +265,7 @@ pub(crate) fn create(
 /// # Errors
 /// SQLite errors.
 pub fn vector_table_names(store: &mut Store) -> Result<Vec<String>> {
-    store.retry(|conn| {
-        if !registry_exists(conn)? {
-            return Ok(Vec::new());
-        }
-        let mut stmt = conn.prepare(&format!("SELECT name FROM {TABLES} ORDER BY name"))?;
-        let names = stmt
-            .query_map([], |r| r.get(0))?
-            .collect::<rusqlite::Result<Vec<String>>>()?;
-        Ok(names)
-    })
+    kvault::registry_names(store, TABLES)
 }
 
 /// Column `index` of `row` as a blob; any other type means a damaged row.

@@ -337,7 +337,7 @@ impl VectorTable {
             }
             Ok(ids)
         });
-        let ids = result.map_err(json_error)?;
+        let ids = result.map_err(kvault::metadata_json_error)?;
         self.after_write(store)?;
         Ok(ids)
     }
@@ -389,7 +389,7 @@ impl VectorTable {
                 ])?;
                 Ok(true)
             })
-            .map_err(json_error)?;
+            .map_err(kvault::metadata_json_error)?;
         if found {
             self.after_write(store)?;
         }
@@ -670,22 +670,5 @@ impl VectorTable {
 }
 
 fn check_value(value: &[u8]) -> Result<()> {
-    if value.len() > MAX_VALUE_BYTES {
-        return Err(Error::InvalidArgument(format!(
-            "value is {} bytes; values beside vectors may be at most {MAX_VALUE_BYTES} bytes \
-             (keep large media in a key-value table and store its key)",
-            value.len()
-        )));
-    }
-    Ok(())
-}
-
-/// SQLite's `json()` refusing the metadata is the caller's mistake.
-fn json_error(err: Error) -> Error {
-    match err {
-        Error::Sqlite(e) if e.to_string().contains("JSON") => {
-            Error::InvalidArgument(format!("metadata is not valid JSON: {e}"))
-        }
-        other => other,
-    }
+    kvault::check_item_value(value, MAX_VALUE_BYTES, "vectors")
 }

@@ -180,11 +180,7 @@ pub(super) fn trim_all(conn: &Connection, t: &str, history: History) -> Result<(
 
 /// Whether table `t` has its history table (history is or was on).
 fn history_table_in(conn: &Connection, t: &str) -> Result<bool> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT EXISTS(SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1)",
-        )?
-        .query_row([format!("{t}__history")], |r| r.get(0))?)
+    crate::table_exists(conn, &format!("{t}__history"))
 }
 
 /// The columns read for a kept version, in [`stored_from_row`]'s order.
@@ -197,13 +193,24 @@ fn end_of(code: i64) -> Result<VersionEnd> {
         0 => Ok(VersionEnd::Replaced),
         1 => Ok(VersionEnd::Deleted),
         2 => Ok(VersionEnd::Expired),
+        CURRENT_END => Ok(VersionEnd::Current),
         other => Err(Error::Corrupted(format!(
             "unknown history end code {other}"
         ))),
     }
 }
 
-/// A kept version's row: (version, written_at, ended_at, end, value location).
+/// The end code [`CURRENT_COLUMNS`] gives the current row (never stored).
+const CURRENT_END: i64 = 3;
+
+/// The current row of `T` read as a version, in [`VERSION_COLUMNS`]' order (an expiry is its
+/// end; without one it never ends).
+const CURRENT_COLUMNS: &str =
+    "version, updated_at, coalesce(expires_at, 9223372036854775807), 3, encoding, size, \
+     inline_data, blob_id, chunk_size, content_hash";
+
+/// A kept (or the current) version's row: (version, written_at, ended_at, end, value
+/// location).
 struct VersionRow {
     version: i64,
     written_at: i64,
@@ -217,8 +224,12 @@ struct VersionRow {
     shared: Option<i64>,
 }
 
+/// A version row as read, before its end and encoding codes are checked.
+type RawVersion = (VersionRow, i64, i64);
+
 impl VersionRow {
-    fn read(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Self, i64, i64)> {
+    /// Reads a row selected as [`VERSION_COLUMNS`] (or [`CURRENT_COLUMNS`]).
+    fn read(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawVersion> {
         Ok((
             Self {
                 version: r.get(0)?,
@@ -235,6 +246,13 @@ impl VersionRow {
             r.get(3)?,
             r.get(4)?,
         ))
+    }
+
+    /// The row with its end and encoding codes checked (a damaged code is an error).
+    fn checked((mut row, end, encoding): RawVersion) -> Result<Self> {
+        row.end = end_of(end)?;
+        row.encoding = Encoding::from_i64(encoding)?;
+        Ok(row)
     }
 }
 
@@ -326,47 +344,20 @@ impl KvTable {
         let rows = stmt
             .query_map(params![key, limit], VersionRow::read)?
             .collect::<rusqlite::Result<Vec<_>>>()?;
-        rows.into_iter()
-            .map(|(mut row, end, encoding)| {
-                row.end = end_of(end)?;
-                row.encoding = Encoding::from_i64(encoding)?;
-                Ok(row)
-            })
-            .collect()
+        rows.into_iter().map(VersionRow::checked).collect()
     }
 
     /// The current row as a version (live or expired-not-pruned), if any.
     fn current_version(&self, conn: &Connection, key: &[u8]) -> Result<Option<VersionRow>> {
         let sql = format!(
-            "SELECT version, updated_at, expires_at, encoding, size, inline_data, blob_id, \
-             chunk_size, content_hash FROM \"{}\" WHERE key = ?1",
+            "SELECT {CURRENT_COLUMNS} FROM \"{}\" WHERE key = ?1",
             self.name
         );
         let row = conn
             .prepare_cached(&sql)?
-            .query_row([key], |r| {
-                Ok((
-                    VersionRow {
-                        version: r.get(0)?,
-                        written_at: r.get(1)?,
-                        ended_at: r.get::<_, Option<i64>>(2)?.unwrap_or(i64::MAX),
-                        end: VersionEnd::Current,
-                        encoding: Encoding::RAW,
-                        size: r.get(4)?,
-                        inline: r.get(5)?,
-                        blob_id: r.get(6)?,
-                        chunk_size: r.get(7)?,
-                        shared: r.get(8)?,
-                    },
-                    r.get::<_, i64>(3)?,
-                ))
-            })
+            .query_row([key], VersionRow::read)
             .optional()?;
-        row.map(|(mut row, encoding)| {
-            row.encoding = Encoding::from_i64(encoding)?;
-            Ok(row)
-        })
-        .transpose()
+        row.map(VersionRow::checked).transpose()
     }
 
     /// The key's history, newest first: its current value (if any), then each kept version,
@@ -442,11 +433,12 @@ impl KvTable {
                 .prepare_cached(&sql)?
                 .query_row(params![key, version], VersionRow::read)
                 .optional()?;
-            let Some((mut row, _, encoding)) = row else {
-                return Ok(None);
-            };
-            row.encoding = Encoding::from_i64(encoding)?;
-            self.version_value(conn, &row).map(Some)
+            match row {
+                Some(row) => self
+                    .version_value(conn, &VersionRow::checked(row)?)
+                    .map(Some),
+                None => Ok(None),
+            }
         })
     }
 

@@ -105,13 +105,7 @@ impl KvTable {
             runtime,
         };
         if store.is_read_only() {
-            let exists: bool = store.retry(|conn| {
-                Ok(conn.query_row(
-                    "SELECT EXISTS(SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1)",
-                    [name],
-                    |r| r.get(0),
-                )?)
-            })?;
+            let exists = store.retry(|conn| crate::table_exists(conn, name))?;
             if !exists {
                 return Err(Error::ReadOnly(format!(
                     "table {name:?} does not exist and the vault cannot be written"
