@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from . import exceptions
 from ._ambervault import FORMAT_VERSION, SQLITE_VERSION, __version__
+from .bundles import validate_bundle
 from .columns import Column, ColumnVault
 from .events import Event, EventLog
 from .exceptions import (
+    BundleError,
     ClosedError,
     Conflict,
     CorruptionError,
@@ -43,6 +45,7 @@ __all__ = [
     "FORMAT_VERSION",
     "SQLITE_VERSION",
     "AsOfView",
+    "BundleError",
     "Cbor",
     "ClosedError",
     "Column",
@@ -79,4 +82,5 @@ __all__ = [
     "exceptions",
     "hybrid_search",
     "migrate_kohakuvault",
+    "validate_bundle",
 ]

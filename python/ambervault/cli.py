@@ -1,13 +1,15 @@
 """The ``ambervault`` command: inspect and move data in vault files without writing code.
 
-Exit codes: 0 success; 1 the thing asked for is missing or ``check`` found problems; 2 bad
-command-line usage; 3 the vault refused the operation (busy, corrupted, read-only, I/O error).
+Exit codes: 0 success; 1 the thing asked for is missing, ``check`` found problems or a bundle
+did not validate; 2 bad command-line usage; 3 the vault refused the operation (busy, corrupted,
+read-only, I/O error).
 Errors are one line on stderr. ``--json`` prints machine-readable output.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import os
@@ -18,8 +20,9 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
 from . import __version__
 from ._ambervault import inspect
+from .bundles import validate_bundle
 from .columns import ColumnVault
-from .exceptions import NotFound, VaultError
+from .exceptions import BundleError, NotFound, VaultError
 from .kvault import KVault
 
 EXIT_OK, EXIT_MISSING, EXIT_USAGE, EXIT_VAULT = 0, 1, 2, 3
@@ -27,9 +30,12 @@ EXIT_OK, EXIT_MISSING, EXIT_USAGE, EXIT_VAULT = 0, 1, 2, 3
 
 class Progress:
     """A progress line on stderr (items, bytes, rate, ETA) when stderr is a terminal; silent
-    when piped or with ``--quiet``."""
+    when piped or with ``--quiet``. ``label`` starts the line (e.g. the stage of a command)."""
 
-    def __init__(self, total_items: Optional[int], total_bytes: Optional[int], enabled: bool) -> None:
+    def __init__(
+        self, total_items: Optional[int], total_bytes: Optional[int], enabled: bool, label: str = ""
+    ) -> None:
+        self.label = f"{label}: " if label else ""
         self.items = 0
         self.bytes = 0
         self.total_items = total_items
@@ -49,7 +55,7 @@ class Progress:
     def _draw(self, now: float) -> None:
         elapsed = max(now - self.started, 1e-9)
         rate = self.bytes / elapsed
-        text = f"\r{self.items:,}"
+        text = f"\r{self.label}{self.items:,}"
         if self.total_items:
             text += f"/{self.total_items:,}"
         text += f" items, {_human(self.bytes)}"
@@ -349,6 +355,91 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+class _StagedProgress:
+    """The ``progress`` callback of the bundle functions: one :class:`Progress` line per stage
+    (export, validate, import)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.stage: Optional[str] = None
+        self.bar: Optional[Progress] = None
+
+    def __call__(self, stage: str, nbytes: int) -> None:
+        if stage != self.stage:
+            self.close()
+            self.stage = stage
+            self.bar = Progress(None, None, self.enabled, label=stage)
+        assert self.bar is not None
+        self.bar.add(nbytes)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _bundle_lines(summary: Dict[str, Any]) -> List[str]:
+    prefix = "(all keys)" if summary["prefix"] is None else _key_text(summary["prefix"])
+    created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(summary["created_at_ms"] / 1000))
+    return [
+        f"{summary['keys']:,} keys, {_human(summary['bytes'])} from table {summary['source_table']}, "
+        f"prefix {prefix}, exported {created}",
+        f"{summary['algorithm']} {summary['digest']}",
+    ]
+
+
+def cmd_bundle_export(args: argparse.Namespace) -> int:
+    bar = _StagedProgress(not args.quiet)
+    with _open_kv(args) as kv:
+        try:
+            prefix = None if args.prefix is None else _parse_key(args.prefix)
+            summary = kv.export_bundle(args.out, prefix, overwrite=args.overwrite, progress=bar)
+        finally:
+            bar.close()
+    _emit(args, summary, lambda: iter([f"wrote {summary['path']}", *_bundle_lines(summary)]))
+    return EXIT_OK
+
+
+def cmd_bundle_validate(args: argparse.Namespace) -> int:
+    if not Path(args.bundle).exists():
+        raise NotFound(f"{args.bundle} does not exist")
+    bar = _StagedProgress(not args.quiet)
+    try:
+        summary = validate_bundle(args.bundle, progress=bar)
+    finally:
+        bar.close()
+    _emit(args, summary, lambda: iter([f"ok: {summary['path']}", *_bundle_lines(summary)]))
+    return EXIT_OK
+
+
+def cmd_bundle_import(args: argparse.Namespace) -> int:
+    if not Path(args.bundle).exists():
+        raise NotFound(f"{args.bundle} does not exist")
+    bar = _StagedProgress(not args.quiet)
+    created = not os.path.exists(args.file)
+    try:
+        with KVault(args.file, table=args.table) as kv:
+            summary = kv.import_bundle(args.bundle, progress=bar)
+    except BaseException:
+        if created:  # a refused import leaves no new, empty vault behind
+            for name in (args.file, args.file + "-wal", args.file + "-shm"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(name)
+        raise
+    finally:
+        bar.close()
+
+    def lines() -> Iterator[str]:
+        yield (
+            f"imported {summary['keys']:,} keys into table {args.table}: {summary['added']:,} added, "
+            f"{summary['changed']:,} changed, {summary['deleted']:,} deleted, "
+            f"{summary['unchanged']:,} unchanged ({_human(summary['bytes_written'])} written)"
+        )
+
+    _emit(args, summary, lines)
+    return EXIT_OK
+
+
 def downsample(values: Any, width: int) -> Any:
     """Min/max per bucket: keeps every spike visible when millions of points become pixels."""
     import numpy as np
@@ -457,6 +548,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p.add_argument("-o", "--output", help="PNG file (default: NAME.png)")
     p.add_argument("--width", type=int, default=2000, help="points kept after downsampling")
+    p = add(
+        "bundle-export", cmd_bundle_export, "write the table's keys to a self-contained, checksummed bundle"
+    )
+    p.add_argument("out", metavar="OUT", help="bundle file to create")
+    p.add_argument("--prefix", help="only keys starting with this (hex:... for bytes)")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    p = sub.add_parser(
+        "bundle-validate",
+        parents=[output],
+        help="recompute a bundle's checksums and digests (exit 1 if it does not validate)",
+        description="Recompute every checksum and the root digest of a bundle and compare them "
+        "with its manifest. Only reads the bundle.",
+    )
+    p.set_defaults(func=cmd_bundle_validate)
+    p.add_argument("bundle", metavar="BUNDLE", help="the bundle file")
+    p = add(
+        "bundle-import",
+        cmd_bundle_import,
+        "validate a bundle, then make the table's keys under its prefix equal to it (one transaction)",
+    )
+    p.add_argument("bundle", metavar="BUNDLE", help="the bundle file")
     p = sub.add_parser(
         "migrate",
         parents=[output],
@@ -488,6 +600,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return EXIT_MISSING
     except _Missing as e:
         print(f"ambervault: {e}", file=sys.stderr)
+        return EXIT_MISSING
+    except BundleError as e:
+        print(f"ambervault: bundle rejected: {e}", file=sys.stderr)
         return EXIT_MISSING
     except _Usage as e:
         print(f"ambervault: {e}", file=sys.stderr)

@@ -9,6 +9,7 @@ file operation an :class:`OSError`.
 from __future__ import annotations
 
 __all__ = [
+    "BundleError",
     "ClosedError",
     "Conflict",
     "CorruptionError",
@@ -71,3 +72,9 @@ class ValueChangedError(VaultError):
 class Conflict(VaultError):
     """A conditional write (``if_version=`` / ``if_absent=``) found the key in another state:
     another writer got there first. Nothing was written."""
+
+
+class BundleError(VaultError):
+    """A file given as a bundle is not one, is damaged, or was changed after it was exported
+    (see :func:`ambervault.validate_bundle`). The message names what is wrong; nothing was
+    imported."""

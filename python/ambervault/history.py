@@ -227,6 +227,8 @@ class Snapshot:
             chunk_size=vault.chunk_size,
             read_only=True,
             allow_pickle=vault._codec.allow_pickle,
+            # The vault's clock decides expiry in the snapshot too (an injected clock included).
+            clock=vault._clock,
         )
         try:
             self.kv._file.native.begin_snapshot()

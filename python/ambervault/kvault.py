@@ -24,6 +24,7 @@ from ._args import check_int, check_ttl, raw_key_bytes
 from ._codec import NAMES, RAW, ValueCodec
 from ._file import VaultFile
 from ._kv_backend import CachedBackend, DirectBackend
+from .bundles import BundlesMixin
 from .cache import BatchingCache, CacheControls, WriteBackCache
 from .cache_policy import CachePolicyMixin, check_policy_args, check_seconds
 from .exceptions import ClosedError, DatabaseBusy, InvalidArgument, NotFound
@@ -50,6 +51,7 @@ class KVault(  # type: ignore[type-arg]
     HistoryMixin,
     StateCellsMixin,
     JsonDocsMixin,
+    BundlesMixin,
 ):
     """A persistent mapping of ``str``, ``bytes`` or tuple keys to values in a SQLite file.
 
