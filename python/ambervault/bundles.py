@@ -59,7 +59,8 @@ def import_into(target: KVault, path: Any, *, progress: Optional[Progress] = Non
     if target.read_only:
         raise ReadOnlyError("the vault is read-only: a bundle cannot be imported into it")
     with BundleReader(path) as bundle:
-        if target.path != ":memory:" and os.path.samefile(target.path, bundle.path):
+        own = target.path != ":memory:" and os.path.exists(target.path)
+        if own and os.path.samefile(target.path, bundle.path):
             raise InvalidArgument(f"{bundle.path} is the vault itself; a file cannot import itself")
         bundle.validate(progress)
         return apply_bundle(target, bundle, progress=progress)
