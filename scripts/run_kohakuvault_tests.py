@@ -183,7 +183,10 @@ def main() -> int:
     # Some test files import helpers from each other as `tests.<module>`.
     (tests_dir / "__init__.py").write_text("")
     (WORK / "pytest.ini").write_text("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(WORK / "shim"), str(WORK)]))
+    # The shim first; then the caller's PYTHONPATH, so `PYTHONPATH=<checkout>/python` tests that
+    # checkout's package rather than the one installed in the environment.
+    paths = [str(WORK / "shim"), str(WORK), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(paths))
     cmd = [
         sys.executable,
         "-m",

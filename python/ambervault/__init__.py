@@ -9,6 +9,8 @@ b'hello'
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from . import exceptions
 from ._ambervault import FORMAT_VERSION, SQLITE_VERSION, __version__
 from .bundles import validate_bundle
@@ -40,11 +42,29 @@ from .transaction import Transaction
 from .vectors import VectorKVault, drop_vector_table
 from .wrappers import Cbor, Json, MsgPack, Pickle
 
+if TYPE_CHECKING:
+    from .aio import AsyncColumnVault, AsyncKVault
+
+# The async front (ambervault.aio) is loaded on first use of these names: it imports asyncio,
+# which would add tens of milliseconds to every `import ambervault`, async or not.
+_LAZY = ("AsyncColumnVault", "AsyncKVault")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from . import aio
+
+        return getattr(aio, name)
+    raise AttributeError(f"module 'ambervault' has no attribute {name!r}")
+
+
 __all__ = [
     "DELETED",
     "FORMAT_VERSION",
     "SQLITE_VERSION",
     "AsOfView",
+    "AsyncColumnVault",
+    "AsyncKVault",
     "BundleError",
     "Cbor",
     "ClosedError",
