@@ -17,6 +17,7 @@ import time
 from typing import Any, Callable, Dict, List, Tuple
 
 import numpy as np
+from branch_workloads import BRANCH_EXTRA_COLUMNS, BRANCH_NOTES, BRANCH_SIZE_LABELS, BRANCH_WORKLOADS
 from cache_workloads import CACHE_EXTRA_COLUMNS, CACHE_NOTES, CACHE_SIZE_LABELS, CACHE_WORKLOADS
 from history_workloads import HISTORY_EXTRA_COLUMNS, HISTORY_NOTES, HISTORY_SIZE_LABELS, HISTORY_WORKLOADS
 from text_workloads import TEXT_NOTES, TEXT_SIZE_LABELS, TEXT_WORKLOADS
@@ -980,6 +981,7 @@ for _label, _length in (("1M", 1_000_000), ("10M", 10_000_000), ("100M", 100_000
 WORKLOADS.update(VEC_WORKLOADS)
 WORKLOADS.update(CACHE_WORKLOADS)
 WORKLOADS.update(HISTORY_WORKLOADS)
+WORKLOADS.update(BRANCH_WORKLOADS)
 WORKLOADS.update(TEXT_WORKLOADS)
 
 # How each workload's size reads in the report ("{n}" is the size), where "n <unit>" misleads.
@@ -997,6 +999,7 @@ SIZE_LABELS = {
     **VEC_SIZE_LABELS,
     **CACHE_SIZE_LABELS,
     **HISTORY_SIZE_LABELS,
+    **BRANCH_SIZE_LABELS,
     **TEXT_SIZE_LABELS,
 }
 
@@ -1010,11 +1013,12 @@ NOTES = {
     **VEC_NOTES,
     **CACHE_NOTES,
     **HISTORY_NOTES,
+    **BRANCH_NOTES,
     **TEXT_NOTES,
 }
 
 # Extra columns per workload in the report: (extras key, header, format).
-EXTRA_COLUMNS = {**VEC_EXTRA_COLUMNS, **CACHE_EXTRA_COLUMNS, **HISTORY_EXTRA_COLUMNS}
+EXTRA_COLUMNS = {**VEC_EXTRA_COLUMNS, **CACHE_EXTRA_COLUMNS, **HISTORY_EXTRA_COLUMNS, **BRANCH_EXTRA_COLUMNS}
 
 # Untimed preparation run once by the runner before a workload's workers (e.g. data generation).
 PREPARE: Dict[str, Callable[[str, int], None]] = {w: vec_prepare for w in VEC_WORKLOADS}

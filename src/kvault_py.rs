@@ -622,6 +622,16 @@ impl PyKVault {
 }
 
 impl PyKVault {
+    /// The Python handle of a native table handle (a branch's).
+    pub(crate) fn from_kv(kv: Kv) -> Self {
+        Self { kv }
+    }
+
+    /// The native table handle.
+    pub(crate) fn kv(&self) -> &Kv {
+        &self.kv
+    }
+
     /// One value read by `read` (a version, a past value) with the GIL released, as `get`
     /// returns values (None when absent).
     fn read_one(

@@ -7,6 +7,7 @@
 
 use pyo3::prelude::*;
 
+mod branches_py;
 mod columns_py;
 mod convert;
 mod element_codec;
@@ -27,6 +28,7 @@ fn _ambervault(m: &Bound<'_, PyModule>) -> PyResult<()> {
     convert::register(m)?;
     vault_py::register(m)?;
     kvault_py::register(m)?;
+    branches_py::register(m)?;
     columns_py::register(m)?;
     pending_py::register(m)?;
     inspect_py::register(m)?;

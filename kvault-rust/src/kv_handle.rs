@@ -112,6 +112,28 @@ impl Kv {
         self.vault.store()
     }
 
+    /// This table on branch `name` (see [`KvTable::open_branch`]); it shares the vault and its
+    /// transactions.
+    ///
+    /// # Errors
+    /// See [`KvTable::open_branch`].
+    pub fn branch(&self, name: &str) -> Result<Kv> {
+        let table = self.table.open_branch(&mut self.store(), name)?;
+        Ok(Kv {
+            vault: self.vault.clone(),
+            table,
+        })
+    }
+
+    /// Forks branch `name` from this handle's branch and returns it.
+    ///
+    /// # Errors
+    /// See [`KvTable::create_branch`].
+    pub fn create_branch(&self, name: &str) -> Result<Kv> {
+        self.table.create_branch(&mut self.store(), name, None)?;
+        self.branch(name)
+    }
+
     /// Stores `value` under a byte key.
     ///
     /// # Errors

@@ -209,3 +209,16 @@ class CachedBackend(DirectBackend):
     def sync(self) -> None:
         assert self.cache is not None
         self.cache.flush()
+
+
+class ClosedBackend:
+    """The backend of a closed branch handle: every operation raises ``ClosedError`` (the
+    file stays open for the table's other handles, so the native calls would still work)."""
+
+    #: No write-back cache.
+    cache: Optional[WriteBackCache] = None
+
+    def __getattr__(self, name: str) -> Any:
+        from .exceptions import ClosedError
+
+        raise ClosedError("vault is closed")

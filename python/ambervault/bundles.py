@@ -72,6 +72,7 @@ class BundlesMixin:
     def export_bundle(
         self,
         path: Any,
+        branch: Optional[str] = None,
         prefix: Any = None,
         *,
         overwrite: bool = False,
@@ -85,6 +86,8 @@ class BundlesMixin:
         under a temporary name in the same directory and renamed when complete, so ``path``
         never holds a partial bundle.
 
+        :param branch: export this branch of the table (see :meth:`create_branch`) instead of
+            this handle's.
         :param prefix: only keys starting with this (``str``, ``bytes`` or a tuple, as in
             :meth:`keys`).
         :param overwrite: replace an existing file at ``path`` (otherwise ``FileExistsError``).
@@ -101,9 +104,13 @@ class BundlesMixin:
         (1, 4, 64)
         """
         kv: KVault = self  # type: ignore[assignment]
+        if branch is not None:
+            kv = kv.branch(branch)
         return export_to(kv, path, prefix, overwrite=overwrite, progress=progress)
 
-    def import_bundle(self, path: Any, *, progress: Optional[Progress] = None) -> Dict[str, Any]:
+    def import_bundle(
+        self, path: Any, *, as_branch: Optional[str] = None, progress: Optional[Progress] = None
+    ) -> Dict[str, Any]:
         """Validate the bundle at ``path`` (as :func:`~ambervault.validate_bundle`), then make
         this table's keys under the bundle's prefix (every key if it had none) exactly the
         bundle's: missing keys are added, different values replaced, keys the bundle lacks
@@ -112,6 +119,9 @@ class BundlesMixin:
         prefix are never touched. Everything happens in one transaction: after an error, or a
         crash, the table is as it was.
 
+        :param as_branch: import into a new branch of that name, forked from this handle's
+            branch, instead of into this branch: ``diff`` then shows what the bundle changes
+            and ``merge`` applies it. The fork and the import are one transaction.
         :param progress: called as ``progress("validate", nbytes)`` once per key checked, then
             ``progress("import", nbytes)`` once per key handled (bytes written, 0 for a key
             deleted or left as it was).
@@ -130,4 +140,9 @@ class BundlesMixin:
         (1, 1, 1, {'k1': b'new', 'k2': [1, 2]})
         """
         kv: KVault = self  # type: ignore[assignment]
-        return import_into(kv, path, progress=progress)
+        if as_branch is None:
+            return import_into(kv, path, progress=progress)
+        if not isinstance(as_branch, str):
+            raise TypeError(f"as_branch must be a str, not {type(as_branch).__name__}")
+        with kv.transaction():
+            return import_into(kv.create_branch(as_branch), path, progress=progress)

@@ -393,7 +393,9 @@ def cmd_bundle_export(args: argparse.Namespace) -> int:
     with _open_kv(args) as kv:
         try:
             prefix = None if args.prefix is None else _parse_key(args.prefix)
-            summary = kv.export_bundle(args.out, prefix, overwrite=args.overwrite, progress=bar)
+            summary = kv.export_bundle(
+                args.out, args.branch, prefix=prefix, overwrite=args.overwrite, progress=bar
+            )
         finally:
             bar.close()
     _emit(args, summary, lambda: iter([f"wrote {summary['path']}", *_bundle_lines(summary)]))
@@ -419,7 +421,7 @@ def cmd_bundle_import(args: argparse.Namespace) -> int:
     created = not os.path.exists(args.file)
     try:
         with KVault(args.file, table=args.table) as kv:
-            summary = kv.import_bundle(args.bundle, progress=bar)
+            summary = kv.import_bundle(args.bundle, as_branch=args.as_branch, progress=bar)
     except BaseException:
         if created:  # a refused import leaves no new, empty vault behind
             for name in (args.file, args.file + "-wal", args.file + "-shm"):
@@ -554,6 +556,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out", metavar="OUT", help="bundle file to create")
     p.add_argument("--prefix", help="only keys starting with this (hex:... for bytes)")
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    p.add_argument("--branch", help="export this branch of the table (default: main)")
     p = sub.add_parser(
         "bundle-validate",
         parents=[output],
@@ -569,6 +572,9 @@ def build_parser() -> argparse.ArgumentParser:
         "validate a bundle, then make the table's keys under its prefix equal to it (one transaction)",
     )
     p.add_argument("bundle", metavar="BUNDLE", help="the bundle file")
+    p.add_argument(
+        "--as-branch", help="import into a new branch of this name, forked from main (then diff and merge)"
+    )
     p = sub.add_parser(
         "migrate",
         parents=[output],

@@ -230,10 +230,14 @@ class Snapshot:
             # The vault's clock decides expiry in the snapshot too (an injected clock included).
             clock=vault._clock,
         )
+        # The handle that owns the snapshot's connection (self.kv is on the vault's branch).
+        self._owner = self.kv
         try:
             self.kv._file.native.begin_snapshot()
+            if vault.branch_name != "main":
+                self.kv = self.kv.branch(vault.branch_name)
         except BaseException:
-            self.kv.close()
+            self._owner.close()
             raise
         self.started = time.monotonic()
         self.path = vault.path
@@ -283,11 +287,12 @@ class Snapshot:
 
     def close(self) -> None:
         """End the snapshot (the WAL can be checkpointed again). Idempotent."""
-        if not self.kv.closed:
+        owner = self._owner
+        if not owner.closed:
             try:
-                self.kv._file.native.commit()
+                owner._file.native.commit()
             finally:
-                self.kv.close()
+                owner.close()
 
     def __enter__(self) -> Snapshot:
         return self

@@ -23,7 +23,8 @@ from ._ambervault import KVaultCore, columns_summary
 from ._args import check_int, check_ttl, raw_key_bytes
 from ._codec import NAMES, RAW, ValueCodec
 from ._file import VaultFile
-from ._kv_backend import CachedBackend, DirectBackend
+from ._kv_backend import CachedBackend, ClosedBackend, DirectBackend
+from .branches import BranchesMixin
 from .bundles import BundlesMixin
 from .cache import BatchingCache, CacheControls, WriteBackCache
 from .cache_policy import CachePolicyMixin, check_policy_args, check_seconds
@@ -52,6 +53,7 @@ class KVault(  # type: ignore[type-arg]
     StateCellsMixin,
     JsonDocsMixin,
     BundlesMixin,
+    BranchesMixin,
 ):
     """A persistent mapping of ``str``, ``bytes`` or tuple keys to values in a SQLite file.
 
@@ -133,6 +135,8 @@ class KVault(  # type: ignore[type-arg]
     ) -> None:
         self._core: Optional[KVaultCore] = None
         self._default_ttl_ms: Optional[int] = None
+        # Whether this handle came from `branch()` (closing it leaves the file open).
+        self._branch_handle = False
         # kohakuvault 1.1.0 sizes a pool of reader connections with these; ambervault's reads
         # share the vault's connection (with read leases), so there is no pool to size. Checked
         # and accepted so code written for it runs unchanged.
@@ -941,10 +945,26 @@ class KVault(  # type: ignore[type-arg]
 
     def close(self) -> None:
         """Flush the cache and close the file. Idempotent; any later use raises
-        :class:`ClosedError`."""
+        :class:`ClosedError`. A handle from :meth:`branch` closes only itself."""
         if self._core is None:
             return
+        if self._branch_handle:
+            self._stop_caches()
+            self._core = None
+            self._backend = ClosedBackend()  # type: ignore[assignment]
+            return
         self._file.close()
+
+    def _on_branch(self, core: KVaultCore) -> KVault:
+        """A handle like this one (same file, options and codec) on ``core``'s branch."""
+        other = object.__new__(type(self))
+        other.__dict__.update(self.__dict__)
+        other._core = core
+        other._backend = DirectBackend(core, self._codec.decode)
+        other._open_args = dict(self._open_args)
+        other._branch_handle = True
+        self._file.attach(other)
+        return other
 
     def __del__(self) -> None:
         # Best effort: keep cached writes of a vault that was never closed.

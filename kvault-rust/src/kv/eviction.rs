@@ -188,24 +188,26 @@ impl KvTable {
         }
         let now = store.now_ms();
         let t = &self.name;
+        let r = &self.rows;
         store.write(|conn| {
             let policy = self.begin_write(conn)?;
             self.stamp_clock(conn, now)?;
             let mut removed = conn.prepare_cached(&self.sql.prune)?.execute([now])? as u64;
             if let Some(age) = max_age_ms {
                 removed += conn
-                    .prepare_cached(&format!("DELETE FROM \"{t}\" WHERE updated_at <= ?1"))?
+                    .prepare_cached(&format!("DELETE FROM \"{r}\" WHERE updated_at <= ?1"))?
                     .execute([now.saturating_sub(age)])? as u64;
             }
             if let Some(idle) = max_idle_ms {
                 let cutoff = now.saturating_sub(idle);
-                let sql = if policy.eviction.tracks_reads() {
+                // Reads are tracked for the main branch only.
+                let sql = if policy.eviction.tracks_reads() && !self.is_branch() {
                     format!(
                         "DELETE FROM \"{t}\" WHERE key IN \
                          (SELECT key FROM \"{t}__access\" WHERE used_at <= ?1)"
                     )
                 } else {
-                    format!("DELETE FROM \"{t}\" WHERE updated_at <= ?1")
+                    format!("DELETE FROM \"{r}\" WHERE updated_at <= ?1")
                 };
                 removed += conn.prepare_cached(&sql)?.execute([cutoff])? as u64;
             }
@@ -283,7 +285,8 @@ impl KvTable {
                   AND (blob_id << 32) + 4294967295 ORDER BY id)) \
                WHEN content_hash IS NOT NULL THEN CAST(content_hash AS TEXT) \
                ELSE inline_data END AS v \
-             FROM \"{t}\" WHERE expires_at IS NULL OR expires_at > ?1)"
+             FROM \"{r}\" WHERE expires_at IS NULL OR expires_at > ?1)",
+            r = self.rows
         );
         store.read(|conn| {
             let n: i64 = conn.query_row(&sql, [now], |r| r.get(0))?;
@@ -298,17 +301,25 @@ impl KvTable {
     /// [`crate::Error::ReadOnly`], [`crate::Error::Busy`].
     pub fn sweep(&self, store: &mut Store) -> Result<u64> {
         let t = &self.name;
-        let kept = if self.has_history_table(store)? {
-            format!(" UNION ALL SELECT content_hash FROM \"{t}__history\" WHERE content_hash IS NOT NULL")
-        } else {
-            String::new()
-        };
+        let mut holders = self.other_branch_tables(store)?;
+        holders.push(self.rows.clone());
+        if self.has_history_table(store)? {
+            holders.push(format!("{t}__history"));
+        }
+        let kept: String = holders
+            .iter()
+            .map(|h| {
+                format!(
+                    " UNION ALL SELECT content_hash FROM \"{h}\" WHERE content_hash IS NOT NULL"
+                )
+            })
+            .collect();
         store.write(|conn| {
             // Recount from the references themselves, then drop what nothing refers to.
             conn.execute_batch(&format!(
                 "WITH counted AS MATERIALIZED (SELECT cid, count(*) AS n FROM \
                    (SELECT cid FROM \"{t}__chunks\" UNION ALL \
-                    SELECT content_hash FROM \"{t}\" WHERE content_hash IS NOT NULL{kept}) \
+                    SELECT NULL WHERE 0{kept}) \
                    GROUP BY cid) \
                  UPDATE \"{t}__content\" SET refs = coalesce( \
                    (SELECT n FROM counted WHERE counted.cid = \"{t}__content\".cid), 0)"

@@ -56,17 +56,9 @@ pub enum HistoryEntry {
     },
 }
 
-/// The history table, its indexes and triggers, and release triggers on `T` that leave a kept
-/// version's chunks alone (replacing the plain ones).
-pub(super) fn install(t: &str) -> String {
-    let release = |when: &str| {
-        format!(
-            "{when} AND NOT EXISTS (SELECT 1 FROM \"{t}__history\" WHERE blob_id = old.blob_id)
-             BEGIN DELETE FROM \"{t}__chunks\"
-                   WHERE id BETWEEN (old.blob_id << 32) AND (old.blob_id << 32) + 4294967295;
-             END;"
-        )
-    };
+/// Creates the history table, its indexes and the triggers that keep versions, then rebuilds
+/// the release triggers so that they leave a kept version's chunks alone.
+pub(super) fn install(conn: &Connection, t: &str) -> Result<()> {
     // One trigger program per write (each program run costs a VDBE frame): keep the old
     // version, count its shared content, drop the key's versions beyond the count. Rows are
     // appended in `hid` (rowid) order, so a write adds to the table's last page and the
@@ -92,7 +84,7 @@ pub(super) fn install(t: &str) -> String {
     };
     let delete_time =
         format!("max(old.updated_at, (SELECT clock_ms FROM \"{t}__cache\" WHERE id = 0))");
-    format!(
+    conn.execute_batch(&format!(
         "CREATE TABLE IF NOT EXISTS \"{t}__history\" (
             hid INTEGER PRIMARY KEY,
             key BLOB NOT NULL,
@@ -110,57 +102,27 @@ pub(super) fn install(t: &str) -> String {
          CREATE INDEX IF NOT EXISTS \"{t}__history_by_key\" ON \"{t}__history\" (key, hid);
          CREATE INDEX IF NOT EXISTS \"{t}__history_by_blob\" ON \"{t}__history\" (blob_id)
             WHERE blob_id IS NOT NULL;
-         CREATE INDEX IF NOT EXISTS \"{t}__by_blob\" ON \"{t}\" (blob_id) WHERE blob_id IS NOT NULL;
          CREATE TRIGGER IF NOT EXISTS \"{t}__history_update\" BEFORE UPDATE OF updated_at ON \"{t}\"
             BEGIN {keep_update} END;
          CREATE TRIGGER IF NOT EXISTS \"{t}__history_delete\" BEFORE DELETE ON \"{t}\"
-            BEGIN {keep_delete} END;
-         CREATE TRIGGER IF NOT EXISTS \"{t}__history_release\" AFTER DELETE ON \"{t}__history\"
-            BEGIN DELETE FROM \"{t}__chunks\" WHERE old.blob_id IS NOT NULL
-                    AND NOT EXISTS (SELECT 1 FROM \"{t}\" WHERE blob_id = old.blob_id)
-                    AND id BETWEEN (old.blob_id << 32) AND (old.blob_id << 32) + 4294967295;
-                  UPDATE \"{t}__content\" SET refs = refs - 1 WHERE cid = old.content_hash;
-                  DELETE FROM \"{t}__content\" WHERE cid = old.content_hash AND refs <= 0;
-            END;
-         DROP TRIGGER IF EXISTS \"{t}__release_on_switch\";
-         DROP TRIGGER IF EXISTS \"{t}__release_on_delete\";
-         CREATE TRIGGER \"{t}__release_on_switch\"
-            AFTER UPDATE OF blob_id ON \"{t}\"
-            {switch}
-         CREATE TRIGGER \"{t}__release_on_delete\"
-            AFTER DELETE ON \"{t}\"
-            {delete}",
+            BEGIN {keep_delete} END;",
         keep_update = keep("new.updated_at", "0"),
         keep_delete = keep(&delete_time, "1"),
-        switch = release("WHEN old.blob_id IS NOT NULL AND old.blob_id IS NOT new.blob_id"),
-        delete = release("WHEN old.blob_id IS NOT NULL"),
-    )
+    ))?;
+    super::release::refresh(conn, t)
 }
 
-/// Drops every kept version (releasing what they hold), then the history objects, and puts
-/// back the plain release triggers.
-pub(super) fn uninstall(t: &str) -> String {
-    format!(
+/// Drops every kept version (releasing what they hold), then the history objects, and
+/// rebuilds the release triggers without the history.
+pub(super) fn uninstall(conn: &Connection, t: &str) -> Result<()> {
+    conn.execute_batch(&format!(
         "DROP TRIGGER IF EXISTS \"{t}__history_update\";
          DROP TRIGGER IF EXISTS \"{t}__history_delete\";
          DELETE FROM \"{t}__history\";
-         DROP TABLE IF EXISTS \"{t}__history\";
-         DROP INDEX IF EXISTS \"{t}__by_blob\";
-         DROP TRIGGER IF EXISTS \"{t}__release_on_switch\";
-         DROP TRIGGER IF EXISTS \"{t}__release_on_delete\";
-         CREATE TRIGGER \"{t}__release_on_switch\"
-            AFTER UPDATE OF blob_id ON \"{t}\"
-            WHEN old.blob_id IS NOT NULL AND old.blob_id IS NOT new.blob_id
-            BEGIN DELETE FROM \"{t}__chunks\"
-                  WHERE id BETWEEN (old.blob_id << 32) AND (old.blob_id << 32) + 4294967295;
-            END;
-         CREATE TRIGGER \"{t}__release_on_delete\"
-            AFTER DELETE ON \"{t}\"
-            WHEN old.blob_id IS NOT NULL
-            BEGIN DELETE FROM \"{t}__chunks\"
-                  WHERE id BETWEEN (old.blob_id << 32) AND (old.blob_id << 32) + 4294967295;
-            END;"
-    )
+         DROP TRIGGER IF EXISTS \"{t}__history_release\";
+         DROP TABLE IF EXISTS \"{t}__history\";"
+    ))?;
+    super::release::refresh(conn, t)
 }
 
 /// Keeps at most `history`'s count of versions per key (after the count was lowered).
@@ -258,9 +220,9 @@ impl VersionRow {
 
 impl KvTable {
     /// Inside a write transaction that may delete rows: records the store's clock where the
-    /// history delete trigger reads it (nothing when history is off).
+    /// history and branch delete triggers read it (nothing without history or branches).
     pub(super) fn stamp_clock(&self, conn: &Connection, now: i64) -> Result<()> {
-        if self.runtime.history() {
+        if self.runtime.history() || self.runtime.branched() {
             conn.prepare_cached(&format!(
                 "UPDATE \"{}__cache\" SET clock_ms = ?1 WHERE id = 0",
                 self.name
@@ -337,7 +299,8 @@ impl KvTable {
             self.name
         );
         let limit = limit.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
-        if !history_table_in(conn, &self.name)? {
+        // Branches keep no history: only the main branch's writes reach `T__history`.
+        if self.is_branch() || !history_table_in(conn, &self.name)? {
             return Ok(Vec::new());
         }
         let mut stmt = conn.prepare_cached(&sql)?;
@@ -351,7 +314,7 @@ impl KvTable {
     fn current_version(&self, conn: &Connection, key: &[u8]) -> Result<Option<VersionRow>> {
         let sql = format!(
             "SELECT {CURRENT_COLUMNS} FROM \"{}\" WHERE key = ?1",
-            self.name
+            self.rows
         );
         let row = conn
             .prepare_cached(&sql)?
@@ -453,6 +416,7 @@ impl KvTable {
         key: &[u8],
         at_ms: i64,
     ) -> Result<Option<StoredValue>> {
+        self.main_branch_only("value history")?;
         store.read(|conn| {
             if let Some(current) = self.current_version(conn, key)? {
                 if current.written_at <= at_ms {
@@ -488,6 +452,7 @@ impl KvTable {
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, super::KeyKind)>> {
+        self.main_branch_only("value history")?;
         let t = &self.name;
         let history = self.has_history_table(store)?;
         let kept = if history {
@@ -533,6 +498,7 @@ impl KvTable {
         keep: Option<u32>,
         older_than_ms: Option<i64>,
     ) -> Result<u64> {
+        self.main_branch_only("value history")?;
         if older_than_ms.is_some_and(|a| a < 0) {
             return Err(Error::InvalidArgument(
                 "older_than must be >= 0 seconds".into(),

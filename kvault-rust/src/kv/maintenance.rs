@@ -45,7 +45,8 @@ impl KvTable {
     /// SQLite errors (a problem in the data is a message, not an error).
     pub fn check(&self, store: &mut Store) -> Result<Vec<String>> {
         let t = &self.name;
-        let sql = self.sql.check(self.has_history_table(store)?);
+        let branches = self.other_branch_tables(store)?;
+        let sql = self.sql.check(self.has_history_table(store)?, &branches);
         let live_pids: Vec<(i64, i64)> = store.retry(|conn| {
             let mut stmt = conn.prepare_cached(&self.sql.list_pending)?;
             let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
@@ -53,36 +54,40 @@ impl KvTable {
         })?;
         store.read(|conn| {
             let mut problems = Vec::new();
-            let bad_inline: i64 = conn.query_row(&sql.bad_inline, [], |r| r.get(0))?;
-            if bad_inline > 0 {
-                problems.push(format!(
-                    "table {t}: {bad_inline} key rows have an inconsistent inline value"
-                ));
+            for bad_inline in &sql.bad_inline {
+                let bad_inline: i64 = conn.query_row(bad_inline, [], |r| r.get(0))?;
+                if bad_inline > 0 {
+                    problems.push(format!(
+                        "table {t}: {bad_inline} key rows have an inconsistent inline value"
+                    ));
+                }
             }
             let mut referenced = std::collections::HashSet::new();
-            let mut stmt = conn.prepare(&sql.chunked_keys)?;
-            let mut rows = stmt.query([])?;
-            while let Some(row) = rows.next()? {
-                let key: Vec<u8> = row.get(0)?;
-                let blob_id: i64 = row.get(1)?;
-                referenced.insert(blob_id);
-                let size: i64 = row.get(2)?;
-                let chunk: i64 = row.get::<_, Option<i64>>(3)?.unwrap_or(0);
-                let count: i64 = row.get(4)?;
-                // SQLite's total() is a float; the sum is a whole number of bytes.
-                let total = row.get::<_, f64>(5)? as i64;
-                let longest: i64 = row.get::<_, Option<i64>>(6)?.unwrap_or(0);
-                let expected = if chunk > 0 {
-                    (size + chunk - 1) / chunk
-                } else {
-                    -1
-                };
-                if chunk <= 0 || count != expected || total != size || longest > chunk {
-                    problems.push(format!(
-                        "table {t}: key {} has {count} chunks holding {total} bytes; expected \
-                         {expected} chunks of at most {chunk} bytes holding {size}",
-                        String::from_utf8_lossy(&key)
-                    ));
+            for chunked_keys in &sql.chunked_keys {
+                let mut stmt = conn.prepare(chunked_keys)?;
+                let mut rows = stmt.query([])?;
+                while let Some(row) = rows.next()? {
+                    let key: Vec<u8> = row.get(0)?;
+                    let blob_id: i64 = row.get(1)?;
+                    referenced.insert(blob_id);
+                    let size: i64 = row.get(2)?;
+                    let chunk: i64 = row.get::<_, Option<i64>>(3)?.unwrap_or(0);
+                    let count: i64 = row.get(4)?;
+                    // SQLite's total() is a float; the sum is a whole number of bytes.
+                    let total = row.get::<_, f64>(5)? as i64;
+                    let longest: i64 = row.get::<_, Option<i64>>(6)?.unwrap_or(0);
+                    let expected = if chunk > 0 {
+                        (size + chunk - 1) / chunk
+                    } else {
+                        -1
+                    };
+                    if chunk <= 0 || count != expected || total != size || longest > chunk {
+                        problems.push(format!(
+                            "table {t}: key {} has {count} chunks holding {total} bytes; \
+                             expected {expected} chunks of at most {chunk} bytes holding {size}",
+                            String::from_utf8_lossy(&key)
+                        ));
+                    }
                 }
             }
             if let Some(kept) = &sql.kept_blobs {

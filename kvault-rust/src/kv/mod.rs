@@ -17,6 +17,8 @@
 //! Triggers on `T` delete a blob's chunks when its key row is deleted or switched to another
 //! blob, in the same transaction, so no chunk is ever referenced but missing.
 //!
+//! - Branches (see `branches`): `T__branches`, `T__branch_epoch`, `T__merges`, `T__touched` and
+//!   one key table `T__b<id>` per branch, sharing `T__chunks` and `T__content`.
 //! - `T__cache`: the table's cache policy (byte limit, eviction order, default TTL, dedup
 //!   mode) and counters; `T__access` (least-recently/frequently-used eviction only): last use
 //!   and use count per key.
@@ -27,11 +29,15 @@
 //! policy and what it installs), `eviction` (limits, pruning by age and idleness),
 //! `shared_values` (deduplicated small values) and `runtime` (per-table state in memory).
 
+mod branch_diff;
+mod branch_merge;
+mod branches;
 mod eviction;
 mod history;
 mod maintenance;
 mod policy;
 mod read;
+mod release;
 pub(crate) mod runtime;
 mod schema;
 mod shared_values;
@@ -41,6 +47,9 @@ mod tuple_key;
 mod types;
 mod write;
 
+pub use branch_diff::{Change, DiffCursor, DiffEntry, DiffSummary};
+pub use branch_merge::{MergeReport, MergeStrategy};
+pub use branches::{validate_branch_name, BranchInfo, MAIN_BRANCH};
 pub use history::{HistoryEntry, VersionEnd};
 pub use policy::{CacheCounters, CachePolicy, Dedup, Eviction, History, PolicyChange};
 pub use runtime::{ACCESS_FLUSH_INTERVAL, MAX_RECORDED_KEYS};
@@ -60,6 +69,12 @@ use sql::Sql;
 #[derive(Debug, Clone)]
 pub struct KvTable {
     name: String,
+    /// The key rows' table: `name` on the main branch, `name__b<id>` on a branch.
+    rows: String,
+    /// The branch's id (0: the main branch).
+    branch: i64,
+    /// The branch's name.
+    branch_name: String,
     chunk_size: usize,
     /// Statement text, shared by clones so it is built once per `open`.
     sql: std::sync::Arc<Sql>,
@@ -72,6 +87,19 @@ impl KvTable {
     #[must_use]
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The name of the branch this handle reads and writes ([`MAIN_BRANCH`] unless it was
+    /// opened with [`KvTable::open_branch`]).
+    #[must_use]
+    pub fn branch_name(&self) -> &str {
+        &self.branch_name
+    }
+
+    /// Whether this handle is on a branch other than the main one.
+    #[must_use]
+    pub fn is_branch(&self) -> bool {
+        self.branch != 0
     }
 
     /// Largest value stored inline in its key row: `min(INLINE_MAX, chunk_size)`.

@@ -378,11 +378,18 @@ impl KvTable {
                 "history keeps at least 1 version (0 turns it off)".into(),
             ));
         }
+        self.main_branch_only("the cache policy")?;
         let t = &self.name;
         let policy = store.write(|conn| {
             create_policy_table(conn, t)?;
             let (old, _) = read_policy(conn, t)?;
             let limited = change.max_bytes.unwrap_or(old.max_bytes).is_some();
+            if limited && super::branches::branching_on(conn, t)? {
+                return Err(Error::InvalidArgument(format!(
+                    "table {t:?} has branches: a byte limit would evict values other branches \
+                     still show (delete the branches first)"
+                )));
+            }
             if limited && change.history.unwrap_or(old.history).is_on() {
                 return Err(Error::InvalidArgument(
                     "a byte limit and history cannot be combined: evicted values would be kept \
@@ -463,11 +470,14 @@ impl KvTable {
             }
         }
         if new.dedup == Dedup::All && old.dedup != Dedup::All {
-            conn.execute_batch(&super::shared_values::reference_triggers(t))?;
+            conn.execute_batch(&super::shared_values::reference_triggers(t, t))?;
+            for branch in super::release::branch_key_tables(conn, t)? {
+                conn.execute_batch(&super::shared_values::reference_triggers(t, &branch))?;
+            }
         }
         match (old.history.is_on(), new.history.is_on()) {
-            (false, true) => conn.execute_batch(&super::history::install(t))?,
-            (true, false) => conn.execute_batch(&super::history::uninstall(t))?,
+            (false, true) => super::history::install(conn, t)?,
+            (true, false) => super::history::uninstall(conn, t)?,
             (true, true) if new.history != old.history => {
                 super::history::trim_all(conn, t, new.history)?;
             }

@@ -44,6 +44,8 @@ pub(crate) struct TableRuntime {
     dedup_none: AtomicBool,
     history: AtomicBool,
     limited: AtomicBool,
+    /// The table has branches (deletes record their time for merges); see `branches`.
+    branched: AtomicBool,
     log: Mutex<AccessLog>,
     pinned: Mutex<HashMap<i64, usize>>,
     /// (interval, time of the last run in ms).
@@ -67,6 +69,17 @@ impl TableRuntime {
             .store(policy.history.is_on(), Ordering::Relaxed);
         self.limited
             .store(policy.max_bytes.is_some(), Ordering::Relaxed);
+    }
+
+    /// Remembers whether the table has branches.
+    pub(super) fn set_branched(&self, branched: bool) {
+        self.branched.store(branched, Ordering::Relaxed);
+    }
+
+    /// Whether the table had branches when this vault last looked (at open, or when it
+    /// created or deleted one).
+    pub(super) fn branched(&self) -> bool {
+        self.branched.load(Ordering::Relaxed)
     }
 
     /// Whether the last policy seen sets a byte limit.

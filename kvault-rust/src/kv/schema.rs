@@ -100,8 +100,11 @@ impl KvTable {
             .clone();
         let table = Self {
             name: name.to_string(),
+            rows: name.to_string(),
+            branch: 0,
+            branch_name: super::branches::MAIN_BRANCH.to_string(),
             chunk_size,
-            sql: std::sync::Arc::new(Sql::new(name)),
+            sql: std::sync::Arc::new(Sql::new(name, name)),
             runtime,
         };
         if store.is_read_only() {
@@ -124,6 +127,8 @@ impl KvTable {
         }
         let (policy, _) = store.retry(|conn| super::policy::read_policy(conn, name))?;
         table.runtime.adopt(&policy);
+        let branched = store.retry(|conn| super::branches::branching_on(conn, name))?;
+        table.runtime.set_branched(branched);
         Ok(table)
     }
 
@@ -155,20 +160,7 @@ impl KvTable {
         // included. `content_hash` is unused (only ever NULL), kept so the format is unchanged;
         // `encoding` is reserved for typed values (see `Encoding`).
         conn.execute_batch(&format!(
-            "CREATE TABLE IF NOT EXISTS \"{t}\" (
-                key BLOB PRIMARY KEY NOT NULL,
-                key_kind INTEGER NOT NULL,
-                encoding INTEGER NOT NULL DEFAULT 0,
-                size INTEGER NOT NULL,
-                inline_data BLOB,
-                blob_id INTEGER,
-                chunk_size INTEGER,
-                version INTEGER NOT NULL DEFAULT 1,
-                created_at INTEGER NOT NULL,
-                updated_at INTEGER NOT NULL,
-                expires_at INTEGER,
-                content_hash BLOB
-             ) WITHOUT ROWID;
+            "{key_table}
              CREATE TABLE IF NOT EXISTS \"{t}__content\" (
                 cid INTEGER PRIMARY KEY,
                 hash BLOB NOT NULL UNIQUE,
@@ -198,10 +190,33 @@ impl KvTable {
                 WHEN old.blob_id IS NOT NULL
                 BEGIN DELETE FROM \"{t}__chunks\"
                       WHERE id BETWEEN (old.blob_id << 32) AND (old.blob_id << 32) + 4294967295;
-                END;"
+                END;",
+            key_table = key_table_ddl(t)
         ))?;
         Ok(())
     }
+}
+
+/// The DDL of a key table named `t` (a table's own, or a branch's: the same text, so that a
+/// fork's bulk copy can move rows without decoding them).
+pub(super) fn key_table_ddl(t: &str) -> String {
+    // The text is stored in the file's schema: change nothing in it, whitespace included.
+    format!(
+        "CREATE TABLE IF NOT EXISTS \"{t}\" (
+                key BLOB PRIMARY KEY NOT NULL,
+                key_kind INTEGER NOT NULL,
+                encoding INTEGER NOT NULL DEFAULT 0,
+                size INTEGER NOT NULL,
+                inline_data BLOB,
+                blob_id INTEGER,
+                chunk_size INTEGER,
+                version INTEGER NOT NULL DEFAULT 1,
+                created_at INTEGER NOT NULL,
+                updated_at INTEGER NOT NULL,
+                expires_at INTEGER,
+                content_hash BLOB
+             ) WITHOUT ROWID;"
+    )
 }
 
 #[cfg(test)]

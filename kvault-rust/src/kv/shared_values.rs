@@ -11,9 +11,10 @@ use rusqlite::{params, Connection};
 use super::KvTable;
 use crate::error::Result;
 
-/// The reference-counting triggers of shared small values (created when `dedup = "all"` is
-/// first set, and kept: rows written then refer to contents for as long as they live).
-pub(super) fn reference_triggers(t: &str) -> String {
+/// The reference-counting triggers of shared small values on key table `r` of table `t` (its
+/// own or a branch's; created when `dedup = "all"` is first set, and kept: rows written then
+/// refer to contents for as long as they live).
+pub(super) fn reference_triggers(t: &str, r: &str) -> String {
     let unref = |cid: &str| {
         format!(
             "UPDATE \"{t}__content\" SET refs = refs - 1 WHERE cid = {cid};
@@ -23,11 +24,11 @@ pub(super) fn reference_triggers(t: &str) -> String {
     let reference =
         |cid: &str| format!("UPDATE \"{t}__content\" SET refs = refs + 1 WHERE cid = {cid};");
     format!(
-        "CREATE TRIGGER IF NOT EXISTS \"{t}__share_insert\" AFTER INSERT ON \"{t}\"
+        "CREATE TRIGGER IF NOT EXISTS \"{r}__share_insert\" AFTER INSERT ON \"{r}\"
             WHEN new.content_hash IS NOT NULL BEGIN {ref_new} END;
-         CREATE TRIGGER IF NOT EXISTS \"{t}__share_update\" AFTER UPDATE OF content_hash ON \"{t}\"
+         CREATE TRIGGER IF NOT EXISTS \"{r}__share_update\" AFTER UPDATE OF content_hash ON \"{r}\"
             WHEN old.content_hash IS NOT new.content_hash BEGIN {ref_new} {unref_old} END;
-         CREATE TRIGGER IF NOT EXISTS \"{t}__share_delete\" AFTER DELETE ON \"{t}\"
+         CREATE TRIGGER IF NOT EXISTS \"{r}__share_delete\" AFTER DELETE ON \"{r}\"
             WHEN old.content_hash IS NOT NULL BEGIN {unref_old} END;",
         ref_new = reference("new.content_hash"),
         unref_old = unref("old.content_hash"),

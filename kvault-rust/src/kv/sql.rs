@@ -5,8 +5,10 @@
 /// Every read filters out expired rows: `?N` "now" is the store's clock in ms.
 #[derive(Debug)]
 pub(super) struct Sql {
-    /// The key table's name, for the statements built per call (ranges, maintenance).
+    /// The table's name: its chunk, content, pending and policy tables are named after it.
     table: String,
+    /// The key rows' table: the table itself for the main branch, `T__b<id>` for a branch.
+    rows: String,
     pub(super) get: String,
     pub(super) insert_new: String,
     pub(super) insert_inline: String,
@@ -60,7 +62,7 @@ pub(super) const GROUP_ROW_PARAMS: usize = 5;
 
 /// `INSERT OR IGNORE` of [`INSERT_GROUP_ROWS`] inline values without expiry: `?1` is the time,
 /// then key, kind, encoding, size and value for each row.
-fn insert_inline_group(t: &str) -> String {
+fn insert_inline_group(r: &str) -> String {
     let rows: Vec<String> = (0..INSERT_GROUP_ROWS)
         .map(|i| {
             let p = 2 + GROUP_ROW_PARAMS * i;
@@ -74,7 +76,7 @@ fn insert_inline_group(t: &str) -> String {
         })
         .collect();
     format!(
-        "INSERT OR IGNORE INTO \"{t}\" (key, key_kind, encoding, size, inline_data, version, \
+        "INSERT OR IGNORE INTO \"{r}\" (key, key_kind, encoding, size, inline_data, version, \
          created_at, updated_at) VALUES {}",
         rows.join(", ")
     )
@@ -92,51 +94,54 @@ fn param(n: usize) -> u32 {
 
 /// The statements of [`super::KvTable::check`], built per call (it runs rarely).
 pub(super) struct CheckSql {
-    /// Count of key rows whose inline value contradicts their blob id or size.
-    pub(super) bad_inline: String,
-    /// Per chunked key: key, blob id, size, chunk size, its chunk count, the bytes its chunks
-    /// hold and its longest chunk.
-    pub(super) chunked_keys: String,
+    /// Per key table (this branch's, then the other branches'): count of key rows whose
+    /// inline value contradicts their blob id or size.
+    pub(super) bad_inline: Vec<String>,
+    /// Per key table, per chunked key: key, blob id, size, chunk size, its chunk count, the
+    /// bytes its chunks hold and its longest chunk.
+    pub(super) chunked_keys: Vec<String>,
     /// Blob ids that own chunk rows.
     pub(super) chunk_owners: String,
     /// References to each content row, counted from the chunk rows.
     pub(super) chunk_refs: String,
     /// Each content row's recorded reference count.
     pub(super) content_refs: String,
-    /// Blob ids owned by kept versions (with history).
+    /// Blob ids owned by every holder (key tables of all branches, kept versions), when
+    /// there is more than one.
     pub(super) kept_blobs: Option<String>,
 }
 
 impl Sql {
-    pub(super) fn new(t: &str) -> Self {
+    pub(super) fn new(t: &str, r: &str) -> Self {
         let c = format!("{t}__chunks");
         let p = format!("{t}__pending");
         Self {
             table: t.to_string(),
+            rows: r.to_string(),
             get: format!(
                 "SELECT coalesce(inline_data, \
                  (SELECT data FROM \"{t}__content\" WHERE cid = content_hash)), \
-                 blob_id, size, chunk_size, encoding FROM \"{t}\" WHERE key = ?1 AND {}",
+                 blob_id, size, chunk_size, encoding FROM \"{r}\" WHERE key = ?1 AND {}",
                 live(2)
             ),
             // An upsert is two statements: most writes of a batch are new keys, and a plain
             // INSERT OR IGNORE needs no statement journal (an ON CONFLICT DO UPDATE, which can
             // fire the chunk-release trigger, does). When the key exists, the UPDATE runs.
             insert_new: format!(
-                "INSERT OR IGNORE INTO \"{t}\" (key, key_kind, encoding, size, inline_data, \
+                "INSERT OR IGNORE INTO \"{r}\" (key, key_kind, encoding, size, inline_data, \
                  blob_id, chunk_size, version, created_at, updated_at, expires_at, content_hash) \
                  VALUES (?1, ?2, ?9, ?3, ?4, ?5, ?6, 1, ?7, ?7, ?8, ?10)"
             ),
             insert_inline: format!(
-                "INSERT OR IGNORE INTO \"{t}\" (key, key_kind, encoding, size, inline_data, \
+                "INSERT OR IGNORE INTO \"{r}\" (key, key_kind, encoding, size, inline_data, \
                  version, created_at, updated_at) VALUES (?1, ?2, ?6, ?3, ?4, 1, ?5, ?5)"
             ),
-            insert_inline_group: insert_inline_group(t),
+            insert_inline_group: insert_inline_group(r),
             // An expired row is replaced as if it were absent: its version and creation time
             // restart. `content_hash` holds the content id of a deduplicated small value
             // (see `shared_values.rs`), NULL otherwise.
             update_existing: format!(
-                "UPDATE \"{t}\" SET key_kind = ?2, encoding = ?9, size = ?3, inline_data = ?4, \
+                "UPDATE \"{r}\" SET key_kind = ?2, encoding = ?9, size = ?3, inline_data = ?4, \
                  blob_id = ?5, chunk_size = ?6, \
                  version = CASE WHEN expires_at IS NOT NULL AND expires_at <= ?7 \
                            THEN 1 ELSE version + 1 END, \
@@ -145,20 +150,20 @@ impl Sql {
                  updated_at = ?7, expires_at = ?8, content_hash = ?10 \
                  WHERE key = ?1"
             ),
-            delete: format!("DELETE FROM \"{t}\" WHERE key = ?1 RETURNING {}", live(2)),
-            exists: format!("SELECT 1 FROM \"{t}\" WHERE key = ?1 AND {}", live(2)),
-            count: format!("SELECT count(*) FROM \"{t}\" WHERE {}", live(1)),
+            delete: format!("DELETE FROM \"{r}\" WHERE key = ?1 RETURNING {}", live(2)),
+            exists: format!("SELECT 1 FROM \"{r}\" WHERE key = ?1 AND {}", live(2)),
+            count: format!("SELECT count(*) FROM \"{r}\" WHERE {}", live(1)),
             info: format!(
                 "SELECT size, version, created_at, updated_at, blob_id IS NOT NULL, expires_at, \
-                 encoding FROM \"{t}\" WHERE key = ?1 AND {}",
+                 encoding FROM \"{r}\" WHERE key = ?1 AND {}",
                 live(2)
             ),
-            version: format!("SELECT version FROM \"{t}\" WHERE key = ?1 AND {}", live(2)),
+            version: format!("SELECT version FROM \"{r}\" WHERE key = ?1 AND {}", live(2)),
             touch: format!(
-                "UPDATE \"{t}\" SET expires_at = ?3 WHERE key = ?1 AND {}",
+                "UPDATE \"{r}\" SET expires_at = ?3 WHERE key = ?1 AND {}",
                 live(2)
             ),
-            prune: format!("DELETE FROM \"{t}\" WHERE expires_at IS NOT NULL AND expires_at <= ?1"),
+            prune: format!("DELETE FROM \"{r}\" WHERE expires_at IS NOT NULL AND expires_at <= ?1"),
             insert_content: format!(
                 "INSERT INTO \"{t}__content\" (hash, refs, data) VALUES (?1, 0, ?2) \
                  ON CONFLICT(hash) DO NOTHING"
@@ -176,7 +181,7 @@ impl Sql {
             drop_chunks: format!("DELETE FROM \"{c}\" WHERE id BETWEEN ?1 AND ?2"),
             list_pending: format!("SELECT blob_id, pid FROM \"{p}\""),
             content_table: format!("{t}__content"),
-            clear: format!("DELETE FROM \"{t}\""),
+            clear: format!("DELETE FROM \"{r}\""),
             write_mode: format!(
                 "SELECT CASE WHEN max_bytes IS NOT NULL OR dedup = 'all' OR history_keep != 0 \
                  OR eviction IN ('least-recently-used', 'least-frequently-used') THEN 2 \
@@ -190,7 +195,7 @@ impl Sql {
     pub(super) fn count_range(&self, filter: &str, now_param: usize) -> String {
         format!(
             "SELECT count(*) FROM \"{}\" WHERE {filter} AND {}",
-            self.table,
+            self.rows,
             live(param(now_param))
         )
     }
@@ -206,7 +211,7 @@ impl Sql {
     ) -> String {
         format!(
             "SELECT key, key_kind FROM \"{}\" WHERE {filter} AND {} ORDER BY key {} LIMIT ?{}",
-            self.table,
+            self.rows,
             live(param(now_param)),
             if reverse { "DESC" } else { "ASC" },
             limit_param
@@ -216,63 +221,78 @@ impl Sql {
     /// One row of [`super::TableStats`] figures; "now" is `?1`.
     pub(super) fn stats(&self) -> String {
         let t = &self.table;
+        let r = &self.rows;
         format!(
-            "SELECT (SELECT count(*) FROM \"{t}\" WHERE {live}), \
-             (SELECT total(size) FROM \"{t}\" WHERE {live}), \
+            "SELECT (SELECT count(*) FROM \"{r}\" WHERE {live}), \
+             (SELECT total(size) FROM \"{r}\" WHERE {live}), \
              (SELECT count(*) FROM \"{t}__chunks\"), \
              (SELECT total(length(c.data)) FROM \"{t}__chunks\" k \
              JOIN \"{t}__content\" c ON c.cid = k.cid), \
              (SELECT count(*) FROM \"{t}__pending\"), \
-             (SELECT total(length(inline_data)) FROM \"{t}\"), \
+             (SELECT total(length(inline_data)) FROM \"{r}\"), \
              (SELECT count(*) FROM \"{t}__content\"), \
              (SELECT total(length(data)) FROM \"{t}__content\"), \
-             (SELECT count(*) FROM \"{t}\" WHERE NOT {live})",
+             (SELECT count(*) FROM \"{r}\" WHERE NOT {live})",
             live = live(1)
         )
     }
 
-    /// The statements of [`super::KvTable::check`]; `history`: the table keeps versions in
-    /// `T__history`, whose rows own blobs and reference contents too.
-    pub(super) fn check(&self, history: bool) -> CheckSql {
+    /// The statements of [`super::KvTable::check`]. `history`: the table keeps versions in
+    /// `T__history`, whose rows own blobs and reference contents too; `branches`: the key
+    /// tables of the table's other branches, which share its chunks and contents.
+    pub(super) fn check(&self, history: bool, branches: &[String]) -> CheckSql {
         let t = &self.table;
         let c = format!("{t}__chunks");
         // All chunk rowids of the row's blob (see `chunk_rowid`).
         let of_blob = "BETWEEN (blob_id << 32) AND (blob_id << 32) + 4294967295";
+        let mut key_tables = vec![self.rows.clone()];
+        key_tables.extend(branches.iter().cloned());
+        let mut holders = key_tables.clone();
+        if history {
+            holders.push(format!("{t}__history"));
+        }
+        let union = |what: &str| {
+            holders
+                .iter()
+                .map(|h| format!("SELECT {what} FROM \"{h}\" WHERE {what} IS NOT NULL"))
+                .collect::<Vec<_>>()
+                .join(" UNION ALL ")
+        };
         CheckSql {
-            bad_inline: format!(
-                "SELECT count(*) FROM \"{t}\" WHERE (blob_id IS NULL AND content_hash IS NULL \
-                 AND (inline_data IS NULL OR length(inline_data) != size)) \
-                 OR (blob_id IS NOT NULL AND (inline_data IS NOT NULL \
-                     OR content_hash IS NOT NULL)) \
-                 OR (content_hash IS NOT NULL AND (inline_data IS NOT NULL OR coalesce( \
-                     (SELECT length(data) FROM \"{t}__content\" WHERE cid = content_hash), -1) \
-                     != size))"
-            ),
-            chunked_keys: format!(
-                "SELECT key, blob_id, size, chunk_size, \
-                 (SELECT count(*) FROM \"{c}\" WHERE id {of_blob}), \
-                 (SELECT total(length(n.data)) FROM \"{c}\" k \
-                 JOIN \"{t}__content\" n ON n.cid = k.cid WHERE k.id {of_blob}), \
-                 (SELECT max(length(n.data)) FROM \"{c}\" k \
-                 JOIN \"{t}__content\" n ON n.cid = k.cid WHERE k.id {of_blob}) \
-                 FROM \"{t}\" WHERE blob_id IS NOT NULL"
-            ),
+            bad_inline: key_tables
+                .iter()
+                .map(|r| {
+                    format!(
+                        "SELECT count(*) FROM \"{r}\" WHERE (blob_id IS NULL AND content_hash IS NULL \
+                         AND (inline_data IS NULL OR length(inline_data) != size)) \
+                         OR (blob_id IS NOT NULL AND (inline_data IS NOT NULL \
+                             OR content_hash IS NOT NULL)) \
+                         OR (content_hash IS NOT NULL AND (inline_data IS NOT NULL OR coalesce( \
+                             (SELECT length(data) FROM \"{t}__content\" WHERE cid = content_hash), -1) \
+                             != size))"
+                    )
+                })
+                .collect(),
+            chunked_keys: key_tables
+                .iter()
+                .map(|r| {
+                    format!(
+                        "SELECT key, blob_id, size, chunk_size, \
+                         (SELECT count(*) FROM \"{c}\" WHERE id {of_blob}), \
+                         (SELECT total(length(n.data)) FROM \"{c}\" k \
+                         JOIN \"{t}__content\" n ON n.cid = k.cid WHERE k.id {of_blob}), \
+                         (SELECT max(length(n.data)) FROM \"{c}\" k \
+                         JOIN \"{t}__content\" n ON n.cid = k.cid WHERE k.id {of_blob}) \
+                         FROM \"{r}\" WHERE blob_id IS NOT NULL"
+                    )
+                })
+                .collect(),
             chunk_owners: format!("SELECT DISTINCT id >> 32 FROM \"{c}\""),
             chunk_refs: format!(
-                "SELECT cid, count(*) FROM (SELECT cid FROM \"{c}\" UNION ALL \
-                 SELECT content_hash FROM \"{t}\" WHERE content_hash IS NOT NULL{kept}) \
-                 GROUP BY cid",
-                kept = if history {
-                    format!(
-                        " UNION ALL SELECT content_hash FROM \"{t}__history\" \
-                         WHERE content_hash IS NOT NULL"
-                    )
-                } else {
-                    String::new()
-                }
+                "SELECT cid, count(*) FROM (SELECT cid FROM \"{c}\" UNION ALL {}) GROUP BY cid",
+                union("content_hash")
             ),
-            kept_blobs: history
-                .then(|| format!("SELECT blob_id FROM \"{t}__history\" WHERE blob_id IS NOT NULL")),
+            kept_blobs: (holders.len() > 1).then(|| union("blob_id")),
             content_refs: format!("SELECT cid, refs FROM \"{t}__content\""),
         }
     }
