@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import exceptions
 from ._ambervault import FORMAT_VERSION, SQLITE_VERSION, __version__
+from .branches import BranchDiff, BranchInfo, MergeResult
 from .bundles import validate_bundle
 from .columns import Column, ColumnVault
 from .events import Event, EventLog
@@ -65,6 +66,8 @@ __all__ = [
     "AsOfView",
     "AsyncColumnVault",
     "AsyncKVault",
+    "BranchDiff",
+    "BranchInfo",
     "BundleError",
     "Cbor",
     "ClosedError",
@@ -83,6 +86,7 @@ __all__ = [
     "KVault",
     "KeyDataset",
     "KohakuVaultError",
+    "MergeResult",
     "MigrationSummary",
     "MsgPack",
     "NotFound",
