@@ -44,6 +44,7 @@ test: test-rust test-python compat wheel-test
 lint: develop
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy -p kvault --features test-hooks --all-targets -- -D warnings
 	$(BIN)/ruff check python examples scripts benches
 	$(BIN)/ruff format --check python examples scripts benches
 	$(BIN)/mypy --strict examples

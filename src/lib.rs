@@ -35,7 +35,15 @@ fn _ambervault(m: &Bound<'_, PyModule>) -> PyResult<()> {
     raw_buffer::register(m)?;
     vectors_py::register(m)?;
     text_py::register(m)?;
+    m.add_function(wrap_pyfunction!(powerloss_mark, m)?)?;
     Ok(())
+}
+
+/// Adds event `n` (an acknowledged operation) to the power-loss test log; False when nothing
+/// is being recorded (always in release builds).
+#[pyfunction]
+fn powerloss_mark(n: u64) -> bool {
+    kvault::powerloss_mark(n)
 }
 
 fn rusqlite_version() -> String {

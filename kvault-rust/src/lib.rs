@@ -50,6 +50,8 @@ mod item_tables;
 mod kv;
 mod kv_handle;
 mod maintenance_thread;
+#[cfg(feature = "test-hooks")]
+mod powerloss_vfs;
 mod reaper;
 mod store;
 mod vault;
@@ -79,6 +81,22 @@ pub use store::{
 };
 pub use vault::{StoreGuard, TableKind, Transaction, Vault};
 pub use wal_index::CommitToken;
+
+/// Adds application event `n` (an acknowledged operation) to the power-loss test log; false
+/// when nothing is recorded (always in builds without the `test-hooks` feature). See the
+/// `AMBERVAULT_TEST_POWERLOSS_LOG` variable in `docs/reliability.md`.
+#[must_use]
+pub fn powerloss_mark(n: u64) -> bool {
+    #[cfg(feature = "test-hooks")]
+    {
+        powerloss_vfs::mark(n)
+    }
+    #[cfg(not(feature = "test-hooks"))]
+    {
+        let _ = n;
+        false
+    }
+}
 
 /// Version of the SQLite library compiled into this build.
 #[must_use]

@@ -67,6 +67,9 @@ static DEFAULT_VFS: AtomicPtr<ffi::sqlite3_vfs> = AtomicPtr::new(std::ptr::null_
 pub fn register() -> Option<&'static CStr> {
     static REGISTERED: OnceLock<bool> = OnceLock::new();
     let ok = *REGISTERED.get_or_init(|| {
+        // A power-loss test's recorder goes under everything, this VFS's buffer included.
+        #[cfg(feature = "test-hooks")]
+        crate::powerloss_vfs::install_if_asked();
         // SAFETY: sqlite3_vfs_find(NULL) returns the default VFS, which lives for the process;
         // the copy we register is leaked so it does too.
         unsafe {

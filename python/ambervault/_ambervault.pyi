@@ -217,6 +217,8 @@ class ColumnCore:
     def delete_at(self, indices: List[int]) -> None: ...
     def pop(self, index: int) -> Any: ...
 
+def powerloss_mark(n: int) -> bool: ...
+
 __all__ = [
     "ACCEPTED_DTYPES",
     "FORMAT_VERSION",
@@ -237,6 +239,7 @@ __all__ = [
     "canonical_dtype",
     "columns_summary",
     "inspect",
+    "powerloss_mark",
     "raw_key_bytes",
     "value_snapshot",
 ]
