@@ -1,9 +1,9 @@
 """History workloads (issue 20): what keeping earlier versions costs writes.
 
 ``kv_overwrite_history_<single|batched>``: ``n`` puts of 100-byte values that each replace an
-existing key (``n // 10`` keys written first, untimed, then overwritten ten times over, so
-every timed put moves a version into the history and, with ``history=10``, the oldest kept
-version of a key is dropped once it has ten), one by one (each its own durable transaction) or
+existing key (``n // 20`` keys written first, untimed, then overwritten twenty times over, so
+every timed put moves a version into the history and, with ``history=10``, the second half of
+the puts also drop the oldest kept version of their key), one by one (each its own durable transaction) or
 in ``put_many`` batches of 10,000. Systems: ``ambervault`` (no history, the baseline) and
 ``ambervault-history10`` (``KVault(history=10)``). Target: at most 1.5x the baseline's time.
 
@@ -43,7 +43,7 @@ def sqlite_overwrite(system: str, batched: bool) -> Callable[[str, int], Result]
                 "INSERT INTO h (key, v, version, written_at) "
                 "VALUES (old.key, old.v, old.version, old.updated_at); END;"
             )
-        keys = [b"key:%08d" % i for i in range(max(1, n // 10))]
+        keys = [b"key:%08d" % i for i in range(max(1, n // 20))]
         c.execute("BEGIN")
         c.executemany("INSERT INTO t VALUES (?, ?, 1, 0)", [(k, b"v" * 100) for k in keys])
         c.execute("COMMIT")
@@ -76,7 +76,7 @@ def kv_overwrite(system: str, batched: bool) -> Callable[[str, int], Result]:
         from ambervault import KVault
 
         v = KVault(os.path.join(d, "a.db"), history=HISTORY_SYSTEMS[system])
-        keys = [b"key:%08d" % i for i in range(max(1, n // 10))]
+        keys = [b"key:%08d" % i for i in range(max(1, n // 20))]
         v.put_many([(k, b"v" * 100) for k in keys])
         items = [(keys[i % len(keys)], b"%08d" % i + b"v" * 92) for i in range(n)]
         start = time.perf_counter()

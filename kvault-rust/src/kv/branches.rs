@@ -352,7 +352,7 @@ impl KvTable {
     pub fn delete_branch(&self, store: &mut Store, name: &str) -> Result<()> {
         validate_branch_name(name)?;
         let t = &self.name;
-        let now = store.now_ms();
+
         let left = store.write(|conn| {
             let info = require(conn, t, name)?;
             if info.id == 0 {
@@ -372,18 +372,11 @@ impl KvTable {
                 )));
             }
             let rows = key_table(t, info.id);
-            conn.prepare_cached(&format!(
-                "UPDATE \"{t}__cache\" SET clock_ms = ?1 WHERE id = 0"
-            ))?
-            .execute([now])?;
-            // Row by row, so the release and reference triggers free what only this branch
-            // held; then the table and its bookkeeping go.
-            conn.execute_batch(&format!(
-                "{touch}
-                 DELETE FROM \"{rows}\";
-                 DROP TABLE \"{rows}\";",
-                touch = drop_touch_triggers(&rows),
-            ))?;
+            // What only this branch held is freed first; then the table goes whole (its
+            // triggers with it), without a delete per row.
+            conn.execute_batch(&drop_touch_triggers(&rows))?;
+            release::release_table(conn, t, &rows)?;
+            conn.execute_batch(&format!("DROP TABLE \"{rows}\";"))?;
             conn.execute(
                 &format!("DELETE FROM \"{t}__touched\" WHERE bid = ?1"),
                 [info.id],

@@ -37,12 +37,50 @@ pub(super) fn branch_key_tables(conn: &Connection, t: &str) -> Result<Vec<String
     Ok(bids.into_iter().map(|b| key_table(t, b)).collect())
 }
 
-/// `AND NOT EXISTS (...)` for each table in `holders`.
-fn held_elsewhere(holders: &[String]) -> String {
+/// `AND NOT EXISTS (...)` for each table in `holders`: no other holder names blob `blob`.
+fn held_elsewhere(holders: &[String], blob: &str) -> String {
     holders
         .iter()
-        .map(|h| format!(" AND NOT EXISTS (SELECT 1 FROM \"{h}\" WHERE blob_id = old.blob_id)"))
+        .map(|h| format!(" AND NOT EXISTS (SELECT 1 FROM \"{h}\" WHERE blob_id = {blob})"))
         .collect()
+}
+
+/// Frees what only key table `table` of `t` holds (the blobs no other key table or kept
+/// version names, its references to shared contents), before the table is dropped whole:
+/// cheaper than deleting its rows one by one through the triggers.
+///
+/// # Errors
+/// SQLite errors.
+pub(super) fn release_table(conn: &Connection, t: &str, table: &str) -> Result<()> {
+    let mut others: Vec<String> = std::iter::once(t.to_string())
+        .chain(branch_key_tables(conn, t)?)
+        .filter(|k| k != table)
+        .collect();
+    if crate::table_exists(conn, &format!("{t}__history"))? {
+        others.push(format!("{t}__history"));
+    }
+    let elsewhere = held_elsewhere(&others, "k.blob_id");
+    let blobs: Vec<i64> = conn
+        .prepare(&format!(
+            "SELECT blob_id FROM \"{table}\" k WHERE blob_id IS NOT NULL{elsewhere}"
+        ))?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut drop_chunks = conn.prepare(&format!(
+        "DELETE FROM \"{t}__chunks\" WHERE id BETWEEN (?1 << 32) AND (?1 << 32) + 4294967295"
+    ))?;
+    for blob in blobs {
+        drop_chunks.execute([blob])?;
+    }
+    conn.execute_batch(&format!(
+        "UPDATE \"{t}__content\" SET refs = refs - s.n FROM \
+            (SELECT content_hash AS cid, count(*) AS n FROM \"{table}\" \
+             WHERE content_hash IS NOT NULL GROUP BY content_hash) AS s \
+         WHERE \"{t}__content\".cid = s.cid;
+         DELETE FROM \"{t}__content\" WHERE refs <= 0 AND cid IN \
+            (SELECT content_hash FROM \"{table}\" WHERE content_hash IS NOT NULL);"
+    ))?;
+    Ok(())
 }
 
 /// Rebuilds the release triggers (and the blob-id indexes their checks use) of table `t` for
@@ -61,7 +99,7 @@ pub(super) fn refresh(conn: &Connection, t: &str) -> Result<()> {
         if history {
             others.push(format!("{t}__history"));
         }
-        let elsewhere = held_elsewhere(&others);
+        let elsewhere = held_elsewhere(&others, "old.blob_id");
         if shared {
             sql.push_str(&format!(
                 "CREATE INDEX IF NOT EXISTS \"{table}__by_blob\" ON \"{table}\" (blob_id) \
@@ -86,7 +124,7 @@ pub(super) fn refresh(conn: &Connection, t: &str) -> Result<()> {
         // from a branch and replaced twice), so the history itself is a holder too.
         let mut others = key_tables.clone();
         others.push(format!("{t}__history"));
-        let elsewhere = held_elsewhere(&others);
+        let elsewhere = held_elsewhere(&others, "old.blob_id");
         sql.push_str(&format!(
             "DROP TRIGGER IF EXISTS \"{t}__history_release\";
              CREATE TRIGGER \"{t}__history_release\" AFTER DELETE ON \"{t}__history\"
