@@ -14,7 +14,7 @@ import os
 import random
 import sqlite3
 import time
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 from branch_workloads import BRANCH_EXTRA_COLUMNS, BRANCH_NOTES, BRANCH_SIZE_LABELS, BRANCH_WORKLOADS
@@ -292,10 +292,19 @@ def kv_put_single(system: str) -> Workload:
     return run
 
 
-def kv_put_batch(system: str) -> Workload:
+def distinct_values(n: int, size: int) -> List[bytes]:
+    """``n`` different values of ``size`` bytes (no store can deduplicate them)."""
+    rng = random.Random(size)
+    return [rng.randbytes(size) for _ in range(n)]
+
+
+def kv_put_batch(system: str, size: Optional[int] = None) -> Workload:
+    """Puts in batches of 10,000: the 100 B ``VALUE``, or distinct values of ``size`` bytes."""
+
     def run(d: str, n: int) -> Result:
         s = KV_SYSTEMS[system](d)
-        items = [(k, VALUE) for k in keys(n)]
+        values = [VALUE] * n if size is None else distinct_values(n, size)
+        items = list(zip(keys(n), values))
         with Timer() as t:
             for i in range(0, n, 10_000):
                 s.put_many(items[i : i + 10_000])
@@ -312,9 +321,10 @@ def _settle(store: Any) -> None:
     store.checkpoint()
 
 
-def _populated(system: str, d: str, n: int):
+def _populated(system: str, d: str, n: int, size: Optional[int] = None):
     s = KV_SYSTEMS[system](d)
-    items = [(k, VALUE) for k in keys(n)]
+    values = [VALUE] * n if size is None else distinct_values(n, size)
+    items = list(zip(keys(n), values))
     for i in range(0, n, 10_000):
         s.put_many(items[i : i + 10_000])
     if system in ("ambervault", "kohakuvault"):
@@ -322,9 +332,9 @@ def _populated(system: str, d: str, n: int):
     return s
 
 
-def kv_get_random(system: str) -> Workload:
+def kv_get_random(system: str, size: Optional[int] = None) -> Workload:
     def run(d: str, n: int) -> Result:
-        s = _populated(system, d, n)
+        s = _populated(system, d, n, size)
         ks = keys(n)
         order = random_order(n)
         with Timer() as t:
@@ -909,6 +919,10 @@ WORKLOADS: Dict[str, Tuple[List[str], Callable[[str], Workload], Tuple[int, int]
     "kv_put_single_100B": (KV, kv_put_single, (5_000, 100_000), "puts"),
     "kv_put_batched_100B": (KV, kv_put_batch, (20_000, 100_000), "puts"),
     "kv_get_random_100B": (KV, kv_get_random, (20_000, 100_000), "gets"),
+    # Values between a page row's local payload (~1 KB) and the 4 KiB page: the size at which
+    # a row that keeps its value inline spills to an overflow page of its own.
+    "kv_put_batched_2KB": (KV, lambda s: kv_put_batch(s, 2000), (20_000, 100_000), "puts"),
+    "kv_get_random_2KB": (KV, lambda s: kv_get_random(s, 2000), (20_000, 100_000), "gets"),
     "kv_put_1MiB": (KV, kv_1mib_put, (50, 1000), "puts"),
     "kv_get_1MiB": (KV, kv_1mib_get, (50, 1000), "gets"),
     "kv_stream_in": (STREAMERS, kv_stream_in, (128, 1024), "bytes"),

@@ -99,6 +99,46 @@ impl ColumnMeta {
         }
     }
 
+    /// Bytes a read may allocate before the stream is asked whether it holds them.
+    const CHECKED_READ_BYTES: u64 = 1 << 20;
+
+    /// Fails with [`Error::Corrupted`] unless the data stream (`index` false) or the index
+    /// stream holds bytes up to `end`: called before a large read allocates `end - offset`
+    /// bytes, so a damaged length is refused instead of exhausting memory.
+    pub(crate) fn ensure_readable(
+        &self,
+        conn: &Connection,
+        index: bool,
+        offset: u64,
+        end: u64,
+    ) -> Result<()> {
+        if end.saturating_sub(offset) <= Self::CHECKED_READ_BYTES {
+            return Ok(());
+        }
+        let (stream, sealed, tail) = if index {
+            (
+                self.index(),
+                self.index_sealed(),
+                self.index_tail.len() as u64,
+            )
+        } else {
+            (self.data(), self.sealed(), self.tail.len() as u64)
+        };
+        let held = if end > sealed {
+            end - sealed <= tail && (sealed == 0 || stream.holds(conn, sealed - 1)?)
+        } else {
+            stream.holds(conn, end - 1)?
+        };
+        if !held {
+            return Err(Error::Corrupted(format!(
+                "column {:?} claims {} bytes its chunks do not hold",
+                self.name,
+                if index { "index" } else { "data" }
+            )));
+        }
+        Ok(())
+    }
+
     /// Reads data bytes `offset .. offset + out.len()` (chunks and tail alike).
     pub(crate) fn read_data(&self, conn: &Connection, offset: u64, out: &mut [u8]) -> Result<()> {
         self.data_reader(conn).read(offset, out)

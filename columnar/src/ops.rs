@@ -16,9 +16,13 @@ pub(crate) fn read_ends(
     first: u64,
     count: u64,
 ) -> Result<Vec<u64>> {
-    let mut raw = vec![0u8; usize_of(count * INDEX_WIDTH)];
-    meta.index_reader(conn)
-        .read(first * INDEX_WIDTH, &mut raw)?;
+    let overflow = || Error::Corrupted(format!("column {:?} has an impossible length", meta.name));
+    let offset = first.checked_mul(INDEX_WIDTH).ok_or_else(overflow)?;
+    let bytes = count.checked_mul(INDEX_WIDTH).ok_or_else(overflow)?;
+    let end = offset.checked_add(bytes).ok_or_else(overflow)?;
+    meta.ensure_readable(conn, true, offset, end)?;
+    let mut raw = vec![0u8; usize_of(bytes)];
+    meta.index_reader(conn).read(offset, &mut raw)?;
     Ok(raw
         .chunks_exact(8)
         .map(|c| u64::from_le_bytes(c.try_into().expect("8-byte chunk")))
@@ -62,8 +66,13 @@ pub(crate) fn read_range(
     let stop = stop.max(start);
     match meta.width() {
         Some(w) => {
-            let mut out = vec![0u8; usize_of((stop - start) * w)];
-            meta.read_data(conn, start * w, &mut out)?;
+            let overflow =
+                || Error::Corrupted(format!("column {:?} has an impossible length", meta.name));
+            let offset = start.checked_mul(w).ok_or_else(overflow)?;
+            let end = stop.checked_mul(w).ok_or_else(overflow)?;
+            meta.ensure_readable(conn, false, offset, end)?;
+            let mut out = vec![0u8; usize_of(end - offset)];
+            meta.read_data(conn, offset, &mut out)?;
             Ok(ReadOut::Fixed(out))
         }
         None => {
@@ -88,6 +97,7 @@ pub(crate) fn read_range(
                     meta.name
                 )));
             }
+            meta.ensure_readable(conn, false, base, last)?;
             let mut data = vec![0u8; usize_of(last - base)];
             meta.read_data(conn, base, &mut data)?;
             for end in &mut ends {

@@ -9,7 +9,7 @@
 
 use kvault::BorrowedBlobInsert;
 use rusqlite::blob::ZeroBlob;
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::error::{Error, Result};
 
@@ -171,6 +171,25 @@ impl Stream {
     /// [`Error::Corrupted`] if a chunk is missing or short; SQLite errors.
     pub fn read(&self, conn: &Connection, offset: u64, out: &mut [u8]) -> Result<()> {
         self.reader(conn).read(offset, out)
+    }
+
+    /// Whether the chunk holding byte `offset` exists and is long enough to hold it: one
+    /// indexed lookup, so a read can refuse a damaged length before allocating for it.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn holds(&self, conn: &Connection, offset: u64) -> Result<bool> {
+        let (chunk, within) = self.plan.locate(offset);
+        if chunk >= 1 << 32 {
+            return Ok(false);
+        }
+        let len: Option<i64> = conn
+            .prepare_cached(&format!(
+                "SELECT length(data) FROM {CHUNKS_TABLE} WHERE id = ?1"
+            ))?
+            .query_row([self.rowid(chunk)], |r| r.get(0))
+            .optional()?;
+        Ok(len.is_some_and(|l| u64::try_from(l).is_ok_and(|l| l > within)))
     }
 
     /// A reader that keeps its blob handle between reads (see [`StreamReader`]).

@@ -65,13 +65,14 @@ pub use error::{Error, Result};
 pub use filter::{Filter, FilterValue};
 pub use item_tables::{check_item_value, metadata_json_error, registry_names, table_exists};
 pub use kv::{
-    decode_tuple, encode_tuple, kv_table_names, validate_branch_name, validate_chunk_size,
-    validate_key, validate_table_name, BlobReader, BlobRef, BlobWriter, BranchInfo, CacheCounters,
-    CachePolicy, Change, Condition, Dedup, DiffCursor, DiffEntry, DiffSummary, Encoding, EntryInfo,
-    Eviction, History, HistoryEntry, KeyKind, KeyRange, KvTable, MergeReport, MergeStrategy,
-    PolicyChange, PutItem, PutOptions, ScanPage, Staged, StagedOwned, StoredValue, TableStats,
-    TupleItem, ValueLocation, VersionEnd, ACCESS_FLUSH_INTERVAL, DEFAULT_CHUNK_SIZE, MAIN_BRANCH,
-    MAX_CHUNK_SIZE, MAX_INT_BYTES, MAX_KEY_LEN, MAX_RECORDED_KEYS, MAX_TUPLE_DEPTH,
+    decode_tuple, encode_tuple, inline_max_for_page, kv_table_names, validate_branch_name,
+    validate_chunk_size, validate_key, validate_table_name, BlobReader, BlobRef, BlobWriter,
+    BranchInfo, CacheCounters, CachePolicy, Change, Condition, Dedup, DiffCursor, DiffEntry,
+    DiffSummary, Encoding, EntryInfo, Eviction, History, HistoryEntry, KeyKind, KeyRange, KvTable,
+    MergeReport, MergeStrategy, PolicyChange, PutItem, PutOptions, ScanPage, Staged, StagedOwned,
+    StoredValue, TableStats, TupleItem, ValueLocation, VersionEnd, ACCESS_FLUSH_INTERVAL,
+    DEFAULT_CHUNK_SIZE, INLINE_MAX, MAIN_BRANCH, MAX_CHUNK_SIZE, MAX_INT_BYTES, MAX_KEY_LEN,
+    MAX_RECORDED_KEYS, MAX_TUPLE_DEPTH,
 };
 pub use kv_handle::{Kv, ValueReader, ValueWriter};
 pub use reaper::READ_LEASE;

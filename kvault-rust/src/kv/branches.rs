@@ -242,6 +242,7 @@ impl KvTable {
             rows,
             branch: info.id,
             branch_name: info.name.clone(),
+            inline_max: self.inline_max,
             chunk_size: self.chunk_size,
             runtime,
         }

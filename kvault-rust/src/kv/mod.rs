@@ -57,9 +57,9 @@ pub use schema::{kv_table_names, validate_chunk_size, validate_key, validate_tab
 pub use stream::{BlobReader, BlobWriter, Staged, StagedOwned};
 pub use tuple_key::{decode_tuple, encode_tuple, TupleItem, MAX_INT_BYTES, MAX_TUPLE_DEPTH};
 pub use types::{
-    BlobRef, Condition, Encoding, EntryInfo, KeyKind, KeyRange, PutItem, PutOptions, ScanPage,
-    StoredValue, TableStats, ValueLocation, DEFAULT_CHUNK_SIZE, INLINE_MAX, MAX_CHUNK_SIZE,
-    MAX_KEY_LEN,
+    inline_max_for_page, BlobRef, Condition, Encoding, EntryInfo, KeyKind, KeyRange, PutItem,
+    PutOptions, ScanPage, StoredValue, TableStats, ValueLocation, DEFAULT_CHUNK_SIZE, INLINE_MAX,
+    MAX_CHUNK_SIZE, MAX_KEY_LEN,
 };
 
 use sql::Sql;
@@ -75,6 +75,8 @@ pub struct KvTable {
     branch: i64,
     /// The branch's name.
     branch_name: String,
+    /// Largest inline value for the file's page size.
+    inline_max: usize,
     chunk_size: usize,
     /// Statement text, shared by clones so it is built once per `open`.
     sql: std::sync::Arc<Sql>,
@@ -102,10 +104,11 @@ impl KvTable {
         self.branch != 0
     }
 
-    /// Largest value stored inline in its key row: `min(INLINE_MAX, chunk_size)`.
+    /// Largest value stored inline in its key row: the smallest of [`INLINE_MAX`], the chunk
+    /// size and what fits the file's pages ([`types::inline_max_for_page`]).
     #[must_use]
     pub fn inline_limit(&self) -> usize {
-        INLINE_MAX.min(self.chunk_size)
+        self.inline_max.min(self.chunk_size)
     }
 
     /// Chunk size used for new chunked values.

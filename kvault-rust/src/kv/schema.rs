@@ -103,6 +103,14 @@ impl KvTable {
             rows: name.to_string(),
             branch: 0,
             branch_name: super::branches::MAIN_BRANCH.to_string(),
+            inline_max: super::types::inline_max_for_page(
+                store
+                    .retry(|conn| {
+                        Ok(conn.query_row("PRAGMA page_size", [], |r| r.get::<_, i64>(0))?)
+                    })?
+                    .try_into()
+                    .unwrap_or(4096),
+            ),
             chunk_size,
             sql: std::sync::Arc::new(Sql::new(name, name)),
             runtime,

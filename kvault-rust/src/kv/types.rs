@@ -8,10 +8,25 @@ pub const MAX_KEY_LEN: usize = 1 << 20;
 pub const MAX_CHUNK_SIZE: usize = 256 << 20;
 /// Default chunk size: 1 MiB.
 pub const DEFAULT_CHUNK_SIZE: usize = 1 << 20;
-/// Values up to this size (and up to the chunk size) are stored inline in the key row; larger
-/// ones go to the deduplicated chunk store. A content reference would cost about as much as a
-/// value this small.
+/// Values up to this size (and up to the chunk size, and up to what fits a page: see
+/// [`inline_max_for_page`]) are stored inline in the key row; larger ones go to the
+/// deduplicated chunk store. A content reference would cost about as much as a value this
+/// small.
 pub const INLINE_MAX: usize = 4096;
+
+/// Bytes of a key row besides its value: the record header, a typical key and the integer
+/// columns.
+const ROW_OVERHEAD: usize = 100;
+
+/// The largest value stored inline in a file of `page_size`-byte pages: a key row whose
+/// payload exceeds what SQLite keeps on an index page ((U - 12) * 64 / 255 - 23 bytes for
+/// usable size U) spills the rest to an overflow page of its own, so a 1.2 KB value took 4.7
+/// KB of file (`docs/performance.md`). Such values go to the chunk store, which packs them.
+#[must_use]
+pub fn inline_max_for_page(page_size: usize) -> usize {
+    let local = (page_size.saturating_sub(12) * 64 / 255).saturating_sub(23);
+    INLINE_MAX.min(local.saturating_sub(ROW_OVERHEAD))
+}
 /// Blob ids must fit in the upper 31 bits of a chunk rowid.
 pub(super) const MAX_BLOB_ID: i64 = (1 << 31) - 1;
 /// Chunks per blob are addressed by the lower 32 bits of a chunk rowid.
@@ -362,5 +377,20 @@ mod tests {
         assert_eq!(blob.chunk_count(), 3);
         assert_eq!(blob.chunk_rowid(1) - blob.chunk_rowid(0), 1);
         assert!(chunk_rowid(2, MAX_CHUNKS_PER_BLOB - 1) < chunk_rowid(3, 0));
+    }
+}
+
+#[cfg(test)]
+mod inline_tests {
+    use super::*;
+
+    #[test]
+    fn inline_values_fit_the_page_they_are_stored_on() {
+        // SQLite keeps at most (U - 12) * 64 / 255 - 23 payload bytes of an index row on the
+        // page: 1002 for 4 KiB pages.
+        assert_eq!(inline_max_for_page(4096), 1002 - ROW_OVERHEAD);
+        assert_eq!(inline_max_for_page(8192), 2030 - ROW_OVERHEAD);
+        assert_eq!(inline_max_for_page(65536), INLINE_MAX);
+        assert_eq!(inline_max_for_page(512), 2);
     }
 }
