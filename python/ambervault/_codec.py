@@ -26,11 +26,12 @@ from __future__ import annotations
 import datetime as _dt
 import io
 import json
-from typing import Any, Callable, Dict, Tuple
+import math
+from typing import Any, Callable, Dict, NoReturn, Tuple
 
 import msgpack
 
-from .exceptions import InvalidArgument, VaultError
+from .exceptions import CorruptionError, InvalidArgument, VaultError
 from .wrappers import Cbor, EncodingWrapper, Json, MsgPack, Pickle
 
 RAW, MSGPACK, JSON, CBOR, PICKLE, NUMPY, NUMPY_SCALAR = range(7)
@@ -122,8 +123,23 @@ def _ext_hook(code: int, data: bytes) -> Any:
     return msgpack.ExtType(code, data)
 
 
+def _damaged(what: str, error: Exception) -> NoReturn:
+    """Raise :class:`CorruptionError` for stored bytes that are not a valid ``what`` value.
+
+    Why: the decoders' own errors (msgpack's ``ExtraData``, ``JSONDecodeError``, numpy's header
+    errors, a ``TypeError`` from a tuple extension holding an int, ...) would otherwise reach the
+    caller as unrelated built-in exceptions. Running out of memory and a missing optional
+    package are not damage, and an error already of ours keeps its class."""
+    if isinstance(error, (MemoryError, ImportError, VaultError)):
+        raise error
+    raise CorruptionError(f"stored {what} value is damaged: {type(error).__name__}: {error}") from error
+
+
 def _unpackb(data: bytes) -> Any:
-    return msgpack.unpackb(data, raw=False, strict_map_key=False, ext_hook=_ext_hook)
+    try:
+        return msgpack.unpackb(data, raw=False, strict_map_key=False, ext_hook=_ext_hook)
+    except Exception as e:
+        _damaged("MessagePack", e)
 
 
 def _json_dumps(value: Any) -> bytes:
@@ -133,7 +149,10 @@ def _json_dumps(value: Any) -> bytes:
 
 
 def _json_loads(data: bytes) -> Any:
-    return json.loads(data.decode("utf-8"))
+    try:
+        return json.loads(data.decode("utf-8"))
+    except Exception as e:
+        _damaged("JSON", e)
 
 
 def _cbor_dumps(value: Any) -> bytes:
@@ -152,7 +171,11 @@ def _cbor_dumps(value: Any) -> bytes:
 
 
 def _cbor_loads(data: bytes) -> Any:
-    return _cbor2().loads(data)
+    cbor2 = _cbor2()
+    try:
+        return cbor2.loads(data)
+    except Exception as e:
+        _damaged("CBOR", e)
 
 
 def _numpy_module(value: Any) -> Any:
@@ -180,7 +203,23 @@ def _npy_bytes(numpy: Any, array: Any) -> bytes:
 def _npy_array(data: bytes) -> Any:
     import numpy
 
-    return numpy.lib.format.read_array(io.BytesIO(data), allow_pickle=False)
+    npy = numpy.lib.format
+    try:
+        stream = io.BytesIO(data)
+        major, _ = npy.read_magic(stream)
+        # Format 3.0 differs from 2.0 only in the header text's encoding (UTF-8 field names),
+        # which does not change the sizes read here.
+        read_header = npy.read_array_header_1_0 if major == 1 else npy.read_array_header_2_0
+        shape, _, dtype = read_header(stream)
+        # Why: numpy allocates the whole array from the header's shape before reading the
+        # data, so a damaged header could ask for terabytes. Its size must be what is stored.
+        stored = len(data) - stream.tell()
+        needed = dtype.itemsize * math.prod(shape)
+        if dtype.hasobject or stored != needed:
+            raise ValueError(f"header describes {needed} bytes of {dtype}, {stored} are stored")
+        return npy.read_array(io.BytesIO(data), allow_pickle=False)
+    except Exception as e:
+        _damaged("numpy", e)
 
 
 def _cbor2() -> Any:
