@@ -99,6 +99,30 @@ impl ColumnMeta {
         }
     }
 
+    /// Fails with [`Error::Corrupted`] unless the chunks hold the last byte the metadata
+    /// claims for each stream (two indexed lookups): a damaged length is refused when the
+    /// column is loaded, before `len()` reports it (a caller such as `list()` sizes memory by
+    /// it).
+    pub(crate) fn ensure_streams(&self, conn: &Connection) -> Result<()> {
+        let data = self.sealed();
+        let index = if self.width().is_some() {
+            0
+        } else {
+            self.index_sealed()
+        };
+        let overflow = self.width().is_none() && self.len.checked_mul(INDEX_WIDTH).is_none();
+        if overflow
+            || (data > 0 && !self.data().holds(conn, data - 1)?)
+            || (index > 0 && !self.index().holds(conn, index - 1)?)
+        {
+            return Err(Error::Corrupted(format!(
+                "column {:?} claims {} elements its chunks do not hold",
+                self.name, self.len
+            )));
+        }
+        Ok(())
+    }
+
     /// Bytes a read may allocate before the stream is asked whether it holds them.
     const CHECKED_READ_BYTES: u64 = 1 << 20;
 
@@ -343,7 +367,11 @@ pub(crate) fn load(conn: &Connection, id: i64, name: &str) -> Result<ColumnMeta>
         .query_row(rusqlite::params![id, name], MetaRow::from_row)
         .optional()?;
     match row {
-        Some(row) => row.into_meta(),
+        Some(row) => {
+            let meta = row.into_meta()?;
+            meta.ensure_streams(conn)?;
+            Ok(meta)
+        }
         None => Err(Error::ColumnNotFound(name.to_string())),
     }
 }

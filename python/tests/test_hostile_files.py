@@ -37,25 +37,7 @@ from hostile_files.verdict import classify
 
 #: Mutation classes with known failures in the native code (found by the long run; each is in
 #: the lead's list in docs/reliability.md). Remove a line once its fix lands.
-FAILING_TODAY = [
-    # check() does not compare a content's bytes with its stored BLAKE3 hash, so damage to a
-    # chunk's bytes reads back wrong with a clean check(), however it got there.
-    "row:content-bytes-changed",
-    "bitflip@content",
-    "overwrite@content",
-    "zero-page@content",
-    # check() overflows computing a chunk count from a huge size or chunk size (a panic in
-    # debug builds, a wrapped number in release builds).
-    "row:size-extreme",
-    "row:chunk-size-extreme",
-    # A huge column length overflows the index arithmetic (panic), and iterating it runs out
-    # of memory.
-    "col:length-extreme",
-    # check() does not look at field types: a REAL expires_at makes a key read as expired.
-    "row:field-wrong-type",
-    # check() does not validate the policy row: a negative default TTL makes writes vanish.
-    "row:policy-garbage",
-]
+FAILING_TODAY: List[str] = []
 
 CI_SEED = 23
 CI_CASES = 150
@@ -179,7 +161,7 @@ def test_inline_size_disagreeing_with_its_bytes_is_corruption(damaged: Any) -> N
     with ambervault.KVault(path, chunk_size=256) as kv:
         with pytest.raises(CorruptionError, match="inline value has 12 bytes but its key row records 13"):
             kv.get("inline")
-        assert "table kvault: 1 key rows have an inconsistent inline value" in kv.check()
+        assert "table kvault: 1 key rows are inconsistent" in " ".join(kv.check())
 
 
 def _set_inline(key: str, data: bytes) -> str:
@@ -243,6 +225,38 @@ def test_column_length_beyond_its_data_is_corruption(damaged: Any) -> None:
         with pytest.raises(CorruptionError, match=message):
             cv["i32"]
         assert cv["i64"][0] == -(1 << 62)
+
+
+def test_huge_variable_width_column_length_is_refused_before_len(damaged: Any) -> None:
+    # Consistent with no fixed width to check against: only the index stream can tell.
+    path = damaged("columns", "UPDATE ambervault_columns SET length = 1 << 62 WHERE name = 'str'")
+    with ambervault.KVault(path, chunk_size=1024) as kv, ambervault.ColumnVault(kv) as cv:
+        with pytest.raises(CorruptionError, match='column "str" claims 4611686018427387904 elements'):
+            len(cv["str"])
+        assert any('column "str"' in p for p in kv.check())
+
+
+def test_chunk_bytes_changed_under_their_hash_are_reported(damaged: Any) -> None:
+    path = damaged(
+        "kv_history",
+        "UPDATE kvault__content SET data = zeroblob(length(data)) "
+        "WHERE cid = (SELECT max(cid) FROM kvault__content)",
+    )
+    with ambervault.KVault(path, chunk_size=256) as kv:
+        assert any("do not match their BLAKE3 hash" in p for p in kv.check())
+
+
+def test_a_field_of_the_wrong_type_is_reported(damaged: Any) -> None:
+    path = damaged("kv_history", "UPDATE kvault SET expires_at = 1.5 WHERE key = CAST('inline' AS BLOB)")
+    with ambervault.KVault(path, chunk_size=256) as kv:
+        assert "table kvault: 1 key rows are inconsistent" in " ".join(kv.check())
+
+
+def test_a_policy_row_with_a_negative_time_to_live_is_corruption(damaged: Any) -> None:
+    path = damaged("kv_history", "UPDATE kvault__cache SET default_ttl_ms = -1")
+    with pytest.raises(CorruptionError, match="default time-to-live that is not positive"):
+        with ambervault.KVault(path, chunk_size=256) as kv:
+            kv["k"] = b"v"
 
 
 def test_newer_format_is_refused_and_the_file_left_unchanged(damaged: Any) -> None:

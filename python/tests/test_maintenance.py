@@ -66,7 +66,7 @@ def test_check_reports_problems_instead_of_raising(tmp_path):
         problems = kv.check()
         text = "\n".join(problems)
         assert "key big has 2 chunks" in text
-        assert "inconsistent inline value" in text
+        assert "key rows are inconsistent" in text
         assert "belong to no key" in text
         assert "missing stored contents" in text
         assert "wrong reference count" in text

@@ -58,7 +58,8 @@ impl KvTable {
                 let bad_inline: i64 = conn.query_row(bad_inline, [], |r| r.get(0))?;
                 if bad_inline > 0 {
                     problems.push(format!(
-                        "table {t}: {bad_inline} key rows have an inconsistent inline value"
+                        "table {t}: {bad_inline} key rows are inconsistent (an inline value of \
+                         the wrong length or stored two ways, or a field of the wrong type)"
                     ));
                 }
             }
@@ -76,8 +77,9 @@ impl KvTable {
                     // SQLite's total() is a float; the sum is a whole number of bytes.
                     let total = row.get::<_, f64>(5)? as i64;
                     let longest: i64 = row.get::<_, Option<i64>>(6)?.unwrap_or(0);
-                    let expected = if chunk > 0 {
-                        (size + chunk - 1) / chunk
+                    // Checked: a damaged size near 2^63 is a problem to report, not an overflow.
+                    let expected = if chunk > 0 && size >= 0 {
+                        size.checked_add(chunk - 1).map_or(-1, |s| s / chunk)
                     } else {
                         -1
                     };
@@ -140,6 +142,13 @@ impl KvTable {
                     counts.len()
                 ));
             }
+            let damaged = self.damaged_contents(conn)?;
+            if damaged > 0 {
+                problems.push(format!(
+                    "table {t}: {damaged} stored contents do not match their BLAKE3 hash \
+                     (their bytes were changed on disk)"
+                ));
+            }
             let abandoned = live_pids
                 .iter()
                 .filter(|(_, pid)| !process_alive(*pid))
@@ -152,6 +161,39 @@ impl KvTable {
             }
             Ok(problems)
         })
+    }
+
+    /// Stored contents whose bytes no longer hash to their address: BLAKE3 of the bytes, or,
+    /// for a chunk stored without deduplication, of its chunk rowid and the bytes.
+    fn damaged_contents(&self, conn: &Connection) -> Result<u64> {
+        let t = &self.name;
+        let mut stmt = conn.prepare(&format!(
+            "SELECT c.hash, c.data, (SELECT group_concat(k.id) FROM \"{t}__chunks\" k \
+             WHERE k.cid = c.cid) FROM \"{t}__content\" c"
+        ))?;
+        let mut rows = stmt.query([])?;
+        let mut damaged = 0;
+        while let Some(row) = rows.next()? {
+            let (Ok(hash), Ok(data)) = (row.get::<_, Vec<u8>>(0), row.get::<_, Vec<u8>>(1)) else {
+                damaged += 1;
+                continue;
+            };
+            if blake3::hash(&data).as_bytes().as_slice() == hash {
+                continue;
+            }
+            let owners: Option<String> = row.get(2).ok().flatten();
+            let salted = owners.iter().flat_map(|o| o.split(',')).any(|id| {
+                id.parse::<i64>().is_ok_and(|id| {
+                    let mut hasher = blake3::Hasher::new();
+                    hasher.update(&id.to_le_bytes()).update(&data);
+                    hasher.finalize().as_bytes().as_slice() == hash
+                })
+            });
+            if !salted {
+                damaged += 1;
+            }
+        }
+        Ok(damaged)
     }
 
     /// Deletes chunks of uploads whose writer process is gone (a crash mid-stream). Uploads of

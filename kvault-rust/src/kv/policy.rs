@@ -249,6 +249,9 @@ pub(super) fn read_policy(conn: &Connection, t: &str) -> Result<(CachePolicy, Ca
     let max_bytes = max_bytes
         .map(|m| u64::try_from(m).map_err(|_| corrupt("a negative byte limit")))
         .transpose()?;
+    if ttl.is_some_and(|ttl| ttl <= 0) {
+        return Err(corrupt("a default time-to-live that is not positive"));
+    }
     let policy = CachePolicy {
         max_bytes,
         eviction: Eviction::parse(&eviction).map_err(|_| corrupt("an unknown eviction policy"))?,

@@ -258,12 +258,24 @@ impl Sql {
                 .collect::<Vec<_>>()
                 .join(" UNION ALL ")
         };
+        // Columns holding a value of another SQLite type than the format's (a REAL expiry
+        // would hide a key as expired).
+        let mistyped = "(typeof(key) != 'blob' OR typeof(key_kind) != 'integer' \
+             OR typeof(encoding) != 'integer' OR typeof(size) != 'integer' \
+             OR typeof(version) != 'integer' OR typeof(created_at) != 'integer' \
+             OR typeof(updated_at) != 'integer' \
+             OR typeof(expires_at) NOT IN ('integer', 'null') \
+             OR typeof(blob_id) NOT IN ('integer', 'null') \
+             OR typeof(chunk_size) NOT IN ('integer', 'null') \
+             OR typeof(inline_data) NOT IN ('blob', 'null') \
+             OR typeof(content_hash) NOT IN ('integer', 'null'))";
         CheckSql {
             bad_inline: key_tables
                 .iter()
                 .map(|r| {
                     format!(
-                        "SELECT count(*) FROM \"{r}\" WHERE (blob_id IS NULL AND content_hash IS NULL \
+                        "SELECT count(*) FROM \"{r}\" WHERE {mistyped} \
+                         OR (blob_id IS NULL AND content_hash IS NULL \
                          AND (inline_data IS NULL OR length(inline_data) != size)) \
                          OR (blob_id IS NOT NULL AND (inline_data IS NOT NULL \
                              OR content_hash IS NOT NULL)) \
