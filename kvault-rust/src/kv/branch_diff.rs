@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::branches::{list, require, BranchInfo};
-use super::types::{chunk_rowid, usize_of, BlobRef, KeyKind, MAX_CHUNKS_PER_BLOB};
+use super::types::{chunk_rowid, KeyKind, MAX_CHUNKS_PER_BLOB};
 use super::KvTable;
 use crate::error::{Error, Result};
 use crate::store::Store;
@@ -118,21 +118,7 @@ impl KvTable {
                 ))?
                 .query_row([cid], |r| r.get(0))?),
             (None, None, Some(blob_id)) => {
-                let (Ok(size), Ok(chunk_size)) = (
-                    u64::try_from(row.size),
-                    u64::try_from(row.chunk_size.unwrap_or(0)),
-                ) else {
-                    return Err(Error::Corrupted("key row has a negative size".into()));
-                };
-                let blob = BlobRef {
-                    blob_id,
-                    size,
-                    chunk_size,
-                };
-                self.verify_extent(conn, &blob)?;
-                let mut bytes = vec![0u8; usize_of(size)?];
-                self.read_blob_range(conn, &blob, 0, &mut bytes)?;
-                Ok(bytes)
+                self.whole_blob(conn, blob_id, row.size, row.chunk_size, "key row")
             }
             _ => Err(Error::Corrupted(
                 "key row names no storage, or more than one".into(),

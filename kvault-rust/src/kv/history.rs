@@ -219,6 +219,37 @@ impl VersionRow {
 }
 
 impl KvTable {
+    /// The bytes of a chunked value named by a row (`what` names the row in errors): its size
+    /// and chunk size checked, its extent verified, then read whole.
+    pub(super) fn whole_blob(
+        &self,
+        conn: &Connection,
+        blob_id: i64,
+        size: i64,
+        chunk_size: Option<i64>,
+        what: &str,
+    ) -> Result<Vec<u8>> {
+        let (Ok(size), Ok(chunk_size)) =
+            (u64::try_from(size), u64::try_from(chunk_size.unwrap_or(0)))
+        else {
+            return Err(Error::Corrupted(format!("{what} has a negative size")));
+        };
+        if chunk_size == 0 || size.div_ceil(chunk_size) > MAX_CHUNKS_PER_BLOB {
+            return Err(Error::Corrupted(format!(
+                "{what} has an impossible chunk size"
+            )));
+        }
+        let blob = BlobRef {
+            blob_id,
+            size,
+            chunk_size,
+        };
+        self.verify_extent(conn, &blob)?;
+        let mut bytes = vec![0u8; usize_of(size)?];
+        self.read_blob_range(conn, &blob, 0, &mut bytes)?;
+        Ok(bytes)
+    }
+
     /// Inside a write transaction that may delete rows: records the store's clock where the
     /// history and branch delete triggers read it (nothing without history or branches).
     pub(super) fn stamp_clock(&self, conn: &Connection, now: i64) -> Result<()> {
@@ -247,26 +278,7 @@ impl KvTable {
                     Error::Corrupted(format!("kept version's content {cid} is missing"))
                 })?,
             (None, Some(blob_id), None) => {
-                let (Ok(size), Ok(chunk_size)) = (
-                    u64::try_from(row.size),
-                    u64::try_from(row.chunk_size.unwrap_or(0)),
-                ) else {
-                    return Err(Error::Corrupted("kept version has a negative size".into()));
-                };
-                if chunk_size == 0 || size.div_ceil(chunk_size) > MAX_CHUNKS_PER_BLOB {
-                    return Err(Error::Corrupted(
-                        "kept version has an impossible chunk size".into(),
-                    ));
-                }
-                let blob = BlobRef {
-                    blob_id,
-                    size,
-                    chunk_size,
-                };
-                self.verify_extent(conn, &blob)?;
-                let mut bytes = vec![0u8; usize_of(size)?];
-                self.read_blob_range(conn, &blob, 0, &mut bytes)?;
-                bytes
+                self.whole_blob(conn, blob_id, row.size, row.chunk_size, "kept version")?
             }
             _ => {
                 return Err(Error::Corrupted(
