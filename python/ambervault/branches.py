@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Tuple, Union
 
 from ._ambervault import BranchesCore, DiffCursorCore
+from .exceptions import InvalidArgument
 from .history import DELETED
 from .transaction import Transaction
 
@@ -133,8 +134,6 @@ class BranchesMixin:
         for found, _, parent, created_ms, _ in self._branches().list():
             if found == name:
                 return BranchInfo(found, parent, created_ms / 1000)
-        from .exceptions import InvalidArgument
-
         raise InvalidArgument(f"no branch named {name!r}")
 
     def create_branch(self, name: str, from_: Optional[str] = None) -> KVault:
@@ -211,8 +210,6 @@ class BranchesMixin:
         if isinstance(strategy, str):
             native = _NATIVE_STRATEGIES.get(strategy)
             if native is None:
-                from .exceptions import InvalidArgument
-
                 raise InvalidArgument(
                     f"strategy must be one of {sorted(_NATIVE_STRATEGIES)} or a callable, not {strategy!r}"
                 )

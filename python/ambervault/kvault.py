@@ -19,7 +19,7 @@ from typing import (
     Union,
 )
 
-from ._ambervault import KVaultCore, columns_summary
+from ._ambervault import BranchesCore, KVaultCore, columns_summary
 from ._args import check_int, check_ttl, raw_key_bytes
 from ._codec import NAMES, RAW, ValueCodec
 from ._file import VaultFile
@@ -99,6 +99,8 @@ class KVault(  # type: ignore[type-arg]
         thread, while this vault is open.
     :param history: earlier versions kept per key: ``0`` (none, the default), a count, or
         ``"all"``; stored in the file (see :meth:`history` and ``docs/history.md``).
+    :param branch: open this branch of the table (see :meth:`create_branch`) instead of
+        ``"main"``; the cache policy and history arguments still apply to the table.
 
     >>> vault = KVault(":memory:")
     >>> vault["a"] = b"1"
@@ -132,6 +134,7 @@ class KVault(  # type: ignore[type-arg]
         dedup: Optional[str] = None,
         auto_prune: Optional[float] = None,
         history: Optional[Any] = None,
+        branch: Optional[str] = None,
     ) -> None:
         self._core: Optional[KVaultCore] = None
         self._default_ttl_ms: Optional[int] = None
@@ -153,6 +156,8 @@ class KVault(  # type: ignore[type-arg]
             check_history(history)
         if not isinstance(table, str):
             raise TypeError(f"table must be a str, not {type(table).__name__}")
+        if branch is not None and not isinstance(branch, str):
+            raise TypeError(f"branch must be a str, not {type(branch).__name__}")
         check_int("chunk_size", chunk_size)
         # Refused before the file is opened, so a bad argument creates nothing.
         KVaultCore.validate(table, chunk_size)
@@ -185,6 +190,7 @@ class KVault(  # type: ignore[type-arg]
             dedup=dedup,
             auto_prune=auto_prune,
             history=history,
+            branch=branch,
             auto_pack=bool(auto_pack),
             allow_pickle=bool(allow_pickle),
             **self._file.open_args,
@@ -195,6 +201,11 @@ class KVault(  # type: ignore[type-arg]
         self.table = table
         try:
             self._open_policy(max_bytes, eviction, dedup, default_ttl, auto_prune, history)
+            if branch is not None and branch != "main":
+                # The policy is the table's (set above through main); this handle reads and
+                # writes the branch, and owns the file as any KVault does.
+                self._core = BranchesCore(self._core).open(branch)
+                self._backend = DirectBackend(self._core, self._codec.decode)
         except BaseException:
             self._core = None
             self._file.close()
@@ -961,7 +972,8 @@ class KVault(  # type: ignore[type-arg]
         other.__dict__.update(self.__dict__)
         other._core = core
         other._backend = DirectBackend(core, self._codec.decode)
-        other._open_args = dict(self._open_args)
+        # A copy pickled (or reopened by a data loader's worker) opens the same branch.
+        other._open_args = dict(self._open_args, branch=BranchesCore(core).current)
         other._branch_handle = True
         self._file.attach(other)
         return other

@@ -352,3 +352,26 @@ def test_a_bad_bundle_leaves_no_branch(tmp_path):
     with pytest.raises(BundleError):
         ours.import_bundle(bogus, as_branch="incoming")
     assert ours.branches() == ["main"]
+
+
+def test_a_branch_handle_reopens_on_its_branch(tmp_path):
+    import pickle
+
+    from ambervault import KeyDataset
+
+    path = tmp_path / "v.db"
+    vault = KVault(path)
+    vault["k"] = b"main"
+    dev = vault.create_branch("dev")
+    dev["k"] = b"dev"
+    # Pickled (as multiprocessing and data loaders do) it opens the same branch, not main.
+    assert pickle.loads(pickle.dumps(dev))["k"] == b"dev"
+    assert pickle.loads(pickle.dumps(vault))["k"] == b"main"
+    assert pickle.loads(pickle.dumps(KeyDataset(dev, ["k"])))[0] == b"dev"
+    with KVault(path, branch="dev") as opened:
+        assert (opened["k"], opened.branch_name) == (b"dev", "dev")
+    with pytest.raises(InvalidArgument):
+        KVault(path, branch="missing")
+    with pytest.raises(TypeError):
+        KVault(path, branch=3)
+    assert vault["k"] == b"main"
