@@ -367,13 +367,18 @@ pub(crate) fn load(conn: &Connection, id: i64, name: &str) -> Result<ColumnMeta>
         .query_row(rusqlite::params![id, name], MetaRow::from_row)
         .optional()?;
     match row {
-        Some(row) => {
-            let meta = row.into_meta()?;
-            meta.ensure_streams(conn)?;
-            Ok(meta)
-        }
+        Some(row) => row.into_meta(),
         None => Err(Error::ColumnNotFound(name.to_string())),
     }
+}
+
+/// [`load`] for readers: also checks that the chunks hold what the metadata claims (see
+/// [`ColumnMeta::ensure_streams`]). Writes load without it: they never size memory by the
+/// length, and the check's two lookups would fall on every durable append.
+pub(crate) fn load_for_reading(conn: &Connection, id: i64, name: &str) -> Result<ColumnMeta> {
+    let meta = load(conn, id, name)?;
+    meta.ensure_streams(conn)?;
+    Ok(meta)
 }
 
 /// The metadata for a write other than an append, with the tails moved into the chunks

@@ -86,7 +86,7 @@ impl ReadCache {
         if let Some(meta) = self.metas.get(&id) {
             return Ok(meta.clone());
         }
-        let meta = meta::load(conn, id, name)?;
+        let meta = meta::load_for_reading(conn, id, name)?;
         self.metas.insert(id, meta.clone());
         Ok(meta)
     }
