@@ -5,6 +5,7 @@
 use std::sync::Mutex;
 
 use columnar::{ChunkPlan, Column, DType, Elements, ReadOut};
+use kvault::codec::Compression;
 use kvault::Vault;
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
@@ -47,11 +48,27 @@ impl PyColumnVault {
         Self::plan(min_chunk, max_chunk).map(|_| ())
     }
 
-    /// Creates a column; returns its core.
-    fn create(&self, py: Python<'_>, name: String, dtype: &str) -> Result<PyColumn, BindingError> {
+    /// Creates a column (compressed as `compression` says, see `compression_setting`);
+    /// returns its core.
+    #[pyo3(signature = (name, dtype, compression=None))]
+    fn create(
+        &self,
+        py: Python<'_>,
+        name: String,
+        dtype: &str,
+        compression: Option<&str>,
+    ) -> Result<PyColumn, BindingError> {
         let dtype = DType::parse(dtype)?;
+        // Parsed before anything is created: a bad setting creates no column.
+        let compression = compression.map(Compression::parse).transpose()?.flatten();
         let plan = self.plan;
-        let column = run(py, &self.vault, |s| Column::create(s, &name, dtype, plan))?;
+        let column = run(py, &self.vault, |s| {
+            let column = Column::create(s, &name, dtype, plan)?;
+            if compression.is_some() {
+                column.set_compression(s, compression)?;
+            }
+            Ok::<_, columnar::Error>(column)
+        })?;
         Ok(self.core(column))
     }
 
@@ -162,6 +179,21 @@ impl PyColumn {
     #[getter]
     fn column_id(&self) -> i64 {
         self.handle().id
+    }
+
+    /// The column's compression setting (`"zstd:3:0.05"`, ...), or None.
+    fn compression(&self, py: Python<'_>) -> Result<Option<String>, BindingError> {
+        let column = self.handle();
+        let meta = run(py, &self.vault, |s| column.meta(s))?;
+        Ok(meta.compression.map(|c| c.to_setting()))
+    }
+
+    /// Sets how the column compresses its chunks (see `compression_setting`; `"none"` for
+    /// none) and repacks the chunks already written, in one transaction.
+    fn set_compression(&self, py: Python<'_>, setting: &str) -> Result<(), BindingError> {
+        let compression = Compression::parse(setting)?;
+        let column = self.handle();
+        run(py, &self.vault, |s| column.set_compression(s, compression))
     }
 
     /// Records a rename done through the vault.
@@ -378,8 +410,17 @@ fn canonical_dtype(dtype: &str) -> Result<String, BindingError> {
     Ok(DType::parse(dtype)?.name())
 }
 
+/// The canonical form of a compression setting (`"zstd"`, `"zstd:<level>"`, `"lz4"`,
+/// optionally `":<min_saving>"`), or None for `"none"`; raises InvalidArgument for anything
+/// else. Nothing is opened.
+#[pyfunction]
+fn compression_setting(setting: &str) -> Result<Option<String>, BindingError> {
+    Ok(Compression::parse(setting)?.map(|c| c.to_setting()))
+}
+
 /// Adds this file's classes to the module.
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(compression_setting, m)?)?;
     m.add_function(wrap_pyfunction!(canonical_dtype, m)?)?;
     m.add_function(wrap_pyfunction!(columns_summary, m)?)?;
     m.add_class::<PyColumnVault>()?;

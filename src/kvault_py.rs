@@ -62,6 +62,21 @@ impl PyKVault {
         Ok(Self { kv })
     }
 
+    /// The table's compression setting for new chunks (`"zstd:3:0.05"`, ...), or None.
+    #[getter]
+    fn compression(&self) -> Option<String> {
+        self.kv.table().compression().map(|c| c.to_setting())
+    }
+
+    /// Sets and records how the table compresses new chunks (`"none"` for none); values
+    /// already stored keep their form.
+    fn set_compression(&self, py: Python<'_>, setting: &str) -> Result<(), BindingError> {
+        let compression = kvault::codec::Compression::parse(setting)?;
+        let kv = self.kv.clone();
+        py.detach(move || kv.table().set_compression(&mut kv.store(), compression))?;
+        Ok(())
+    }
+
     /// Checks a table name and chunk size without opening anything (a bad argument must
     /// create no file); returns the chunk size.
     #[staticmethod]

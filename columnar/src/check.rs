@@ -8,8 +8,10 @@ use rusqlite::{params, Connection};
 use crate::error::Result;
 use crate::meta::{self, ColumnMeta, INDEX_WIDTH};
 use crate::ops::{read_ends, start_of};
+use crate::packed::PACKED_TABLE;
 use crate::schema::tables_exist;
-use crate::stream::{Stream, CHUNKS_TABLE};
+use crate::stream::{usize_of, Stream, CHUNKS_TABLE};
+use kvault::codec::decompress_into;
 
 /// End offsets checked per read of the index.
 const ENDS_PER_READ: u64 = 256 << 10;
@@ -67,7 +69,14 @@ pub(crate) fn check(store: &mut Store) -> Result<Vec<String>> {
                 }
             }
         }
-        let mut stmt = conn.prepare(&format!("SELECT DISTINCT id >> 33 FROM {CHUNKS_TABLE}"))?;
+        let packed = if crate::schema::table_exists(conn, PACKED_TABLE)? {
+            format!(" UNION SELECT DISTINCT id >> 33 FROM {PACKED_TABLE}")
+        } else {
+            String::new()
+        };
+        let mut stmt = conn.prepare(&format!(
+            "SELECT DISTINCT id >> 33 FROM {CHUNKS_TABLE}{packed}"
+        ))?;
         let owners: Vec<i64> = stmt
             .query_map([], |r| r.get(0))?
             .collect::<rusqlite::Result<_>>()?;
@@ -130,13 +139,25 @@ fn stream_problems(
     what: &str,
 ) -> Result<Vec<String>> {
     let mut problems = Vec::new();
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT id & 4294967295, length(data) FROM {CHUNKS_TABLE} WHERE id BETWEEN ?1 AND ?2 ORDER BY id"
+    let packed_exists = crate::schema::table_exists(conn, PACKED_TABLE)?;
+    // Plain rows with their length; packed rows (code >= 0) with their stored bytes.
+    let packed_rows = if packed_exists {
+        format!(
+            " UNION ALL SELECT id & 4294967295, NULL, codec, data FROM {PACKED_TABLE} \
+             WHERE id BETWEEN ?1 AND ?2"
+        )
+    } else {
+        String::new()
+    };
+    let mut stmt = conn.prepare(&format!(
+        "SELECT id & 4294967295, length(data), -1, NULL FROM {CHUNKS_TABLE} \
+         WHERE id BETWEEN ?1 AND ?2{packed_rows} ORDER BY 1"
     ))?;
-    let rows: Vec<(i64, i64)> = stmt
+    type ChunkRow = (i64, Option<i64>, i64, Option<Vec<u8>>);
+    let rows: Vec<ChunkRow> = stmt
         .query_map(
             params![stream.id << 32, (stream.id << 32) | 0xFFFF_FFFF],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
         )?
         .collect::<rusqlite::Result<_>>()?;
     let need = meta.plan.chunks_for(used);
@@ -147,9 +168,28 @@ fn stream_problems(
             rows.len()
         ));
     }
-    for (k, (chunk, len)) in rows.iter().enumerate() {
+    for (k, (chunk, len, code, stored)) in rows.iter().enumerate() {
         let cap = meta.plan.capacity(k as u64);
-        if *chunk != k as i64 || u64::try_from(*len).unwrap_or(0) != cap {
+        let len = match (len, stored) {
+            (Some(len), _) => u64::try_from(*len).unwrap_or(0),
+            // A packed chunk must decompress to exactly its capacity.
+            (None, Some(stored)) => {
+                let mut raw = vec![0u8; usize_of(cap)];
+                match decompress_into(*code, stored, &mut raw) {
+                    Ok(()) => cap,
+                    Err(_) => {
+                        problems.push(format!(
+                            "column {:?}: packed {what} chunk {chunk} does not decompress to \
+                             {cap} bytes",
+                            meta.name
+                        ));
+                        break;
+                    }
+                }
+            }
+            (None, None) => 0,
+        };
+        if *chunk != k as i64 || len != cap {
             problems.push(format!(
                 "column {:?}: {what} chunk {chunk} is {len} bytes at position {k}, expected {cap}",
                 meta.name

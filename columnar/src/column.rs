@@ -6,6 +6,7 @@
 //! streams, and writes the new length back. After a crash a column has the length and contents of
 //! its last committed operation.
 
+use kvault::codec::Compression;
 use kvault::Store;
 use rusqlite::params;
 
@@ -105,6 +106,43 @@ impl Column {
                 name: name.to_string(),
                 dtype,
             })
+        })
+    }
+
+    /// Sets how the column compresses its full chunks from now on (`None`: stores new chunks
+    /// as they are), and repacks the chunks already written to match, in one transaction.
+    ///
+    /// # Errors
+    /// [`Error::ColumnNotFound`]; [`Error::InvalidArgument`] for a bad setting; store errors.
+    pub fn set_compression(
+        &self,
+        store: &mut Store,
+        compression: Option<Compression>,
+    ) -> Result<()> {
+        if let Some(c) = &compression {
+            c.validate()
+                .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        }
+        Self::ensure_schema(store)?;
+        let now = store.now_ms();
+        store.write_with(|conn| {
+            let mut meta = meta::load_sealed(conn, self.id, &self.name)?;
+            if compression.is_some() {
+                kvault::require_format_version(conn, kvault::COMPRESSION_FORMAT_VERSION)?;
+            }
+            // Every chunk back to a plain row, then packed by the new setting (if any).
+            for (stream, used) in [
+                (meta.data(), meta.sealed()),
+                (meta.index(), meta.index_sealed()),
+            ] {
+                stream.unpack_all(conn, used)?;
+            }
+            meta.compression = compression;
+            conn.execute(
+                &format!("UPDATE {COLUMNS_TABLE} SET compression = ?1 WHERE col_id = ?2"),
+                params![compression.map(|c| c.to_setting()), self.id],
+            )?;
+            meta::save(conn, &meta, now)
         })
     }
 

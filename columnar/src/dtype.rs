@@ -402,6 +402,23 @@ impl DType {
         }
     }
 
+    /// Width of the numbers inside an element, by which compression regroups bytes (see
+    /// `kvault::codec`): the scalar width of numeric and `vec:` types, 0 (no regrouping) for
+    /// bytes, text and one-byte types.
+    #[must_use]
+    pub fn shuffle_width(&self) -> usize {
+        let scalar = match self {
+            Self::Vector(shape) => shape.elem(),
+            other => *other,
+        };
+        match scalar {
+            Self::I16 | Self::U16 | Self::F16 => 2,
+            Self::I32 | Self::U32 | Self::F32 => 4,
+            Self::I64 | Self::U64 | Self::F64 => 8,
+            _ => 0,
+        }
+    }
+
     /// Whether elements are packed Python values (`msgpack`, `json`, `cbor`): to this crate
     /// and the native binding they are byte strings, which the Python layer encodes and decodes.
     #[must_use]

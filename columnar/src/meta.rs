@@ -7,8 +7,10 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::dtype::DType;
 use crate::error::{Error, Result};
+use crate::packed::Packing;
 use crate::schema::{tables_exist, COLUMNS_TABLE};
 use crate::stream::{usize_of, ChunkPlan, Stream, StreamReader};
+use kvault::codec::Compression;
 
 /// Bytes per index entry of a variable-width column (little-endian u64 end offset).
 pub(crate) const INDEX_WIDTH: u64 = 8;
@@ -20,7 +22,7 @@ pub const TAIL_BYTES: u64 = 1 << 10;
 pub const INDEX_TAIL_BYTES: u64 = 64 * INDEX_WIDTH;
 
 /// A column's metadata.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ColumnMeta {
     /// Stable id (survives renames).
     pub id: i64,
@@ -44,6 +46,8 @@ pub struct ColumnMeta {
     /// elements (at most [`INDEX_TAIL_BYTES`]): exactly the elements whose bytes `tail` holds.
     /// Always empty for fixed-width columns.
     pub index_tail: Arc<[u8]>,
+    /// How full chunks are compressed (`None`: stored as they are).
+    pub compression: Option<Compression>,
 }
 
 impl ColumnMeta {
@@ -52,6 +56,10 @@ impl ColumnMeta {
         Stream {
             id: self.id << 1,
             plan: self.plan,
+            packing: self.compression.map(|compression| Packing {
+                compression,
+                shuffle: self.dtype.shuffle_width(),
+            }),
         }
     }
 
@@ -60,6 +68,10 @@ impl ColumnMeta {
         Stream {
             id: (self.id << 1) | 1,
             plan: self.plan,
+            packing: self.compression.map(|compression| Packing {
+                compression,
+                shuffle: INDEX_WIDTH as usize,
+            }),
         }
     }
 
@@ -227,7 +239,26 @@ pub(crate) fn seal(conn: &Connection, meta: &mut ColumnMeta) -> Result<()> {
 
 /// The metadata columns every query selects, in [`MetaRow::from_row`]'s order.
 const META_COLUMNS: &str =
-    "col_id, name, dtype, length, data_bytes, min_chunk, max_chunk, tail, index_tail";
+    "col_id, name, dtype, length, data_bytes, min_chunk, max_chunk, tail, index_tail, compression";
+/// [`META_COLUMNS`] of a file written before columns had a compression setting (opened
+/// read-only, so the column could not be added).
+const META_COLUMNS_V1: &str =
+    "col_id, name, dtype, length, data_bytes, min_chunk, max_chunk, tail, index_tail, NULL";
+
+/// Prepares `SELECT <metadata columns> FROM ambervault_columns <rest>`, without the
+/// compression column in a file that lacks it.
+fn select_meta<'c>(conn: &'c Connection, rest: &str) -> Result<rusqlite::CachedStatement<'c>> {
+    match conn.prepare_cached(&format!(
+        "SELECT {META_COLUMNS} FROM {COLUMNS_TABLE} {rest}"
+    )) {
+        Ok(stmt) => Ok(stmt),
+        Err(e) if e.to_string().contains("no such column: compression") => Ok(conn
+            .prepare_cached(&format!(
+                "SELECT {META_COLUMNS_V1} FROM {COLUMNS_TABLE} {rest}"
+            ))?),
+        Err(e) => Err(e.into()),
+    }
+}
 
 /// One metadata row as stored, before validation.
 pub(crate) struct MetaRow {
@@ -241,6 +272,7 @@ pub(crate) struct MetaRow {
     max_chunk: i64,
     tail: Option<Vec<u8>>,
     index_tail: Option<Vec<u8>>,
+    compression: Option<String>,
 }
 
 impl MetaRow {
@@ -256,6 +288,7 @@ impl MetaRow {
             max_chunk: row.get(6)?,
             tail: row.get(7)?,
             index_tail: row.get(8)?,
+            compression: row.get(9)?,
         })
     }
 
@@ -274,7 +307,16 @@ impl MetaRow {
             max_chunk,
             tail,
             index_tail,
+            compression,
         } = self;
+        let compression = match compression {
+            None => None,
+            Some(text) => Compression::parse(&text).map_err(|_| {
+                Error::Corrupted(format!(
+                    "column {name:?} has an unreadable compression setting {text:?}"
+                ))
+            })?,
+        };
         let tail = tail.unwrap_or_default();
         let index_tail = index_tail.unwrap_or_default();
         let non_negative = |v: i64, what: &str| {
@@ -324,6 +366,7 @@ impl MetaRow {
             plan,
             tail: tail.into(),
             index_tail: index_tail.into(),
+            compression,
         })
     }
 }
@@ -333,10 +376,7 @@ pub(crate) fn find(conn: &Connection, name: &str) -> Result<Option<ColumnMeta>> 
     if !tables_exist(conn)? {
         return Ok(None);
     }
-    let row = conn
-        .prepare_cached(&format!(
-            "SELECT {META_COLUMNS} FROM {COLUMNS_TABLE} WHERE name = ?1"
-        ))?
+    let row = select_meta(conn, "WHERE name = ?1")?
         .query_row([name], MetaRow::from_row)
         .optional()?;
     row.map(MetaRow::into_meta).transpose()
@@ -344,9 +384,7 @@ pub(crate) fn find(conn: &Connection, name: &str) -> Result<Option<ColumnMeta>> 
 
 /// Every metadata row, unvalidated, ordered by name. The tables must exist.
 pub(crate) fn rows(conn: &Connection) -> Result<Vec<MetaRow>> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {META_COLUMNS} FROM {COLUMNS_TABLE} ORDER BY name"
-    ))?;
+    let mut stmt = select_meta(conn, "ORDER BY name")?;
     let rows = stmt
         .query_map([], MetaRow::from_row)?
         .collect::<rusqlite::Result<_>>()?;
@@ -360,10 +398,7 @@ pub(crate) fn rows(conn: &Connection) -> Result<Vec<MetaRow>> {
 /// renamed by another handle or process, or never committed, finds nothing instead of
 /// reading or writing an unrelated column.
 pub(crate) fn load(conn: &Connection, id: i64, name: &str) -> Result<ColumnMeta> {
-    let row = conn
-        .prepare_cached(&format!(
-            "SELECT {META_COLUMNS} FROM {COLUMNS_TABLE} WHERE col_id = ?1 AND name = ?2"
-        ))?
+    let row = select_meta(conn, "WHERE col_id = ?1 AND name = ?2")?
         .query_row(rusqlite::params![id, name], MetaRow::from_row)
         .optional()?;
     match row {
@@ -390,7 +425,14 @@ pub(crate) fn load_sealed(conn: &Connection, id: i64, name: &str) -> Result<Colu
 }
 
 /// Writes back what operations change: length, data size, tails, and `updated_at = now_ms`.
+/// A compressed column's chunks that the operation filled or changed are packed first.
 pub(crate) fn save(conn: &Connection, meta: &ColumnMeta, now_ms: i64) -> Result<()> {
+    if meta.compression.is_some() {
+        meta.data().pack_full(conn, meta.sealed())?;
+        if meta.width().is_none() {
+            meta.index().pack_full(conn, meta.index_sealed())?;
+        }
+    }
     conn.prepare_cached(&format!(
         "UPDATE {COLUMNS_TABLE} SET length = ?1, data_bytes = ?2, updated_at = ?3, tail = ?4, \
          index_tail = ?5 WHERE col_id = ?6"

@@ -5,6 +5,7 @@ use kvault::Store;
 use rusqlite::Connection;
 
 use crate::error::Result;
+use crate::packed::PACKED_TABLE;
 use crate::stream::CHUNKS_TABLE;
 
 /// Name of the table holding one row per column.
@@ -18,12 +19,13 @@ pub(crate) fn ensure_schema(store: &mut Store) -> Result<()> {
     // Checked outside a write transaction so opening an existing file takes no write lock.
     let present: i64 = store.retry_with(|conn| -> Result<i64> {
         Ok(conn.query_row(
-            "SELECT count(*) FROM sqlite_master WHERE name IN (?1, ?2)",
-            [COLUMNS_TABLE, CHUNKS_TABLE],
+            "SELECT (SELECT count(*) FROM sqlite_master WHERE name IN (?1, ?2, ?3)) + \
+             (SELECT count(*) FROM pragma_table_info(?1) WHERE name = 'compression')",
+            [COLUMNS_TABLE, CHUNKS_TABLE, PACKED_TABLE],
             |r| r.get(0),
         )?)
     })?;
-    if present == 2 {
+    if present == 4 {
         return Ok(());
     }
     store.write_with(|conn| -> Result<()> {
@@ -40,8 +42,21 @@ pub(crate) fn ensure_schema(store: &mut Store) -> Result<()> {
                 updated_at INTEGER NOT NULL,
                 tail BLOB,
                 index_tail BLOB);
-             CREATE TABLE IF NOT EXISTS {CHUNKS_TABLE} (id INTEGER PRIMARY KEY, data BLOB NOT NULL);"
+             CREATE TABLE IF NOT EXISTS {CHUNKS_TABLE} (id INTEGER PRIMARY KEY, data BLOB NOT NULL);
+             CREATE TABLE IF NOT EXISTS {PACKED_TABLE} (
+                id INTEGER PRIMARY KEY, codec INTEGER NOT NULL, data BLOB NOT NULL);"
         ))?;
+        // Files written before compression existed gain the setting's column.
+        let has_setting: bool = conn.query_row(
+            "SELECT count(*) FROM pragma_table_info(?1) WHERE name = 'compression'",
+            [COLUMNS_TABLE],
+            |r| r.get(0),
+        )?;
+        if !has_setting {
+            conn.execute_batch(&format!(
+                "ALTER TABLE {COLUMNS_TABLE} ADD COLUMN compression TEXT;"
+            ))?;
+        }
         Ok(())
     })
 }
@@ -51,6 +66,16 @@ pub(crate) fn tables_exist(conn: &Connection) -> Result<bool> {
     let n: i64 = conn.query_row(
         "SELECT count(*) FROM sqlite_master WHERE name = ?1",
         [COLUMNS_TABLE],
+        |r| r.get(0),
+    )?;
+    Ok(n == 1)
+}
+
+/// Whether table `name` exists.
+pub(crate) fn table_exists(conn: &Connection, name: &str) -> Result<bool> {
+    let n: i64 = conn.query_row(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
+        [name],
         |r| r.get(0),
     )?;
     Ok(n == 1)

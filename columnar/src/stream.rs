@@ -12,6 +12,7 @@ use rusqlite::blob::ZeroBlob;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::error::{Error, Result};
+use crate::packed::{self, Packing};
 
 /// Name of the table holding every column chunk.
 pub const CHUNKS_TABLE: &str = "ambervault_column_chunks";
@@ -125,12 +126,15 @@ impl ChunkPlan {
 }
 
 /// One byte stream of a column.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Stream {
     /// `col_id << 1 | kind` (kind 0 = data, 1 = index).
     pub id: i64,
     /// Chunk capacities.
     pub plan: ChunkPlan,
+    /// How full chunks are packed (`None`: the column is not compressed; chunks packed by an
+    /// earlier setting are still read, see `packed`).
+    pub packing: Option<Packing>,
 }
 
 impl Stream {
@@ -145,14 +149,69 @@ impl Stream {
         chunk: u64,
         read_only: bool,
     ) -> Result<rusqlite::blob::Blob<'c>> {
-        conn.blob_open(
-            rusqlite::MAIN_DB,
-            CHUNKS_TABLE,
-            "data",
-            self.rowid(chunk),
-            read_only,
-        )
-        .map_err(|e| self.missing(chunk, e))
+        let open = || {
+            conn.blob_open(
+                rusqlite::MAIN_DB,
+                CHUNKS_TABLE,
+                "data",
+                self.rowid(chunk),
+                read_only,
+            )
+        };
+        match open() {
+            Ok(blob) => Ok(blob),
+            // A packed chunk is moved back to a plain row before it is written in place.
+            Err(e)
+                if !read_only
+                    && is_missing_row(&e)
+                    && packed::unpack(
+                        conn,
+                        self.rowid(chunk),
+                        usize_of(self.plan.capacity(chunk)),
+                    )? =>
+            {
+                open().map_err(|e| self.missing(chunk, e))
+            }
+            Err(e) => Err(self.missing(chunk, e)),
+        }
+    }
+
+    /// The last chunk whose every byte is below `used` (so it can be packed), if any.
+    fn full_chunks(&self, used: u64) -> u64 {
+        let n = self.plan.chunks_for(used);
+        if n > 0 && self.plan.start(n - 1) + self.plan.capacity(n - 1) == used {
+            n
+        } else {
+            n.saturating_sub(1)
+        }
+    }
+
+    /// Moves every packed chunk of the stream's `used` bytes back to a plain row (before its
+    /// column's compression setting changes).
+    ///
+    /// # Errors
+    /// SQLite errors; [`Error::Corrupted`] for a chunk that does not decompress.
+    pub fn unpack_all(&self, conn: &Connection, used: u64) -> Result<()> {
+        for chunk in 0..self.plan.chunks_for(used) {
+            packed::unpack(conn, self.rowid(chunk), usize_of(self.plan.capacity(chunk)))?;
+        }
+        Ok(())
+    }
+
+    /// Packs the stream's full chunks that are plain rows (a compressed column's chunk that an
+    /// append filled or a write changed); nothing for an uncompressed column.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn pack_full(&self, conn: &Connection, used: u64) -> Result<()> {
+        let Some(packing) = &self.packing else {
+            return Ok(());
+        };
+        let full = self.full_chunks(used);
+        if full == 0 {
+            return Ok(());
+        }
+        packed::pack_range(conn, packing, self.rowid(0), self.rowid(full - 1))
     }
 
     /// The error for a failed open of chunk `chunk`: a missing row means a damaged stream.
@@ -189,7 +248,11 @@ impl Stream {
             ))?
             .query_row([self.rowid(chunk)], |r| r.get(0))
             .optional()?;
-        Ok(len.is_some_and(|l| u64::try_from(l).is_ok_and(|l| l > within)))
+        match len {
+            Some(l) => Ok(u64::try_from(l).is_ok_and(|l| l > within)),
+            // Packed chunks are full: their length is checked when they are decompressed.
+            None => packed::exists(conn, self.rowid(chunk)),
+        }
     }
 
     /// A reader that keeps its blob handle between reads (see [`StreamReader`]).
@@ -199,6 +262,7 @@ impl Stream {
             stream: *self,
             conn,
             open: None,
+            unpacked: None,
         }
     }
 
@@ -245,6 +309,7 @@ impl Stream {
                 "DELETE FROM {CHUNKS_TABLE} WHERE id BETWEEN ?1 AND ?2"
             ))?
             .execute(params![self.rowid(need), self.rowid(u64::from(u32::MAX))])?;
+            packed::delete_range(conn, self.rowid(need), self.rowid(u64::from(u32::MAX)))?;
         }
         Ok(())
     }
@@ -285,6 +350,12 @@ impl Stream {
             let cap = usize_of(self.plan.capacity(chunk));
             let piece = &data[done..data.len().min(done + cap)];
             // Every chunk row is its full capacity: the last one is zero-padded.
+            if let (Some(packing), true) = (&self.packing, piece.len() == cap) {
+                // A full chunk of a compressed column goes straight to its packed row.
+                packed::insert(conn, self.rowid(chunk), packing, piece)?;
+                done += piece.len();
+                continue;
+            }
             let row: std::borrow::Cow<'_, [u8]> = if piece.len() == cap {
                 piece.into()
             } else {
@@ -344,7 +415,7 @@ impl Stream {
             "DELETE FROM {CHUNKS_TABLE} WHERE id BETWEEN ?1 AND ?2"
         ))?
         .execute(params![self.rowid(0), self.rowid(u64::from(u32::MAX))])?;
-        Ok(())
+        packed::delete_range(conn, self.rowid(0), self.rowid(u64::from(u32::MAX)))
     }
 }
 
@@ -357,6 +428,8 @@ pub struct StreamReader<'c> {
     stream: Stream,
     conn: &'c Connection,
     open: Option<(u64, rusqlite::blob::Blob<'c>)>,
+    /// The last packed chunk read, decompressed.
+    unpacked: Option<(u64, Vec<u8>)>,
 }
 
 impl StreamReader<'_> {
@@ -371,24 +444,70 @@ impl StreamReader<'_> {
             let (chunk, within) = stream.plan.locate(offset + done as u64);
             let cap = stream.plan.capacity(chunk);
             let take = usize_of((cap - within).min((out.len() - done) as u64));
+            let part = &mut out[done..done + take];
+            // A compressed column's chunks are mostly packed: look there first.
+            if stream.packing.is_some() && self.read_packed(chunk, within, part)? {
+                done += take;
+                continue;
+            }
             let blob = match self.open.take() {
-                Some((open, blob)) if open == chunk => blob,
-                Some((_, mut blob)) => {
-                    blob.reopen(stream.rowid(chunk))
-                        .map_err(|e| stream.missing(chunk, e))?;
-                    blob
+                Some((open, blob)) if open == chunk => Ok(blob),
+                Some((_, mut blob)) => blob.reopen(stream.rowid(chunk)).map(|()| blob),
+                None => self.conn.blob_open(
+                    rusqlite::MAIN_DB,
+                    CHUNKS_TABLE,
+                    "data",
+                    stream.rowid(chunk),
+                    true,
+                ),
+            };
+            let blob = match blob {
+                Ok(blob) => blob,
+                Err(e) if is_missing_row(&e) => {
+                    if self.read_packed(chunk, within, part)? {
+                        done += take;
+                        continue;
+                    }
+                    return Err(stream.missing(chunk, e));
                 }
-                None => stream.open_chunk(self.conn, chunk, true)?,
+                Err(e) => return Err(stream.missing(chunk, e)),
             };
             let blob = &self.open.insert((chunk, blob)).1;
-            blob.read_at_exact(&mut out[done..done + take], usize_of(within))
-                .map_err(|_| {
-                    Error::Corrupted(format!("chunk {chunk} of stream {} is short", stream.id))
-                })?;
+            blob.read_at_exact(part, usize_of(within)).map_err(|_| {
+                Error::Corrupted(format!("chunk {chunk} of stream {} is short", stream.id))
+            })?;
             done += take;
         }
         Ok(())
     }
+
+    /// Copies bytes `within ..` of chunk `chunk` into `part` if the chunk is packed (keeping it
+    /// decompressed for the next read); false when it is not packed.
+    fn read_packed(&mut self, chunk: u64, within: u64, part: &mut [u8]) -> Result<bool> {
+        let stream = self.stream;
+        let hit = matches!(&self.unpacked, Some((c, _)) if *c == chunk);
+        if !hit {
+            let mut raw = self.unpacked.take().map(|(_, b)| b).unwrap_or_default();
+            raw.resize(usize_of(stream.plan.capacity(chunk)), 0);
+            if !packed::read_into(self.conn, stream.rowid(chunk), &mut raw)? {
+                self.unpacked = None;
+                return Ok(false);
+            }
+            self.unpacked = Some((chunk, raw));
+        }
+        let raw = &self.unpacked.as_ref().expect("filled above").1;
+        let from = usize_of(within);
+        part.copy_from_slice(&raw[from..from + part.len()]);
+        Ok(true)
+    }
+}
+
+/// Whether a failed blob open means the row does not exist.
+fn is_missing_row(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        None | Some(rusqlite::ErrorCode::Unknown)
+    )
 }
 
 pub(crate) fn usize_of(n: u64) -> usize {

@@ -43,6 +43,7 @@
 mod borrowed_insert;
 mod checkpoint;
 mod clock;
+pub mod codec;
 mod error;
 mod filter;
 mod fork_guard;
@@ -77,8 +78,9 @@ pub use kv::{
 pub use kv_handle::{Kv, ValueReader, ValueWriter};
 pub use reaper::READ_LEASE;
 pub use store::{
-    Checkpoints, Location, Store, StoreError, StoreOptions, Synchronous, APPLICATION_ID,
-    EXTERNAL_MIN_RETRIES, FORMAT_VERSION,
+    require_format_version, Checkpoints, Location, Store, StoreError, StoreOptions, Synchronous,
+    APPLICATION_ID, BASE_FORMAT_VERSION, COMPRESSION_FORMAT_VERSION, EXTERNAL_MIN_RETRIES,
+    FORMAT_VERSION,
 };
 pub use vault::{StoreGuard, TableKind, Transaction, Vault};
 pub use wal_index::CommitToken;

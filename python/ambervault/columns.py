@@ -302,17 +302,23 @@ class ColumnVault(CacheControls):
                 self._columns[name] = col
             return col
 
-    def create_column(self, name: str, dtype: str) -> Column:
+    def create_column(self, name: str, dtype: str, compression: Optional[str] = None) -> Column:
         """Create a column of ``dtype`` (see ``docs/columns.md`` for the dtype table). An existing
         name is an :class:`InvalidArgument` error; an unknown dtype too, listing the accepted
-        ones."""
+        ones.
+
+        ``compression`` (``"zstd"``, ``"zstd:<level>"``, ``"lz4"``, optionally followed by
+        ``":<min_saving>"``; see ``docs/compression.md``) compresses the column's full chunks;
+        numbers are byte-shuffled first. Point reads still touch one chunk."""
         if not isinstance(name, str):
             raise TypeError(f"column names must be str, not {type(name).__name__}")
         if not isinstance(dtype, str):
             raise TypeError(f"dtype must be a str, not {type(dtype).__name__}")
+        if compression is not None and not isinstance(compression, str):
+            raise TypeError(f"compression must be a str or None, not {type(compression).__name__}")
         if dtype.startswith("vec:"):
             _np()  # tensors need numpy: a clear ImportError before anything is created
-        core = self._native.create(name, dtype)
+        core = self._native.create(name, dtype, compression)
         with self._lock:
             col = _new_column(self, core, name)
             self._columns[name] = col
@@ -510,6 +516,21 @@ class Column(MutableSequence, CacheControls):  # type: ignore[type-arg]
     def __reduce__(self) -> Tuple[Any, ...]:
         # Reopened by name in the unpickling process (its ColumnVault reopens the file by path).
         return (operator.getitem, (self._vault, self.name))
+
+    @property
+    def compression(self) -> Optional[str]:
+        """The column's compression setting in full (``"zstd:3:0.05"``: codec, level, minimum
+        saving), or None."""
+        return self._core.compression()
+
+    def set_compression(self, compression: Optional[str]) -> None:
+        """Compress the column's chunks as ``compression`` says (None: store them as they are).
+        The chunks already written are repacked in the same transaction, so this costs a pass
+        over the column."""
+        if compression is not None and not isinstance(compression, str):
+            raise TypeError(f"compression must be a str or None, not {type(compression).__name__}")
+        self._sync()
+        self._core.set_compression("none" if compression is None else compression)
 
     def _new_cache(
         self, cap_bytes: int, flush_threshold: int, flush_interval: Optional[float], auto_flush: bool

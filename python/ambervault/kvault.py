@@ -19,7 +19,7 @@ from typing import (
     Union,
 )
 
-from ._ambervault import BranchesCore, KVaultCore, columns_summary
+from ._ambervault import BranchesCore, KVaultCore, columns_summary, compression_setting
 from ._args import check_int, check_ttl, raw_key_bytes
 from ._codec import NAMES, RAW, ValueCodec
 from ._file import VaultFile
@@ -101,6 +101,9 @@ class KVault(  # type: ignore[type-arg]
         ``"all"``; stored in the file (see :meth:`history` and ``docs/history.md``).
     :param branch: open this branch of the table (see :meth:`create_branch`) instead of
         ``"main"``; the cache policy and history arguments still apply to the table.
+    :param compression: compress values larger than the inline limit, chunk by chunk:
+        ``"zstd"``, ``"zstd:<level>"``, ``"lz4"`` or ``"none"`` (see :meth:`set_compression` and
+        ``docs/compression.md``); stored in the file; not given: as the file has it.
 
     >>> vault = KVault(":memory:")
     >>> vault["a"] = b"1"
@@ -135,6 +138,7 @@ class KVault(  # type: ignore[type-arg]
         auto_prune: Optional[float] = None,
         history: Optional[Any] = None,
         branch: Optional[str] = None,
+        compression: Optional[str] = None,
     ) -> None:
         self._core: Optional[KVaultCore] = None
         self._default_ttl_ms: Optional[int] = None
@@ -159,8 +163,11 @@ class KVault(  # type: ignore[type-arg]
         if branch is not None and not isinstance(branch, str):
             raise TypeError(f"branch must be a str, not {type(branch).__name__}")
         check_int("chunk_size", chunk_size)
+        if compression is not None and not isinstance(compression, str):
+            raise TypeError(f"compression must be a str or None, not {type(compression).__name__}")
         # Refused before the file is opened, so a bad argument creates nothing.
         KVaultCore.validate(table, chunk_size)
+        wanted_compression = None if compression is None else compression_setting(compression)
         self._file = VaultFile(
             path,
             retries=retries,
@@ -191,6 +198,7 @@ class KVault(  # type: ignore[type-arg]
             auto_prune=auto_prune,
             history=history,
             branch=branch,
+            compression=compression,
             auto_pack=bool(auto_pack),
             allow_pickle=bool(allow_pickle),
             **self._file.open_args,
@@ -201,6 +209,9 @@ class KVault(  # type: ignore[type-arg]
         self.table = table
         try:
             self._open_policy(max_bytes, eviction, dedup, default_ttl, auto_prune, history)
+            # Recorded in the file like the policy; a read-only vault writes nothing anyway.
+            if compression is not None and not read_only and self._core.compression != wanted_compression:
+                self._core.set_compression(compression)
             if branch is not None and branch != "main":
                 # The policy is the table's (set above through main); this handle reads and
                 # writes the branch, and owns the file as any KVault does.
@@ -254,6 +265,23 @@ class KVault(  # type: ignore[type-arg]
 
     def _now_ms(self) -> int:
         return self._file.now_ms()
+
+    @property
+    def compression(self) -> Optional[str]:
+        """How the table compresses new values larger than the inline limit (about 900 bytes),
+        spelled out (``"zstd:3:0.05"``: codec, level, minimum saving), or None. Recorded in the
+        file: later openings use it unless they pass ``compression=``."""
+        return self._native.compression
+
+    def set_compression(self, compression: Optional[str]) -> None:
+        """Compress new values as ``compression`` says: ``"zstd"``, ``"zstd:<level>"`` (-7 to
+        22), ``"lz4"``, each optionally followed by ``":<min_saving>"`` (a chunk is stored
+        compressed only if it shrinks by that fraction; default 0.05), or None. Values already
+        stored keep their form and stay readable (each chunk records its codec)."""
+        if compression is not None and not isinstance(compression, str):
+            raise TypeError(f"compression must be a str or None, not {type(compression).__name__}")
+        self._native.set_compression("none" if compression is None else compression)
+        self._open_args["compression"] = compression
 
     def _open_policy(
         self,

@@ -236,6 +236,8 @@ impl KvTable {
             .or_default()
             .clone();
         runtime.set_branched(self.runtime.branched());
+        runtime.set_compression(self.runtime.compression());
+        runtime.set_coded(self.runtime.coded());
         Self {
             name: self.name.clone(),
             sql: std::sync::Arc::new(Sql::new(&self.name, &rows)),

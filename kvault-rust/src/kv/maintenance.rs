@@ -4,8 +4,9 @@ use std::collections::{HashMap, HashSet};
 
 use rusqlite::Connection;
 
-use super::types::{chunk_rowid, TableStats, MAX_CHUNKS_PER_BLOB};
+use super::types::{chunk_rowid, TableStats, MAX_CHUNKS_PER_BLOB, MAX_CHUNK_SIZE};
 use super::KvTable;
+use crate::codec::{decompress_into, CODEC_NONE};
 use crate::error::Result;
 use crate::store::Store;
 
@@ -15,7 +16,8 @@ impl KvTable {
     /// # Errors
     /// SQLite errors.
     pub fn stats(&self, store: &mut Store) -> Result<TableStats> {
-        let sql = self.sql.stats();
+        let coded = store.retry(|conn| self.probe_coded(conn))?;
+        let sql = self.sql.stats(coded);
         let now = store.now_ms();
         store.read(|conn| {
             Ok(conn.query_row(&sql, [now], |r| {
@@ -46,7 +48,10 @@ impl KvTable {
     pub fn check(&self, store: &mut Store) -> Result<Vec<String>> {
         let t = &self.name;
         let branches = self.other_branch_tables(store)?;
-        let sql = self.sql.check(self.has_history_table(store)?, &branches);
+        let coded = store.retry(|conn| self.probe_coded(conn))?;
+        let sql = self
+            .sql
+            .check(self.has_history_table(store)?, &branches, coded);
         let live_pids: Vec<(i64, i64)> = store.retry(|conn| {
             let mut stmt = conn.prepare_cached(&self.sql.list_pending)?;
             let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
@@ -142,7 +147,7 @@ impl KvTable {
                     counts.len()
                 ));
             }
-            let damaged = self.damaged_contents(conn)?;
+            let damaged = self.damaged_contents(conn, coded)?;
             if damaged > 0 {
                 problems.push(format!(
                     "table {t}: {damaged} stored contents do not match their BLAKE3 hash \
@@ -163,20 +168,49 @@ impl KvTable {
         })
     }
 
-    /// Stored contents whose bytes no longer hash to their address: BLAKE3 of the bytes, or,
-    /// for a chunk stored without deduplication, of its chunk rowid and the bytes.
-    fn damaged_contents(&self, conn: &Connection) -> Result<u64> {
+    /// Stored contents whose bytes no longer hash to their address: BLAKE3 of the bytes (after
+    /// decompression), or, for a chunk stored without deduplication, of its chunk rowid and the
+    /// bytes. A compressed content that does not decompress to its recorded length counts too.
+    fn damaged_contents(&self, conn: &Connection, coded: bool) -> Result<u64> {
         let t = &self.name;
+        let codec = if coded {
+            "c.codec, c.raw_size"
+        } else {
+            "0, NULL"
+        };
         let mut stmt = conn.prepare(&format!(
             "SELECT c.hash, c.data, (SELECT group_concat(k.id) FROM \"{t}__chunks\" k \
-             WHERE k.cid = c.cid) FROM \"{t}__content\" c"
+             WHERE k.cid = c.cid), {codec} FROM \"{t}__content\" c"
         ))?;
         let mut rows = stmt.query([])?;
         let mut damaged = 0;
         while let Some(row) = rows.next()? {
-            let (Ok(hash), Ok(data)) = (row.get::<_, Vec<u8>>(0), row.get::<_, Vec<u8>>(1)) else {
+            let (Ok(hash), Ok(stored), Ok(code), Ok(raw_size)) = (
+                row.get::<_, Vec<u8>>(0),
+                row.get::<_, Vec<u8>>(1),
+                row.get::<_, i64>(3),
+                row.get::<_, Option<i64>>(4),
+            ) else {
                 damaged += 1;
                 continue;
+            };
+            let data = if code == CODEC_NONE {
+                stored
+            } else {
+                // The recorded length bounds the allocation: a chunk is at most MAX_CHUNK_SIZE.
+                let Some(len) = raw_size
+                    .and_then(|n| usize::try_from(n).ok())
+                    .filter(|&n| n <= MAX_CHUNK_SIZE)
+                else {
+                    damaged += 1;
+                    continue;
+                };
+                let mut raw = vec![0u8; len];
+                if decompress_into(code, &stored, &mut raw).is_err() {
+                    damaged += 1;
+                    continue;
+                }
+                raw
             };
             if blake3::hash(&data).as_bytes().as_slice() == hash {
                 continue;

@@ -32,6 +32,7 @@
 mod branch_diff;
 mod branch_merge;
 mod branches;
+mod compression;
 mod eviction;
 mod history;
 mod maintenance;

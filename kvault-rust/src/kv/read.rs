@@ -8,6 +8,7 @@ use super::types::{
 };
 // Through the re-export, which lib.rs does not name yet.
 use super::{KvTable, ScanPage};
+use crate::codec::CODEC_NONE;
 use crate::error::{Error, Result};
 use crate::store::Store;
 
@@ -188,10 +189,25 @@ impl KvTable {
         }
         let last = blob.chunk_count() - 1;
         let expected = blob.size - last * blob.chunk_size;
-        let found: Option<i64> = conn
-            .prepare_cached(&self.sql.chunk_len)?
-            .query_row([blob.chunk_rowid(last)], |r| r.get(0))
-            .optional()?;
+        let chunk_len = |coded: bool| -> Result<Option<i64>> {
+            let sql = if coded {
+                &self.sql.chunk_len_coded
+            } else {
+                &self.sql.chunk_len
+            };
+            Ok(conn
+                .prepare_cached(sql)?
+                .query_row([blob.chunk_rowid(last)], |r| r.get(0))
+                .optional()?)
+        };
+        let mut found = chunk_len(self.runtime.coded())?;
+        if found.is_some_and(|len| u64::try_from(len).ok() != Some(expected))
+            && !self.runtime.coded()
+            && self.probe_coded(conn)?
+        {
+            // Compressed since this process looked: its stored length is not its length.
+            found = chunk_len(true)?;
+        }
         match found {
             Some(len) if u64::try_from(len).ok() == Some(expected) => Ok(()),
             Some(len) => Err(Error::Corrupted(format!(
@@ -237,6 +253,7 @@ impl KvTable {
         let mut pos = offset;
         let mut written = 0usize;
         let mut handle: Option<rusqlite::blob::Blob<'_>> = None;
+        let mut scratch = Vec::new();
         while written < out.len() {
             let seq = pos / blob.chunk_size;
             let within = pos % blob.chunk_size;
@@ -244,11 +261,25 @@ impl KvTable {
             let take = usize_of((this_chunk_len - within).min((out.len() - written) as u64))?;
             // Chunk rows of a replaced or deleted value are gone (and blob ids are never
             // reused), so a missing row means the value changed under the reader.
-            let cid: i64 = conn
-                .prepare_cached(&self.sql.chunk_content)?
-                .query_row([blob.chunk_rowid(seq)], |r| r.get(0))
-                .optional()?
+            let (cid, code) = self
+                .chunk_content(conn, blob.chunk_rowid(seq))?
                 .ok_or(Error::ValueChanged)?;
+            let part = &mut out[written..written + take];
+            if code != CODEC_NONE {
+                // A compressed chunk is decompressed whole; straight into the caller's buffer
+                // when the read covers all of it.
+                if take as u64 == this_chunk_len {
+                    self.read_compressed_chunk(conn, cid, code, part)?;
+                } else {
+                    scratch.resize(usize_of(this_chunk_len)?, 0);
+                    self.read_compressed_chunk(conn, cid, code, &mut scratch)?;
+                    let from = usize_of(within)?;
+                    part.copy_from_slice(&scratch[from..from + take]);
+                }
+                written += take;
+                pos += take as u64;
+                continue;
+            }
             let opened = match handle.as_mut() {
                 Some(h) => h.reopen(cid),
                 None => conn
@@ -272,13 +303,18 @@ impl KvTable {
             }
             let h = handle.as_ref().expect("blob handle opened above");
             if h.len() as u64 != this_chunk_len {
+                // Another process may have started compressing since this one looked: read
+                // the chunk again by its code.
+                if !self.runtime.coded() && self.probe_coded(conn)? {
+                    continue;
+                }
                 return Err(Error::Corrupted(format!(
                     "chunk {seq} of blob {} has {} bytes, expected {this_chunk_len}",
                     blob.blob_id,
                     h.len()
                 )));
             }
-            h.read_at_exact(&mut out[written..written + take], usize_of(within)?)?;
+            h.read_at_exact(part, usize_of(within)?)?;
             written += take;
             pos += take as u64;
         }

@@ -11,6 +11,7 @@ use std::time::Duration;
 use rusqlite::{params, Connection};
 
 use super::policy::{CachePolicy, Dedup};
+use crate::codec::Compression;
 use crate::error::Result;
 
 /// Most distinct keys whose reads are held in memory between flushes; reads of further keys
@@ -50,6 +51,11 @@ pub(crate) struct TableRuntime {
     pinned: Mutex<HashMap<i64, usize>>,
     /// (interval, time of the last run in ms).
     auto_prune: Mutex<Option<(Duration, i64)>>,
+    /// How new chunks are compressed (see `compression`).
+    compression: Mutex<Option<Compression>>,
+    /// Whether the content table has the `codec` and `raw_size` columns (compressed contents
+    /// may exist); see `compression`.
+    coded: AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -193,6 +199,26 @@ impl TableRuntime {
     /// Whether an open reader uses the blob.
     pub(super) fn is_pinned(&self, blob_id: i64) -> bool {
         lock(&self.pinned).contains_key(&blob_id)
+    }
+
+    /// The compression of new chunks.
+    pub(super) fn compression(&self) -> Option<Compression> {
+        *lock(&self.compression)
+    }
+
+    /// Sets the compression of new chunks.
+    pub(super) fn set_compression(&self, compression: Option<Compression>) {
+        *lock(&self.compression) = compression;
+    }
+
+    /// Whether the content table was last seen with its codec columns.
+    pub(super) fn coded(&self) -> bool {
+        self.coded.load(Ordering::Relaxed)
+    }
+
+    /// Remembers whether the content table has its codec columns.
+    pub(super) fn set_coded(&self, coded: bool) {
+        self.coded.store(coded, Ordering::Relaxed);
     }
 
     /// Sets (or with `None` stops) pruning expired keys every `interval`.

@@ -133,6 +133,7 @@ impl KvTable {
             }
             table.reclaim_orphans(store)?;
         }
+        store.retry(|conn| table.load_compression(conn))?;
         let (policy, _) = store.retry(|conn| super::policy::read_policy(conn, name))?;
         table.runtime.adopt(&policy);
         let branched = store.retry(|conn| super::branches::branching_on(conn, name))?;

@@ -25,8 +25,16 @@ pub(super) struct Sql {
     pub(super) find_content: String,
     pub(super) insert_chunk: String,
     pub(super) chunk_content: String,
+    /// The `_coded` statements: for a content table with the codec columns (`compression`).
+    pub(super) insert_content_coded: String,
+    pub(super) find_content_coded: String,
+    /// A chunk's content id and the code its bytes are stored under.
+    pub(super) chunk_content_coded: String,
+    /// A content's stored bytes, by content id.
+    pub(super) content_data: String,
     /// Length of one chunk's content, by chunk rowid (the last chunk, in `verify_extent`).
     pub(super) chunk_len: String,
+    pub(super) chunk_len_coded: String,
     /// Whether a chunk row exists, by rowid.
     pub(super) chunk_exists: String,
     pub(super) new_pending: String,
@@ -40,6 +48,16 @@ pub(super) struct Sql {
     /// deduplicated), 2 (limit, read tracking, small-value dedup or history: the full write
     /// path).
     pub(super) write_mode: String,
+}
+
+/// The length before compression of a content row (columns prefixed by `alias`): its
+/// `raw_size` when compressed, else the length of its bytes.
+fn raw_length(alias: &str, coded: bool) -> String {
+    if coded {
+        format!("coalesce({alias}raw_size, length({alias}data))")
+    } else {
+        format!("length({alias}data)")
+    }
 }
 
 /// How many inline values one multi-row insert of a batch writes. A statement's fixed costs
@@ -171,9 +189,27 @@ impl Sql {
             find_content: format!("SELECT cid, length(data) FROM \"{t}__content\" WHERE hash = ?1"),
             insert_chunk: format!("INSERT INTO \"{c}\" (id, cid) VALUES (?1, ?2)"),
             chunk_content: format!("SELECT cid FROM \"{c}\" WHERE id = ?1"),
+            insert_content_coded: format!(
+                "INSERT INTO \"{t}__content\" (hash, refs, data, codec, raw_size) \
+                 VALUES (?1, 0, ?2, ?3, ?4) ON CONFLICT(hash) DO NOTHING"
+            ),
+            find_content_coded: format!(
+                "SELECT cid, {} FROM \"{t}__content\" WHERE hash = ?1",
+                raw_length("", true)
+            ),
+            chunk_content_coded: format!(
+                "SELECT k.cid, coalesce(c.codec, 0) FROM \"{c}\" k \
+                 LEFT JOIN \"{t}__content\" c ON c.cid = k.cid WHERE k.id = ?1"
+            ),
+            content_data: format!("SELECT data FROM \"{t}__content\" WHERE cid = ?1"),
             chunk_len: format!(
                 "SELECT length(c.data) FROM \"{c}\" k JOIN \"{t}__content\" c ON c.cid = k.cid \
                  WHERE k.id = ?1"
+            ),
+            chunk_len_coded: format!(
+                "SELECT {} FROM \"{c}\" k JOIN \"{t}__content\" c ON c.cid = k.cid \
+                 WHERE k.id = ?1",
+                raw_length("c.", true)
             ),
             chunk_exists: format!("SELECT EXISTS(SELECT 1 FROM \"{c}\" WHERE id = ?1)"),
             new_pending: format!("INSERT INTO \"{p}\" (pid, started_at) VALUES (?1, ?2)"),
@@ -219,29 +255,31 @@ impl Sql {
     }
 
     /// One row of [`super::TableStats`] figures; "now" is `?1`.
-    pub(super) fn stats(&self) -> String {
+    pub(super) fn stats(&self, coded: bool) -> String {
         let t = &self.table;
         let r = &self.rows;
         format!(
             "SELECT (SELECT count(*) FROM \"{r}\" WHERE {live}), \
              (SELECT total(size) FROM \"{r}\" WHERE {live}), \
              (SELECT count(*) FROM \"{t}__chunks\"), \
-             (SELECT total(length(c.data)) FROM \"{t}__chunks\" k \
+             (SELECT total({raw}) FROM \"{t}__chunks\" k \
              JOIN \"{t}__content\" c ON c.cid = k.cid), \
              (SELECT count(*) FROM \"{t}__pending\"), \
              (SELECT total(length(inline_data)) FROM \"{r}\"), \
              (SELECT count(*) FROM \"{t}__content\"), \
              (SELECT total(length(data)) FROM \"{t}__content\"), \
              (SELECT count(*) FROM \"{r}\" WHERE NOT {live})",
-            live = live(1)
+            live = live(1),
+            raw = raw_length("c.", coded)
         )
     }
 
     /// The statements of [`super::KvTable::check`]. `history`: the table keeps versions in
     /// `T__history`, whose rows own blobs and reference contents too; `branches`: the key
     /// tables of the table's other branches, which share its chunks and contents.
-    pub(super) fn check(&self, history: bool, branches: &[String]) -> CheckSql {
+    pub(super) fn check(&self, history: bool, branches: &[String], coded: bool) -> CheckSql {
         let t = &self.table;
+        let raw = raw_length("n.", coded);
         let c = format!("{t}__chunks");
         // All chunk rowids of the row's blob (see `chunk_rowid`).
         let of_blob = "BETWEEN (blob_id << 32) AND (blob_id << 32) + 4294967295";
@@ -291,9 +329,9 @@ impl Sql {
                     format!(
                         "SELECT key, blob_id, size, chunk_size, \
                          (SELECT count(*) FROM \"{c}\" WHERE id {of_blob}), \
-                         (SELECT total(length(n.data)) FROM \"{c}\" k \
+                         (SELECT total({raw}) FROM \"{c}\" k \
                          JOIN \"{t}__content\" n ON n.cid = k.cid WHERE k.id {of_blob}), \
-                         (SELECT max(length(n.data)) FROM \"{c}\" k \
+                         (SELECT max({raw}) FROM \"{c}\" k \
                          JOIN \"{t}__content\" n ON n.cid = k.cid WHERE k.id {of_blob}) \
                          FROM \"{r}\" WHERE blob_id IS NOT NULL"
                     )

@@ -3,6 +3,7 @@
 
 use rusqlite::{params, Connection};
 
+use super::compression::PreparedChunk;
 use super::types::{
     chunk_rowid, usize_of, BlobRef, Encoding, KeyKind, PutOptions, ValueLocation, MAX_BLOB_ID,
     MAX_CHUNKS_PER_BLOB,
@@ -142,7 +143,9 @@ impl BlobWriter {
         };
         let rowid = chunk_rowid(blob_id, self.chunks_written);
         let table = &self.table;
-        store.write(|conn| table.store_chunk(conn, rowid, chunk))?;
+        // Hashed and compressed before the transaction: the lock is held only to insert.
+        let prepared = table.prepare_chunk(rowid, chunk)?;
+        store.write(|conn| table.store_prepared(conn, rowid, &prepared))?;
         self.chunks_written += 1;
         Ok(())
     }
@@ -228,23 +231,45 @@ impl KvTable {
     /// reference. Without deduplication the address also names the chunk's own rowid (never
     /// reused), so no two chunks share a content.
     pub(super) fn store_chunk(&self, conn: &Connection, rowid: i64, chunk: &[u8]) -> Result<()> {
-        let hash = if self.runtime.dedup_none() {
-            let mut hasher = blake3::Hasher::new();
-            hasher.update(&rowid.to_le_bytes()).update(chunk);
-            hasher.finalize()
-        } else {
-            blake3::hash(chunk)
-        };
+        let prepared = self.prepare_chunk(rowid, chunk)?;
+        self.store_prepared(conn, rowid, &prepared)
+    }
+
+    /// [`KvTable::store_chunk`] for a chunk hashed (and compressed) beforehand.
+    pub(super) fn store_prepared(
+        &self,
+        conn: &Connection,
+        rowid: i64,
+        chunk: &PreparedChunk<'_>,
+    ) -> Result<()> {
         let sql = &self.sql;
-        conn.prepare_cached(&sql.insert_content)?
-            .execute(params![hash.as_bytes().as_slice(), chunk])?;
+        let hash = chunk.hash.as_bytes().as_slice();
+        let raw_len = chunk.raw.len();
+        match &chunk.compressed {
+            Some((code, bytes)) => {
+                conn.prepare_cached(&sql.insert_content_coded)?
+                    .execute(params![
+                        hash,
+                        bytes,
+                        code,
+                        i64::try_from(raw_len).unwrap_or(i64::MAX)
+                    ])?
+            }
+            None => conn
+                .prepare_cached(&sql.insert_content)?
+                .execute(params![hash, chunk.raw])?,
+        };
+        let find = if self.runtime.coded() {
+            &sql.find_content_coded
+        } else {
+            &sql.find_content
+        };
         let (cid, len): (i64, i64) = conn
-            .prepare_cached(&sql.find_content)?
-            .query_row([hash.as_bytes().as_slice()], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        if usize::try_from(len).ok() != Some(chunk.len()) {
+            .prepare_cached(find)?
+            .query_row([hash], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        if usize::try_from(len).ok() != Some(raw_len) {
             return Err(Error::Corrupted(format!(
-                "stored content {cid} has {len} bytes but its hash names {} bytes",
-                chunk.len()
+                "stored content {cid} has {len} bytes but its hash names {raw_len} bytes"
             )));
         }
         conn.prepare_cached(&sql.insert_chunk)?

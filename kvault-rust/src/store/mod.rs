@@ -26,10 +26,11 @@ mod run;
 mod txn;
 
 pub(crate) use fork::*;
+pub use open::require_format_version;
 pub(crate) use open::*;
 pub use options::{
-    Checkpoints, Location, StoreOptions, Synchronous, APPLICATION_ID, EXTERNAL_MIN_RETRIES,
-    FORMAT_VERSION,
+    Checkpoints, Location, StoreOptions, Synchronous, APPLICATION_ID, BASE_FORMAT_VERSION,
+    COMPRESSION_FORMAT_VERSION, EXTERNAL_MIN_RETRIES, FORMAT_VERSION,
 };
 pub use run::StoreError;
 pub(crate) use run::*;

@@ -204,15 +204,36 @@ impl Store {
             )?;
             if application_id == 0 {
                 conn.execute_batch(&format!(
-                    "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {FORMAT_VERSION};"
+                    "PRAGMA application_id = {APPLICATION_ID}; \
+                     PRAGMA user_version = {BASE_FORMAT_VERSION};"
                 ))?;
                 conn.execute(
                     "INSERT OR IGNORE INTO ambervault_meta(name, value) VALUES \
                      ('format_version', ?1), ('created_at_ms', ?2)",
-                    (FORMAT_VERSION, created_at),
+                    (BASE_FORMAT_VERSION, created_at),
                 )?;
             }
             Ok(())
         })
     }
+}
+
+/// Raises the file's format version to `version` (its `user_version` and the meta table's
+/// `format_version`) inside the caller's write transaction, before the first write that needs
+/// it; a file already at that version or newer is left alone.
+///
+/// # Errors
+/// SQLite errors.
+pub fn require_format_version(conn: &Connection, version: i64) -> Result<()> {
+    let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if current >= version {
+        return Ok(());
+    }
+    conn.execute_batch(&format!("PRAGMA user_version = {version};"))?;
+    conn.execute(
+        "INSERT INTO ambervault_meta (name, value) VALUES ('format_version', ?1) \
+         ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+        [version],
+    )?;
+    Ok(())
 }

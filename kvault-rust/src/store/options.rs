@@ -8,8 +8,17 @@ use crate::error::{Error, Result};
 /// `PRAGMA application_id` of every ambervault file: the bytes "AMBV".
 pub const APPLICATION_ID: i32 = 0x414D_4256;
 
-/// The on-disk format version this build writes (`PRAGMA user_version` and the meta table).
-pub const FORMAT_VERSION: i64 = 1;
+/// The newest on-disk format version this build reads (`PRAGMA user_version` and the meta
+/// table). New files are written as [`BASE_FORMAT_VERSION`]; a file moves to a newer version
+/// only when it first uses what needs it, so files that do not stay readable by older builds.
+pub const FORMAT_VERSION: i64 = 2;
+
+/// The format version of a new file.
+pub const BASE_FORMAT_VERSION: i64 = 1;
+
+/// The format version of a file holding compressed chunks (version 1 readers would refuse
+/// them as damaged; with it they refuse the file as newer instead).
+pub const COMPRESSION_FORMAT_VERSION: i64 = 2;
 
 /// How hard SQLite syncs on commit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

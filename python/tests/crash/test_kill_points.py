@@ -262,6 +262,87 @@ def check_typed_puts(path, acked):
             ), (slot, acked)
 
 
+# -- compressed scenarios: values and chunks compressed (text) or left as they are (noise) ----
+
+
+def compressible(tag: str, i: int, n: int) -> bytes:
+    return (f"{tag} line {i} " * (n // 10 + 1)).encode()[:n]
+
+
+def mixed_value(i: int) -> bytes:
+    n = 10 + (i * 977) % 20_000
+    return compressible("z", i, n) if i % 3 else val("z", i, n)
+
+
+def compressed_overwrites(path, ack):
+    kv = KVault(path, chunk_size=CHUNK, compression="lz4" if path.stem.endswith("1") else "zstd")
+    i = 0
+    while True:
+        if i % 5 == 0:
+            kv.put_file(f"slot{i % 7}", io.BytesIO(mixed_value(i)))
+        else:
+            kv[f"slot{i % 7}"] = mixed_value(i)
+        ack(i)
+        i += 1
+
+
+def check_compressed_overwrites(path, acked):
+    with KVault(path, chunk_size=CHUNK) as kv:
+        for slot in range(7):
+            last = max((i for i in range(acked) if i % 7 == slot), default=None)
+            allowed = {None if last is None else mixed_value(last)}
+            if acked % 7 == slot:
+                allowed.add(mixed_value(acked))
+            assert kv.get(f"slot{slot}") in allowed
+        assert kv.stats()["pending_uploads"] == 0
+
+
+COMPRESSED_FAMILIES = {
+    "f64": lambda i: round(20 + (i % 1000) / 100, 2),
+    "str": lambda i: f"2026-12-02 INFO request {i % 50} done",
+}
+
+
+def compressed_column_work(dtype):
+    make = COMPRESSED_FAMILIES[dtype]
+
+    def work(path, ack):
+        cv = ColumnVault(path, min_chunk_bytes=256, max_chunk_bytes=4096)
+        col = cv["c"] if "c" in cv else cv.create_column("c", dtype, compression="zstd")
+        n = 0
+        op = 0
+        while True:
+            if op % 7 == 6 and n > 10:
+                col[n // 2] = make(n // 2)  # a write into a packed chunk
+            else:
+                col.extend([make(n + k) for k in range(40)])
+                n += 40
+            ack(op)
+            op += 1
+
+    return work
+
+
+def compressed_column_check(dtype):
+    make = COMPRESSED_FAMILIES[dtype]
+
+    def check(path, acked):
+        def length_after(ops):
+            n = 0
+            for op in range(ops):
+                if not (op % 7 == 6 and n > 10):
+                    n += 40
+            return n
+
+        with ColumnVault(path) as cv:
+            values = list(cv["c"]) if "c" in cv else []
+            assert len(values) in (length_after(acked), length_after(acked + 1))
+            assert values == [make(k) for k in range(len(values))]
+            assert cv.check() == []
+
+    return check
+
+
 SCENARIOS = {
     "small_puts": (None, small_puts, check_small_puts),
     "typed_puts": (None, typed_puts, check_typed_puts),
@@ -272,6 +353,11 @@ SCENARIOS = {
     "cache_flush": (None, cached, check_cached),
     "kv_and_column_transactions": (None, transactions, check_transactions),
     **{f"column_{d}": (None, column_work(d), column_check(d)) for d in FAMILIES},
+    "compressed_overwrites": (None, compressed_overwrites, check_compressed_overwrites),
+    **{
+        f"compressed_column_{d}": (None, compressed_column_work(d), compressed_column_check(d))
+        for d in COMPRESSED_FAMILIES
+    },
 }
 
 
