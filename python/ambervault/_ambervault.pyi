@@ -244,6 +244,7 @@ __all__ = [
     "__version__",
     "canonical_dtype",
     "columns_summary",
+    "compression_setting",
     "inspect",
     "powerloss_mark",
     "raw_key_bytes",

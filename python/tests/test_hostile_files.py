@@ -260,7 +260,7 @@ def test_a_policy_row_with_a_negative_time_to_live_is_corruption(damaged: Any) -
 
 
 def test_newer_format_is_refused_and_the_file_left_unchanged(damaged: Any) -> None:
-    path = damaged("kv_history", "PRAGMA user_version = 2")
+    path = damaged("kv_history", f"PRAGMA user_version = {ambervault.FORMAT_VERSION + 1}")
     before = path.read_bytes()
     with pytest.raises(IncompatibleFormatError):
         ambervault.KVault(path, chunk_size=256)

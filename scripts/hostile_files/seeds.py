@@ -191,10 +191,40 @@ def _write_columns(path: Path) -> Tuple[TableSpec, ...]:
     return (kvt,)
 
 
+def _text(n: int, salt: int) -> bytes:
+    """``n`` bytes of text that compresses (a log), different for every salt."""
+    return "".join(f"{salt}:{i} INFO step done\n" for i in range(n // 10 + 1)).encode()[:n]
+
+
+def _write_compressed(path: Path) -> Tuple[TableSpec, ...]:
+    zstd = TableSpec("kvault", 2048)
+    lz4 = TableSpec("fast", 4096)
+    with ambervault.KVault(path, chunk_size=zstd.chunk_size, compression="zstd", clock=_clock) as kv:
+        kv["inline"] = b"never compressed"
+        kv["text"] = _text(2048 * 4 + 100, 1)  # compressed chunks
+        kv["noise"] = _pattern(5000, 2)  # stored as it is beside them
+        kv["dup"] = _text(2048 * 2, 1)  # shares the first chunks of "text"
+        kv["typed"] = {"rows": [{"i": i, "s": "x" * 20} for i in range(200)]}
+        with ambervault.ColumnVault(kv, min_chunk_bytes=256, max_chunk_bytes=1024) as cv:
+            readings = [20 + (i % 50) / 100 for i in range(600)]
+            cv.create_column("f64", "f64", compression="zstd").extend(readings)
+            cv.create_column("i32", "i32", compression="lz4").extend(list(range(0, 3000, 3)))
+            lines = [f"line {i % 9}" for i in range(400)]
+            cv.create_column("str", "str", compression="zstd").extend(lines)
+        kv.checkpoint()
+    with ambervault.KVault(
+        path, table=lz4.name, chunk_size=lz4.chunk_size, compression="lz4", clock=_clock
+    ) as kv:
+        kv["text"] = _text(4096 * 3, 3)
+        kv.checkpoint()
+    return (zstd, lz4)
+
+
 _WRITERS: Dict[str, Tuple[Callable[[Path], Tuple[TableSpec, ...]], bool]] = {
     "kv_history": (_write_kv_history, False),
     "kv_cache": (_write_kv_cache, False),
     "columns": (_write_columns, True),
+    "compressed": (_write_compressed, True),
 }
 
 
