@@ -11,7 +11,7 @@
 //! that opened a column before another process compressed it still reads it right.
 
 use kvault::codec::{decompress_into, Compression};
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection};
 
 use crate::error::{Error, Result};
 use crate::stream::CHUNKS_TABLE;
@@ -39,28 +39,24 @@ impl Packing {
     }
 }
 
-/// The code and stored bytes of packed chunk `rowid`, or `None` when it is not packed (also
-/// when the packed table does not exist: a file that never had a compressed column).
-pub(crate) fn fetch(conn: &Connection, rowid: i64) -> Result<Option<(i64, Vec<u8>)>> {
+/// Fills `out` (the chunk's capacity) from packed chunk `rowid`; false when it is not packed.
+/// Decompresses straight from SQLite's copy of the row.
+pub(crate) fn read_into(conn: &Connection, rowid: i64, out: &mut [u8]) -> Result<bool> {
     let stmt = conn.prepare_cached(&format!(
         "SELECT codec, data FROM {PACKED_TABLE} WHERE id = ?1"
     ));
     let mut stmt = match stmt {
         Ok(stmt) => stmt,
-        Err(e) if missing_table(&e) => return Ok(None),
+        Err(e) if missing_table(&e) => return Ok(false),
         Err(e) => return Err(e.into()),
     };
-    Ok(stmt
-        .query_row([rowid], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?)
-}
-
-/// Fills `out` (the chunk's capacity) from packed chunk `rowid`; false when it is not packed.
-pub(crate) fn read_into(conn: &Connection, rowid: i64, out: &mut [u8]) -> Result<bool> {
-    let Some((code, stored)) = fetch(conn, rowid)? else {
+    let mut rows = stmt.query([rowid])?;
+    let Some(row) = rows.next()? else {
         return Ok(false);
     };
-    decompress_into(code, &stored, out)
+    let code: i64 = row.get(0)?;
+    let stored = row.get_ref(1)?.as_blob().map_err(rusqlite::Error::from)?;
+    decompress_into(code, stored, out)
         .map_err(|e| Error::Corrupted(format!("packed column chunk {rowid:#x}: {e}")))?;
     Ok(true)
 }

@@ -486,6 +486,10 @@ impl StreamReader<'_> {
     fn read_packed(&mut self, chunk: u64, within: u64, part: &mut [u8]) -> Result<bool> {
         let stream = self.stream;
         let hit = matches!(&self.unpacked, Some((c, _)) if *c == chunk);
+        if !hit && within == 0 && part.len() as u64 == stream.plan.capacity(chunk) {
+            // A read of the whole chunk (a scan): decompressed straight into the caller's buffer.
+            return packed::read_into(self.conn, stream.rowid(chunk), part);
+        }
         if !hit {
             let mut raw = self.unpacked.take().map(|(_, b)| b).unwrap_or_default();
             raw.resize(usize_of(stream.plan.capacity(chunk)), 0);

@@ -115,35 +115,65 @@ impl Compression {
         }
     }
 
-    /// Compresses one chunk. `shuffle` is the element width to regroup bytes by first (0 or 1:
-    /// none). Returns the stored code and bytes, or `None` when the chunk does not shrink by
-    /// at least `min_saving` (it is then stored as it is, with [`CODEC_NONE`]).
+    /// Compresses one chunk. `shuffle` is the width of the numbers in it (0 or 1: none): the
+    /// chunk is then compressed both as it is and byte-shuffled, and the smaller is kept
+    /// (shuffled bytes win on noisy measurements; values that repeat exactly, such as readings
+    /// rounded to a resolution, compress far better unshuffled). Returns the stored code and
+    /// bytes, or `None` when the chunk does not shrink by at least `min_saving` (it is then
+    /// stored as it is, with [`CODEC_NONE`]).
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] if the compressor fails (it does not for valid settings).
     pub fn compress(&self, raw: &[u8], shuffle: usize) -> Result<Option<(i64, Vec<u8>)>> {
-        let shuffled;
-        let (input, width) = if shuffle > 1 && raw.len() >= 2 * shuffle && shuffle < 256 {
-            shuffled = shuffle_bytes(raw, shuffle);
-            (&shuffled[..], shuffle)
-        } else {
-            (raw, 0)
-        };
-        let (code, out) = match self.codec {
-            Codec::Zstd(level) => (
-                CODEC_ZSTD,
-                zstd::bulk::compress(input, level)
-                    .map_err(|e| Error::InvalidArgument(format!("zstd failed: {e}")))?,
-            ),
-            Codec::Lz4 => (CODEC_LZ4, lz4_flex::block::compress(input)),
-        };
+        let mut best = self.compress_plain(raw)?;
+        if shuffle > 1 && shuffle < 256 && raw.len() >= 2 * shuffle {
+            let shuffled = shuffle_bytes(raw, shuffle);
+            let (code, out) = self.compress_plain(&shuffled)?;
+            if out.len() < best.1.len() {
+                best = (code | ((shuffle as i64) << 8), out);
+            }
+        }
         // Stored compressed only if it saves at least min_saving of the chunk.
         let limit = (raw.len() as f64 * (1.0 - self.min_saving)).floor();
-        if out.len() as f64 > limit || out.len() >= raw.len() {
+        if best.1.len() as f64 > limit || best.1.len() >= raw.len() {
             return Ok(None);
         }
-        Ok(Some((code | ((width as i64) << 8), out)))
+        Ok(Some(best))
     }
+
+    /// The codec's code and output for `input`, without the shuffle.
+    fn compress_plain(&self, input: &[u8]) -> Result<(i64, Vec<u8>)> {
+        match self.codec {
+            Codec::Zstd(level) => ZSTD_COMPRESSOR.with(|slot| {
+                let mut slot = slot.borrow_mut();
+                let fresh = match slot.take() {
+                    Some((at, compressor)) if at == level => Ok(compressor),
+                    Some((_, mut compressor)) => {
+                        compressor.set_compression_level(level).map(|()| compressor)
+                    }
+                    None => zstd::bulk::Compressor::new(level),
+                };
+                let mut compressor =
+                    fresh.map_err(|e| Error::InvalidArgument(format!("zstd failed: {e}")))?;
+                let out = compressor
+                    .compress(input)
+                    .map_err(|e| Error::InvalidArgument(format!("zstd failed: {e}")));
+                *slot = Some((level, compressor));
+                Ok((CODEC_ZSTD, out?))
+            }),
+            Codec::Lz4 => Ok((CODEC_LZ4, lz4_flex::block::compress(input))),
+        }
+    }
+}
+
+thread_local! {
+    /// A zstd compression context per thread, kept between chunks (creating one costs more
+    /// than compressing a small chunk), with the level it is set to.
+    static ZSTD_COMPRESSOR: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
+        const { std::cell::RefCell::new(None) };
+    /// A zstd decompression context per thread, kept between chunks.
+    static ZSTD_DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
 }
 
 fn bad_setting(text: &str) -> Error {
@@ -195,8 +225,19 @@ pub fn decompress_into(code: i64, stored: &[u8], out: &mut [u8]) -> Result<()> {
     };
     let expected = target.len();
     let got = match code & 0xff {
-        CODEC_ZSTD => zstd::bulk::decompress_to_buffer(stored, target)
-            .map_err(|e| Error::Corrupted(format!("a zstd chunk does not decompress: {e}")))?,
+        CODEC_ZSTD => ZSTD_DECOMPRESSOR.with(|slot| {
+            let mut slot = slot.borrow_mut();
+            let mut decompressor = match slot.take() {
+                Some(d) => d,
+                None => zstd::bulk::Decompressor::new()
+                    .map_err(|e| Error::Corrupted(format!("zstd failed: {e}")))?,
+            };
+            let got = decompressor
+                .decompress_to_buffer(stored, &mut *target)
+                .map_err(|e| Error::Corrupted(format!("a zstd chunk does not decompress: {e}")));
+            *slot = Some(decompressor);
+            got
+        })?,
         _ => lz4_flex::block::decompress_into(stored, target)
             .map_err(|e| Error::Corrupted(format!("an lz4 chunk does not decompress: {e}")))?,
     };
@@ -215,28 +256,68 @@ pub fn decompress_into(code: i64, stored: &[u8], out: &mut [u8]) -> Result<()> {
 /// the last whole element stay at the end, in order). Numbers that change slowly then give
 /// long runs of equal high bytes, which compress far better.
 fn shuffle_bytes(raw: &[u8], width: usize) -> Vec<u8> {
-    let n = raw.len() / width;
     let mut out = vec![0u8; raw.len()];
-    for j in 0..width {
-        let lane = &mut out[j * n..(j + 1) * n];
-        for (i, slot) in lane.iter_mut().enumerate() {
-            *slot = raw[i * width + j];
+    match width {
+        2 => shuffle_fixed::<2>(raw, &mut out),
+        4 => shuffle_fixed::<4>(raw, &mut out),
+        8 => shuffle_fixed::<8>(raw, &mut out),
+        _ => {
+            let n = raw.len() / width;
+            for (i, element) in raw.chunks_exact(width).enumerate() {
+                for (j, &byte) in element.iter().enumerate() {
+                    out[j * n + i] = byte;
+                }
+            }
         }
     }
-    out[n * width..].copy_from_slice(&raw[n * width..]);
+    let whole = raw.len() / width * width;
+    out[whole..].copy_from_slice(&raw[whole..]);
     out
+}
+
+/// [`shuffle_bytes`] for a width known at compile time (the loops then unroll).
+fn shuffle_fixed<const W: usize>(raw: &[u8], out: &mut [u8]) {
+    let n = raw.len() / W;
+    let (lanes, _) = out.split_at_mut(n * W);
+    let mut lanes: Vec<&mut [u8]> = lanes.chunks_exact_mut(n.max(1)).take(W).collect();
+    for (i, element) in raw.chunks_exact(W).enumerate() {
+        for (lane, &byte) in lanes.iter_mut().zip(element) {
+            lane[i] = byte;
+        }
+    }
 }
 
 /// The inverse of [`shuffle_bytes`].
 fn unshuffle_bytes(shuffled: &[u8], width: usize, out: &mut [u8]) {
-    let n = out.len() / width;
-    for j in 0..width {
-        let lane = &shuffled[j * n..(j + 1) * n];
-        for (i, &byte) in lane.iter().enumerate() {
-            out[i * width + j] = byte;
+    match width {
+        2 => unshuffle_fixed::<2>(shuffled, out),
+        4 => unshuffle_fixed::<4>(shuffled, out),
+        8 => unshuffle_fixed::<8>(shuffled, out),
+        _ => {
+            let n = out.len() / width;
+            for (i, element) in out.chunks_exact_mut(width).enumerate() {
+                for (j, byte) in element.iter_mut().enumerate() {
+                    *byte = shuffled[j * n + i];
+                }
+            }
         }
     }
-    out[n * width..].copy_from_slice(&shuffled[n * width..]);
+    let whole = out.len() / width * width;
+    out[whole..].copy_from_slice(&shuffled[whole..]);
+}
+
+/// [`unshuffle_bytes`] for a width known at compile time.
+fn unshuffle_fixed<const W: usize>(shuffled: &[u8], out: &mut [u8]) {
+    let n = out.len() / W;
+    if n == 0 {
+        return;
+    }
+    let lanes: [&[u8]; W] = std::array::from_fn(|j| &shuffled[j * n..(j + 1) * n]);
+    for (i, element) in out.chunks_exact_mut(W).enumerate() {
+        for (byte, lane) in element.iter_mut().zip(lanes) {
+            *byte = lane[i];
+        }
+    }
 }
 
 #[cfg(test)]
@@ -287,12 +368,35 @@ mod tests {
     }
 
     #[test]
+    fn the_smaller_of_shuffled_and_plain_is_kept() {
+        let c = Compression::parse("zstd").unwrap().unwrap();
+        // Few distinct values that repeat exactly: plain bytes compress better.
+        let repeated: Vec<u8> = (0..8192)
+            .flat_map(|i| (20.0 + f64::from(i % 7) / 100.0).to_le_bytes())
+            .collect();
+        let (code, _) = c.compress(&repeated, 8).unwrap().unwrap();
+        assert_eq!(code >> 8, 0);
+        // Smooth full-precision values: the shuffled exponent and high bytes win.
+        let smooth: Vec<u8> = (0..8192)
+            .flat_map(|i| (f64::from(i) * 0.001).sin().to_le_bytes())
+            .collect();
+        let (code, stored) = c.compress(&smooth, 8).unwrap().unwrap();
+        assert_eq!(code >> 8, 8);
+        let mut back = vec![0u8; smooth.len()];
+        decompress_into(code, &stored, &mut back).unwrap();
+        assert_eq!(back, smooth);
+    }
+
+    #[test]
     fn shuffle_keeps_a_ragged_end() {
         let raw: Vec<u8> = (0..=250u8).collect();
-        let s = shuffle_bytes(&raw, 8);
-        let mut back = vec![0u8; raw.len()];
-        unshuffle_bytes(&s, 8, &mut back);
-        assert_eq!(back, raw);
+        for width in [2, 3, 4, 8] {
+            let s = shuffle_bytes(&raw, width);
+            assert_eq!(s[1], raw[width], "width {width}");
+            let mut back = vec![0u8; raw.len()];
+            unshuffle_bytes(&s, width, &mut back);
+            assert_eq!(back, raw, "width {width}");
+        }
     }
 
     #[test]

@@ -18,7 +18,7 @@ from typing import Dict, List, Sequence
 #: metadata (tails) and column chunk rows.
 _UNPROTECTED = re.compile(
     r"^([A-Za-z_]\w*__history|[A-Za-z_]\w*__cache|[A-Za-z_]\w*__access"
-    r"|ambervault_columns|ambervault_column_chunks|ambervault_meta)$"
+    r"|ambervault_columns|ambervault_column_chunks|ambervault_column_packed|ambervault_meta)$"
 )
 
 #: The owner name of pages that belong to no table (the free list, or past the tables).

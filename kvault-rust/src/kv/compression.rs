@@ -135,12 +135,14 @@ impl KvTable {
         code: i64,
         out: &mut [u8],
     ) -> Result<()> {
-        let stored: Vec<u8> = conn
-            .prepare_cached(&self.sql.content_data)?
-            .query_row([cid], |r| r.get(0))
-            .optional()?
+        let mut stmt = conn.prepare_cached(&self.sql.content_data)?;
+        let mut rows = stmt.query([cid])?;
+        let row = rows
+            .next()?
             .ok_or_else(|| Error::Corrupted(format!("content {cid} is missing")))?;
-        decompress_into(code, &stored, out)
+        // Decompressed straight from SQLite's copy of the row.
+        let stored = row.get_ref(0)?.as_blob().map_err(rusqlite::Error::from)?;
+        decompress_into(code, stored, out)
     }
 
     /// The content and how it is stored (`(cid, code)`) of chunk `rowid`, or `None` when the
