@@ -19,6 +19,13 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import numpy as np
 from branch_workloads import BRANCH_EXTRA_COLUMNS, BRANCH_NOTES, BRANCH_SIZE_LABELS, BRANCH_WORKLOADS
 from cache_workloads import CACHE_EXTRA_COLUMNS, CACHE_NOTES, CACHE_SIZE_LABELS, CACHE_WORKLOADS
+from compression_workloads import (
+    COMPRESSION_EXTRA_COLUMNS,
+    COMPRESSION_NOTES,
+    COMPRESSION_SIZE_LABELS,
+    COMPRESSION_WORKLOADS,
+)
+from compression_workloads import prepare as compression_prepare
 from history_workloads import HISTORY_EXTRA_COLUMNS, HISTORY_NOTES, HISTORY_SIZE_LABELS, HISTORY_WORKLOADS
 from text_workloads import TEXT_NOTES, TEXT_SIZE_LABELS, TEXT_WORKLOADS
 from vector_workloads import EXTRA_COLUMNS as VEC_EXTRA_COLUMNS
@@ -997,6 +1004,7 @@ WORKLOADS.update(CACHE_WORKLOADS)
 WORKLOADS.update(HISTORY_WORKLOADS)
 WORKLOADS.update(BRANCH_WORKLOADS)
 WORKLOADS.update(TEXT_WORKLOADS)
+WORKLOADS.update(COMPRESSION_WORKLOADS)
 
 # How each workload's size reads in the report ("{n}" is the size), where "n <unit>" misleads.
 SIZE_LABELS = {
@@ -1015,6 +1023,7 @@ SIZE_LABELS = {
     **HISTORY_SIZE_LABELS,
     **BRANCH_SIZE_LABELS,
     **TEXT_SIZE_LABELS,
+    **COMPRESSION_SIZE_LABELS,
 }
 
 NOTES = {
@@ -1029,10 +1038,18 @@ NOTES = {
     **HISTORY_NOTES,
     **BRANCH_NOTES,
     **TEXT_NOTES,
+    **COMPRESSION_NOTES,
 }
 
 # Extra columns per workload in the report: (extras key, header, format).
-EXTRA_COLUMNS = {**VEC_EXTRA_COLUMNS, **CACHE_EXTRA_COLUMNS, **HISTORY_EXTRA_COLUMNS, **BRANCH_EXTRA_COLUMNS}
+EXTRA_COLUMNS = {
+    **VEC_EXTRA_COLUMNS,
+    **CACHE_EXTRA_COLUMNS,
+    **HISTORY_EXTRA_COLUMNS,
+    **BRANCH_EXTRA_COLUMNS,
+    **COMPRESSION_EXTRA_COLUMNS,
+}
 
 # Untimed preparation run once by the runner before a workload's workers (e.g. data generation).
 PREPARE: Dict[str, Callable[[str, int], None]] = {w: vec_prepare for w in VEC_WORKLOADS}
+PREPARE.update({w: compression_prepare for w in COMPRESSION_WORKLOADS})
