@@ -321,6 +321,33 @@ def kv_put_batch(system: str, size: Optional[int] = None) -> Workload:
     return run
 
 
+def kv_put_cached(system: str) -> Workload:
+    """The documented bulk path of both vaults: ``enable_cache()``, ``vault[k] = v`` one by one,
+    ``flush_cache()``, all timed; distinct 100 B values under str keys. ``ambervault-put_many``
+    writes the same pairs in one ``put_many`` call, the reference the cache is held to."""
+
+    def run(d: str, n: int) -> Result:
+        items = list(zip((f"key:{i:08d}" for i in range(n)), distinct_values(n, 100)))
+        if system == "ambervault-put_many":
+            import ambervault
+
+            v = ambervault.KVault(os.path.join(d, "a.db"))
+            with Timer() as t:
+                v.put_many(items)
+        else:
+            v = KV_SYSTEMS[system](d).v
+            with Timer() as t:
+                v.enable_cache()
+                for k, value in items:
+                    v[k] = value
+                v.flush_cache()
+        assert len(v) == n
+        v.close()
+        return t.seconds, n
+
+    return run
+
+
 def _settle(store: Any) -> None:
     """Untimed, after a fill: the SQLite-backed vaults copy their WAL back into the file, so
     reads are measured on a settled file whoever did that work during the fill (ambervault
@@ -925,6 +952,12 @@ COLS = ["ambervault", "kohakuvault", "h5py", "zarr", "pyarrow", "numpy"]
 WORKLOADS: Dict[str, Tuple[List[str], Callable[[str], Workload], Tuple[int, int], str]] = {
     "kv_put_single_100B": (KV, kv_put_single, (5_000, 100_000), "puts"),
     "kv_put_batched_100B": (KV, kv_put_batch, (20_000, 100_000), "puts"),
+    "kv_put_cached_100B": (
+        ["ambervault", "kohakuvault", "ambervault-put_many"],
+        kv_put_cached,
+        (20_000, 100_000),
+        "puts",
+    ),
     "kv_get_random_100B": (KV, kv_get_random, (20_000, 100_000), "gets"),
     # Values between a page row's local payload (~1 KB) and the 4 KiB page: the size at which
     # a row that keeps its value inline spills to an overflow page of its own.
@@ -1017,6 +1050,7 @@ SIZE_LABELS = {
     "kv_typed_get_random": "{n:,} random gets of an int, a str or a 5-field dict",
     "np_array_put_1MiB": "{n:,} numpy arrays of 1 MiB",
     "np_array_get_1MiB": "{n:,} numpy arrays of 1 MiB, random order",
+    "kv_put_cached_100B": "{n:,} puts of 100 B values through enable_cache() and flush_cache()",
     "kv_parallel_read_100KB": "{n:,} random gets of 100 KB values by 4 worker processes, aggregate",
     **VEC_SIZE_LABELS,
     **CACHE_SIZE_LABELS,
@@ -1028,6 +1062,7 @@ SIZE_LABELS = {
 
 NOTES = {
     **{k: v.note for k, v in KV_SYSTEMS.items()},
+    "ambervault-put_many": "KVault.put_many, one call (the reference row of kv_put_cached_100B)",
     "npy_files": "one .npy file per array (np.save / np.load)",
     "h5py": "h5py dataset, chunked; reads by index/slice",
     "zarr": "zarr array on disk, 64 Ki-element chunks",

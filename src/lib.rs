@@ -2,7 +2,7 @@
 //! release around SQLite work, and error mapping. Storage logic lives in the pure-Rust crates
 //! (`kvault-rust/`: the vault file and key-value tables; `columnar/`: columns). One file per
 //! native class family: `vault_py` (the open file), `kvault_py` (key-value tables and their
-//! streams), `columns_py` (columns), `pending_py` (the column write cache), `inspect_py`,
+//! streams), `columns_py` (columns), `pending_py` (the column write cache), `write_cache_py` (the key-value write cache), `inspect_py`,
 //! `raw_buffer`, `vectors_py` (vector collections), `text_py` (text tables); `element_codec` converts column elements (Python objects <-> element bytes).
 
 use pyo3::prelude::*;
@@ -19,6 +19,7 @@ mod raw_buffer;
 mod text_py;
 mod vault_py;
 mod vectors_py;
+mod write_cache_py;
 
 #[pymodule]
 fn _ambervault(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -35,6 +36,7 @@ fn _ambervault(m: &Bound<'_, PyModule>) -> PyResult<()> {
     raw_buffer::register(m)?;
     vectors_py::register(m)?;
     text_py::register(m)?;
+    write_cache_py::register(m)?;
     m.add_function(wrap_pyfunction!(powerloss_mark, m)?)?;
     Ok(())
 }

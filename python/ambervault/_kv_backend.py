@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any, Callable, List, Optional, Tuple, Union
 
 from ._ambervault import BlobWriterCore, KVaultCore
-from ._args import raw_key_bytes, value_snapshot
+from ._args import raw_key_bytes
 from .cache import WriteBackCache
 from .exceptions import DatabaseBusy
 
@@ -134,9 +134,9 @@ class CachedBackend(DirectBackend):
                 self.core.put(key, value, expires, if_version, if_absent, encoding)
                 cache.discard(raw)
             return
-        data = value_snapshot(value)
-        if not cache.put(raw_key_bytes(key), key, data, expires, encoding):
-            self.core.put(key, data, expires, None, False, encoding)
+        # Native: checks the key and value, snapshots a mutable value, flushes as needed.
+        if not cache._buffer.put(key, value, expires, encoding):
+            self.core.put(key, value, expires, None, False, encoding)
 
     def get(self, key: Any, default: Any) -> Any:
         assert self.cache is not None

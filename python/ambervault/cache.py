@@ -11,8 +11,9 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Iterator, List, Optional, Tuple
 
+from ._ambervault import CacheLock, KVaultCore, PendingWrites
 from .exceptions import DatabaseBusy, InvalidArgument
 
 
@@ -44,6 +45,8 @@ class BatchingCache:
                 raise InvalidArgument(f"flush_interval must be positive, not {flush_interval}")
         self.flush_interval = flush_interval
         self.auto_flush = auto_flush
+        self.lock: Any = self._new_lock()
+        self._init_pending()
         self._nbytes = 0
         self._locks = 0
         # How many `lock_cache()` blocks hold the cache (a subset of `_locks`, which counts
@@ -52,12 +55,22 @@ class BatchingCache:
         # Set (under the lock) by `disable_cache` after its final flush: nothing more is cached.
         self.closed = False
         self._last_write = time.monotonic()
-        self.lock = threading.RLock()
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self.start_daemon()
 
     # -- to implement -------------------------------------------------------------------------
+    def _new_lock(self) -> Any:
+        """The lock guarding the cache: reentrant, with ``acquire``/``release`` and ``with``."""
+        return threading.RLock()
+
+    def _init_pending(self) -> None:
+        """Set up the (empty) pending writes; runs once the lock exists."""
+
+    def _idle_seconds(self) -> float:
+        """Seconds since the last write (the idle thread flushes past ``flush_interval``)."""
+        return time.monotonic() - self._last_write
+
     def flush(self) -> int:
         """Write everything pending in one atomic batch; returns how many items were written."""
         raise NotImplementedError
@@ -89,7 +102,7 @@ class BatchingCache:
         poll = max(0.01, interval / 5)
         while not self._stop.wait(poll):
             with self.lock:
-                idle = time.monotonic() - self._last_write
+                idle = self._idle_seconds()
                 if self._pending() and self._locks == 0 and idle >= interval:
                     try:
                         self.flush()
@@ -106,7 +119,7 @@ class BatchingCache:
 
     def forget_after_fork(self) -> None:
         """In a fork child: drop the parent's pending writes (the parent flushes them)."""
-        self.lock = threading.RLock()
+        self.lock = self._new_lock()
         self._forget()
         self._nbytes = 0
         self._locks = 0
@@ -124,23 +137,6 @@ class BatchingCache:
         """Bytes held."""
         return self._nbytes
 
-    def _admit(self, size: int) -> bool:
-        """Make room for ``size`` more bytes (caller holds the lock). Returns False when the item
-        is larger than the whole cache and must be written directly (after this flush)."""
-        self._last_write = time.monotonic()
-        if size > self.cap_bytes:
-            self.flush()
-            return False
-        if self._nbytes + size > self.cap_bytes:
-            self.flush()
-        return True
-
-    def _added(self, size: int) -> None:
-        """Account for ``size`` bytes just added; flush at the threshold (caller holds the lock)."""
-        self._nbytes += size
-        if self.auto_flush and self._locks == 0 and self._nbytes >= self.flush_threshold:
-            self.flush()
-
     # -- locking ------------------------------------------------------------------------------
     def acquire(self) -> None:
         """Hold off automatic flushes (threshold and idle thread) until :meth:`release`."""
@@ -154,90 +150,125 @@ class BatchingCache:
 
 
 class WriteBackCache(BatchingCache):
-    """Latest value per key, flushed in batches through ``flush_fn(items)``, each item
-    ``(key, value, expires_at_ms, encoding)`` (the value's bytes and their encoding code).
+    """Latest write per key of a key-value table, flushed in batches through the table's
+    ``put_many``, each write ``(key, value bytes, expires_at_ms, encoding)``.
 
-    All methods are thread-safe. ``flush_fn`` must be atomic: after it returns, every pair is
-    stored; if it raises, none is, and the cache keeps them.
+    The writes are held natively (:class:`PendingWrites`): a cached put converts its key once,
+    takes the cache's native lock (:class:`CacheLock`, reentrant, waiting with the GIL released)
+    and flushes at the cap and the threshold itself, without a Python frame per write. This
+    class keeps the idle-flush thread and the cache controls. All methods are thread-safe; a
+    flush is atomic: if it fails, nothing is written and the cache keeps every write.
     """
 
     def __init__(
         self,
-        flush_fn: Callable[[List[Tuple[Any, bytes, Optional[int], int]]], None],
+        core: KVaultCore,
         cap_bytes: int,
         flush_threshold: int,
         flush_interval: Optional[float],
         auto_flush: bool = True,
+        before_flush: Optional[Callable[[], Any]] = None,
     ) -> None:
-        self._flush_fn = flush_fn
-        self._entries: Dict[bytes, Tuple[Any, bytes, Optional[int], int]] = {}
+        self._core = core
+        self._before_flush = before_flush
+        # The put count the idle thread saw last (see `_idle_seconds`).
+        self._seen_puts = 0
         super().__init__(cap_bytes, flush_threshold, flush_interval, auto_flush)
 
+    def _new_lock(self) -> Any:
+        return CacheLock()
+
+    def _init_pending(self) -> None:
+        self._buffer = PendingWrites(
+            self._core, self.lock, self.cap_bytes, self.flush_threshold, self.auto_flush, self._before_flush
+        )
+        self._seen_puts = 0
+
     def _forget(self) -> None:
-        self._entries.clear()
+        # A new buffer rather than clearing the old one: after a fork the old one's mutex may
+        # have been held by a parent thread.
+        closed = self._buffer.closed
+        self._init_pending()
+        self._buffer.closed = closed
+
+    def discard_pending(self) -> None:
+        with self.lock:
+            self._buffer.clear()
 
     def _pending(self) -> bool:
-        return bool(self._entries)
+        return len(self._buffer) > 0
+
+    def _idle_seconds(self) -> float:
+        # Puts are counted rather than timed; the first poll that sees the count unchanged
+        # starts the idle time (so a flush never comes early).
+        now = time.monotonic()
+        puts = self._buffer.puts
+        if puts != self._seen_puts:
+            self._seen_puts = puts
+            self._last_write = now
+        return now - self._last_write
+
+    @property  # type: ignore[override]
+    def closed(self) -> bool:
+        """Set (under the lock) by ``disable_cache`` after its final flush: nothing more is
+        cached (puts return False and are written directly)."""
+        return self._buffer.closed
+
+    @closed.setter
+    def closed(self, value: bool) -> None:
+        self._buffer.closed = value
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held (keys plus values)."""
+        return self._buffer.nbytes
+
+    def acquire(self) -> None:
+        super().acquire()
+        self._buffer.locks = self._locks
+
+    def release(self) -> None:
+        self._buffer.locks = self._locks - 1
+        super().release()
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._buffer)
 
     def entry(self, raw_key: bytes) -> Optional[Tuple[Any, bytes, Optional[int], int]]:
         """The cached ``(key, value, expires_at_ms, encoding)`` of ``raw_key``, or None."""
-        return self._entries.get(raw_key)
+        return self._buffer.entry(raw_key)
 
     def __contains__(self, raw_key: bytes) -> bool:
-        return raw_key in self._entries
+        return raw_key in self._buffer
 
-    def put(
-        self,
-        raw_key: bytes,
-        key: Any,
-        value: bytes,
-        expires_at_ms: Optional[int] = None,
-        encoding: int = 0,
-    ) -> bool:
-        """Cache a write. Returns False (caching nothing) when the value is larger than the
-        whole cache: the caller then writes it directly, after this flush of older entries."""
-        size = len(raw_key) + len(value)
-        with self.lock:
-            if self.closed:
-                # Disabled while this write waited for the lock: it goes to the table.
-                return False
-            old = self._entries.pop(raw_key, None)
-            if old is not None:
-                self._nbytes -= len(raw_key) + len(old[1])
-            if not self._admit(size):
-                return False
-            self._entries[raw_key] = (key, value, expires_at_ms, encoding)
-            self._added(size)
-            return True
+    def keys(self) -> List[bytes]:
+        """The raw keys cached, in the order they will be written."""
+        return self._buffer.keys()
+
+    def put(self, key: Any, value: Any, expires_at_ms: Optional[int] = None, encoding: int = 0) -> bool:
+        """Cache a write (a bytes-like value, copied unless it is ``bytes``). Returns False
+        (caching nothing) when the write is larger than the whole cache or the cache is closed:
+        the caller then writes it directly (after the flush of older writes)."""
+        return self._buffer.put(key, value, expires_at_ms, encoding)
 
     def discard(self, raw_key: bytes) -> bool:
         """Forget a cached write (the key is being deleted or replaced directly)."""
         with self.lock:
-            old = self._entries.pop(raw_key, None)
-            if old is None:
-                return False
-            self._nbytes -= len(raw_key) + len(old[1])
-            return True
+            return self._buffer.discard(raw_key)
 
     def clear(self) -> None:
         """Forget every cached write."""
         with self.lock:
-            self._entries.clear()
-            self._nbytes = 0
+            self._buffer.clear()
 
     def flush(self) -> int:
         """Write every cached entry in one atomic batch; returns how many were written."""
         with self.lock:
-            if not self._entries:
+            if not len(self._buffer):
                 return 0
-            pairs = list(self._entries.values())
-            self._flush_fn(pairs)
-            self._entries.clear()
-            self._nbytes = 0
-            return len(pairs)
+            if self._before_flush is not None:
+                self._before_flush()
+            return self._buffer.flush()
 
 
 class CacheControls:

@@ -420,7 +420,28 @@ class KVault(  # type: ignore[type-arg]
             raise NotFound(key)
         return value
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # A subclass that overrides `put` sees every `v[k] = x` there, as before the fast path.
+        if cls.put is not KVault.put and "__setitem__" not in cls.__dict__:
+            cls.__setitem__ = KVault._setitem_via_put  # type: ignore[method-assign]
+
+    def _setitem_via_put(self, key: Key, value: Any) -> None:
+        self.put(key, value)
+
     def __setitem__(self, key: Key, value: Any) -> None:
+        cache = self._backend.cache
+        if (
+            cache is not None
+            and type(value) is bytes
+            and self._default_ttl_ms is None
+            and self._clock is None
+        ):
+            # The bulk path (`enable_cache()` then `vault[k] = v`): straight to the native cache,
+            # which checks the key, holds the write and flushes at the threshold.
+            if not cache._buffer.put(key, value):
+                self._backend.core.put(key, value)
+            return
         self.put(key, value)
 
     def __delitem__(self, key: Key) -> None:
@@ -886,10 +907,14 @@ class KVault(  # type: ignore[type-arg]
     ) -> WriteBackCache:
         if self.closed:
             raise ClosedError("vault is closed")
-        return WriteBackCache(self._flush_pairs, cap_bytes, flush_threshold, flush_interval, auto_flush)
+        return WriteBackCache(
+            self._core, cap_bytes, flush_threshold, flush_interval, auto_flush, self._before_flush
+        )
 
-    def _flush_pairs(self, items: List[Tuple[Any, bytes, Optional[int], int]]) -> None:
-        self._native.put_many(items)
+    def _before_flush(self) -> None:
+        """Before the cache writes a batch: ``ClosedError`` once closed, and the injected clock's
+        time pushed into the file."""
+        self._native  # noqa: B018
 
     # -- maintenance -------------------------------------------------------------------------
     def optimize(self) -> None:

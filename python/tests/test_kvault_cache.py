@@ -248,3 +248,68 @@ def test_a_write_racing_disable_cache_is_written_not_lost(db_path):
         assert not writer.is_alive()
         assert len(cache) == 0  # the late write went to the table, not into the dropped cache
         assert on_disk(db_path, "early") == b"cached" and on_disk(db_path, "late") == b"keep"
+
+
+def test_native_cache_keeps_the_latest_write_per_key_in_write_order(vault):
+    vault.enable_cache()
+    cache = vault._cache
+    vault["a"] = b"1"
+    vault[b"b"] = b"2"
+    vault["a"] = b"3"  # rewritten: moves to the end, counted once
+    value = bytearray(b"4")
+    vault[("t", 1)] = value
+    value[0] = ord("x")  # a mutable value is snapshotted when cached
+    assert len(cache) == 3 and cache.keys()[:2] == [b"b", b"a"]
+    assert cache.nbytes == 2 + 2 + len(cache.keys()[2]) + 1
+    assert cache.entry(b"a") == ("a", b"3", None, 0) and cache.entry(b"zz") is None
+    assert vault[("t", 1)] == b"4"
+    with pytest.raises(TypeError):
+        vault[1.5] = b"bad key"  # type: ignore[index]
+    assert len(cache) == 3 and vault.flush_cache() == 3 and cache.nbytes == 0
+    assert vault["a"] == b"3" and vault["b"] == b"2"
+
+
+def test_threshold_flush_is_native_and_atomic_on_failure(db_path):
+    with KVault(db_path) as vault:
+        vault.enable_cache(cap_bytes=10_000, flush_threshold=1_000)
+        for i in range(30):
+            vault[f"k{i:02d}"] = b"v" * 60  # 63 bytes each: a flush every 16 puts
+        assert len(vault._cache) == 30 - 16
+        assert on_disk(db_path, "k15") == b"v" * 60 and on_disk(db_path, "k16") is None
+        vault.close()
+        assert on_disk(db_path, "k29") == b"v" * 60
+
+
+def test_a_subclass_overriding_put_sees_item_assignment():
+    seen = []
+
+    class Observed(KVault):
+        def put(self, key, value, *args, **kwargs):
+            seen.append(key)
+            super().put(key, value, *args, **kwargs)
+
+    vault = Observed(":memory:")
+    vault.enable_cache()
+    vault["k"] = b"v"
+    assert seen == ["k"] and vault["k"] == b"v"
+
+
+def test_cache_lock_is_reentrant_and_waits_without_the_gil():
+    from ambervault._ambervault import CacheLock
+
+    lock = CacheLock()
+    with lock:
+        assert lock.acquire() and lock.acquire(blocking=False)
+        lock.release()
+        lock.release()
+        other = []
+        t = threading.Thread(target=lambda: other.append(lock.acquire(timeout=0.05)))
+        t.start()
+        t.join(5)
+        assert other == [False]
+    with pytest.raises(RuntimeError):
+        lock.release()
+    t = threading.Thread(target=lambda: other.append(lock.acquire(blocking=False)))
+    t.start()
+    t.join(5)
+    assert other == [False, True]
