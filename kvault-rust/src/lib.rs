@@ -76,8 +76,10 @@ pub use kv::{
 };
 pub use kv_handle::{Kv, ValueReader, ValueWriter};
 pub use reaper::READ_LEASE;
+#[cfg(feature = "test-hooks")]
+pub use store::TEST_KEY_ENV;
 pub use store::{
-    Checkpoints, Location, Store, StoreError, StoreOptions, Synchronous, APPLICATION_ID,
+    Checkpoints, Key, Location, Store, StoreError, StoreOptions, Synchronous, APPLICATION_ID,
     EXTERNAL_MIN_RETRIES, FORMAT_VERSION,
 };
 pub use vault::{StoreGuard, TableKind, Transaction, Vault};
@@ -97,6 +99,14 @@ pub fn powerloss_mark(n: u64) -> bool {
         let _ = n;
         false
     }
+}
+
+/// Whether this build can open encrypted vaults (the `encryption` feature: SQLCipher in place
+/// of SQLite). Without it, a [`StoreOptions::key`] is refused with
+/// [`Error::EncryptionUnavailable`].
+#[must_use]
+pub fn encryption_available() -> bool {
+    cfg!(feature = "encryption")
 }
 
 /// Version of the SQLite library compiled into this build.
