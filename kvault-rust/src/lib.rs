@@ -76,8 +76,6 @@ pub use kv::{
 };
 pub use kv_handle::{Kv, ValueReader, ValueWriter};
 pub use reaper::READ_LEASE;
-#[cfg(feature = "test-hooks")]
-pub use store::TEST_KEY_ENV;
 pub use store::{
     Checkpoints, Key, Location, Store, StoreError, StoreOptions, Synchronous, APPLICATION_ID,
     EXTERNAL_MIN_RETRIES, FORMAT_VERSION,

@@ -1,7 +1,7 @@
 //! Encryption at rest (the `encryption` feature, SQLCipher): keys, refusals that write nothing,
 //! the SQLite features the crates rely on, and a build without the feature refusing a key.
 
-use kvault::{Error, Key, Location, Store, StoreOptions, Vault};
+use kvault::{Error, Key, Location, Store, StoreOptions};
 
 fn keyed(key: Key) -> StoreOptions {
     StoreOptions {
@@ -46,6 +46,7 @@ fn a_build_without_encryption_refuses_a_key_and_creates_nothing() {
 #[cfg(feature = "encryption")]
 mod with_encryption {
     use super::*;
+    use kvault::Vault;
 
     fn files(path: &std::path::Path) -> Vec<Option<Vec<u8>>> {
         ["", "-wal"]

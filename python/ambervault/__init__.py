@@ -12,7 +12,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from . import exceptions
-from ._ambervault import FORMAT_VERSION, SQLITE_VERSION, __version__, encryption_available
+from ._ambervault import FORMAT_VERSION, SQLITE_VERSION, __version__
+from ._file import encryption_available
 from .branches import BranchDiff, BranchInfo, MergeResult
 from .bundles import validate_bundle
 from .columns import Column, ColumnVault

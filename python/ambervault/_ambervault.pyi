@@ -7,6 +7,7 @@ from typing_extensions import final
 __version__: str
 FORMAT_VERSION: int
 SQLITE_VERSION: str
+TEST_HOOKS: bool
 
 _Key = Any  # str | bytes | tuple; anything else raises TypeError
 

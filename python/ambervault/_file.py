@@ -16,7 +16,8 @@ import time
 import weakref
 from typing import Any, Callable, Dict, List, Optional, Protocol, TypeVar, Union
 
-from ._ambervault import VaultCore
+from ._ambervault import TEST_HOOKS, VaultCore
+from ._ambervault import encryption_available as _native_encryption_available
 from .cache import BatchingCache
 from .exceptions import ClosedError
 from .transaction import Transaction
@@ -101,6 +102,34 @@ def key_value(key: Any) -> Union[str, bytes, None]:
     return key  # type: ignore[no-any-return]
 
 
+def encryption_available() -> bool:
+    """Whether this build of ambervault can open encrypted vaults (``key=``). Encryption is a
+    build option (the ``encryption`` feature: SQLCipher in place of SQLite); a build without it
+    refuses ``key=`` with :class:`~ambervault.EncryptionUnavailableError` and creates nothing.
+    See ``docs/encryption.md``.
+
+    >>> isinstance(encryption_available(), bool)
+    True
+    """
+    return _native_encryption_available()
+
+
+#: Test builds only (``make develop``, ``make test-encryption``): every vault file opened without
+#: a key gets this one (a passphrase, or ``raw:`` and 64 hex digits), so the crash, power-loss
+#: and bad-input suites run unchanged against encrypted files. Release wheels ignore it.
+TEST_KEY_ENV = "AMBERVAULT_TEST_KEY"
+
+
+def test_key() -> Union[str, bytes, None]:
+    """The key of ``AMBERVAULT_TEST_KEY`` in a test build, else None."""
+    text = os.environ.get(TEST_KEY_ENV) if TEST_HOOKS else None
+    if not text:
+        return None
+    if text.startswith("raw:"):
+        return bytes.fromhex(text[4:])
+    return text
+
+
 def fspath(path: Any, what: str = "path must be str or os.PathLike") -> str:
     """A path argument as ``str`` (bytes paths decoded as the file system does)."""
     if isinstance(path, bytes):
@@ -122,6 +151,8 @@ class VaultFile:
         following the WAL, such as Litestream, does; see ``docs/replication.md``).
     :param key: the key of an encrypted file: a ``str`` passphrase or 32 raw ``bytes`` (see
         ``docs/encryption.md``); ``None`` for a plain file.
+    :param plain: a file that is never encrypted by ``AMBERVAULT_TEST_KEY`` (bundles, which are
+        plain files whatever the vault they came from).
     """
 
     def __init__(
@@ -138,9 +169,12 @@ class VaultFile:
         clock: Optional[Callable[[], float]] = None,
         checkpoints: str = "auto",
         key: KeyArg = None,
+        plain: bool = False,
     ) -> None:
         self._core: Optional[VaultCore] = None
         key = key_value(key)
+        if key is None and not plain and path != ":memory:":
+            key = test_key()
         if clock is not None and not callable(clock):
             raise TypeError("clock must be a callable returning epoch seconds")
         path = fspath(path)
@@ -300,7 +334,9 @@ class VaultFile:
 _T = TypeVar("_T")
 
 
-def on_file(path_or_vault: Any, call: Callable[[VaultCore], _T], *, read_only: bool, key: KeyArg = None) -> _T:
+def on_file(
+    path_or_vault: Any, call: Callable[[VaultCore], _T], *, read_only: bool, key: KeyArg = None
+) -> _T:
     """``call`` on the open file of a vault (anything with a ``_file``), or on the file at a
     path, opened for the call alone (read-only when ``read_only``, with ``key`` if encrypted)
     and closed after it."""

@@ -360,7 +360,11 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     from .migrate import migrate_kohakuvault
 
     summary = migrate_kohakuvault(
-        args.old, args.new, allow_pickle=args.allow_pickle, progress=False if args.quiet else None
+        args.old,
+        args.new,
+        allow_pickle=args.allow_pickle,
+        progress=False if args.quiet else None,
+        key=_key(),
     )
     _emit(args, summary.to_dict(), lambda: iter(summary.lines()))
     return EXIT_OK

@@ -578,7 +578,9 @@ class TextVault(ValueSwitches):
 def drop_text_table(path_or_vault: Any, table: str, *, key: KeyArg = None) -> bool:
     """Deletes a text table (documents, index, registry row); whether it existed. ``key``: for a
     path to an encrypted file."""
-    return on_file(path_or_vault, lambda native: TextTableCore.drop_table(native, table), read_only=False, key=key)
+    return on_file(
+        path_or_vault, lambda native: TextTableCore.drop_table(native, table), read_only=False, key=key
+    )
 
 
 __all__ = ["TextVault", "drop_text_table"]

@@ -490,7 +490,9 @@ class VectorKVault(ValueSwitches):
 def drop_vector_table(path_or_vault: Any, table: str, *, key: KeyArg = None) -> bool:
     """Deletes a vector collection (items, index, registry row); whether it existed. ``key``: for a
     path to an encrypted file."""
-    return on_file(path_or_vault, lambda native: VectorTableCore.drop_table(native, table), read_only=False, key=key)
+    return on_file(
+        path_or_vault, lambda native: VectorTableCore.drop_table(native, table), read_only=False, key=key
+    )
 
 
 __all__ = ["VectorKVault", "drop_vector_table"]

@@ -66,7 +66,7 @@ def test_build_has_encryption_when_expected():
         assert ENCRYPTED, "AMBERVAULT_EXPECT_ENCRYPTION=1 but this build has no encryption"
 
 
-@pytest.mark.parametrize("key", ["", b"", b"short", bytes(33), "x".encode() * 31])
+@pytest.mark.parametrize("key", ["", b"", b"short", bytes(33), b"x" * 31])
 def test_bad_key_values_are_refused_before_anything_is_created(tmp_path, key):
     path = tmp_path / "v.db"
     with pytest.raises(InvalidArgument):
@@ -131,7 +131,7 @@ def test_round_trip_of_small_chunked_streamed_and_typed_values(tmp_path, key):
     big = os.urandom(3 << 20)
     with KVault(path, key=key, chunk_size=64 << 10) as v:
         v["small"] = b"tiny"
-        v["chunked"] = big[: 500_000]
+        v["chunked"] = big[:500_000]
         v.put_file("streamed", io.BytesIO(big))
         v[("user", 1)] = {"name": "Ada", "tags": ["x"]}
         with v.open("written", "wb") as w:
@@ -218,7 +218,8 @@ def _leave_a_wal(path: Path, key) -> None:
     result = run_python(
         """
         import os, sys, ambervault
-        v = ambervault.KVault(sys.argv[1], key=sys.argv[2] if sys.argv[3] == "str" else bytes.fromhex(sys.argv[2]))
+        key = sys.argv[2] if sys.argv[3] == "str" else bytes.fromhex(sys.argv[2])
+        v = ambervault.KVault(sys.argv[1], key=key)
         for i in range(50):
             v[f"k{i}"] = os.urandom(3000)
         v["last"] = b"acknowledged"
@@ -417,7 +418,9 @@ def test_the_cli_reads_the_key_from_the_environment(tmp_path):
     run = [sys.executable, "-m", "ambervault", "ls", str(path)]
     refused = subprocess.run(run, capture_output=True, text=True)
     assert refused.returncode != 0
-    listed = subprocess.run(run, capture_output=True, text=True, env={**os.environ, "AMBERVAULT_KEY": PASSPHRASE})
+    listed = subprocess.run(
+        run, capture_output=True, text=True, env={**os.environ, "AMBERVAULT_KEY": PASSPHRASE}
+    )
     assert listed.returncode == 0, listed.stderr
     assert "k" in listed.stdout
 
@@ -437,3 +440,17 @@ def test_the_example_takes_the_branch_of_this_build(tmp_path):
         assert "wrong key refused" in result.stdout
     else:
         assert "this build has no encryption" in result.stdout
+
+
+@needs_encryption
+def test_migrating_into_an_encrypted_vault(tmp_path):
+    kohakuvault = pytest.importorskip("kohakuvault", reason="kohakuvault==1.1.0 is in requirements-dev.txt")
+    old = tmp_path / "old.db"
+    kv = kohakuvault.KVault(str(old))
+    kv["secret"] = MARKER * 10
+    kv.close()
+    summary = ambervault.migrate_kohakuvault(old, tmp_path / "new.db", key=PASSPHRASE)
+    assert summary.tables
+    assert MARKER not in (tmp_path / "new.db").read_bytes()
+    with KVault(tmp_path / "new.db", key=PASSPHRASE) as new:
+        assert new["secret"] == MARKER * 10

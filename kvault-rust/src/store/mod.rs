@@ -27,8 +27,6 @@ mod txn;
 
 pub(crate) use fork::*;
 pub(crate) use open::*;
-#[cfg(feature = "test-hooks")]
-pub use options::TEST_KEY_ENV;
 pub use options::{
     Checkpoints, Key, Location, StoreOptions, Synchronous, APPLICATION_ID, EXTERNAL_MIN_RETRIES,
     FORMAT_VERSION,
@@ -85,8 +83,6 @@ impl Store {
     /// without the `encryption` feature. Nothing is written in any of these cases.
     pub fn open(location: Location, mut options: StoreOptions) -> Result<Self> {
         options.validate()?;
-        #[cfg(feature = "test-hooks")]
-        options::apply_test_key(&location, &mut options)?;
         check_key(&location, &options)?;
         if options.checkpoints == Checkpoints::External {
             options.retries = options.retries.max(EXTERNAL_MIN_RETRIES);

@@ -168,8 +168,8 @@ fn refusal(conn: &Connection, path: &Path, key: Option<&Key>, err: rusqlite::Err
             "{shown} is not encrypted: open it without a key (a key was given)"
         )),
         (true, false) => Error::WrongKey(format!(
-            "the key does not open {shown}: it is a wrong key, or the file is not an encrypted \
-             vault"
+            "the key does not open {shown}: it is a wrong key, the file is not an encrypted \
+             vault, or its first page is damaged"
         )),
         (false, false) => Error::Corrupted(format!(
             "{shown} is not a SQLite database; if it is an encrypted vault, open it with its key \

@@ -251,39 +251,6 @@ impl Drop for Key {
     }
 }
 
-/// The environment variable that, in test builds (`test-hooks`), gives every file opened
-/// without a key this key: a passphrase, or `raw:` and 64 hex digits. It lets the crash,
-/// power-loss and bad-input suites run unchanged against encrypted files.
-#[cfg(feature = "test-hooks")]
-pub const TEST_KEY_ENV: &str = "AMBERVAULT_TEST_KEY";
-
-/// Test builds only: the key of [`TEST_KEY_ENV`] for a file opened without one.
-#[cfg(feature = "test-hooks")]
-pub(crate) fn apply_test_key(location: &Location, options: &mut StoreOptions) -> Result<()> {
-    if options.key.is_some() || *location == Location::Memory {
-        return Ok(());
-    }
-    let Ok(text) = std::env::var(TEST_KEY_ENV) else {
-        return Ok(());
-    };
-    options.key = Some(match text.strip_prefix("raw:") {
-        Some(hex) => {
-            let digits = hex.as_bytes();
-            let bytes: Option<Vec<u8>> = (digits.len() % 2 == 0)
-                .then(|| {
-                    digits
-                        .chunks(2)
-                        .map(|pair| u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok())
-                        .collect()
-                })
-                .flatten();
-            Key::raw(&bytes.unwrap_or_default())?
-        }
-        None => Key::passphrase(&text)?,
-    });
-    Ok(())
-}
-
 /// Where the vault lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Location {
