@@ -136,6 +136,26 @@ mod with_encryption {
     }
 
     #[test]
+    fn each_encrypted_file_has_its_own_random_salt() {
+        // The first 16 bytes of an encrypted file are the salt of its key derivation (and of
+        // the MAC key). Files created with one passphrase must still get different keys.
+        let dir = tempfile::tempdir().unwrap();
+        let mut salts = Vec::new();
+        for name in ["a.db", "b.db", "c.db"] {
+            let path = dir.path().join(name);
+            let vault = Vault::open_with(&path, keyed(passphrase("same"))).unwrap();
+            vault.kv("kv").unwrap().put(b"k", &[1; 10_000]).unwrap();
+            vault.close().unwrap();
+            let salt = std::fs::read(&path).unwrap()[..16].to_vec();
+            assert_ne!(salt, vec![0; 16], "{name} has an all-zero salt");
+            salts.push(salt);
+        }
+        salts.sort();
+        salts.dedup();
+        assert_eq!(salts.len(), 3, "two files share a salt");
+    }
+
+    #[test]
     fn a_key_for_a_plain_file_and_odd_page_sizes_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("plain.db");

@@ -213,6 +213,20 @@ def test_no_plaintext_in_the_file_or_its_wal(tmp_path):
         assert v.check() == []
 
 
+@needs_encryption
+def test_each_file_gets_its_own_random_salt(tmp_path):
+    # The first 16 bytes are the salt of the key derivation: one passphrase, different keys.
+    heads = set()
+    for name in ("a.db", "b.db", "c.db"):
+        with KVault(tmp_path / name, key=PASSPHRASE) as v, ColumnVault(v) as cv:
+            v["k"] = os.urandom(10_000)
+            cv.ensure("c", "f64").extend([1.0] * 1000)
+        head = (tmp_path / name).read_bytes()[:16]
+        assert head != bytes(16)
+        heads.add(head)
+    assert len(heads) == 3
+
+
 def _leave_a_wal(path: Path, key) -> None:
     """A process writes to ``path`` and dies without closing: its WAL stays behind."""
     result = run_python(

@@ -329,9 +329,18 @@ pub(crate) fn configure(
             first_read(conn, path, options.key.as_ref())?;
         }
     }
+    // No memory map for an encrypted file: SQLCipher decrypts every page it reads, so a map
+    // would serve nothing, and with one SQLite extends a new file with zeros before writing its
+    // first page (a size hint), which SQLCipher then took as the file's salt: every new file
+    // got the same, all-zero salt (found by `each_encrypted_file_has_its_own_random_salt`).
+    let mmap_size = if options.key.is_some() {
+        0
+    } else {
+        options.mmap_size
+    };
     conn.execute_batch(&format!(
-        "PRAGMA cache_size = -{}; PRAGMA mmap_size = {}; PRAGMA temp_store = MEMORY;",
-        options.cache_kb, options.mmap_size
+        "PRAGMA cache_size = -{}; PRAGMA mmap_size = {mmap_size}; PRAGMA temp_store = MEMORY;",
+        options.cache_kb
     ))?;
     if writable {
         if options.key.is_none() {
