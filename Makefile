@@ -50,7 +50,7 @@ ENC_SUITES := python/tests/crash python/tests/test_power_loss.py python/tests/te
 	python/tests/test_kvault_errors.py python/tests/test_io_faults.py
 ENC_PYTEST = $(ENC_VENV)/bin/python -m pytest -q -p no:cacheprovider -c /dev/null --rootdir python/tests
 
-$(ENC_VENV)/.installed:
+$(ENC_VENV)/.installed: Makefile
 	$(PYTHON) -m venv $(ENC_VENV)
 	$(ENC_VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(ENC_VENV)/bin/python -m pip install --quiet pytest hypothesis numpy msgpack kohakuvault==1.1.0
