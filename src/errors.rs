@@ -17,6 +17,8 @@ pyo3::import_exception!(ambervault.exceptions, ClosedError);
 pyo3::import_exception!(ambervault.exceptions, ValueChangedError);
 pyo3::import_exception!(ambervault.exceptions, NotFound);
 pyo3::import_exception!(ambervault.exceptions, Conflict);
+pyo3::import_exception!(ambervault.exceptions, WrongKeyError);
+pyo3::import_exception!(ambervault.exceptions, EncryptionUnavailableError);
 
 /// Errors a binding method can return; `?` converts core errors and `PyErr`s alike.
 pub enum BindingError {
@@ -69,6 +71,8 @@ pub fn map_vault_error(err: kvault::Error) -> PyErr {
         E::ReadOnly(_) => ReadOnlyError::new_err(message),
         E::ValueChanged => ValueChangedError::new_err(message),
         E::Conflict(_) => Conflict::new_err(message),
+        E::WrongKey(_) => WrongKeyError::new_err(message),
+        E::EncryptionUnavailable => EncryptionUnavailableError::new_err(message),
         E::Io(io) => match io.raw_os_error() {
             Some(errno) => IoError::new_err((errno, message)),
             None => IoError::new_err((io_kind_errno(io.kind()), message)),

@@ -19,13 +19,17 @@ struct Summary {
 /// Opens `path` read-only and summarises it: format version, pages, key-value tables with
 /// their statistics, and columns.
 #[pyfunction]
+#[pyo3(signature = (path, key=None))]
 pub fn inspect<'py>(
     py: Python<'py>,
     path: std::path::PathBuf,
+    key: Option<&Bound<'py, PyAny>>,
 ) -> Result<Bound<'py, PyDict>, BindingError> {
+    let key = key.map(crate::vault_py::to_key).transpose()?;
     let summary = py.detach(move || -> Result<Summary, BindingError> {
         let options = StoreOptions {
             read_only: true,
+            key,
             ..StoreOptions::default()
         };
         let mut store = Store::open(Location::from_path(&path), options)?;

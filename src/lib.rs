@@ -26,6 +26,9 @@ fn _ambervault(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("FORMAT_VERSION", kvault::FORMAT_VERSION)?;
     m.add("SQLITE_VERSION", rusqlite_version())?;
+    // Test builds (`make develop`): the Python side then honours test-only switches such as
+    // AMBERVAULT_TEST_KEY. Release wheels have none.
+    m.add("TEST_HOOKS", cfg!(feature = "test-hooks"))?;
     convert::register(m)?;
     vault_py::register(m)?;
     kvault_py::register(m)?;

@@ -30,8 +30,9 @@ pub struct PyVault {
 impl PyVault {
     /// Opens (creating if needed) the vault file at `path` (or `":memory:"`).
     #[new]
+    /// `key`: None, a str passphrase or 32 raw key bytes (an encrypted file; see `to_key`).
     #[pyo3(signature = (path, retries, backoff_base, enable_wal, page_size, mmap_size, cache_kb,
-                        read_only, synchronous, checkpoints="auto"))]
+                        read_only, synchronous, checkpoints="auto", key=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -45,7 +46,9 @@ impl PyVault {
         read_only: bool,
         synchronous: &str,
         checkpoints: &str,
+        key: Option<&Bound<'_, PyAny>>,
     ) -> Result<Self, BindingError> {
+        let key = key.map(to_key).transpose()?;
         let options = StoreOptions {
             retries: non_negative("retries", retries)?,
             backoff_base,
@@ -57,6 +60,7 @@ impl PyVault {
             synchronous: kvault::Synchronous::parse(synchronous)?,
             read_lease: Some(kvault::READ_LEASE),
             checkpoints: kvault::Checkpoints::parse(checkpoints)?,
+            key,
         };
         let vault = py.detach(move || Vault::open_with(&path, options))?;
         // Every file may hold columns (written by another handle or process), so the file's
@@ -101,6 +105,12 @@ impl PyVault {
     /// Writes a consistent copy of the file to `dest` (which must not exist).
     fn backup(&self, py: Python<'_>, dest: std::path::PathBuf) -> Result<(), BindingError> {
         Ok(py.detach(|| self.vault.backup_to(&dest))?)
+    }
+
+    /// Re-encrypts the file with `key` (a str passphrase or 32 raw bytes).
+    fn rekey(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> Result<(), BindingError> {
+        let key = to_key(key)?;
+        Ok(py.detach(|| self.vault.rekey(key))?)
     }
 
     /// Reclaims abandoned uploads of every table, then VACUUMs the file.
@@ -156,7 +166,31 @@ impl PyVault {
 }
 
 /// Adds this file's classes to the module.
+/// A key argument: a `str` is a passphrase, `bytes` a raw 256-bit key (exactly 32 bytes).
+/// Refused before any file is touched; a build without encryption refuses any key when the file
+/// is opened ([`kvault::Error::EncryptionUnavailable`]).
+pub fn to_key(key: &Bound<'_, PyAny>) -> Result<kvault::Key, BindingError> {
+    if let Ok(text) = key.cast::<pyo3::types::PyString>() {
+        return Ok(kvault::Key::passphrase(&text.to_cow()?)?);
+    }
+    if let Ok(bytes) = key.cast::<pyo3::types::PyBytes>() {
+        return Ok(kvault::Key::raw(bytes.as_bytes())?);
+    }
+    Err(pyo3::exceptions::PyTypeError::new_err(format!(
+        "key must be a str (a passphrase) or 32 bytes (a raw key), not {}",
+        key.get_type().name()?
+    ))
+    .into())
+}
+
+/// Whether this build can open encrypted vaults (built with the `encryption` feature).
+#[pyfunction]
+fn encryption_available() -> bool {
+    kvault::encryption_available()
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyVault>()?;
+    m.add_function(wrap_pyfunction!(encryption_available, m)?)?;
     Ok(())
 }

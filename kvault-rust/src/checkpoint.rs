@@ -34,7 +34,7 @@ use rusqlite::wal::CheckpointMode;
 use rusqlite::{Connection, OpenFlags};
 
 use crate::fork_guard::StoreUse;
-use crate::store::Synchronous;
+use crate::store::{Key, Synchronous};
 
 /// WAL frames from which a commit checkpoints (SQLite's own default).
 pub const CHECKPOINT_FRAMES: i32 = 1000;
@@ -93,7 +93,7 @@ impl std::fmt::Debug for Checkpointer {
 
 impl Checkpointer {
     /// Installs the commit hook on `conn` (which replaces SQLite's autocheckpoint). The thread
-    /// opens `path` with its own connection when first needed.
+    /// opens `path` with its own connection (given `key` first, if any) when first needed.
     ///
     /// # Errors
     /// SQLite errors from installing the hook (the caller keeps SQLite's autocheckpoint then).
@@ -101,6 +101,7 @@ impl Checkpointer {
         conn: &mut Connection,
         path: &Path,
         synchronous: Synchronous,
+        key: Option<Key>,
     ) -> rusqlite::Result<Self> {
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
@@ -124,7 +125,7 @@ impl Checkpointer {
                 let _ = wal.checkpoint_v2(CheckpointMode::PASSIVE);
             } else if frames - frames_before >= BULK_COMMIT_FRAMES {
                 // Requests while a pass runs merge into one more pass.
-                request(&hook_shared, &path, synchronous);
+                request(&hook_shared, &path, synchronous, key.as_ref());
             } else {
                 // Busy (the thread is mid-pass) is fine: the next commit tries again.
                 let _ = wal.checkpoint_v2(CheckpointMode::PASSIVE);
@@ -175,7 +176,7 @@ fn wait_until_idle(shared: &Shared, timeout: Duration) -> bool {
 }
 
 /// Flags a checkpoint as due, starting the thread on the first request.
-fn request(shared: &Arc<Shared>, path: &Path, synchronous: Synchronous) {
+fn request(shared: &Arc<Shared>, path: &Path, synchronous: Synchronous, key: Option<&Key>) {
     let mut state = shared.lock();
     if state.stop {
         return;
@@ -184,11 +185,12 @@ fn request(shared: &Arc<Shared>, path: &Path, synchronous: Synchronous) {
     if state.thread.is_none() {
         let worker_shared = Arc::clone(shared);
         let path = path.to_path_buf();
+        let key = key.cloned();
         let spawned = std::thread::Builder::new()
             // Linux keeps 15 bytes of a thread name.
             .name("amber-ckpt".into())
             .stack_size(256 << 10)
-            .spawn(move || run(&worker_shared, &path, synchronous));
+            .spawn(move || run(&worker_shared, &path, synchronous, key));
         // If no thread can be started, requests go unserved and the inline bound keeps the
         // WAL in check.
         state.thread = spawned.ok();
@@ -200,10 +202,17 @@ fn request(shared: &Arc<Shared>, path: &Path, synchronous: Synchronous) {
     shared.wake.notify_all();
 }
 
-fn open_worker(path: &Path, synchronous: Synchronous) -> rusqlite::Result<Connection> {
+fn open_worker(
+    path: &Path,
+    synchronous: Synchronous,
+    key: Option<&Key>,
+) -> crate::Result<Connection> {
+    // The key (if any) comes first, as on every connection to the file: even a checkpoint,
+    // which copies frames without decrypting them, reads the encrypted schema page.
     let conn = crate::store::open_file(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        key,
     )?;
     // The checkpoint's own syncs follow the vault's mode; it needs almost no page cache.
     conn.execute_batch(&format!(
@@ -215,9 +224,11 @@ fn open_worker(path: &Path, synchronous: Synchronous) -> rusqlite::Result<Connec
     Ok(conn)
 }
 
-fn run(shared: &Shared, path: &Path, synchronous: Synchronous) {
+fn run(shared: &Shared, path: &Path, synchronous: Synchronous, key: Option<Key>) {
     // Without a connection requests go unserved; the inline bound still holds the WAL.
-    let Ok(conn) = open_worker(path, synchronous) else {
+    let opened = open_worker(path, synchronous, key.as_ref());
+    drop(key);
+    let Ok(conn) = opened else {
         shared.lock().stop = true;
         shared.wake.notify_all();
         return;

@@ -46,6 +46,18 @@ pub enum Error {
     /// A streamed value changed under an open reader (it was overwritten or deleted).
     #[error("value was overwritten or deleted while it was being read")]
     ValueChanged,
+    /// The key does not open the file: a wrong key, a key for a file that is not encrypted, or
+    /// a file that is neither a vault nor encrypted. Nothing was written to the file.
+    #[error("{0}")]
+    WrongKey(String),
+    /// A key was given to a build without encryption (the `encryption` feature). Nothing was
+    /// opened or created: this build never stores plaintext in place of an encrypted file.
+    #[error(
+        "this build of ambervault has no encryption (built without the `encryption` feature), \
+         so it cannot open a vault with a key; install or build it with encryption \
+         (see docs/encryption.md)"
+    )]
+    EncryptionUnavailable,
     /// An operating-system I/O failure (missing directory, disk full, permission, ...).
     #[error("{0}")]
     Io(#[from] std::io::Error),

@@ -78,9 +78,9 @@ pub use kv::{
 pub use kv_handle::{Kv, ValueReader, ValueWriter};
 pub use reaper::READ_LEASE;
 pub use store::{
-    require_format_version, Checkpoints, Location, Store, StoreError, StoreOptions, Synchronous,
-    APPLICATION_ID, BASE_FORMAT_VERSION, COMPRESSION_FORMAT_VERSION, EXTERNAL_MIN_RETRIES,
-    FORMAT_VERSION,
+    require_format_version, Checkpoints, Key, Location, Store, StoreError, StoreOptions,
+    Synchronous, APPLICATION_ID, BASE_FORMAT_VERSION, COMPRESSION_FORMAT_VERSION,
+    EXTERNAL_MIN_RETRIES, FORMAT_VERSION,
 };
 pub use vault::{StoreGuard, TableKind, Transaction, Vault};
 pub use wal_index::CommitToken;
@@ -99,6 +99,14 @@ pub fn powerloss_mark(n: u64) -> bool {
         let _ = n;
         false
     }
+}
+
+/// Whether this build can open encrypted vaults (the `encryption` feature: SQLCipher in place
+/// of SQLite). Without it, a [`StoreOptions::key`] is refused with
+/// [`Error::EncryptionUnavailable`].
+#[must_use]
+pub fn encryption_available() -> bool {
+    cfg!(feature = "encryption")
 }
 
 /// Version of the SQLite library compiled into this build.

@@ -445,6 +445,14 @@ impl Vault {
         self.store().backup_to(dest)
     }
 
+    /// Re-encrypts the file with a new key (see [`Store::rekey`]).
+    ///
+    /// # Errors
+    /// As [`Store::rekey`].
+    pub fn rekey(&self, key: crate::Key) -> Result<()> {
+        self.store().rekey(key)
+    }
+
     /// Copies the WAL into the main file and truncates it.
     ///
     /// # Errors

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import exceptions
 from ._ambervault import FORMAT_VERSION, SQLITE_VERSION, __version__
+from ._file import encryption_available
 from .branches import BranchDiff, BranchInfo, MergeResult
 from .bundles import validate_bundle
 from .columns import Column, ColumnVault
@@ -23,6 +24,7 @@ from .exceptions import (
     Conflict,
     CorruptionError,
     DatabaseBusy,
+    EncryptionUnavailableError,
     IncompatibleFormatError,
     InvalidArgument,
     IoError,
@@ -31,6 +33,7 @@ from .exceptions import (
     ReadOnlyError,
     ValueChangedError,
     VaultError,
+    WrongKeyError,
 )
 from .history import DELETED, AsOfView, Snapshot
 from .hybrid import HybridHit, hybrid_search
@@ -76,6 +79,7 @@ __all__ = [
     "Conflict",
     "CorruptionError",
     "DatabaseBusy",
+    "EncryptionUnavailableError",
     "Event",
     "EventLog",
     "HybridHit",
@@ -100,9 +104,11 @@ __all__ = [
     "VaultReader",
     "VaultWriter",
     "VectorKVault",
+    "WrongKeyError",
     "__version__",
     "drop_text_table",
     "drop_vector_table",
+    "encryption_available",
     "exceptions",
     "hybrid_search",
     "migrate_kohakuvault",

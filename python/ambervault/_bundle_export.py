@@ -108,7 +108,7 @@ def _write(
 ) -> Dict[str, Any]:
     now_ms = source._now_ms()
     # No WAL: the finished file is one file, and reading it read-only creates no side files.
-    file = VaultFile(partial, enable_wal=False)
+    file = VaultFile(partial, enable_wal=False, plain=True)
     try:
         values = KVaultCore(file.native, VALUES_TABLE, source.chunk_size)
         checksums = KVaultCore(file.native, CHECKSUMS_TABLE, source.chunk_size)

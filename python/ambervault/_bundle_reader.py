@@ -65,7 +65,7 @@ class BundleReader:
         _check_header(self.path)
         try:
             # No WAL: a read-only open of a rollback-journal file creates no side files.
-            self._file = VaultFile(self.path, read_only=True, enable_wal=False)
+            self._file = VaultFile(self.path, read_only=True, enable_wal=False, plain=True)
         except VaultError as e:
             raise BundleError(f"{self.path} is damaged or not an ambervault bundle ({e})") from e
         try:

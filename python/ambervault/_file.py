@@ -16,7 +16,8 @@ import time
 import weakref
 from typing import Any, Callable, Dict, List, Optional, Protocol, TypeVar, Union
 
-from ._ambervault import VaultCore
+from ._ambervault import TEST_HOOKS, VaultCore
+from ._ambervault import encryption_available as _native_encryption_available
 from .cache import BatchingCache
 from .exceptions import ClosedError
 from .transaction import Transaction
@@ -61,6 +62,74 @@ def check_int(name: str, value: Any) -> int:
     return value
 
 
+class HiddenKey:
+    """A vault key as open arguments keep it (for pickling and reopening): its value never
+    shows in ``repr()`` or ``str()``, so printing a vault's open arguments, a data loader's
+    state or a traceback's locals does not print the key. Pickling keeps the value: a pickled
+    vault reopens with its key (see ``docs/encryption.md``)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Union[str, bytes]) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return "<ambervault key (hidden)>"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, HiddenKey) and other.value == self.value
+
+    def __hash__(self) -> int:
+        return hash(self.value)
+
+    def __reduce__(self) -> Any:
+        return (HiddenKey, (self.value,))
+
+
+#: A key argument: a str passphrase, 32 raw key bytes, or a key kept by open arguments.
+KeyArg = Union[str, bytes, bytearray, memoryview, HiddenKey, None]
+
+
+def key_value(key: Any) -> Union[str, bytes, None]:
+    """The value of a key argument: ``None``, a ``str`` passphrase, or raw key ``bytes``
+    (bytes-like values copied). Other types are left to the native check (``TypeError``)."""
+    if isinstance(key, HiddenKey):
+        return key.value
+    if isinstance(key, (bytearray, memoryview)):
+        return bytes(key)
+    return key  # type: ignore[no-any-return]
+
+
+def encryption_available() -> bool:
+    """Whether this build of ambervault can open encrypted vaults (``key=``). Encryption is a
+    build option (the ``encryption`` feature: SQLCipher in place of SQLite); a build without it
+    refuses ``key=`` with :class:`~ambervault.EncryptionUnavailableError` and creates nothing.
+    See ``docs/encryption.md``.
+
+    >>> isinstance(encryption_available(), bool)
+    True
+    """
+    return _native_encryption_available()
+
+
+#: Test builds only (``make develop``, ``make test-encryption``): every vault file opened without
+#: a key gets this one (a passphrase, or ``raw:`` and 64 hex digits), so the crash, power-loss
+#: and bad-input suites run unchanged against encrypted files. Release wheels ignore it.
+TEST_KEY_ENV = "AMBERVAULT_TEST_KEY"
+
+
+def test_key() -> Union[str, bytes, None]:
+    """The key of ``AMBERVAULT_TEST_KEY`` in a test build, else None."""
+    text = os.environ.get(TEST_KEY_ENV) if TEST_HOOKS else None
+    if not text:
+        return None
+    if text.startswith("raw:"):
+        return bytes.fromhex(text[4:])
+    return text
+
+
 def fspath(path: Any, what: str = "path must be str or os.PathLike") -> str:
     """A path argument as ``str`` (bytes paths decoded as the file system does)."""
     if isinstance(path, bytes):
@@ -80,6 +149,10 @@ class VaultFile:
         timestamp and expiry decision of every table on the file.
     :param checkpoints: ``"auto"`` (ambervault checkpoints the WAL) or ``"external"`` (a program
         following the WAL, such as Litestream, does; see ``docs/replication.md``).
+    :param key: the key of an encrypted file: a ``str`` passphrase or 32 raw ``bytes`` (see
+        ``docs/encryption.md``); ``None`` for a plain file.
+    :param plain: a file that is never encrypted by ``AMBERVAULT_TEST_KEY`` (bundles, which are
+        plain files whatever the vault they came from).
     """
 
     def __init__(
@@ -95,8 +168,13 @@ class VaultFile:
         synchronous: str = "normal",
         clock: Optional[Callable[[], float]] = None,
         checkpoints: str = "auto",
+        key: KeyArg = None,
+        plain: bool = False,
     ) -> None:
         self._core: Optional[VaultCore] = None
+        key = key_value(key)
+        if key is None and not plain and path != ":memory:":
+            key = test_key()
         if clock is not None and not callable(clock):
             raise TypeError("clock must be a callable returning epoch seconds")
         path = fspath(path)
@@ -125,6 +203,8 @@ class VaultFile:
             read_only=bool(read_only),
             synchronous=synchronous,
             checkpoints=checkpoints,
+            # Kept hidden from repr(); None for a plain file.
+            key=None if key is None else HiddenKey(key),
         )
         self._core = VaultCore(
             path,
@@ -137,6 +217,7 @@ class VaultFile:
             bool(read_only),
             synchronous,
             checkpoints,
+            key,
         )
         # By id: tables are mappings and sequences, which are not hashable.
         self._tables: weakref.WeakValueDictionary[int, Any] = weakref.WeakValueDictionary()
@@ -211,6 +292,19 @@ class VaultFile:
         self.flush()
         self.native.optimize()
 
+    def rekey(self, key: KeyArg) -> None:
+        """Re-encrypt the file with ``key``; the open arguments of every table on it (which
+        pickling and reopening use) take the new key."""
+        value = key_value(key)
+        self.flush()
+        self.native.rekey(value)
+        hidden = HiddenKey(value)  # type: ignore[arg-type]
+        self.open_args["key"] = hidden
+        for table in list(self._tables.values()):
+            args = getattr(table, "_open_args", None)
+            if isinstance(args, dict) and "key" in args:
+                args["key"] = hidden
+
     def size_on_disk(self) -> tuple[int, int]:
         """``(file_bytes, wal_bytes)``; zeros for an in-memory file."""
         file_bytes = wal_bytes = 0
@@ -240,13 +334,16 @@ class VaultFile:
 _T = TypeVar("_T")
 
 
-def on_file(path_or_vault: Any, call: Callable[[VaultCore], _T], *, read_only: bool) -> _T:
+def on_file(
+    path_or_vault: Any, call: Callable[[VaultCore], _T], *, read_only: bool, key: KeyArg = None
+) -> _T:
     """``call`` on the open file of a vault (anything with a ``_file``), or on the file at a
-    path, opened for the call alone (read-only when ``read_only``) and closed after it."""
+    path, opened for the call alone (read-only when ``read_only``, with ``key`` if encrypted)
+    and closed after it."""
     file = getattr(path_or_vault, "_file", None)
     if isinstance(file, VaultFile):
         return call(file.native)
-    opened = VaultFile(fspath(path_or_vault), read_only=read_only)
+    opened = VaultFile(fspath(path_or_vault), read_only=read_only, key=key)
     try:
         return call(opened.native)
     finally:

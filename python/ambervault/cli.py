@@ -4,6 +4,9 @@ Exit codes: 0 success; 1 the thing asked for is missing, ``check`` found problem
 did not validate; 2 bad command-line usage; 3 the vault refused the operation (busy, corrupted,
 read-only, I/O error).
 Errors are one line on stderr. ``--json`` prints machine-readable output.
+
+An encrypted vault's key is read from the ``AMBERVAULT_KEY`` environment variable (a
+passphrase), never from the command line, where other users could see it in the process list.
 """
 
 from __future__ import annotations
@@ -26,6 +29,14 @@ from .exceptions import BundleError, NotFound, VaultError
 from .kvault import KVault
 
 EXIT_OK, EXIT_MISSING, EXIT_USAGE, EXIT_VAULT = 0, 1, 2, 3
+
+#: The environment variable that holds the passphrase of an encrypted vault.
+KEY_ENV = "AMBERVAULT_KEY"
+
+
+def _key() -> Optional[str]:
+    """The passphrase of ``AMBERVAULT_KEY`` (None when unset or empty: a plain vault)."""
+    return os.environ.get(KEY_ENV) or None
 
 
 class Progress:
@@ -96,7 +107,7 @@ def _emit(args: argparse.Namespace, data: Any, lines: Callable[[], Iterator[str]
 def _open_kv(args: argparse.Namespace, write: bool = False) -> KVault:
     if not write and not Path(args.file).exists():
         raise NotFound(f"{args.file} does not exist")
-    return KVault(args.file, table=args.table, read_only=not write)
+    return KVault(args.file, table=args.table, read_only=not write, key=_key())
 
 
 # -- commands ------------------------------------------------------------------------------------
@@ -105,13 +116,13 @@ def _open_kv(args: argparse.Namespace, write: bool = False) -> KVault:
 def cmd_info(args: argparse.Namespace) -> int:
     if not Path(args.file).exists():
         raise NotFound(f"{args.file} does not exist")
-    info = inspect(args.file)
+    info = inspect(args.file, _key())
     info["file"] = args.file
     info["file_bytes"] = os.path.getsize(args.file)
     wal = args.file + "-wal"
     info["wal_bytes"] = os.path.getsize(wal) if os.path.exists(wal) else 0
     for t in info["tables"]:
-        with KVault(args.file, table=t["name"], read_only=True) as kv:
+        with KVault(args.file, table=t["name"], read_only=True, key=_key()) as kv:
             t["limits"] = kv.limits()
 
     def lines() -> Iterator[str]:
@@ -214,7 +225,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         raise NotFound(f"{args.dir} is not a directory")
     files = sorted(p for p in root.rglob("*") if p.is_file())
     progress = Progress(len(files), sum(p.stat().st_size for p in files), not args.quiet)
-    with KVault(args.file, table=args.table) as kv:
+    with KVault(args.file, table=args.table, key=_key()) as kv:
         for path in files:
             key = (args.prefix or "") + path.relative_to(root).as_posix()
             with open(path, "rb") as f:
@@ -259,11 +270,11 @@ def cmd_export(args: argparse.Namespace) -> int:
 def _open_cv(args: argparse.Namespace) -> ColumnVault:
     if not Path(args.file).exists():
         raise NotFound(f"{args.file} does not exist")
-    return ColumnVault(args.file, read_only=True)
+    return ColumnVault(args.file, read_only=True, key=_key())
 
 
 def cmd_cols(args: argparse.Namespace) -> int:
-    columns = inspect(args.file)["columns"] if Path(args.file).exists() else None
+    columns = inspect(args.file, _key())["columns"] if Path(args.file).exists() else None
     if columns is None:
         raise NotFound(f"{args.file} does not exist")
     _emit(args, columns, lambda: (f"{c['name']:<20} {c['dtype']:<8} {c['length']:>12,}" for c in columns))
@@ -349,7 +360,11 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     from .migrate import migrate_kohakuvault
 
     summary = migrate_kohakuvault(
-        args.old, args.new, allow_pickle=args.allow_pickle, progress=False if args.quiet else None
+        args.old,
+        args.new,
+        allow_pickle=args.allow_pickle,
+        progress=False if args.quiet else None,
+        key=_key(),
     )
     _emit(args, summary.to_dict(), lambda: iter(summary.lines()))
     return EXIT_OK
@@ -420,7 +435,7 @@ def cmd_bundle_import(args: argparse.Namespace) -> int:
     bar = _StagedProgress(not args.quiet)
     created = not os.path.exists(args.file)
     try:
-        with KVault(args.file, table=args.table) as kv:
+        with KVault(args.file, table=args.table, key=_key()) as kv:
             summary = kv.import_bundle(args.bundle, as_branch=args.as_branch, progress=bar)
     except BaseException:
         if created:  # a refused import leaves no new, empty vault behind

@@ -12,7 +12,7 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequ
 
 from . import _arrow, _codec
 from ._ambervault import ColumnCore, ColumnVaultCore, PendingAppends, canonical_dtype
-from ._file import VaultFile, fspath
+from ._file import KeyArg, VaultFile, fspath
 from .cache import BatchingCache, CacheControls
 from .exceptions import ClosedError, InvalidArgument, NotFound
 from .kvault import KVault
@@ -221,6 +221,7 @@ class ColumnVault(CacheControls):
     :param max_chunk_bytes: ...up to this size.
     :param read_only: open a path without write access (every write raises ``ReadOnlyError``).
     :param checkpoints: ``"auto"`` or ``"external"`` for a path (see :class:`KVault`).
+    :param key: the key of an encrypted file, for a path (see :class:`KVault`).
 
     >>> cv = ColumnVault(":memory:")
     >>> temps = cv.create_column("temps", "f64")
@@ -236,6 +237,7 @@ class ColumnVault(CacheControls):
         max_chunk_bytes: int = 16 << 20,
         read_only: bool = False,
         checkpoints: str = "auto",
+        key: KeyArg = None,
     ) -> None:
         self._core: Optional[ColumnVaultCore] = None
         self._cache = None
@@ -250,7 +252,7 @@ class ColumnVault(CacheControls):
         else:
             path = fspath(kv_or_path, "ColumnVault takes a KVault or a path")
             self._file = VaultFile(
-                path, mmap_size=_COLUMN_MMAP_BYTES, read_only=read_only, checkpoints=checkpoints
+                path, mmap_size=_COLUMN_MMAP_BYTES, read_only=read_only, checkpoints=checkpoints, key=key
             )
             self._owns_file = True
         self.path = self._file.path
@@ -270,7 +272,8 @@ class ColumnVault(CacheControls):
             raise TypeError("an in-memory ColumnVault cannot be pickled (it has no file to reopen)")
         read_only = self._file.open_args["read_only"]
         checkpoints = self._file.open_args["checkpoints"]
-        return (ColumnVault, (self.path, *self._chunk_bytes, read_only, checkpoints))
+        key = self._file.open_args["key"]
+        return (ColumnVault, (self.path, *self._chunk_bytes, read_only, checkpoints, key))
 
     @property
     def _native(self) -> ColumnVaultCore:
@@ -477,6 +480,11 @@ class ColumnVault(CacheControls):
         """Flush pending appends and copy the WAL into the main file."""
         self._native  # noqa: B018 - raises ClosedError when closed
         self._file.checkpoint()
+
+    def rekey(self, new_key: Union[str, bytes]) -> None:
+        """Re-encrypt the whole file with ``new_key`` (see :meth:`KVault.rekey`)."""
+        self._native  # noqa: B018 - raises ClosedError when closed
+        self._file.rekey(new_key)
 
     def close(self) -> None:
         """Flush pending appends and close (a KVault's shared file stays open). Idempotent."""

@@ -14,6 +14,7 @@ __all__ = [
     "Conflict",
     "CorruptionError",
     "DatabaseBusy",
+    "EncryptionUnavailableError",
     "IncompatibleFormatError",
     "InvalidArgument",
     "IoError",
@@ -22,6 +23,7 @@ __all__ = [
     "ReadOnlyError",
     "ValueChangedError",
     "VaultError",
+    "WrongKeyError",
 ]
 
 
@@ -55,6 +57,20 @@ class ReadOnlyError(IoError):
 
 class CorruptionError(VaultError):
     """The file is not a vault, or its contents are damaged."""
+
+
+class WrongKeyError(VaultError):
+    """The key does not open the file: a wrong key, a key given for a vault that is not
+    encrypted, or a file that is neither. Nothing was written to the file. Deliberately not a
+    :class:`CorruptionError`, so code that recreates damaged files never discards an encrypted
+    vault over a mistyped key. (An encrypted file opened *without* a key cannot be told apart
+    from random bytes: that is a :class:`CorruptionError` whose message mentions the key.)"""
+
+
+class EncryptionUnavailableError(InvalidArgument):
+    """``key=`` was given to a build of ambervault without encryption (see
+    :func:`ambervault.encryption_available` and ``docs/encryption.md``). Nothing was opened or
+    created: a vault asked to be encrypted is never stored as plaintext instead."""
 
 
 class IncompatibleFormatError(VaultError):

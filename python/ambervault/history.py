@@ -229,6 +229,7 @@ class Snapshot:
             allow_pickle=vault._codec.allow_pickle,
             # The vault's clock decides expiry in the snapshot too (an injected clock included).
             clock=vault._clock,
+            key=vault._file.open_args["key"],
         )
         # The handle that owns the snapshot's connection (self.kv is on the vault's branch).
         self._owner = self.kv

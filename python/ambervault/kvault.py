@@ -22,7 +22,7 @@ from typing import (
 from ._ambervault import BranchesCore, KVaultCore, columns_summary, compression_setting
 from ._args import check_int, check_ttl, raw_key_bytes
 from ._codec import NAMES, RAW, ValueCodec
-from ._file import VaultFile
+from ._file import KeyArg, VaultFile
 from ._kv_backend import CachedBackend, ClosedBackend, DirectBackend
 from .branches import BranchesMixin
 from .bundles import BundlesMixin
@@ -104,6 +104,12 @@ class KVault(  # type: ignore[type-arg]
     :param compression: compress values larger than the inline limit, chunk by chunk:
         ``"zstd"``, ``"zstd:<level>"``, ``"lz4"`` or ``"none"`` (see :meth:`set_compression` and
         ``docs/compression.md``); stored in the file; not given: as the file has it.
+    :param key: open (or create) an encrypted file: a ``str`` passphrase, or 32 ``bytes`` used
+        as a raw 256-bit key. Every page of the file and of its write-ahead log is encrypted
+        (SQLCipher). A wrong key raises :class:`~ambervault.WrongKeyError`; a build without
+        encryption raises :class:`~ambervault.EncryptionUnavailableError` (see
+        :func:`~ambervault.encryption_available` and ``docs/encryption.md``). The key is kept
+        out of ``repr()``, and a pickled vault reopens with it.
 
     >>> vault = KVault(":memory:")
     >>> vault["a"] = b"1"
@@ -139,6 +145,7 @@ class KVault(  # type: ignore[type-arg]
         history: Optional[Any] = None,
         branch: Optional[str] = None,
         compression: Optional[str] = None,
+        key: KeyArg = None,
     ) -> None:
         self._core: Optional[KVaultCore] = None
         self._default_ttl_ms: Optional[int] = None
@@ -180,6 +187,7 @@ class KVault(  # type: ignore[type-arg]
             synchronous=synchronous,
             clock=clock,
             checkpoints=checkpoints,
+            key=key,
         )
         self._clock = clock
         try:
@@ -993,9 +1001,20 @@ class KVault(  # type: ignore[type-arg]
 
     def backup(self, dest: Union[str, os.PathLike[str]]) -> None:
         """Write a consistent copy of the whole file (every table and column) to ``dest``, with
-        SQLite's online backup API, while other writers keep writing. ``dest`` must not exist."""
+        SQLite's online backup API, while other writers keep writing. ``dest`` must not exist.
+        The copy of an encrypted vault is encrypted with the same key."""
         self._native  # noqa: B018 - raises ClosedError when closed
         self._file.backup(dest)
+
+    def rekey(self, new_key: Union[str, bytes]) -> None:
+        """Re-encrypt the file (every table and column on it) with ``new_key``: a ``str``
+        passphrase or 32 raw ``bytes``. Every page is rewritten in one transaction, so it costs
+        about a write of the whole file. Other handles and processes still using the old key
+        fail on their next read; this handle (and a pickled copy of it) uses the new key.
+        Only for a vault opened with a key (:class:`InvalidArgument` otherwise: a plain file is
+        not encrypted in place); not inside a transaction."""
+        self._native  # noqa: B018 - raises ClosedError when closed
+        self._file.rekey(new_key)
 
     def reclaim_orphans(self) -> int:
         """Delete the chunks of uploads whose writing process died (this also happens

@@ -59,6 +59,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 
 from . import _codec
+from ._file import KeyArg
 from .columns import ColumnVault
 from .exceptions import InvalidArgument, NotFound
 from .kvault import KVault
@@ -849,6 +850,7 @@ def _copy_columns(
     summary: MigrationSummary,
     progress: _Progress,
     columns: List[Tuple[int, str, str, int, int]],
+    key: KeyArg = None,
 ) -> None:
     plans: List[Tuple[Tuple[int, str, str, int, int], _ColumnPlan, List[Tuple[int, int, int, int]]]] = []
     for col in columns:
@@ -874,7 +876,7 @@ def _copy_columns(
         plans.append((col, plan, blocks))
     if not plans:
         return
-    with ColumnVault(dest) as cv:
+    with ColumnVault(dest, key=key) as cv:
         for (_, name, dtype, elem_size, _), plan, blocks in plans:
             column = cv.create_column(name, plan.new_dtype)
             copy = ColumnCopy(name, dtype, plan.new_dtype, note=plan.note)
@@ -937,6 +939,7 @@ def migrate_kohakuvault(
     *,
     allow_pickle: bool = False,
     progress: Optional[bool] = None,
+    key: KeyArg = None,
 ) -> MigrationSummary:
     """Copy the kohakuvault 1.1.0 file ``src`` into a new ambervault file ``dst``.
 
@@ -950,6 +953,8 @@ def migrate_kohakuvault(
         reported. Nothing is unpickled either way.
     :param progress: draw a progress line on stderr: ``None`` (default) when stderr is a
         terminal, ``True`` always, ``False`` never.
+    :param key: encrypt the new file with this key (see :class:`KVault` and
+        ``docs/encryption.md``).
     :return: a :class:`MigrationSummary` of what was copied and what was skipped, and why.
     :raises NotFound: ``src`` does not exist.
     :raises InvalidArgument: ``src`` is not a kohakuvault file, or ``dst`` already exists.
@@ -1004,7 +1009,7 @@ def migrate_kohakuvault(
             new_name = "kvault" if table == "kv" and "kvault" not in kv_tables else table
             copy = TableCopy(table, new_name)
             try:
-                kv = KVault(partial, table=new_name, allow_pickle=allow_pickle)
+                kv = KVault(partial, table=new_name, allow_pickle=allow_pickle, key=key)
             except InvalidArgument as e:
                 summary.skipped.append(Skipped(f"table {table}", f"not a valid ambervault table name: {e}"))
                 continue
@@ -1013,9 +1018,9 @@ def migrate_kohakuvault(
                 _ValueCopier(conn, table, kv, allow_pickle, copy, skipped_values, notes, bar).run()
                 kv.checkpoint()
         if columns:
-            _copy_columns(conn, partial, summary, bar, columns)
+            _copy_columns(conn, partial, summary, bar, columns, key)
         if not os.path.exists(partial):
-            ColumnVault(partial).close()  # nothing to copy: still a valid (empty) ambervault file
+            ColumnVault(partial, key=key).close()  # nothing to copy: still a valid (empty) ambervault file
         bar.close()
         summary.skipped.extend(skipped_values.finish())
         summary.notes.extend(notes.finish())

@@ -14,7 +14,7 @@ from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Seque
 
 from ._ambervault import TextTableCore
 from ._codec import ValueCodec
-from ._file import VaultFile, check_int, fspath, on_file
+from ._file import KeyArg, VaultFile, check_int, fspath, on_file
 from ._metadata import filter_clauses, metadata_json
 from ._value_switches import ValueSwitches
 from .cache import BatchingCache
@@ -53,6 +53,7 @@ class TextVault(ValueSwitches):
     :param auto_pack: store Python values (not only bytes), as :class:`KVault` does.
     :param allow_pickle: allow :class:`~ambervault.Pickle` values.
     :param checkpoints: ``"auto"`` or ``"external"`` for a path (see :class:`KVault`).
+    :param key: the key of an encrypted file, for a path (see :class:`KVault`).
 
     >>> tv = TextVault(":memory:", tokenizer="porter")
     >>> doc = tv.insert("The cats are running home", {"page": 1})
@@ -71,6 +72,7 @@ class TextVault(ValueSwitches):
         auto_pack: bool = True,
         allow_pickle: bool = False,
         checkpoints: str = "auto",
+        key: KeyArg = None,
     ) -> None:
         self._core: Optional[TextTableCore] = None
         if not isinstance(table, str):
@@ -93,7 +95,7 @@ class TextVault(ValueSwitches):
             self._owns_file = False
         else:
             path = fspath(path_or_vault, "TextVault takes a path, a KVault, a ColumnVault or a VectorKVault")
-            self._file = VaultFile(path, read_only=read_only, checkpoints=checkpoints)
+            self._file = VaultFile(path, read_only=read_only, checkpoints=checkpoints, key=key)
             self._owns_file = True
         try:
             self._core = TextTableCore(self._file.native, table, column_list, tokenizer)
@@ -567,14 +569,18 @@ class TextVault(ValueSwitches):
         return self._native.count_matches(query, self._mode(escape, mode), column, filter_clauses(where))
 
     @staticmethod
-    def tables(path_or_vault: Any) -> List[str]:
-        """Names of the text tables in a file (a path, or an open vault)."""
-        return on_file(path_or_vault, TextTableCore.names, read_only=True)
+    def tables(path_or_vault: Any, *, key: KeyArg = None) -> List[str]:
+        """Names of the text tables in a file (a path, or an open vault; ``key`` for
+        a path to an encrypted file)."""
+        return on_file(path_or_vault, TextTableCore.names, read_only=True, key=key)
 
 
-def drop_text_table(path_or_vault: Any, table: str) -> bool:
-    """Deletes a text table (documents, index, registry row); whether it existed."""
-    return on_file(path_or_vault, lambda native: TextTableCore.drop_table(native, table), read_only=False)
+def drop_text_table(path_or_vault: Any, table: str, *, key: KeyArg = None) -> bool:
+    """Deletes a text table (documents, index, registry row); whether it existed. ``key``: for a
+    path to an encrypted file."""
+    return on_file(
+        path_or_vault, lambda native: TextTableCore.drop_table(native, table), read_only=False, key=key
+    )
 
 
 __all__ = ["TextVault", "drop_text_table"]

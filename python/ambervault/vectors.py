@@ -14,7 +14,7 @@ import numpy as np
 
 from ._ambervault import VectorTableCore
 from ._codec import ValueCodec
-from ._file import VaultFile, check_int, fspath, on_file
+from ._file import KeyArg, VaultFile, check_int, fspath, on_file
 from ._metadata import filter_clauses as _filter_clauses
 from ._metadata import metadata_json as _metadata_json
 from ._value_switches import ValueSwitches
@@ -46,6 +46,7 @@ class VectorKVault(ValueSwitches):
     :param index: ``"auto"`` (exact below 20,000 items, HNSW from there), ``"flat"`` (always
         exact) or ``"hnsw"``.
     :param checkpoints: ``"auto"`` or ``"external"`` for a path (see :class:`KVault`).
+    :param key: the key of an encrypted file, for a path (see :class:`KVault`).
     :param M: HNSW edges per node; :param ef_construction: and :param ef_search: its candidate
         list sizes while building and searching.
 
@@ -72,6 +73,7 @@ class VectorKVault(ValueSwitches):
         auto_pack: bool = True,
         allow_pickle: bool = False,
         checkpoints: str = "auto",
+        key: KeyArg = None,
     ) -> None:
         self._core: Optional[VectorTableCore] = None
         if not isinstance(table, str):
@@ -95,7 +97,7 @@ class VectorKVault(ValueSwitches):
             self._owns_file = False
         else:
             path = fspath(path_or_vault, "VectorKVault takes a path, a KVault or a ColumnVault")
-            self._file = VaultFile(path, read_only=read_only, checkpoints=checkpoints)
+            self._file = VaultFile(path, read_only=read_only, checkpoints=checkpoints, key=key)
             self._owns_file = True
         try:
             self._core = VectorTableCore(
@@ -479,14 +481,18 @@ class VectorKVault(ValueSwitches):
         return info
 
     @staticmethod
-    def tables(path_or_vault: Any) -> List[str]:
-        """Names of the vector collections in a file (a path, or an open vault)."""
-        return on_file(path_or_vault, VectorTableCore.names, read_only=True)
+    def tables(path_or_vault: Any, *, key: KeyArg = None) -> List[str]:
+        """Names of the vector collections in a file (a path, or an open vault; ``key`` for
+        a path to an encrypted file)."""
+        return on_file(path_or_vault, VectorTableCore.names, read_only=True, key=key)
 
 
-def drop_vector_table(path_or_vault: Any, table: str) -> bool:
-    """Deletes a vector collection (items, index, registry row); whether it existed."""
-    return on_file(path_or_vault, lambda native: VectorTableCore.drop_table(native, table), read_only=False)
+def drop_vector_table(path_or_vault: Any, table: str, *, key: KeyArg = None) -> bool:
+    """Deletes a vector collection (items, index, registry row); whether it existed. ``key``: for a
+    path to an encrypted file."""
+    return on_file(
+        path_or_vault, lambda native: VectorTableCore.drop_table(native, table), read_only=False, key=key
+    )
 
 
 __all__ = ["VectorKVault", "drop_vector_table"]

@@ -22,6 +22,19 @@ if settings is not None:
     settings.load_profile(os.environ.get("AMBERVAULT_HYPOTHESIS", "fast"))
 
 
+def pytest_configure(config):
+    """With ``AMBERVAULT_TEST_KEY`` (``make test-encryption``) every vault is encrypted; a build
+    that cannot do that would run the suites on plain files and pass without testing anything."""
+    if os.environ.get("AMBERVAULT_TEST_KEY"):
+        from ambervault._ambervault import TEST_HOOKS
+
+        if not (TEST_HOOKS and ambervault.encryption_available()):
+            raise pytest.UsageError(
+                "AMBERVAULT_TEST_KEY is set, but this build cannot encrypt every vault: it needs "
+                "the test-hooks and encryption features (make test-encryption)"
+            )
+
+
 @pytest.fixture
 def db_path(tmp_path: Path) -> Path:
     """Path of a vault file that does not exist yet."""

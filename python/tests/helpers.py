@@ -10,6 +10,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 
+#: Set when a suite runs against encrypted files (``make test-encryption``): every vault opened
+#: without a key is encrypted with it (see ``ambervault._file.test_key``).
+TEST_KEY = os.environ.get("AMBERVAULT_TEST_KEY")
+
 
 def run_python(code: str, *args: str, timeout: float = 120, **kwargs) -> subprocess.CompletedProcess:
     """Run ``code`` in a fresh interpreter (the test's environment) and return the result."""

@@ -310,6 +310,10 @@ def observe(directory: Path, files: Dict[str, bytes], vault_path: Path) -> Tuple
         cols = {k: v for k, v in cols.items() if v}
     finally:
         kv.close()
+    if os.environ.get("AMBERVAULT_TEST_KEY"):
+        # An encrypted file: the stdlib sqlite3 cannot read it. check() above already ran
+        # SQLite's integrity check (through the key) and reported any problem it found.
+        return (items, cols), problems, "ok"
     conn = sqlite3.connect(target)
     try:
         integrity = conn.execute("PRAGMA integrity_check").fetchone()[0]

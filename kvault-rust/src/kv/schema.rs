@@ -103,10 +103,13 @@ impl KvTable {
             rows: name.to_string(),
             branch: 0,
             branch_name: super::branches::MAIN_BRANCH.to_string(),
+            // What a page holds: its size less the bytes reserved at its end (SQLCipher keeps
+            // each page's IV and MAC there; plain files reserve none).
             inline_max: super::types::inline_max_for_page(
                 store
                     .retry(|conn| {
-                        Ok(conn.query_row("PRAGMA page_size", [], |r| r.get::<_, i64>(0))?)
+                        let page = crate::store::page_size(conn)?;
+                        Ok(page - crate::store::reserved_page_bytes(conn))
                     })?
                     .try_into()
                     .unwrap_or(4096),

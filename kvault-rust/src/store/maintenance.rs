@@ -38,6 +38,7 @@ impl Store {
         }
         let retries = self.options.retries;
         let backoff = self.options.backoff_base;
+        let key = self.options.key.clone();
         let conn = self.conn()?;
         if !conn.is_autocommit() {
             return Err(Error::InvalidArgument(
@@ -45,6 +46,15 @@ impl Store {
             ));
         }
         let mut target = Connection::open(dest)?;
+        // The copy of an encrypted vault is encrypted with the same key (SQLCipher copies pages
+        // between two keyed files only).
+        if let Some(key) = &key {
+            if let Err(err) = apply_key(&target, key) {
+                drop(target);
+                let _ = std::fs::remove_file(dest);
+                return Err(err);
+            }
+        }
         let result = with_retries(retries, backoff, || -> Result<()> {
             let backup = rusqlite::backup::Backup::new(conn, &mut target)?;
             // All pages in one step: one read snapshot of the source, so the copy is consistent
@@ -62,6 +72,56 @@ impl Store {
             let _ = std::fs::remove_file(dest);
         }
         result
+    }
+
+    /// Re-encrypts the file with `key` (SQLCipher's rekey): every page is rewritten, encrypted
+    /// with the new key, in one transaction through the WAL, so the cost is a write of the
+    /// whole file. Connections of other handles or processes still holding the old key fail
+    /// on their next read; this store, its checkpoint thread and a reopen after `fork()` use
+    /// the new key.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a store opened without a key (an unencrypted file cannot
+    /// be encrypted in place) or inside a transaction; [`Error::ReadOnly`];
+    /// [`Error::EncryptionUnavailable`] without the `encryption` feature; [`Error::Busy`].
+    pub fn rekey(&mut self, key: Key) -> Result<()> {
+        if !cfg!(feature = "encryption") {
+            return Err(Error::EncryptionUnavailable);
+        }
+        self.check_writable()?;
+        if self.options.key.is_none() {
+            return Err(Error::InvalidArgument(
+                "rekey() changes the key of an encrypted vault; this one was opened without a \
+                 key (an unencrypted file cannot be encrypted in place: copy it into a new \
+                 vault opened with key=)"
+                    .into(),
+            ));
+        }
+        if self.location == Location::Memory {
+            return Err(Error::InvalidArgument(
+                "an in-memory vault has no key".into(),
+            ));
+        }
+        let retries = self.options.retries;
+        let backoff = self.options.backoff_base;
+        if !self.conn()?.is_autocommit() {
+            return Err(Error::InvalidArgument(
+                "rekey() cannot run inside a transaction".into(),
+            ));
+        }
+        // The checkpoint thread's connection holds the old key: it ends first and starts again
+        // (with the new key) on the next bulk commit.
+        if let Some(checkpointer) = self.checkpointer.take() {
+            checkpointer.stop();
+        }
+        let conn = self.conn()?;
+        let result = with_retries(retries, backoff, || rekey_connection(conn, &key));
+        if result.is_ok() {
+            self.options.key = Some(key);
+            self.local_writes += 1;
+        }
+        let restarted = self.start_checkpointer();
+        result.and(restarted)
     }
 
     /// SQLite's `PRAGMA integrity_check`: an empty list when the file is sound.
@@ -95,11 +155,7 @@ impl Store {
             let get = |pragma: &str| {
                 conn.query_row(&format!("PRAGMA {pragma}"), [], |r| r.get::<_, i64>(0))
             };
-            Ok((
-                get("page_size")?,
-                get("page_count")?,
-                get("freelist_count")?,
-            ))
+            Ok((page_size(conn)?, get("page_count")?, get("freelist_count")?))
         })
     }
 
@@ -157,7 +213,8 @@ impl Store {
         let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
         if mode.eq_ignore_ascii_case("wal") {
             if self.options.checkpoints == Checkpoints::Auto {
-                self.checkpointer = Some(Checkpointer::install(conn, &path, synchronous)?);
+                let key = self.options.key.clone();
+                self.checkpointer = Some(Checkpointer::install(conn, &path, synchronous, key)?);
             } else {
                 // Left to the program that follows the WAL: SQLite's own autocheckpoint off.
                 conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")?;
@@ -191,4 +248,45 @@ impl Store {
             .as_ref()
             .is_none_or(|c| c.wait_until_idle(timeout))
     }
+}
+
+#[cfg(feature = "encryption")]
+fn rekey_connection(conn: &Connection, key: &Key) -> Result<()> {
+    let material = key.material();
+    let len = std::os::raw::c_int::try_from(material.len())
+        .map_err(|_| Error::InvalidArgument("key is too long".into()))?;
+    // SAFETY: the handle is valid while `conn` lives; SQLCipher copies the key bytes.
+    let rc = unsafe {
+        rusqlite::ffi::sqlite3_rekey_v2(
+            conn.handle(),
+            c"main".as_ptr(),
+            material.as_ptr().cast(),
+            len,
+        )
+    };
+    if rc == rusqlite::ffi::SQLITE_OK {
+        Ok(())
+    } else {
+        let message = conn_error_message(conn);
+        Err(rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rc), message).into())
+    }
+}
+
+#[cfg(feature = "encryption")]
+fn conn_error_message(conn: &Connection) -> Option<String> {
+    // SAFETY: the handle is valid; sqlite3_errmsg returns a NUL-terminated string owned by the
+    // connection, copied here before any other call on it.
+    unsafe {
+        let text = rusqlite::ffi::sqlite3_errmsg(conn.handle());
+        (!text.is_null()).then(|| {
+            std::ffi::CStr::from_ptr(text)
+                .to_string_lossy()
+                .into_owned()
+        })
+    }
+}
+
+#[cfg(not(feature = "encryption"))]
+fn rekey_connection(_conn: &Connection, _key: &Key) -> Result<()> {
+    Err(Error::EncryptionUnavailable)
 }

@@ -29,7 +29,7 @@ pub(crate) use fork::*;
 pub use open::require_format_version;
 pub(crate) use open::*;
 pub use options::{
-    Checkpoints, Location, StoreOptions, Synchronous, APPLICATION_ID, BASE_FORMAT_VERSION,
+    Checkpoints, Key, Location, StoreOptions, Synchronous, APPLICATION_ID, BASE_FORMAT_VERSION,
     COMPRESSION_FORMAT_VERSION, EXTERNAL_MIN_RETRIES, FORMAT_VERSION,
 };
 pub use run::StoreError;
@@ -79,9 +79,12 @@ impl Store {
     /// [`Error::Io`] when the parent directory is missing or the path is a directory,
     /// [`Error::Corrupted`] for a file that is not a SQLite database,
     /// [`Error::IncompatibleFormat`] for a file written by a newer ambervault,
-    /// [`Error::InvalidArgument`] for bad options. Nothing is written in any of these cases.
+    /// [`Error::InvalidArgument`] for bad options, [`Error::WrongKey`] when the key (or the
+    /// lack of one) does not open the file, [`Error::EncryptionUnavailable`] for a key in a build
+    /// without the `encryption` feature. Nothing is written in any of these cases.
     pub fn open(location: Location, mut options: StoreOptions) -> Result<Self> {
         options.validate()?;
+        check_key(&location, &options)?;
         if options.checkpoints == Checkpoints::External {
             options.retries = options.retries.max(EXTERNAL_MIN_RETRIES);
         }

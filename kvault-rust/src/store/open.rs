@@ -25,11 +25,18 @@ pub(crate) fn configure_sqlite() {
                 0 as std::os::raw::c_int,
             );
         }
+        // SQLCipher logs to stderr by default, e.g. an "hmac check failed" line for every wrong
+        // key; a library reports that as an error instead. The settings are process-wide.
+        #[cfg(feature = "encryption")]
+        if let Ok(conn) = Connection::open_in_memory() {
+            let _ = conn.execute_batch("PRAGMA cipher_log_level = NONE; PRAGMA cipher_log = off;");
+        }
     });
 }
 
 pub(crate) fn open_connection(location: &Location, options: &StoreOptions) -> Result<Connection> {
     configure_sqlite();
+    let key = options.key.as_ref();
     let mut flags = OpenFlags::SQLITE_OPEN_NO_MUTEX;
     flags |= if options.read_only {
         OpenFlags::SQLITE_OPEN_READ_ONLY
@@ -40,7 +47,7 @@ pub(crate) fn open_connection(location: &Location, options: &StoreOptions) -> Re
         Location::Memory => Connection::open_in_memory_with_flags(flags)?,
         Location::File(path) => {
             check_path(path, options.read_only)?;
-            let conn = open_file(path, flags)?;
+            let conn = open_file(path, flags, key)?;
             if options.read_only || conn.is_readonly(rusqlite::MAIN_DB)? {
                 // A WAL file needs its -shm index; in a directory we cannot write, SQLite can
                 // neither create nor use it. Such a file cannot change under us (no writer could
@@ -50,9 +57,11 @@ pub(crate) fn open_connection(location: &Location, options: &StoreOptions) -> Re
                     Err(err) => match err.sqlite_error_code() {
                         Some(rusqlite::ErrorCode::ReadOnly | rusqlite::ErrorCode::CannotOpen) => {
                             drop(conn);
-                            open_immutable(path)?
+                            let conn = open_immutable(path, key)?;
+                            first_read(&conn, path, key)?;
+                            conn
                         }
-                        _ => return Err(err.into()),
+                        _ => return Err(refusal(&conn, path, key, err)),
                     },
                 }
             } else {
@@ -62,6 +71,112 @@ pub(crate) fn open_connection(location: &Location, options: &StoreOptions) -> Re
     };
     configure(&conn, location, options)?;
     Ok(conn)
+}
+
+/// The page size of every encrypted file (SQLCipher's default).
+pub(crate) const ENCRYPTED_PAGE_SIZE: u32 = 4096;
+
+/// Refuses a key this build or location cannot honour, before any file is touched.
+pub(crate) fn check_key(location: &Location, options: &StoreOptions) -> Result<()> {
+    if options.key.is_none() {
+        return Ok(());
+    }
+    if !cfg!(feature = "encryption") {
+        return Err(Error::EncryptionUnavailable);
+    }
+    if *location == Location::Memory {
+        return Err(Error::InvalidArgument(
+            "key= needs a file: an in-memory vault is never written to disk".into(),
+        ));
+    }
+    // SQLCipher fixes the page size before the first read (it cannot be read from an encrypted
+    // file), so a size other than its default would have to be given again at every open.
+    if options.page_size != ENCRYPTED_PAGE_SIZE {
+        return Err(Error::InvalidArgument(format!(
+            "an encrypted vault has {ENCRYPTED_PAGE_SIZE}-byte pages; page_size={} cannot be \
+             used with a key",
+            options.page_size
+        )));
+    }
+    Ok(())
+}
+
+/// Gives `key` to a connection that has just been opened: SQLCipher then decrypts every page
+/// it reads and encrypts every page it writes, of the file and of its WAL. Must come before any
+/// statement (the first read would otherwise take the file as plaintext).
+#[cfg(feature = "encryption")]
+pub(crate) fn apply_key(conn: &Connection, key: &Key) -> Result<()> {
+    let material = key.material();
+    let len = std::os::raw::c_int::try_from(material.len())
+        .map_err(|_| Error::InvalidArgument("key is too long".into()))?;
+    // SAFETY: the handle is valid while `conn` lives; SQLCipher copies the `len` bytes it is
+    // given before returning.
+    let rc = unsafe {
+        rusqlite::ffi::sqlite3_key_v2(
+            conn.handle(),
+            c"main".as_ptr(),
+            material.as_ptr().cast(),
+            len,
+        )
+    };
+    if rc == rusqlite::ffi::SQLITE_OK {
+        Ok(())
+    } else {
+        Err(rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rc), None).into())
+    }
+}
+
+/// Without the `encryption` feature no key reaches here ([`check_key`] refuses it first).
+#[cfg(not(feature = "encryption"))]
+pub(crate) fn apply_key(_conn: &Connection, _key: &Key) -> Result<()> {
+    Err(Error::EncryptionUnavailable)
+}
+
+/// SQLite's 16-byte header string, which a plain SQLite file starts with and an encrypted one
+/// does not (SQLCipher stores the key-derivation salt there).
+const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";
+
+/// Whether the file at `path` starts with the plain SQLite header.
+fn has_plain_header(path: &Path) -> bool {
+    use std::io::Read;
+    let mut header = [0u8; 16];
+    std::fs::File::open(path)
+        .and_then(|mut file| file.read_exact(&mut header))
+        .is_ok_and(|()| &header == SQLITE_HEADER)
+}
+
+/// The first read of a file's header and schema; with a key, the proof that the key opens it.
+fn first_read(conn: &Connection, path: &Path, key: Option<&Key>) -> Result<()> {
+    conn.query_row("PRAGMA schema_version", [], |_| Ok(()))
+        .map_err(|err| refusal(conn, path, key, err))
+}
+
+/// The error for a file whose first read failed. The connection is about to be dropped; it
+/// must write nothing, not even the checkpoint SQLite runs when the last connection to a WAL
+/// file closes (which would copy the WAL's frames into the file without decrypting them).
+fn refusal(conn: &Connection, path: &Path, key: Option<&Key>, err: rusqlite::Error) -> Error {
+    let _ = conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+        true,
+    );
+    if err.sqlite_error_code() != Some(rusqlite::ErrorCode::NotADatabase) {
+        return err.into();
+    }
+    let shown = path.display();
+    match (key.is_some(), has_plain_header(path)) {
+        (true, true) => Error::WrongKey(format!(
+            "{shown} is not encrypted: open it without a key (a key was given)"
+        )),
+        (true, false) => Error::WrongKey(format!(
+            "the key does not open {shown}: it is a wrong key, the file is not an encrypted \
+             vault, or its first page is damaged"
+        )),
+        (false, false) => Error::Corrupted(format!(
+            "{shown} is not a SQLite database; if it is an encrypted vault, open it with its key \
+             ({err})"
+        )),
+        (false, true) => err.into(),
+    }
 }
 
 /// Whether the main database file was unlinked or replaced since it was opened (SQLite's
@@ -81,16 +196,66 @@ pub(crate) fn file_has_moved(conn: &Connection) -> bool {
     rc == rusqlite::ffi::SQLITE_OK && moved != 0
 }
 
-/// Opens a vault file through the WAL-batching VFS (see `wal_vfs`), or SQLite's default VFS
-/// where it could not be registered.
-pub(crate) fn open_file(path: &Path, flags: OpenFlags) -> rusqlite::Result<Connection> {
-    match crate::wal_vfs::register() {
-        Some(vfs) => Connection::open_with_flags_and_vfs(path, flags, vfs),
-        None => Connection::open_with_flags(path, flags),
+/// `PRAGMA page_size` of the main file. SQLCipher answers it on a keyed connection as
+/// `cipher_page_size`, in text; both forms are read here.
+pub(crate) fn page_size(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("PRAGMA page_size", [], |row| match row.get_ref(0)? {
+        rusqlite::types::ValueRef::Integer(size) => Ok(size),
+        rusqlite::types::ValueRef::Text(text) => std::str::from_utf8(text)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .ok_or_else(|| {
+                rusqlite::Error::InvalidColumnType(
+                    0,
+                    "page_size".into(),
+                    rusqlite::types::Type::Text,
+                )
+            }),
+        other => Err(rusqlite::Error::InvalidColumnType(
+            0,
+            "page_size".into(),
+            other.data_type(),
+        )),
+    })
+}
+
+/// Bytes SQLite leaves unused at the end of every page of the main file (SQLCipher stores each
+/// page's IV and MAC there; 0 in a plain file).
+pub(crate) fn reserved_page_bytes(conn: &Connection) -> i64 {
+    // -1 asks for the current value without changing it.
+    let mut reserve: std::os::raw::c_int = -1;
+    // SAFETY: the handle is valid while `conn` lives; RESERVE_BYTES reads and writes one int
+    // through the pointer.
+    let rc = unsafe {
+        rusqlite::ffi::sqlite3_file_control(
+            conn.handle(),
+            c"main".as_ptr(),
+            rusqlite::ffi::SQLITE_FCNTL_RESERVE_BYTES,
+            std::ptr::from_mut(&mut reserve).cast(),
+        )
+    };
+    if rc == rusqlite::ffi::SQLITE_OK {
+        i64::from(reserve.max(0))
+    } else {
+        0
     }
 }
 
-pub(crate) fn open_immutable(path: &Path) -> Result<Connection> {
+/// Opens a vault file through the WAL-batching VFS (see `wal_vfs`), or SQLite's default VFS
+/// where it could not be registered, and gives it `key` (if any) before anything else. The VFS
+/// moves bytes only: with a key it sees encrypted pages, which it writes as they are.
+pub(crate) fn open_file(path: &Path, flags: OpenFlags, key: Option<&Key>) -> Result<Connection> {
+    let conn = match crate::wal_vfs::register() {
+        Some(vfs) => Connection::open_with_flags_and_vfs(path, flags, vfs),
+        None => Connection::open_with_flags(path, flags),
+    }?;
+    if let Some(key) = key {
+        apply_key(&conn, key)?;
+    }
+    Ok(conn)
+}
+
+pub(crate) fn open_immutable(path: &Path, key: Option<&Key>) -> Result<Connection> {
     let absolute = std::fs::canonicalize(path)?;
     let uri = format!(
         "file:{}?immutable=1",
@@ -99,7 +264,11 @@ pub(crate) fn open_immutable(path: &Path) -> Result<Connection> {
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
         | OpenFlags::SQLITE_OPEN_URI
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    Ok(Connection::open_with_flags(uri, flags)?)
+    let conn = Connection::open_with_flags(uri, flags)?;
+    if let Some(key) = key {
+        apply_key(&conn, key)?;
+    }
+    Ok(conn)
 }
 
 pub(crate) fn percent_encode_path(path: &str) -> String {
@@ -151,16 +320,33 @@ pub(crate) fn configure(
     let first_wait = Duration::from_secs_f64(options.backoff_base.max(0.001));
     conn.busy_timeout(first_wait)?;
     conn.set_prepared_statement_cache_capacity(64);
-    conn.execute_batch(&format!(
-        "PRAGMA cache_size = -{}; PRAGMA mmap_size = {}; PRAGMA temp_store = MEMORY;",
-        options.cache_kb, options.mmap_size
-    ))?;
     let writable = !options.read_only && !conn.is_readonly(rusqlite::MAIN_DB)?;
     if writable {
-        // Reading the header first turns a non-SQLite file into a clean NOTADB error before any
-        // PRAGMA that could write.
-        conn.query_row("PRAGMA schema_version", [], |_| Ok(()))?;
-        conn.execute_batch(&format!("PRAGMA page_size = {};", options.page_size))?;
+        // Reading the header first turns a non-SQLite file (or, with a key, a file the key does
+        // not decrypt) into a clean error before any other PRAGMA (`cache_size` already reads
+        // the schema; others could write). Read-only files had their first read on opening.
+        if let Location::File(path) = location {
+            first_read(conn, path, options.key.as_ref())?;
+        }
+    }
+    // No memory map for an encrypted file: SQLCipher decrypts every page it reads, so a map
+    // would serve nothing, and with one SQLite extends a new file with zeros before writing its
+    // first page (a size hint), which SQLCipher then took as the file's salt: every new file
+    // got the same, all-zero salt (found by `each_encrypted_file_has_its_own_random_salt`).
+    let mmap_size = if options.key.is_some() {
+        0
+    } else {
+        options.mmap_size
+    };
+    conn.execute_batch(&format!(
+        "PRAGMA cache_size = -{}; PRAGMA mmap_size = {mmap_size}; PRAGMA temp_store = MEMORY;",
+        options.cache_kb
+    ))?;
+    if writable {
+        if options.key.is_none() {
+            // (SQLCipher keeps its page size, checked equal in `check_key`.)
+            conn.execute_batch(&format!("PRAGMA page_size = {};", options.page_size))?;
+        }
         if options.enable_wal && *location != Location::Memory {
             conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
             // Keep the WAL file from staying huge after a burst of writes.

@@ -119,6 +119,12 @@ pub struct StoreOptions {
     pub read_lease: Option<Duration>,
     /// Who checkpoints the WAL.
     pub checkpoints: Checkpoints,
+    /// The key of an encrypted file (SQLCipher; builds with the `encryption` feature). `None`:
+    /// the file is plain SQLite. With a key, every page of the file and of its WAL is encrypted,
+    /// and a file the key does not open is refused with [`Error::WrongKey`]. A build without
+    /// the feature refuses a key with [`Error::EncryptionUnavailable`] (it never writes
+    /// plaintext instead).
+    pub key: Option<Key>,
 }
 
 impl Default for StoreOptions {
@@ -134,6 +140,7 @@ impl Default for StoreOptions {
             synchronous: Synchronous::Normal,
             read_lease: None,
             checkpoints: Checkpoints::Auto,
+            key: None,
         }
     }
 }
@@ -160,6 +167,96 @@ impl StoreOptions {
             )));
         }
         Ok(())
+    }
+}
+
+/// The key of an encrypted vault file: a passphrase, or a raw 256-bit key.
+///
+/// Its bytes never appear in `Debug` output, and are overwritten with zeros when it is dropped
+/// (copies the caller made elsewhere are the caller's to clear).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Key {
+    /// What SQLCipher is given: the passphrase's UTF-8 bytes, or `x'<64 hex digits>'` for a raw
+    /// key (SQLCipher's own notation for a key used without derivation).
+    material: Vec<u8>,
+    raw: bool,
+}
+
+impl Key {
+    /// A passphrase. SQLCipher derives the key from it and the file's random salt with
+    /// PBKDF2-HMAC-SHA512 (256,000 iterations), once per connection opened.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for an empty passphrase (SQLCipher would store plaintext).
+    pub fn passphrase(text: &str) -> Result<Self> {
+        if text.is_empty() {
+            return Err(Error::InvalidArgument(
+                "key must not be empty (an empty key would leave the file unencrypted)".into(),
+            ));
+        }
+        Ok(Self {
+            material: text.as_bytes().to_vec(),
+            raw: false,
+        })
+    }
+
+    /// A raw 256-bit key, used as it is (no derivation, so opening is quick). Give it only if
+    /// it comes from a good random source or a key-management system.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] unless `bytes` is exactly 32 bytes.
+    pub fn raw(bytes: &[u8]) -> Result<Self> {
+        if bytes.len() != 32 {
+            return Err(Error::InvalidArgument(format!(
+                "a raw key must be 32 bytes (256 bits), not {}; give a str to use a passphrase",
+                bytes.len()
+            )));
+        }
+        const HEX: &[u8; 16] = b"0123456789ABCDEF";
+        // Sized exactly, so the vector never reallocates and leaves no copy behind.
+        let mut material = Vec::with_capacity(67);
+        material.extend_from_slice(b"x'");
+        for &byte in bytes {
+            material.push(HEX[usize::from(byte >> 4)]);
+            material.push(HEX[usize::from(byte & 15)]);
+        }
+        material.push(b'\'');
+        Ok(Self {
+            material,
+            raw: true,
+        })
+    }
+
+    /// Whether this is a raw key (not a passphrase).
+    #[must_use]
+    pub fn is_raw(&self) -> bool {
+        self.raw
+    }
+
+    /// The bytes handed to SQLCipher's `sqlite3_key_v2`.
+    #[cfg_attr(not(feature = "encryption"), allow(dead_code))]
+    pub(crate) fn material(&self) -> &[u8] {
+        &self.material
+    }
+}
+
+impl std::fmt::Debug for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.raw {
+            "Key(raw, redacted)"
+        } else {
+            "Key(passphrase, redacted)"
+        })
+    }
+}
+
+impl Drop for Key {
+    fn drop(&mut self) {
+        for byte in &mut self.material {
+            // SAFETY: a valid, aligned, exclusive reference into the vector; the volatile
+            // write keeps the compiler from dropping the overwrite as dead.
+            unsafe { std::ptr::write_volatile(byte, 0) };
+        }
     }
 }
 
