@@ -252,38 +252,7 @@ impl Store {
 
 #[cfg(feature = "encryption")]
 fn rekey_connection(conn: &Connection, key: &Key) -> Result<()> {
-    let material = key.material();
-    let len = std::os::raw::c_int::try_from(material.len())
-        .map_err(|_| Error::InvalidArgument("key is too long".into()))?;
-    // SAFETY: the handle is valid while `conn` lives; SQLCipher copies the key bytes.
-    let rc = unsafe {
-        rusqlite::ffi::sqlite3_rekey_v2(
-            conn.handle(),
-            c"main".as_ptr(),
-            material.as_ptr().cast(),
-            len,
-        )
-    };
-    if rc == rusqlite::ffi::SQLITE_OK {
-        Ok(())
-    } else {
-        let message = conn_error_message(conn);
-        Err(rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rc), message).into())
-    }
-}
-
-#[cfg(feature = "encryption")]
-fn conn_error_message(conn: &Connection) -> Option<String> {
-    // SAFETY: the handle is valid; sqlite3_errmsg returns a NUL-terminated string owned by the
-    // connection, copied here before any other call on it.
-    unsafe {
-        let text = rusqlite::ffi::sqlite3_errmsg(conn.handle());
-        (!text.is_null()).then(|| {
-            std::ffi::CStr::from_ptr(text)
-                .to_string_lossy()
-                .into_owned()
-        })
-    }
+    key_call(conn, key, rusqlite::ffi::sqlite3_rekey_v2)
 }
 
 #[cfg(not(feature = "encryption"))]

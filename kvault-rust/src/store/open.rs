@@ -106,13 +106,29 @@ pub(crate) fn check_key(location: &Location, options: &StoreOptions) -> Result<(
 /// statement (the first read would otherwise take the file as plaintext).
 #[cfg(feature = "encryption")]
 pub(crate) fn apply_key(conn: &Connection, key: &Key) -> Result<()> {
+    key_call(conn, key, rusqlite::ffi::sqlite3_key_v2)
+}
+
+/// The signature of SQLCipher's `sqlite3_key_v2` and `sqlite3_rekey_v2`.
+#[cfg(feature = "encryption")]
+pub(crate) type KeyFn = unsafe extern "C" fn(
+    *mut rusqlite::ffi::sqlite3,
+    *const std::os::raw::c_char,
+    *const std::os::raw::c_void,
+    std::os::raw::c_int,
+) -> std::os::raw::c_int;
+
+/// Hands `key`'s bytes to `f` (`sqlite3_key_v2` or `sqlite3_rekey_v2`) for the main database;
+/// SQLite's message on failure.
+#[cfg(feature = "encryption")]
+pub(crate) fn key_call(conn: &Connection, key: &Key, f: KeyFn) -> Result<()> {
     let material = key.material();
     let len = std::os::raw::c_int::try_from(material.len())
         .map_err(|_| Error::InvalidArgument("key is too long".into()))?;
     // SAFETY: the handle is valid while `conn` lives; SQLCipher copies the `len` bytes it is
     // given before returning.
     let rc = unsafe {
-        rusqlite::ffi::sqlite3_key_v2(
+        f(
             conn.handle(),
             c"main".as_ptr(),
             material.as_ptr().cast(),
@@ -120,10 +136,19 @@ pub(crate) fn apply_key(conn: &Connection, key: &Key) -> Result<()> {
         )
     };
     if rc == rusqlite::ffi::SQLITE_OK {
-        Ok(())
-    } else {
-        Err(rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rc), None).into())
+        return Ok(());
     }
+    // SAFETY: the handle is valid; sqlite3_errmsg returns a NUL-terminated string owned by the
+    // connection, copied here before any other call on it.
+    let message = unsafe {
+        let text = rusqlite::ffi::sqlite3_errmsg(conn.handle());
+        (!text.is_null()).then(|| {
+            std::ffi::CStr::from_ptr(text)
+                .to_string_lossy()
+                .into_owned()
+        })
+    };
+    Err(rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rc), message).into())
 }
 
 /// Without the `encryption` feature no key reaches here ([`check_key`] refuses it first).
