@@ -109,6 +109,8 @@ def extra_cell(value: object, kind: str) -> str:
         return f"{value:.3f}"
     if kind == "int":
         return f"{value:.0f}"
+    if kind == "us":
+        return f"{value:,.1f} µs"
     if kind == "bytes":
         return human(value)
     return f"{value:,.0f}/s"  # "rate"

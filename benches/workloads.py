@@ -13,6 +13,7 @@ import hashlib
 import os
 import random
 import sqlite3
+import struct
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -27,6 +28,7 @@ from compression_workloads import (
 )
 from compression_workloads import prepare as compression_prepare
 from history_workloads import HISTORY_EXTRA_COLUMNS, HISTORY_NOTES, HISTORY_SIZE_LABELS, HISTORY_WORKLOADS
+from media_workloads import MEDIA_EXTRA_COLUMNS, MEDIA_NOTES, MEDIA_SIZE_LABELS, MEDIA_WORKLOADS
 from text_workloads import TEXT_NOTES, TEXT_SIZE_LABELS, TEXT_WORKLOADS
 from vector_workloads import EXTRA_COLUMNS as VEC_EXTRA_COLUMNS
 from vector_workloads import VEC_NOTES, VEC_SIZE_LABELS, VEC_WORKLOADS
@@ -274,6 +276,34 @@ class AmberExternal(Amber):
         self.v = ambervault.KVault(os.path.join(d, "a.db"), checkpoints="external")
 
 
+class Files:
+    """One plain file per key in a folder: the floor for values of 100 KB and more."""
+
+    note = "one plain file per key in a folder (open 'wb' + write + close, no fsync; get: open + read)"
+
+    def __init__(self, d: str) -> None:
+        self.d = os.path.join(d, "files")
+        os.makedirs(self.d)
+
+    def put(self, k: bytes, v: bytes) -> None:
+        with open(os.path.join(self.d, k.decode()), "wb") as f:
+            f.write(v)
+
+    def put_many(self, items: List[Tuple[bytes, bytes]]) -> None:
+        for k, v in items:
+            self.put(k, v)
+
+    def get(self, k: bytes) -> bytes:
+        with open(os.path.join(self.d, k.decode()), "rb") as f:
+            return f.read()
+
+    def iterate(self) -> int:
+        return len(os.listdir(self.d))
+
+    def close(self) -> None:
+        pass
+
+
 KV_SYSTEMS = {
     "ambervault": Amber,
     "ambervault-external": AmberExternal,
@@ -283,16 +313,21 @@ KV_SYSTEMS = {
     "lmdb": Lmdb,
     "rocksdict": RocksDict,
     "sqlite3": DirectSqlite,
+    "files": Files,  # only in the 100 KB rows (issue 21)
 }
 
 
-def kv_put_single(system: str) -> Workload:
+def kv_put_single(system: str, size: Optional[int] = None) -> Workload:
+    """Puts one by one, each its own commit: the 100 B ``VALUE``, or distinct values of ``size``
+    bytes."""
+
     def run(d: str, n: int) -> Result:
         s = KV_SYSTEMS[system](d)
-        ks = keys(n)
+        values = [VALUE] * n if size is None else distinct_values(n, size)
+        items = list(zip(keys(n), values))
         with Timer() as t:
-            for k in ks:
-                s.put(k, VALUE)
+            for k, v in items:
+                s.put(k, v)
         s.close()
         return t.seconds, n
 
@@ -573,6 +608,14 @@ def _kohaku_col(d: str, dtype: str = "f64"):
 
 def col_append(system: str, cached: bool) -> Workload:
     def run(d: str, n: int) -> Result:
+        if system == "plainfile-flush":
+            pack = struct.Struct("<d").pack
+            with open(os.path.join(d, "x.f64"), "ab") as f, Timer() as t:
+                for i in range(n):
+                    f.write(pack(i * 0.5))
+                    f.flush()
+            assert os.path.getsize(os.path.join(d, "x.f64")) == 8 * n
+            return t.seconds, n
         if system == "sqlite3":
             c = sqlite3.connect(os.path.join(d, "s.db"), isolation_level=None)
             c.execute("PRAGMA journal_mode=WAL")
@@ -769,6 +812,12 @@ def log_lines(n: int) -> List[bytes]:
 def log_append(system: str, mode: str) -> Workload:
     def run(d: str, n: int) -> Result:
         lines = log_lines(n)
+        if system == "plainfile-flush":
+            with open(os.path.join(d, "log.txt"), "ab") as f, Timer() as t:
+                for line in lines:
+                    f.write(line + b"\n")
+                    f.flush()
+            return t.seconds, n
         if system == "sqlite3":
             c = sqlite3.connect(os.path.join(d, "s.db"), isolation_level=None)
             c.execute("PRAGMA journal_mode=WAL")
@@ -945,6 +994,7 @@ def np_array_get(system: str) -> Workload:
 
 KV = ["ambervault", "kohakuvault", "diskcache", "sqlitedict", "lmdb", "rocksdict", "sqlite3"]
 STREAMERS = ["ambervault", "kohakuvault", "diskcache"]
+KV_100KB = ["ambervault", "diskcache", "lmdb", "rocksdict", "files"]
 CKPT = ["ambervault", "ambervault-external"]
 COLS = ["ambervault", "kohakuvault", "h5py", "zarr", "pyarrow", "numpy"]
 
@@ -963,6 +1013,11 @@ WORKLOADS: Dict[str, Tuple[List[str], Callable[[str], Workload], Tuple[int, int]
     # a row that keeps its value inline spills to an overflow page of its own.
     "kv_put_batched_2KB": (KV, lambda s: kv_put_batch(s, 2000), (20_000, 100_000), "puts"),
     "kv_get_random_2KB": (KV, lambda s: kv_get_random(s, 2000), (20_000, 100_000), "gets"),
+    # Issue 21 (media and blobs): distinct 100 KB values, against one plain file per key. The rest
+    # of that issue's workloads are in media_workloads.py.
+    "kv_put_single_100KB": (KV_100KB, lambda s: kv_put_single(s, 100_000), (1_000, 10_000), "puts"),
+    "kv_put_batched_100KB": (KV_100KB, lambda s: kv_put_batch(s, 100_000), (1_000, 10_000), "puts"),
+    "kv_get_random_100KB": (KV_100KB, lambda s: kv_get_random(s, 100_000), (1_000, 10_000), "gets"),
     "kv_put_1MiB": (KV, kv_1mib_put, (50, 1000), "puts"),
     "kv_get_1MiB": (KV, kv_1mib_get, (50, 1000), "gets"),
     "kv_stream_in": (STREAMERS, kv_stream_in, (128, 1024), "bytes"),
@@ -985,7 +1040,7 @@ WORKLOADS: Dict[str, Tuple[List[str], Callable[[str], Workload], Tuple[int, int]
     "np_array_put_1MiB": (["ambervault", "kohakuvault", "npy_files"], np_array_put, (50, 1000), "puts"),
     "np_array_get_1MiB": (["ambervault", "kohakuvault", "npy_files"], np_array_get, (50, 1000), "gets"),
     "col_append_f64_durable": (
-        ["ambervault", "kohakuvault", "sqlite3"],
+        ["ambervault", "kohakuvault", "sqlite3", "plainfile-flush"],
         lambda s: col_append(s, False),
         (5_000, 1_000_000),
         "appends",
@@ -1002,7 +1057,7 @@ WORKLOADS: Dict[str, Tuple[List[str], Callable[[str], Workload], Tuple[int, int]
     "col_scan_to_numpy": (COLS, col_scan, (1_000_000, 10_000_000), "elements"),
     "col_windows_1000": (COLS, col_windows, (1_000_000, 10_000_000), "windows"),
     "log_append_durable": (
-        ["ambervault", "kohakuvault", "sqlite3"],
+        ["ambervault", "kohakuvault", "sqlite3", "plainfile-flush"],
         lambda s: log_append(s, "single"),
         (5_000, 1_000_000),
         "lines",
@@ -1038,6 +1093,7 @@ WORKLOADS.update(HISTORY_WORKLOADS)
 WORKLOADS.update(BRANCH_WORKLOADS)
 WORKLOADS.update(TEXT_WORKLOADS)
 WORKLOADS.update(COMPRESSION_WORKLOADS)
+WORKLOADS.update(MEDIA_WORKLOADS)
 
 # How each workload's size reads in the report ("{n}" is the size), where "n <unit>" misleads.
 SIZE_LABELS = {
@@ -1052,12 +1108,16 @@ SIZE_LABELS = {
     "np_array_get_1MiB": "{n:,} numpy arrays of 1 MiB, random order",
     "kv_put_cached_100B": "{n:,} puts of 100 B values through enable_cache() and flush_cache()",
     "kv_parallel_read_100KB": "{n:,} random gets of 100 KB values by 4 worker processes, aggregate",
+    "kv_put_single_100KB": "{n:,} distinct 100 KB values put one by one, each its own commit",
+    "kv_put_batched_100KB": "{n:,} distinct 100 KB values put in one batch",
+    "kv_get_random_100KB": "{n:,} random gets of distinct 100 KB values",
     **VEC_SIZE_LABELS,
     **CACHE_SIZE_LABELS,
     **HISTORY_SIZE_LABELS,
     **BRANCH_SIZE_LABELS,
     **TEXT_SIZE_LABELS,
     **COMPRESSION_SIZE_LABELS,
+    **MEDIA_SIZE_LABELS,
 }
 
 NOTES = {
@@ -1068,12 +1128,15 @@ NOTES = {
     "zarr": "zarr array on disk, 64 Ki-element chunks",
     "pyarrow": "Arrow IPC (feather) file, memory-mapped reads",
     "numpy": "numpy in memory (the limit, not a store)",
+    "plainfile-flush": "durable appends' floor: each f64 (struct '<d') or line + newline written to a "
+    "file opened 'ab', `flush()` after each (the OS has it; no fsync, like the others' WAL commits)",
     **VEC_NOTES,
     **CACHE_NOTES,
     **HISTORY_NOTES,
     **BRANCH_NOTES,
     **TEXT_NOTES,
     **COMPRESSION_NOTES,
+    **MEDIA_NOTES,
 }
 
 # Extra columns per workload in the report: (extras key, header, format).
@@ -1083,6 +1146,7 @@ EXTRA_COLUMNS = {
     **HISTORY_EXTRA_COLUMNS,
     **BRANCH_EXTRA_COLUMNS,
     **COMPRESSION_EXTRA_COLUMNS,
+    **MEDIA_EXTRA_COLUMNS,
 }
 
 # Untimed preparation run once by the runner before a workload's workers (e.g. data generation).
