@@ -785,19 +785,25 @@ pub struct PyBlobReader {
 }
 
 impl PyBlobReader {
+    /// Runs `op` on the reader and the store, both locked (the caller has released the GIL).
+    fn locked<T>(
+        &self,
+        op: impl FnOnce(&mut BlobReader, &mut Store) -> kvault::Result<T>,
+    ) -> kvault::Result<T> {
+        let mut guard = self
+            .reader
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let reader = guard.as_mut().ok_or(kvault::Error::Closed("reader"))?;
+        op(reader, &mut self.vault.store())
+    }
+
     fn with<T: Send>(
         &self,
         py: Python<'_>,
         op: impl FnOnce(&mut BlobReader, &mut Store) -> kvault::Result<T> + Send,
     ) -> Result<T, BindingError> {
-        Ok(py.detach(|| {
-            let mut guard = self
-                .reader
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let reader = guard.as_mut().ok_or(kvault::Error::Closed("reader"))?;
-            op(reader, &mut self.vault.store())
-        })?)
+        Ok(py.detach(|| self.locked(op))?)
     }
 }
 
@@ -806,19 +812,28 @@ impl PyBlobReader {
     /// Reads up to `size` bytes (all remaining when negative).
     #[pyo3(signature = (size=-1))]
     fn read(&self, py: Python<'_>, size: i64) -> Result<Py<PyBytes>, BindingError> {
-        let data = self.with(py, |reader, store| {
+        let want = self.with(py, |reader, _| {
             let remaining = reader.size().saturating_sub(reader.position());
             let want = if size < 0 {
                 remaining
             } else {
                 remaining.min(size as u64)
             };
-            let mut buf = vec![0u8; usize::try_from(want).unwrap_or(usize::MAX)];
-            let n = reader.read(store, &mut buf)?;
-            buf.truncate(n);
-            Ok(buf)
+            Ok(usize::try_from(want).unwrap_or(usize::MAX))
         })?;
-        Ok(PyBytes::new(py, &data).unbind())
+        // Read straight into the bytes object (nothing in Python can see it yet), with the GIL
+        // released: one copy out of the file's pages, no intermediate buffer.
+        let mut outcome: kvault::Result<usize> = Ok(0);
+        let filled = PyBytes::new_with(py, want, |buf| {
+            outcome = py.detach(|| self.locked(|reader, store| reader.read(store, buf)));
+            Ok(())
+        })?;
+        let got = outcome?;
+        if got == want {
+            return Ok(filled.unbind());
+        }
+        // Another thread moved this reader between the two steps: return what was read.
+        Ok(PyBytes::new(py, &filled.as_bytes()[..got]).unbind())
     }
 
     /// Moves to absolute position `pos`.

@@ -10,14 +10,15 @@ use std::ffi::{c_int, c_void};
 
 use rusqlite::{ffi, Connection};
 
-/// A prepared `INSERT ... VALUES (?1, ?2)` taking an integer and a borrowed blob.
+/// A prepared `INSERT ... VALUES (?1, ?2)` taking an integer or a small blob and a borrowed blob.
 pub struct BorrowedBlobInsert<'c> {
     conn: &'c Connection,
     stmt: *mut ffi::sqlite3_stmt,
 }
 
 impl<'c> BorrowedBlobInsert<'c> {
-    /// Prepares `sql`, which must take an integer as `?1` and a blob as `?2` and return no rows.
+    /// Prepares `sql`, which must take an integer or a blob as `?1` and a blob as `?2` and
+    /// return no rows.
     ///
     /// # Errors
     /// SQLite's error for `sql`.
@@ -49,11 +50,39 @@ impl<'c> BorrowedBlobInsert<'c> {
     /// # Errors
     /// SQLite's error (constraint, full disk, busy, ...); the statement stays usable.
     pub fn execute(&mut self, id: i64, data: &[u8]) -> rusqlite::Result<()> {
+        // SAFETY: `stmt` is a live statement of this connection.
+        let bound = unsafe { ffi::sqlite3_bind_int64(self.stmt, 1, id) };
+        self.run(bound, data)
+    }
+
+    /// Runs the statement once with the blob `?1 = key` (copied, as keys are small) and
+    /// `?2 = data` (not copied by the binding).
+    ///
+    /// # Errors
+    /// As [`BorrowedBlobInsert::execute`].
+    pub fn execute_keyed(&mut self, key: &[u8], data: &[u8]) -> rusqlite::Result<()> {
+        // SAFETY: `stmt` is a live statement of this connection; SQLite copies the key
+        // (SQLITE_TRANSIENT) before returning.
+        let bound = unsafe {
+            ffi::sqlite3_bind_blob64(
+                self.stmt,
+                1,
+                key.as_ptr().cast::<c_void>(),
+                key.len() as u64,
+                ffi::SQLITE_TRANSIENT(),
+            )
+        };
+        self.run(bound, data)
+    }
+
+    /// Binds `data` as `?2` without a copy, steps once (`bound_first` is the result of binding
+    /// `?1`) and clears the bindings.
+    fn run(&mut self, bound_first: c_int, data: &[u8]) -> rusqlite::Result<()> {
         // SAFETY: `stmt` is a live statement of this connection. The blob pointer is only
         // used by SQLite until the bindings are cleared below, while `data` is still borrowed.
         unsafe {
             let bound = [
-                ffi::sqlite3_bind_int64(self.stmt, 1, id),
+                bound_first,
                 ffi::sqlite3_bind_blob64(
                     self.stmt,
                     2,
@@ -156,5 +185,38 @@ mod tests {
             .unwrap();
         assert_eq!(count, 2);
         assert!(BorrowedBlobInsert::prepare(&conn, "INSERT INTO missing VALUES (?1, ?2)").is_err());
+    }
+
+    #[test]
+    fn keyed_inserts_keep_their_keys_and_ignore_conflicts() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE c (hash BLOB PRIMARY KEY, data BLOB NOT NULL)")
+            .unwrap();
+        let mut insert = BorrowedBlobInsert::prepare(
+            &conn,
+            "INSERT INTO c (hash, data) VALUES (?1, ?2) ON CONFLICT(hash) DO NOTHING",
+        )
+        .unwrap();
+        for round in 0..2u8 {
+            for key in 0..3u8 {
+                let data = vec![key + round * 10; 300_000];
+                insert.execute_keyed(&[key; 32], &data).unwrap();
+            }
+        }
+        drop(insert);
+        let rows: Vec<(Vec<u8>, Vec<u8>)> = conn
+            .prepare("SELECT hash, data FROM c ORDER BY hash")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(rows.len(), 3);
+        for (key, (hash, data)) in rows.into_iter().enumerate() {
+            let key = u8::try_from(key).unwrap();
+            assert_eq!(hash, vec![key; 32]);
+            // The first round's bytes stay: the second round's inserts were conflicts.
+            assert_eq!(data, vec![key; 300_000]);
+        }
     }
 }

@@ -56,8 +56,8 @@ mod powerloss_vfs;
 mod reaper;
 mod store;
 mod vault;
+mod vfs;
 mod wal_index;
-mod wal_vfs;
 
 pub use borrowed_insert::BorrowedBlobInsert;
 pub use checkpoint::{BULK_COMMIT_FRAMES, CHECKPOINT_FRAMES, INLINE_CHECKPOINT_FRAMES};

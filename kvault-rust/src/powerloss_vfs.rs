@@ -89,6 +89,11 @@ pub(crate) fn install_if_asked() {
     });
 }
 
+/// Whether `name` is the recorder's VFS name.
+pub(crate) fn is_recorder(name: &CStr) -> bool {
+    name == VFS_NAME
+}
+
 /// Appends an application event `n` to the log; false when nothing is being recorded.
 pub fn mark(n: u64) -> bool {
     with_recorder(|r| {

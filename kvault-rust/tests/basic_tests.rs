@@ -84,6 +84,42 @@ fn reader_seeks_and_reads_ranges() {
     }
 }
 
+/// Reads that continue the previous one (served from a kept chunk) and reads after seeks
+/// (straight from the file, only the bytes asked for), mixed at random over a value of many
+/// chunks in a file, return exactly the model's bytes.
+#[test]
+fn reader_mixes_sequential_and_random_reads_like_a_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.db");
+    let vault = Kv::open_with(path.to_str().unwrap(), StoreOptions::default(), "kv", 1000).unwrap();
+    let value = pattern(25_731, 4);
+    vault.put(b"v", &value).unwrap();
+    let mut reader = vault.reader(b"v").unwrap().unwrap();
+    let mut seed = 0x1234_5678_u64;
+    let mut next = |bound: u64| {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 33) % bound
+    };
+    let mut pos = 0u64;
+    for step in 0..2000 {
+        if next(3) == 0 {
+            pos = next(value.len() as u64 + 10);
+            reader.seek(pos);
+        }
+        let len = 1 + next(2500) as usize;
+        let mut buf = vec![0u8; len];
+        let n = reader.read(&mut vault.store(), &mut buf).unwrap();
+        let start = (pos as usize).min(value.len());
+        let end = (start + len).min(value.len());
+        assert_eq!(n, end - start, "step {step}");
+        assert_eq!(&buf[..n], &value[start..end], "step {step}");
+        pos += n as u64;
+        assert_eq!(reader.position(), pos, "step {step}");
+    }
+}
+
 #[test]
 fn reader_fails_cleanly_when_value_is_replaced() {
     let vault = Kv::open_with(":memory:", StoreOptions::default(), "kv", 4).unwrap();

@@ -119,6 +119,10 @@ def encryption_available() -> bool:
 #: and bad-input suites run unchanged against encrypted files. Release wheels ignore it.
 TEST_KEY_ENV = "AMBERVAULT_TEST_KEY"
 
+#: Bytes of a file SQLite may memory-map by default: whole files (pages past the map cost a
+#: read call each; the map uses address space, not memory, until pages are read).
+DEFAULT_MMAP_BYTES = 1 << 40
+
 
 def test_key() -> Union[str, bytes, None]:
     """The key of ``AMBERVAULT_TEST_KEY`` in a test build, else None."""
@@ -162,7 +166,7 @@ class VaultFile:
         backoff_base: float = 0.02,
         enable_wal: bool = True,
         page_size: int = 4096,
-        mmap_size: int = 256 << 20,
+        mmap_size: int = DEFAULT_MMAP_BYTES,
         cache_kb: int = 20000,
         read_only: bool = False,
         synchronous: str = "normal",

@@ -20,12 +20,6 @@ from .transaction import Transaction
 
 _PAGE = 8192  # elements per round trip when iterating
 
-# Bytes of the file a path-opened column store memory-maps: SQLite's largest (2 GiB - 64 KiB).
-# Columns are read at random offsets of large files, and pages outside the map cost a read
-# call each. Mapping uses address space, not memory. (A ColumnVault(kv) uses kv's file as it
-# was opened.)
-_COLUMN_MMAP_BYTES = 0x7FFF0000
-
 # numpy dtype of each fixed-width column dtype (little-endian, as stored).
 _NUMPY = {
     "i8": "<i1",
@@ -251,9 +245,7 @@ class ColumnVault(CacheControls):
             self._owns_file = False
         else:
             path = fspath(kv_or_path, "ColumnVault takes a KVault or a path")
-            self._file = VaultFile(
-                path, mmap_size=_COLUMN_MMAP_BYTES, read_only=read_only, checkpoints=checkpoints, key=key
-            )
+            self._file = VaultFile(path, read_only=read_only, checkpoints=checkpoints, key=key)
             self._owns_file = True
         self.path = self._file.path
         try:

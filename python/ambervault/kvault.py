@@ -22,7 +22,7 @@ from typing import (
 from ._ambervault import BranchesCore, KVaultCore, columns_summary, compression_setting
 from ._args import check_int, check_ttl, raw_key_bytes
 from ._codec import NAMES, RAW, ValueCodec
-from ._file import KeyArg, VaultFile
+from ._file import DEFAULT_MMAP_BYTES, KeyArg, VaultFile
 from ._kv_backend import CachedBackend, ClosedBackend, DirectBackend
 from .branches import BranchesMixin
 from .bundles import BundlesMixin
@@ -127,7 +127,7 @@ class KVault(  # type: ignore[type-arg]
         table: str = "kvault",
         enable_wal: bool = True,
         page_size: int = 4096,
-        mmap_size: int = 256 << 20,
+        mmap_size: int = DEFAULT_MMAP_BYTES,
         cache_kb: int = 20000,
         read_only: bool = False,
         synchronous: str = "normal",

@@ -9,8 +9,12 @@ use super::types::{
     MAX_CHUNKS_PER_BLOB,
 };
 use super::KvTable;
+use crate::borrowed_insert::BorrowedBlobInsert;
 use crate::error::{Error, Result};
 use crate::store::Store;
+
+/// Chunks at least this large are inserted without copying their bytes into the binding.
+const BORROWED_INSERT_MIN: usize = 256 << 10;
 
 /// A value prepared for [`KvTable::commit_staged`]: either bytes to store inline or a blob whose
 /// chunks are already written under a pending id.
@@ -87,10 +91,12 @@ impl BlobWriter {
         }
         store.check_writable()?;
         while !data.is_empty() {
-            if self.buffer.is_empty() && data.len() > self.chunk_size {
-                // Whole chunks straight from the caller's buffer, no copy into ours. A chunk is
-                // flushed only when more bytes follow it, so a value of exactly one chunk stays
-                // inline.
+            let more_follow = data.len() > self.chunk_size || self.chunks_written > 0;
+            if self.buffer.is_empty() && data.len() >= self.chunk_size && more_follow {
+                // Whole chunks straight from the caller's buffer, no copy into ours. The first
+                // chunk is written only once more bytes follow it, so a value of exactly one
+                // chunk is written in its finishing transaction; after it, a whole chunk goes
+                // out at once (a reader handing over one chunk per call is never copied).
                 let (chunk, rest) = data.split_at(self.chunk_size);
                 self.flush_chunk(store, chunk)?;
                 self.total += chunk.len() as u64;
@@ -255,6 +261,13 @@ impl KvTable {
                         i64::try_from(raw_len).unwrap_or(i64::MAX)
                     ])?
             }
+            // A large chunk is bound without the copy rusqlite's binding makes (a statement
+            // prepared per chunk costs far less than copying a megabyte).
+            None if raw_len >= BORROWED_INSERT_MIN => {
+                BorrowedBlobInsert::prepare(conn, &sql.insert_content)?
+                    .execute_keyed(hash, chunk.raw)?;
+                0
+            }
             None => conn
                 .prepare_cached(&sql.insert_content)?
                 .execute(params![hash, chunk.raw])?,
@@ -306,8 +319,10 @@ impl KvTable {
 
 /// Reads one value sequentially or at random offsets, a chunk at a time.
 ///
-/// Inline values are held in memory. Chunked values are read through the connection on demand;
-/// the current chunk is kept, so small sequential reads cost one chunk read per chunk. Because
+/// Inline values are held in memory. Chunked values are read through the connection on demand.
+/// A read that continues the previous one keeps the chunk it reads from, so small sequential
+/// reads cost one chunk read per chunk; a read after a seek reads only the bytes asked for
+/// (a 64 KiB range read used to copy its whole 1 MiB chunk). Because
 /// blob ids are never reused, a reader returns the bytes of the value it was opened on or fails
 /// with [`Error::ValueChanged`], never a mix of two values.
 #[derive(Debug)]
@@ -316,6 +331,8 @@ pub struct BlobReader {
     source: ValueLocation,
     encoding: Encoding,
     position: u64,
+    /// Where the previous read ended: a read from there is sequential.
+    read_end: u64,
     cached_seq: Option<u64>,
     cached: Vec<u8>,
 }
@@ -346,6 +363,7 @@ impl BlobReader {
                     source,
                     encoding,
                     position: 0,
+                    read_end: 0,
                     cached_seq: None,
                     cached: Vec::new(),
                 }
@@ -397,6 +415,7 @@ impl BlobReader {
             }
             ValueLocation::Chunked(blob) => {
                 let blob = *blob;
+                let sequential = self.position == self.read_end;
                 let mut done = 0;
                 while done < n {
                     let pos = self.position + done as u64;
@@ -406,16 +425,18 @@ impl BlobReader {
                     let want = (chunk_len - within).min(n - done);
                     if self.cached_seq == Some(seq) {
                         out[done..done + want].copy_from_slice(&self.cached[within..within + want]);
-                    } else if want == chunk_len {
-                        // A whole chunk goes straight into the caller's buffer.
+                    } else if want == chunk_len || !sequential {
+                        // A whole chunk, or a range after a seek, goes straight into the
+                        // caller's buffer.
                         let table = &self.table;
                         let target = &mut out[done..done + want];
-                        store.retry(|conn| table.read_blob_range(conn, &blob, pos, target))?;
+                        store
+                            .read_latest(|conn| table.read_blob_range(conn, &blob, pos, target))?;
                     } else {
                         self.cached.resize(chunk_len, 0);
                         let table = &self.table;
                         let cached = &mut self.cached;
-                        store.retry(|conn| {
+                        store.read_latest(|conn| {
                             table.read_blob_range(conn, &blob, seq * blob.chunk_size, cached)
                         })?;
                         self.cached_seq = Some(seq);
@@ -426,6 +447,7 @@ impl BlobReader {
             }
         }
         self.position += n as u64;
+        self.read_end = self.position;
         Ok(n)
     }
 }

@@ -266,11 +266,11 @@ pub(crate) fn reserved_page_bytes(conn: &Connection) -> i64 {
     }
 }
 
-/// Opens a vault file through the WAL-batching VFS (see `wal_vfs`), or SQLite's default VFS
+/// Opens a vault file through the WAL-batching VFS (see `vfs`), or SQLite's default VFS
 /// where it could not be registered, and gives it `key` (if any) before anything else. The VFS
 /// moves bytes only: with a key it sees encrypted pages, which it writes as they are.
 pub(crate) fn open_file(path: &Path, flags: OpenFlags, key: Option<&Key>) -> Result<Connection> {
-    let conn = match crate::wal_vfs::register() {
+    let conn = match crate::vfs::register() {
         Some(vfs) => Connection::open_with_flags_and_vfs(path, flags, vfs),
         None => Connection::open_with_flags(path, flags),
     }?;

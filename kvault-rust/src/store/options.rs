@@ -104,7 +104,8 @@ pub struct StoreOptions {
     pub enable_wal: bool,
     /// SQLite page size in bytes; only takes effect when the file is created.
     pub page_size: u32,
-    /// Bytes of the file SQLite may memory-map for reads (0 disables mmap).
+    /// Bytes of the file SQLite may memory-map for reads (0 disables mmap). The default maps
+    /// whole files (1 TiB; pages past the map are read with a system call each).
     pub mmap_size: u64,
     /// SQLite page cache size in KiB.
     pub cache_kb: u32,
@@ -134,7 +135,7 @@ impl Default for StoreOptions {
             backoff_base: 0.02,
             enable_wal: true,
             page_size: 4096,
-            mmap_size: 256 << 20,
+            mmap_size: 1 << 40,
             cache_kb: 20_000,
             read_only: false,
             synchronous: Synchronous::Normal,

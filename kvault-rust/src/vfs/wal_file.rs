@@ -1,9 +1,8 @@
-//! A thin VFS over SQLite's default one that coalesces writes to WAL files.
+//! WAL files: frames written in large pieces, and read ahead during a checkpoint.
 //!
 //! SQLite writes each WAL frame with two `write` calls (the 24-byte frame header, then the
 //! page), so an 80 MB bulk append costs 40,000 system calls; the kernel's per-call work was
-//! about half of such an append's time (measured with `perf`). This VFS opens every file with
-//! the default VFS and changes nothing for database files. A WAL file gets a buffer that
+//! about half of such an append's time (measured with `perf`). A WAL file gets a buffer that
 //! collects consecutive writes and hands them to the real file in large pieces.
 //!
 //! Why this is safe: frames become visible to other connections only when the writer publishes
@@ -19,15 +18,21 @@
 //! flushes first too, so the file looks to SQLite exactly as if each write had been made at
 //! once, and a non-consecutive write (a frame rewritten in place, a restarted log) flushes the
 //! buffer before it goes ahead.
+//!
+//! Reads ahead: a checkpoint reads the frames it copies one page at a time, in the order of
+//! their database pages, which for pages a bulk write appended is the order of the log. While
+//! the database file says a checkpoint's copy is under way on this thread
+//! ([`db_file::checkpoint_window`]), a read the last read-ahead does not hold reads up to
+//! [`IO_PIECE`] bytes from there, and the following reads are served from them. The frames a
+//! checkpoint copies do not change while it copies (SQLite reads them on the same premise), and
+//! the bytes read ahead serve only reads of the same copy: the next one starts afresh.
 
-use std::ffi::{c_int, c_void, CStr};
-use std::sync::atomic::{AtomicPtr, Ordering};
-use std::sync::OnceLock;
+use std::ffi::{c_int, c_void};
 
 use rusqlite::ffi;
 
-/// Name under which the VFS is registered (not as the default).
-pub const VFS_NAME: &CStr = c"ambervault-wal-batch";
+use super::{db_file, methods, IO_PIECE};
+
 /// Bytes a WAL file collects before writing them out. The default VFS writes at most
 /// 128 KiB - 1 bytes per call (it masks larger lengths), so the buffer stays below that.
 const BUFFER_BYTES: usize = 96 << 10;
@@ -39,10 +44,16 @@ const FRAME_HEADER_BYTES: c_int = 24;
 struct WalFile {
     base: ffi::sqlite3_file,
     buffer: *mut WriteBuffer,
+    ahead: *mut ReadAhead,
 }
 
 /// Where the wrapped file starts inside ours (aligned for any C struct).
 const INNER_OFFSET: usize = std::mem::size_of::<WalFile>().next_multiple_of(16);
+
+/// Bytes a WAL file needs when the default VFS's file takes `inner`.
+pub(super) const fn file_size(inner: usize) -> usize {
+    INNER_OFFSET + inner
+}
 
 /// Writes waiting to be made: `bytes` belong at file offset `start`.
 #[derive(Default)]
@@ -59,42 +70,15 @@ struct WriteBuffer {
     after_sync: bool,
 }
 
-/// The default VFS this one forwards to.
-static DEFAULT_VFS: AtomicPtr<ffi::sqlite3_vfs> = AtomicPtr::new(std::ptr::null_mut());
-
-/// Registers the VFS once per process and returns its name, or `None` if SQLite has no default
-/// VFS to wrap (callers then open with the default).
-pub fn register() -> Option<&'static CStr> {
-    static REGISTERED: OnceLock<bool> = OnceLock::new();
-    let ok = *REGISTERED.get_or_init(|| {
-        // A power-loss test's recorder goes under everything, this VFS's buffer included.
-        #[cfg(feature = "test-hooks")]
-        crate::powerloss_vfs::install_if_asked();
-        // SAFETY: sqlite3_vfs_find(NULL) returns the default VFS, which lives for the process;
-        // the copy we register is leaked so it does too.
-        unsafe {
-            let default = ffi::sqlite3_vfs_find(std::ptr::null());
-            if default.is_null() {
-                return false;
-            }
-            DEFAULT_VFS.store(default, Ordering::Release);
-            let mut vfs = *default;
-            vfs.szOsFile =
-                c_int::try_from(INNER_OFFSET).unwrap_or(c_int::MAX / 2) + (*default).szOsFile;
-            vfs.zName = VFS_NAME.as_ptr();
-            vfs.pNext = std::ptr::null_mut();
-            vfs.xOpen = Some(open);
-            // The other methods stay the default VFS's: they only read `pAppData` and
-            // `mxPathname` from the VFS they are given, which the copy shares.
-            let leaked = Box::into_raw(Box::new(vfs));
-            ffi::sqlite3_vfs_register(leaked, 0) == ffi::SQLITE_OK
-        }
-    });
-    ok.then_some(VFS_NAME)
-}
-
-fn default_vfs() -> *mut ffi::sqlite3_vfs {
-    DEFAULT_VFS.load(Ordering::Acquire)
+/// Bytes read ahead during one checkpoint's copy: `bytes` are the log's from offset `start`.
+#[derive(Default)]
+struct ReadAhead {
+    bytes: Vec<u8>,
+    start: i64,
+    /// The copy they were read for ([`db_file::checkpoint_window`]); 0: none.
+    window: u64,
+    /// The log's size when this copy first read ahead (it only grows during a copy).
+    file_len: i64,
 }
 
 /// The default VFS's file inside ours.
@@ -111,30 +95,26 @@ unsafe fn buffer<'f>(file: *mut ffi::sqlite3_file) -> &'f mut WriteBuffer {
     unsafe { &mut *(*file.cast::<WalFile>()).buffer }
 }
 
+/// Opens a WAL file with the default VFS and puts the buffers in front of it.
+///
 /// # Safety
-/// `file` must be an open file of the default VFS.
-unsafe fn methods<'f>(file: *mut ffi::sqlite3_file) -> &'f ffi::sqlite3_io_methods {
-    unsafe { &*(*file).pMethods }
-}
-
-unsafe extern "C" fn open(
-    _vfs: *mut ffi::sqlite3_vfs,
+/// As the VFS's `xOpen`, with `file` of at least [`file_size`] zeroed bytes.
+pub(super) unsafe fn open(
+    default: *mut ffi::sqlite3_vfs,
+    default_open: unsafe extern "C" fn(
+        *mut ffi::sqlite3_vfs,
+        ffi::sqlite3_filename,
+        *mut ffi::sqlite3_file,
+        c_int,
+        *mut c_int,
+    ) -> c_int,
     name: ffi::sqlite3_filename,
     file: *mut ffi::sqlite3_file,
     flags: c_int,
     out_flags: *mut c_int,
 ) -> c_int {
-    let default = default_vfs();
-    // SAFETY: SQLite passes a zeroed file of our szOsFile bytes; the default VFS's file fits
-    // at its start, and after INNER_OFFSET.
+    // SAFETY: the wrapped file fits after INNER_OFFSET (the caller's contract).
     unsafe {
-        let Some(default_open) = (*default).xOpen else {
-            return ffi::SQLITE_CANTOPEN;
-        };
-        if flags & ffi::SQLITE_OPEN_WAL == 0 {
-            // Not a WAL file: the default VFS's file as it is, with its own methods.
-            return default_open(default, name, file, flags, out_flags);
-        }
         let wrapped = inner(file);
         let rc = default_open(default, name, wrapped, flags, out_flags);
         if rc != ffi::SQLITE_OK {
@@ -142,6 +122,7 @@ unsafe extern "C" fn open(
             return rc;
         }
         (*file.cast::<WalFile>()).buffer = Box::into_raw(Box::default());
+        (*file.cast::<WalFile>()).ahead = Box::into_raw(Box::default());
         (*file).pMethods = &WAL_METHODS;
         ffi::SQLITE_OK
     }
@@ -262,7 +243,9 @@ unsafe extern "C" fn wal_close(file: *mut ffi::sqlite3_file) -> c_int {
             .xClose
             .map_or(ffi::SQLITE_OK, |close| close(wrapped));
         drop(Box::from_raw((*file.cast::<WalFile>()).buffer));
+        drop(Box::from_raw((*file.cast::<WalFile>()).ahead));
         (*file.cast::<WalFile>()).buffer = std::ptr::null_mut();
+        (*file.cast::<WalFile>()).ahead = std::ptr::null_mut();
         if flushed == ffi::SQLITE_OK {
             closed
         } else {
@@ -271,30 +254,76 @@ unsafe extern "C" fn wal_close(file: *mut ffi::sqlite3_file) -> c_int {
     }
 }
 
-/// Forwards a call to the wrapped file after flushing the buffer (so the file is as SQLite
-/// believes it to be).
-macro_rules! flush_then_forward {
-    ($name:ident, $method:ident, ($($arg:ident: $ty:ty),*)) => {
-        unsafe extern "C" fn $name(file: *mut ffi::sqlite3_file, $($arg: $ty),*) -> c_int {
-            // SAFETY: SQLite calls this on a file `open` wrapped.
-            unsafe {
-                let rc = flush(file);
-                if rc != ffi::SQLITE_OK {
-                    return rc;
-                }
-                let wrapped = inner(file);
-                match methods(wrapped).$method {
-                    Some(method) => method(wrapped, $($arg),*),
-                    None => ffi::SQLITE_NOTFOUND,
-                }
-            }
-        }
-    };
+/// The wrapped file and its methods, for `flush_then_forward!`.
+///
+/// # Safety
+/// `file` must be a WAL file opened by [`open`] and not yet closed.
+unsafe fn wrapped<'f>(
+    file: *mut ffi::sqlite3_file,
+) -> (*mut ffi::sqlite3_file, &'f ffi::sqlite3_io_methods) {
+    unsafe {
+        let wrapped = inner(file);
+        (wrapped, methods(wrapped))
+    }
 }
 
-flush_then_forward!(wal_read, xRead, (data: *mut c_void, amount: c_int, offset: ffi::sqlite3_int64));
-flush_then_forward!(forward_truncate, xTruncate, (size: ffi::sqlite3_int64));
-flush_then_forward!(forward_sync, xSync, (flags: c_int));
+flush_then_forward!(forward_read, flush, wrapped, xRead, (data: *mut c_void, amount: c_int, offset: ffi::sqlite3_int64));
+
+unsafe extern "C" fn wal_read(
+    file: *mut ffi::sqlite3_file,
+    data: *mut c_void,
+    amount: c_int,
+    offset: ffi::sqlite3_int64,
+) -> c_int {
+    let window = db_file::checkpoint_window();
+    // SAFETY: SQLite calls this on a file `open` wrapped, with `amount` writable bytes at
+    // `data`.
+    unsafe {
+        if window == 0 || !buffer(file).bytes.is_empty() {
+            return forward_read(file, data, amount, offset);
+        }
+        let Ok(len) = usize::try_from(amount) else {
+            return ffi::SQLITE_IOERR_READ;
+        };
+        let ahead = &mut *(*file.cast::<WalFile>()).ahead;
+        if ahead.window != window {
+            ahead.window = window;
+            ahead.bytes.clear();
+            let mut size = 0;
+            let wrapped = inner(file);
+            ahead.file_len = match methods(wrapped).xFileSize {
+                Some(file_size) if file_size(wrapped, &mut size) == ffi::SQLITE_OK => size,
+                _ => 0,
+            };
+        }
+        let held = offset >= ahead.start
+            && offset + i64::from(amount) <= ahead.start + ahead.bytes.len() as i64;
+        if !held {
+            let want = usize::try_from(ahead.file_len - offset)
+                .unwrap_or(0)
+                .min(IO_PIECE);
+            if want < len {
+                return forward_read(file, data, amount, offset);
+            }
+            ahead.bytes.resize(want, 0);
+            let wrapped = inner(file);
+            let Some(read) = methods(wrapped).xRead else {
+                return ffi::SQLITE_IOERR_READ;
+            };
+            let want_c = c_int::try_from(want).unwrap_or(c_int::MAX);
+            if read(wrapped, ahead.bytes.as_mut_ptr().cast(), want_c, offset) != ffi::SQLITE_OK {
+                ahead.bytes.clear();
+                return forward_read(file, data, amount, offset);
+            }
+            ahead.start = offset;
+        }
+        let at = usize::try_from(offset - ahead.start).unwrap_or(0);
+        std::ptr::copy_nonoverlapping(ahead.bytes[at..].as_ptr(), data.cast::<u8>(), len);
+        ffi::SQLITE_OK
+    }
+}
+flush_then_forward!(forward_truncate, flush, wrapped, xTruncate, (size: ffi::sqlite3_int64));
+flush_then_forward!(forward_sync, flush, wrapped, xSync, (flags: c_int));
 
 unsafe extern "C" fn wal_truncate(file: *mut ffi::sqlite3_file, size: ffi::sqlite3_int64) -> c_int {
     // SAFETY: SQLite calls this on a file `open` wrapped.
@@ -314,11 +343,11 @@ unsafe extern "C" fn wal_sync(file: *mut ffi::sqlite3_file, flags: c_int) -> c_i
         rc
     }
 }
-flush_then_forward!(wal_file_size, xFileSize, (size: *mut ffi::sqlite3_int64));
-flush_then_forward!(wal_lock, xLock, (level: c_int));
-flush_then_forward!(wal_unlock, xUnlock, (level: c_int));
-flush_then_forward!(wal_check_reserved_lock, xCheckReservedLock, (out: *mut c_int));
-flush_then_forward!(wal_file_control, xFileControl, (op: c_int, arg: *mut c_void));
+flush_then_forward!(wal_file_size, flush, wrapped, xFileSize, (size: *mut ffi::sqlite3_int64));
+flush_then_forward!(wal_lock, flush, wrapped, xLock, (level: c_int));
+flush_then_forward!(wal_unlock, flush, wrapped, xUnlock, (level: c_int));
+flush_then_forward!(wal_check_reserved_lock, flush, wrapped, xCheckReservedLock, (out: *mut c_int));
+flush_then_forward!(wal_file_control, flush, wrapped, xFileControl, (op: c_int, arg: *mut c_void));
 
 unsafe extern "C" fn wal_sector_size(file: *mut ffi::sqlite3_file) -> c_int {
     // SAFETY: SQLite calls this on a file `open` wrapped.
@@ -364,6 +393,7 @@ static WAL_METHODS: ffi::sqlite3_io_methods = ffi::sqlite3_io_methods {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::vfs::{register, VFS_NAME};
     use rusqlite::{Connection, OpenFlags};
 
     fn flags() -> OpenFlags {
