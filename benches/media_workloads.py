@@ -74,13 +74,24 @@ class _Timer:
 
 
 def write_source(d: str, mib: int, name: str = "source.bin") -> str:
-    """Untimed: ``mib`` MiB of seeded random bytes, written 1 MiB at a time."""
+    """Untimed: ``mib`` MiB of seeded random bytes, written 1 MiB at a time, then flushed to
+    the disk (``settle_disk``)."""
     path = os.path.join(d, name)
     rng = np.random.default_rng(21)
     with open(path, "wb") as f:
         for _ in range(mib):
             f.write(rng.bytes(MIB))
+    settle_disk()
     return path
+
+
+def settle_disk() -> None:
+    """Untimed, before a timed part: every dirty page of the set-up written to the disk, so the
+    timed writes of every system start from the same state. Without it, the kernel's writeback
+    of what a set-up wrote (2 GiB for a stored 1 GiB value: its log and its file) throttled the
+    timed writes of some systems and not of others (a 1 GiB copy out took 0.8 s after a plain
+    file's set-up and 3.0 s after a vault's)."""
+    os.sync()
 
 
 def _check_whole_value(system: str, mib: int) -> None:
@@ -206,6 +217,7 @@ def _stored(system: str, d: str, n: int) -> Tuple[Any, str]:
             _put_whole(system, store, f.read())
     if system in ("ambervault", "kohakuvault"):
         store.checkpoint()  # as workloads._settle: reads start on a settled file
+    settle_disk()
     return store, src
 
 

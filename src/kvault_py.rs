@@ -836,6 +836,37 @@ impl PyBlobReader {
         Ok(PyBytes::new(py, &filled.as_bytes()[..got]).unbind())
     }
 
+    /// Writes the rest of the value to the open file descriptor `fd` (not closed), a piece of
+    /// up to `piece` bytes at a time, and returns how many bytes were written. The GIL is
+    /// released throughout except for a check for signals between pieces; the vault is locked
+    /// only while a piece is read, not while it is written.
+    fn copy_to_fd(&self, py: Python<'_>, fd: i32, piece: usize) -> Result<u64, BindingError> {
+        if fd < 0 || piece == 0 {
+            return Err(kvault::Error::InvalidArgument(format!(
+                "copy_to_fd needs a descriptor and a positive piece size, not {fd} and {piece}"
+            ))
+            .into());
+        }
+        // SAFETY: the caller's descriptor stays open for the call; ManuallyDrop never closes it.
+        let mut out = std::mem::ManuallyDrop::new(unsafe {
+            <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd)
+        });
+        let mut buf = vec![0u8; piece];
+        let mut total = 0u64;
+        loop {
+            let written = py.detach(|| -> kvault::Result<usize> {
+                let n = self.locked(|reader, store| reader.read(store, &mut buf))?;
+                std::io::Write::write_all(&mut *out, &buf[..n])?;
+                Ok(n)
+            })?;
+            if written == 0 {
+                return Ok(total);
+            }
+            total += written as u64;
+            py.check_signals()?;
+        }
+    }
+
     /// Moves to absolute position `pos`.
     fn seek(&self, py: Python<'_>, pos: u64) -> Result<(), BindingError> {
         self.with(py, |reader, _| {

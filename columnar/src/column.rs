@@ -13,7 +13,7 @@ use rusqlite::{params, OptionalExtension};
 use crate::dtype::DType;
 use crate::elements::{Elements, ReadOut};
 use crate::error::{Error, Result};
-use crate::meta::{self, ColumnMeta, TAIL_BYTES};
+use crate::meta::{self, ColumnMeta, INDEX_TAIL_BYTES, TAIL_BYTES};
 use crate::ops;
 use crate::read_cache::{read_if_current, with_cache, Wanted, CACHED_READ};
 use crate::schema::{self, COLUMNS_TABLE};
@@ -52,6 +52,62 @@ enum DirectRead {
     /// The slice, read.
     Done(ReadOut),
 }
+
+/// Whether `||` joins blobs byte for byte on this store's file: it joins them as text, exact in
+/// a UTF-8 file (all ambervault creates), not in a UTF-16 one, which takes the full paths.
+fn joins_bytes_exactly(store: &mut Store) -> Result<bool> {
+    if let Some(known) = store.extension::<Utf8File>().0 {
+        return Ok(known);
+    }
+    let encoding: String =
+        store.retry(|conn| Ok(conn.query_row("PRAGMA encoding", [], |r| r.get(0))?))?;
+    let known = encoding == "UTF-8";
+    store.extension::<Utf8File>().0 = Some(known);
+    Ok(known)
+}
+
+/// [`Column::append_to_tail`]'s statement: `?1` the elements, `?2` their count, `?3` their
+/// bytes, `?4` the time, `?5`-`?7` the column's id, name and dtype, `?8` the width, `?9` the
+/// tail's limit.
+static APPEND_FIXED_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "UPDATE {COLUMNS_TABLE} SET tail = CAST(coalesce(tail, x'') || ?1 AS BLOB), \
+         length = length + ?2, \
+             data_bytes = data_bytes + ?3, updated_at = ?4 \
+             WHERE col_id = ?5 AND name = ?6 AND dtype = ?7 AND typeof(tail) IN ('blob', 'null') \
+             AND index_tail IS NULL AND length >= 0 AND data_bytes = length * ?8 \
+             AND length(coalesce(tail, x'')) % ?8 = 0 AND length(coalesce(tail, x'')) <= data_bytes \
+             AND length(coalesce(tail, x'')) + ?3 <= ?9 RETURNING length"
+    )
+});
+
+/// [`Column::append_item_to_tail`]'s statement: `?1` the item, `?2` its length, `?3` the time,
+/// `?4`-`?6` the column's id, name and dtype, `?7`/`?8` the tails' limits. The end offset is
+/// `data_bytes + ?2` of the row before the update (SQLite evaluates every `SET` expression on
+/// the old row), written little-endian through `printf` and `unhex`. The `WHERE` clause admits
+/// only rows whose tails are as the loader requires (`MetaRow::into_meta`).
+static APPEND_ITEM_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let end = "(data_bytes + ?2)";
+    let bytes: Vec<String> = (0..8)
+        .map(|k| format!("({end} >> {}) & 255", 8 * k))
+        .collect();
+    format!(
+        "UPDATE {COLUMNS_TABLE} SET tail = CAST(coalesce(tail, x'') || ?1 AS BLOB), \
+         index_tail = CAST(coalesce(index_tail, x'') || \
+             unhex(printf('%02x%02x%02x%02x%02x%02x%02x%02x', {})) AS BLOB), \
+         length = length + 1, data_bytes = data_bytes + ?2, updated_at = ?3 \
+         WHERE col_id = ?4 AND name = ?5 AND dtype = ?6 \
+         AND typeof(tail) IN ('blob', 'null') AND typeof(index_tail) IN ('blob', 'null') \
+         AND length >= 0 AND data_bytes >= 0 \
+         AND length(coalesce(tail, x'')) <= data_bytes \
+         AND length(coalesce(index_tail, x'')) % 8 = 0 \
+         AND length(coalesce(index_tail, x'')) <= length * 8 \
+         AND (length(coalesce(index_tail, x'')) > 0 OR length(coalesce(tail, x'')) = 0) \
+         AND length(coalesce(tail, x'')) + ?2 <= ?7 \
+         AND length(coalesce(index_tail, x'')) + 8 <= ?8 RETURNING length",
+        bytes.join(", ")
+    )
+});
 
 impl Column {
     /// The handle of the column `meta` describes.
@@ -241,10 +297,16 @@ impl Column {
     /// store errors.
     pub fn append_many(store: &mut Store, batches: &[(&Column, Elements<'_>)]) -> Result<Vec<u64>> {
         let now = store.now_ms();
-        if let [(column, Elements::Fixed(raw))] = batches {
-            if let Some(len) = column.append_to_tail(store, raw, now)? {
-                return Ok(vec![len]);
+        let fast = match batches {
+            [(column, Elements::Fixed(raw))] => column.append_to_tail(store, raw, now)?,
+            [(column, Elements::Var([item]))] => column.append_item_to_tail(store, item, now)?,
+            [(column, Elements::Packed { data, ends: [end] })] if *end == data.len() => {
+                column.append_item_to_tail(store, data, now)?
             }
+            _ => None,
+        };
+        if let Some(len) = fast {
+            return Ok(vec![len]);
         }
         store.write_with(|conn| {
             let mut lengths = Vec::with_capacity(batches.len());
@@ -271,35 +333,14 @@ impl Column {
         if raw.is_empty() || raw.len() % width != 0 || raw.len() as u64 > TAIL_BYTES {
             return Ok(None);
         }
-        // `||` joins the bytes as text: exact in a UTF-8 file (all ambervault creates), not in
-        // a UTF-16 one, which takes the full path.
-        let utf8 = match store.extension::<Utf8File>().0 {
-            Some(known) => known,
-            None => {
-                let encoding: String =
-                    store.retry(|conn| Ok(conn.query_row("PRAGMA encoding", [], |r| r.get(0))?))?;
-                let known = encoding == "UTF-8";
-                store.extension::<Utf8File>().0 = Some(known);
-                known
-            }
-        };
-        if !utf8 {
+        if !joins_bytes_exactly(store)? {
             return Ok(None);
         }
         let (w, added) = (width as i64, raw.len() as i64);
-        let sql = format!(
-            "UPDATE {COLUMNS_TABLE} SET tail = CAST(coalesce(tail, x'') || ?1 AS BLOB), \
-             length = length + ?2, \
-             data_bytes = data_bytes + ?3, updated_at = ?4 \
-             WHERE col_id = ?5 AND name = ?6 AND dtype = ?7 AND typeof(tail) IN ('blob', 'null') \
-             AND index_tail IS NULL AND length >= 0 AND data_bytes = length * ?8 \
-             AND length(coalesce(tail, x'')) % ?8 = 0 AND length(coalesce(tail, x'')) <= data_bytes \
-             AND length(coalesce(tail, x'')) + ?3 <= ?9 RETURNING length"
-        );
         let name = self.dtype.name();
         let appended: Option<i64> = store.write_one(|conn| {
             Ok(conn
-                .prepare_cached(&sql)?
+                .prepare_cached(&APPEND_FIXED_SQL)?
                 .query_row(
                     params![
                         raw,
@@ -311,6 +352,39 @@ impl Column {
                         name,
                         w,
                         TAIL_BYTES as i64
+                    ],
+                    |r| r.get(0),
+                )
+                .optional()?)
+        })?;
+        Ok(appended.and_then(|len| u64::try_from(len).ok()))
+    }
+
+    /// [`Column::append_to_tail`] for one element of a variable-width column: its bytes join
+    /// the data tail and its end offset (the old data size plus its length, as 8 little-endian
+    /// bytes, computed in SQL from the row itself) joins the index tail, in one `UPDATE`.
+    /// `None` when it does not fit the tails or the row is not one this path may touch.
+    fn append_item_to_tail(&self, store: &mut Store, item: &[u8], now: i64) -> Result<Option<u64>> {
+        if self.dtype.fixed_width().is_some()
+            || item.len() as u64 > TAIL_BYTES
+            || !joins_bytes_exactly(store)?
+        {
+            return Ok(None);
+        }
+        let name = self.dtype.name();
+        let appended: Option<i64> = store.write_one(|conn| {
+            Ok(conn
+                .prepare_cached(&APPEND_ITEM_SQL)?
+                .query_row(
+                    params![
+                        item,
+                        item.len() as i64,
+                        now,
+                        self.id,
+                        self.name,
+                        name,
+                        TAIL_BYTES as i64,
+                        INDEX_TAIL_BYTES as i64
                     ],
                     |r| r.get(0),
                 )

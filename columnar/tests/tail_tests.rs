@@ -187,3 +187,49 @@ fn an_empty_overwrite_keeps_tails_and_metadata_in_step() {
     assert_eq!(read_i64s(&mut s, &col), vec![2, 3, 4]);
     assert_eq!(Column::check(&mut s).unwrap(), Vec::<String>::new());
 }
+
+/// One-by-one appends of variable-width elements (the durable log-line path: one `UPDATE` that
+/// writes the element's end offset from the row's own data size) match a model through many
+/// moves of the tails into the chunks, as items and as packed single elements, with offsets
+/// past 64 KiB so every byte of the end offsets that can be non-zero is exercised.
+#[test]
+fn one_by_one_variable_appends_match_a_model_across_many_tail_moves() {
+    let mut s = store();
+    let col = Column::create(&mut s, "log", DType::Bytes, ChunkPlan::new(64, 4096).unwrap())
+        .unwrap();
+    let mut model: Vec<Vec<u8>> = Vec::new();
+    let mut seed = 0x9e37_79b9_u64;
+    let mut next = |bound: u64| {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 33) % bound
+    };
+    let mut total = 0usize;
+    while total < 200_000 {
+        let len = next(240) as usize;
+        let item: Vec<u8> = (0..len).map(|i| (i as u64 * 7 + next(256)) as u8).collect();
+        let packed = next(2) == 0;
+        let new_len = if packed {
+            col.append(
+                &mut s,
+                Elements::Packed {
+                    data: &item,
+                    ends: &[item.len()],
+                },
+            )
+            .unwrap()
+        } else {
+            col.append(&mut s, Elements::Var(&[&item])).unwrap()
+        };
+        total += item.len();
+        model.push(item);
+        assert_eq!(new_len, model.len() as u64);
+    }
+    let meta = col.meta(&mut s).unwrap();
+    assert_eq!(meta.data_bytes, total as u64);
+    assert_eq!(read_var(&mut s, &col, 0, u64::MAX), model);
+    let n = model.len() as u64;
+    assert_eq!(read_var(&mut s, &col, n - 40, n), model[model.len() - 40..].to_vec());
+    assert_eq!(Column::check(&mut s).unwrap(), Vec::<String>::new());
+}

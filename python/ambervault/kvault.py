@@ -32,7 +32,7 @@ from .exceptions import ClosedError, DatabaseBusy, InvalidArgument, NotFound
 from .history import HistoryMixin, check_history
 from .json_docs import JsonDocsMixin
 from .state_cells import StateCellsMixin
-from .streams import VaultReader, VaultWriter
+from .streams import VaultReader, VaultWriter, file_descriptor
 from .transaction import Transaction
 from .views import ItemsView, KeysView, Range, ValuesView
 
@@ -879,8 +879,16 @@ class KVault(  # type: ignore[type-arg]
         step = self.chunk_size if chunk_size is None else check_int("chunk_size", chunk_size)
         if step <= 0:
             raise InvalidArgument(f"chunk_size must be positive, not {step}")
-        total = 0
         with self.open(key) as source:
+            fd = file_descriptor(writer)
+            if fd is not None:
+                # A file: written natively, straight from the vault's pages to the descriptor,
+                # with no bytes object per chunk. What the file object buffers goes first; its
+                # position is read from the descriptor again by tell() and by later writes.
+                writer.flush()
+                total: int = source._core.copy_to_fd(fd, step)
+                return total
+            total = 0
             while True:
                 data = source.read(step)
                 if not data:

@@ -1,5 +1,6 @@
 """File objects over stored values: :class:`VaultReader` (``vault.open(key)``) and
-:class:`VaultWriter` (``vault.open(key, "wb")``)."""
+:class:`VaultWriter` (``vault.open(key, "wb")``); the descriptor of a destination file that
+values can be copied to natively."""
 
 from __future__ import annotations
 
@@ -173,3 +174,17 @@ class VaultWriter(io.RawIOBase):
                 io.RawIOBase.close(self)
         except Exception:
             pass
+
+
+def file_descriptor(writer: Any) -> Optional[int]:
+    """The descriptor of ``writer`` if it is a plain binary file open for writing (an unbuffered
+    ``io.FileIO`` or a buffered writer over one), which can be written to directly; ``None`` for
+    anything else (in-memory buffers, subclasses that may intercept writes, compressed files)."""
+    buffered = type(writer) in (io.BufferedWriter, io.BufferedRandom)
+    raw = writer.raw if buffered else writer
+    if type(raw) is not io.FileIO or raw.closed or not raw.writable():
+        return None
+    try:
+        return raw.fileno()
+    except (OSError, ValueError):
+        return None

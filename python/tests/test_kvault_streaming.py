@@ -30,6 +30,88 @@ def small_chunks(db_path):
     v.close()
 
 
+@pytest.mark.parametrize("mode", ["wb", "ab", "r+b", "unbuffered"])
+@pytest.mark.parametrize("size", [0, 999, 1000, 25_000])
+def test_get_to_file_into_real_files_keeps_their_position(small_chunks, tmp_path, mode, size):
+    """A real file is written through its descriptor: bytes the file object still buffers go
+    first, and its position afterwards is where the value ends, so later writes follow it."""
+    data = blob(size, seed=5)
+    small_chunks["f"] = data
+    path = tmp_path / "out.bin"
+    path.write_bytes(b"old-content-" * 3)
+    before = b"head:"
+    if mode == "unbuffered":
+        f = open(path, "wb", buffering=0)
+    else:
+        f = open(path, mode)
+    with f:
+        f.write(before)  # still in the buffer of a buffered writer
+        assert small_chunks.get_to_file("f", f) == size
+        assert f.tell() == (36 if mode == "ab" else 0) + len(before) + size
+        f.write(b":tail")
+    expected = {
+        "wb": before + data + b":tail",
+        "unbuffered": before + data + b":tail",
+        "ab": b"old-content-" * 3 + before + data + b":tail",
+    }.get(mode)
+    got = path.read_bytes()
+    if mode == "r+b":
+        # Overwrites from the start; the old file's bytes past the new end stay.
+        new = before + data + b":tail"
+        old = b"old-content-" * 3
+        assert got == new + old[len(new) :]
+    else:
+        assert got == expected
+
+
+def test_get_to_file_after_reading_writes_at_the_files_position(small_chunks, tmp_path):
+    """A file opened for reading and writing has read ahead of its position: the value still
+    lands at the position, and reads and writes afterwards continue from its end."""
+    data = blob(7000, seed=7)
+    small_chunks["f"] = data
+    path = tmp_path / "rw.bin"
+    old = bytes(range(256)) * 64
+    path.write_bytes(old)
+    with open(path, "r+b") as f:
+        assert f.read(3) == old[:3]
+        assert small_chunks.get_to_file("f", f) == len(data)
+        assert f.tell() == 3 + len(data)
+        assert f.read(5) == old[3 + len(data) : 8 + len(data)]
+    assert path.read_bytes() == old[:3] + data + old[3 + len(data) :]
+
+
+def test_get_to_file_into_a_pipe(small_chunks):
+    data = blob(300_000, seed=6)
+    small_chunks["f"] = data
+    r, w = os.pipe()
+    received = []
+    reader = threading.Thread(target=lambda: received.append(_read_all(r)))
+    reader.start()
+    with open(w, "wb") as sink:
+        assert small_chunks.get_to_file("f", sink) == len(data)
+    reader.join()
+    os.close(r)
+    assert received == [data]
+
+
+def _read_all(fd: int) -> bytes:
+    parts = []
+    while True:
+        part = os.read(fd, 1 << 16)
+        if not part:
+            return b"".join(parts)
+        parts.append(part)
+
+
+def test_get_to_file_into_a_read_only_file_fails_and_leaves_it(small_chunks, tmp_path):
+    small_chunks["f"] = blob(5000)
+    path = tmp_path / "ro.bin"
+    path.write_bytes(b"keep")
+    with open(path, "rb") as f, pytest.raises(io.UnsupportedOperation):
+        small_chunks.get_to_file("f", f)
+    assert path.read_bytes() == b"keep"
+
+
 @pytest.mark.parametrize("size", [0, 1, 999, 1000, 1001, 25_000])
 def test_put_file_and_get_to_file_round_trip(small_chunks, size):
     data = blob(size)
