@@ -85,6 +85,71 @@ def write_source(d: str, mib: int, name: str = "source.bin") -> str:
     return path
 
 
+WAL_PIECE = 96 << 10
+COPY_PIECE = 124 << 10
+COPY_EVERY = 32 << 20
+
+
+def wal_protocol_copy(reader: Any, d: str) -> Callable[[], None]:
+    """The bound of a stream into a WAL-mode SQLite file, with plain files: the bytes are written
+    twice, as a log and then a database, as ambervault's vault writes them (without SQLite, its
+    pages, checksums or hashes). The caller's thread appends the stream to the log in 96 KiB
+    writes; a second thread, whenever 32 MiB more have been logged, syncs the log, copies the
+    new part into the database in 124 KiB reads and writes, and syncs the database (a
+    checkpoint); the writer waits when it is 64 MiB ahead of the copy (as a commit waits once
+    the WAL holds 8000 frames). Returns when the last byte is logged (the acknowledgement, where
+    ``put_file`` returns too); the returned function waits for the last copy."""
+    import threading
+
+    log = os.open(os.path.join(d, "wal-log.bin"), os.O_RDWR | os.O_CREAT | os.O_TRUNC)
+    db = os.open(os.path.join(d, "wal-db.bin"), os.O_RDWR | os.O_CREAT | os.O_TRUNC)
+    state = {"logged": 0, "copied": 0, "done": False}
+    changed = threading.Condition()
+
+    def checkpoints() -> None:
+        while True:
+            with changed:
+                while state["logged"] - state["copied"] < COPY_EVERY and not state["done"]:
+                    changed.wait()
+                upto, start = state["logged"], state["copied"]
+            if upto == start:
+                return
+            os.fsync(log)
+            for off in range(start, upto, COPY_PIECE):
+                os.pwrite(db, os.pread(log, min(COPY_PIECE, upto - off), off), off)
+            os.fsync(db)
+            with changed:
+                state["copied"] = upto
+                changed.notify_all()
+
+    copier = threading.Thread(target=checkpoints)
+    copier.start()
+    offset = 0
+    while True:
+        block = reader.read(MIB)
+        if not block:
+            break
+        view = memoryview(block)
+        for i in range(0, len(block), WAL_PIECE):
+            os.pwrite(log, view[i : i + WAL_PIECE], offset + i)
+        offset += len(block)
+        with changed:
+            state["logged"] = offset
+            changed.notify_all()
+            while state["logged"] - state["copied"] > 2 * COPY_EVERY:
+                changed.wait()
+
+    def finish() -> None:
+        with changed:
+            state["done"] = True
+            changed.notify_all()
+        copier.join()
+        os.close(log)
+        os.close(db)
+
+    return finish
+
+
 def settle_disk() -> None:
     """Untimed, before a timed part: every dirty page of the set-up written to the disk, so the
     timed writes of every system start from the same state. Without it, the kernel's writeback
@@ -181,10 +246,14 @@ def stream_in(system: str, source: str) -> Callable[[str, int], Result]:
             elif system == "plain-copy":
                 with open(copy, "wb") as out:
                     shutil.copyfileobj(reader, out, MIB)
+            elif system == "plain-wal":
+                finish = wal_protocol_copy(reader, d)
             else:  # lmdb, kohakuvault: no streaming put
                 data = reader.read()
                 _put_whole(system, store, data)
         reader.close()
+        if system == "plain-wal":
+            finish()  # untimed: the copy of the last (at most 64 MiB) logged bytes
         if proc is not None and proc.wait() != 0:
             raise RuntimeError(f"the pipe's writer exited with {proc.returncode}")
         if system == "diskcache":
@@ -192,6 +261,8 @@ def stream_in(system: str, source: str) -> Callable[[str, int], Result]:
                 stored = handle.seek(0, os.SEEK_END)
         elif system == "plain-copy":
             stored = os.path.getsize(copy)
+        elif system == "plain-wal":
+            stored = os.path.getsize(os.path.join(d, "wal-db.bin"))
         elif system in ("lmdb", "kohakuvault"):
             stored = len(data)
         assert stored == n * MIB, (system, stored)
@@ -376,13 +447,13 @@ def tail_latency(system: str) -> Callable[[str, int], Result]:
 
 MEDIA_WORKLOADS: Dict[str, Tuple[List[str], Callable[[str], Any], Tuple[Optional[int], int], str]] = {
     "stream_in_file": (
-        ["ambervault", "diskcache", "lmdb", "kohakuvault", "plain-copy"],
+        ["ambervault", "diskcache", "lmdb", "kohakuvault", "plain-copy", "plain-wal"],
         lambda s: stream_in(s, "file"),
         (64, 1024),
         "bytes",
     ),
     "stream_in_file_5GiB": (
-        ["ambervault", "diskcache", "lmdb", "kohakuvault", "plain-copy"],
+        ["ambervault", "diskcache", "lmdb", "kohakuvault", "plain-copy", "plain-wal"],
         lambda s: stream_in(s, "file"),
         (None, 5120),
         "bytes",
@@ -446,6 +517,11 @@ MEDIA_NOTES = {
     "(the value would be held in memory)",
     "plain-copy": "the limit: `shutil.copyfileobj(src, dst, 1 MiB)` from the source (file or pipe) "
     "to a new file in the run's directory, no fsync; out: the same from the source file",
+    "plain-wal": "the bound of a WAL-mode file, with plain files (`wal_protocol_copy`): the "
+    "stream appended to a log file in 96 KiB writes while a second thread, every 32 MiB, syncs the "
+    "log, copies the new part into a second file in 124 KiB pieces and syncs it; the writer "
+    "waits when 64 MiB ahead; timed until the last byte is logged (as `put_file` returns once its "
+    "last chunk is committed, its last checkpoint still running)",
     "plain-read": "the limit for a whole read: the source file `open(..., 'rb')` and "
     "`read(1 MiB)` to the end",
     "pread": "the limit for range reads: `os.pread(fd, 65536, offset)` on the source file (the same bytes)",
