@@ -13,7 +13,7 @@ use rusqlite::{params, OptionalExtension};
 use crate::dtype::DType;
 use crate::elements::{Elements, ReadOut};
 use crate::error::{Error, Result};
-use crate::meta::{self, ColumnMeta, INDEX_TAIL_BYTES, TAIL_BYTES};
+use crate::meta::{self, ColumnMeta, INDEX_TAIL_BYTES, TAIL_BYTES, VAR_TAIL_BYTES};
 use crate::ops;
 use crate::read_cache::{read_if_current, with_cache, Wanted, CACHED_READ};
 use crate::schema::{self, COLUMNS_TABLE};
@@ -366,7 +366,7 @@ impl Column {
     /// `None` when it does not fit the tails or the row is not one this path may touch.
     fn append_item_to_tail(&self, store: &mut Store, item: &[u8], now: i64) -> Result<Option<u64>> {
         if self.dtype.fixed_width().is_some()
-            || item.len() as u64 > TAIL_BYTES
+            || item.len() as u64 > VAR_TAIL_BYTES
             || !joins_bytes_exactly(store)?
         {
             return Ok(None);
@@ -383,7 +383,7 @@ impl Column {
                         self.id,
                         self.name,
                         name,
-                        TAIL_BYTES as i64,
+                        VAR_TAIL_BYTES as i64,
                         INDEX_TAIL_BYTES as i64
                     ],
                     |r| r.get(0),

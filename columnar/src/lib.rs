@@ -49,7 +49,7 @@ pub use dtype::{
 pub use elements::{Elements, ReadOut};
 pub use error::{Error, Result};
 pub use kind::ColumnsKind;
-pub use meta::{ColumnMeta, INDEX_TAIL_BYTES, TAIL_BYTES};
+pub use meta::{ColumnMeta, INDEX_TAIL_BYTES, TAIL_BYTES, VAR_TAIL_BYTES};
 pub use packed::{Packing, PACKED_TABLE};
 pub use schema::COLUMNS_TABLE;
 pub use stream::{ChunkPlan, Stream, StreamReader, CHUNKS_TABLE, MAX_CHUNK_BYTES, MAX_ROW_BYTES};

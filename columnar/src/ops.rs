@@ -6,7 +6,7 @@ use rusqlite::Connection;
 
 use crate::elements::{Elements, ReadOut};
 use crate::error::{Error, Result};
-use crate::meta::{seal, ColumnMeta, INDEX_TAIL_BYTES, INDEX_WIDTH, TAIL_BYTES};
+use crate::meta::{seal, ColumnMeta, INDEX_TAIL_BYTES, INDEX_WIDTH, TAIL_BYTES, VAR_TAIL_BYTES};
 use crate::stream::usize_of;
 
 /// End offsets of elements `first .. first + count`.
@@ -155,7 +155,7 @@ pub(crate) fn append(
 /// column: into the tails when both fit, otherwise (after moving the tails) into the chunks.
 /// The caller adds the element count to `len`.
 fn append_var(conn: &Connection, meta: &mut ColumnMeta, index: &[u8], data: &[u8]) -> Result<()> {
-    let fits = (meta.tail.len() + data.len()) as u64 <= TAIL_BYTES
+    let fits = (meta.tail.len() + data.len()) as u64 <= VAR_TAIL_BYTES
         && (meta.index_tail.len() + index.len()) as u64 <= INDEX_TAIL_BYTES;
     if fits {
         meta.index_tail = [&meta.index_tail[..], index].concat().into();

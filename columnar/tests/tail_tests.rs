@@ -4,7 +4,8 @@
 mod common;
 
 use columnar::{
-    ChunkPlan, Column, DType, Elements, Error, ReadOut, COLUMNS_TABLE, INDEX_TAIL_BYTES, TAIL_BYTES,
+    ChunkPlan, Column, DType, Elements, Error, ReadOut, COLUMNS_TABLE, INDEX_TAIL_BYTES,
+    TAIL_BYTES, VAR_TAIL_BYTES,
 };
 use common::{chunk_sizes, i64s, read_i64s, read_var, store};
 
@@ -112,7 +113,7 @@ fn small_variable_appends_stay_in_the_tails_until_one_is_full() {
     assert_eq!(read_var(&mut s, &col, 0, u64::MAX), model);
     assert_eq!(read_var(&mut s, &col, 3, 5), model[3..5].to_vec());
     // Data that does not fit moves both tails into the chunks.
-    let big = vec![0xAB; 900];
+    let big = vec![0xAB; VAR_TAIL_BYTES as usize - 100];
     col.append(&mut s, Elements::Var(&[&big])).unwrap();
     model.push(big);
     let meta = col.meta(&mut s).unwrap();
@@ -151,11 +152,12 @@ fn an_index_tail_that_disagrees_with_the_data_tail_is_reported() {
     let col = Column::create(&mut s, "d", DType::Bytes, ChunkPlan::new(64, 512).unwrap()).unwrap();
     col.append(&mut s, Elements::Var(&[b"abc", b"defg"]))
         .unwrap();
-    col.append(&mut s, Elements::Var(&[&[7u8; 2000]])).unwrap();
+    // Larger than a tail: it goes to the chunks, with the two elements before it.
+    col.append(&mut s, Elements::Var(&[&[7u8; 4000]])).unwrap();
     col.append(&mut s, Elements::Var(&[b"hi", b"jk"])).unwrap();
     assert_eq!(Column::check(&mut s).unwrap(), Vec::<String>::new());
     // Claim that only the last element is in the tail: its 4 bytes no longer match.
-    let end = 2007u64 + 4;
+    let end = 4007u64 + 4;
     s.conn()
         .unwrap()
         .execute(
@@ -195,8 +197,13 @@ fn an_empty_overwrite_keeps_tails_and_metadata_in_step() {
 #[test]
 fn one_by_one_variable_appends_match_a_model_across_many_tail_moves() {
     let mut s = store();
-    let col = Column::create(&mut s, "log", DType::Bytes, ChunkPlan::new(64, 4096).unwrap())
-        .unwrap();
+    let col = Column::create(
+        &mut s,
+        "log",
+        DType::Bytes,
+        ChunkPlan::new(64, 4096).unwrap(),
+    )
+    .unwrap();
     let mut model: Vec<Vec<u8>> = Vec::new();
     let mut seed = 0x9e37_79b9_u64;
     let mut next = |bound: u64| {
@@ -230,6 +237,9 @@ fn one_by_one_variable_appends_match_a_model_across_many_tail_moves() {
     assert_eq!(meta.data_bytes, total as u64);
     assert_eq!(read_var(&mut s, &col, 0, u64::MAX), model);
     let n = model.len() as u64;
-    assert_eq!(read_var(&mut s, &col, n - 40, n), model[model.len() - 40..].to_vec());
+    assert_eq!(
+        read_var(&mut s, &col, n - 40, n),
+        model[model.len() - 40..].to_vec()
+    );
     assert_eq!(Column::check(&mut s).unwrap(), Vec::<String>::new());
 }
