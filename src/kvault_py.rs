@@ -812,15 +812,22 @@ impl PyBlobReader {
     /// Reads up to `size` bytes (all remaining when negative).
     #[pyo3(signature = (size=-1))]
     fn read(&self, py: Python<'_>, size: i64) -> Result<Py<PyBytes>, BindingError> {
-        let want = self.with(py, |reader, _| {
+        // Sized under the GIL: the reader's lock is only ever held for one read, never while
+        // waiting for the GIL, so this cannot deadlock, and it saves releasing the GIL twice.
+        let want = {
+            let guard = self
+                .reader
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let reader = guard.as_ref().ok_or(kvault::Error::Closed("reader"))?;
             let remaining = reader.size().saturating_sub(reader.position());
             let want = if size < 0 {
                 remaining
             } else {
                 remaining.min(size as u64)
             };
-            Ok(usize::try_from(want).unwrap_or(usize::MAX))
-        })?;
+            usize::try_from(want).unwrap_or(usize::MAX)
+        };
         // Read straight into the bytes object (nothing in Python can see it yet), with the GIL
         // released: one copy out of the file's pages, no intermediate buffer.
         let mut outcome: kvault::Result<usize> = Ok(0);

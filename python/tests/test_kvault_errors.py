@@ -23,9 +23,9 @@ from ambervault import (
 )
 from helpers import TEST_KEY, run_python
 
-# These build or edit a file with Python's sqlite3 module, which cannot read an encrypted one.
-# Only under make test-encryption (AMBERVAULT_TEST_KEY encrypts every vault): these tests damage
-# or build the file with the stdlib sqlite3, which cannot read SQLCipher pages. CI runs them.
+# Skipped only under make test-encryption (AMBERVAULT_TEST_KEY encrypts every vault): these
+# tests damage or build the file with the stdlib sqlite3, which cannot read SQLCipher pages. CI
+# runs them.
 uses_plain_sqlite = pytest.mark.skipif(
     TEST_KEY is not None,
     reason="AMBERVAULT_TEST_KEY encrypts the vault, and the stdlib sqlite3 these tests use cannot read it",
