@@ -1,5 +1,6 @@
-"""Compressed logs and sensor data: a zstd key-value table for daily log files and zstd columns
-for a timeseries and its log lines, in one file. Prints the space each takes and reads back
+"""Compressed logs and sensor data: a zstd key-value table for daily log files, a timeseries
+in a zstd column and again in a pco column (a codec for numbers), and log lines in an lz4
+column, in one file. Prints the space each takes and reads back
 with a seek into the middle of a compressed value.
 
 Run: python examples/compressed_logs.py
@@ -45,6 +46,11 @@ def main() -> None:
             col.extend(temperature)
             assert col[123_456] == temperature[123_456]  # a point read touches one chunk
             assert np.array_equal(col.to_numpy(), temperature)
+            # pco models the numbers (their 0.01 resolution, their deltas), not their bytes.
+            by_pco = cv.create_column("temperature_pco", "f64", compression="pco")
+            by_pco.extend(temperature)
+            assert np.array_equal(by_pco[1000:2000], temperature[1000:2000])
+            print(f"timeseries columns: {col.compression} and {by_pco.compression}")
             events = cv.create_column("events", "str", compression="lz4")
             events.extend([f"sensor {i % 16} reading ok" for i in range(100_000)])
             assert events[99_999] == "sensor 15 reading ok"

@@ -61,6 +61,9 @@ impl PyColumnVault {
         let dtype = DType::parse(dtype)?;
         // Parsed before anything is created: a bad setting creates no column.
         let compression = compression.map(Compression::parse).transpose()?.flatten();
+        if let Some(c) = &compression {
+            c.check_layout(dtype.layout())?;
+        }
         let plan = self.plan;
         let column = run(py, &self.vault, |s| {
             let column = Column::create(s, &name, dtype, plan)?;
@@ -410,12 +413,18 @@ fn canonical_dtype(dtype: &str) -> Result<String, BindingError> {
     Ok(DType::parse(dtype)?.name())
 }
 
-/// The canonical form of a compression setting (`"zstd"`, `"zstd:<level>"`, `"lz4"`,
-/// optionally `":<min_saving>"`), or None for `"none"`; raises InvalidArgument for anything
-/// else. Nothing is opened.
+/// The canonical form of a compression setting (`"zstd"`, `"zstd:<level>"`, `"lz4"`, `"pco"`,
+/// `"pco:<level>"`, optionally `":<min_saving>"`), or None for `"none"`; raises
+/// InvalidArgument for anything else, and for a numbers-only codec (pco) when `for_values`
+/// (a key-value table's setting). Nothing is opened.
 #[pyfunction]
-fn compression_setting(setting: &str) -> Result<Option<String>, BindingError> {
-    Ok(Compression::parse(setting)?.map(|c| c.to_setting()))
+#[pyo3(signature = (setting, for_values = false))]
+fn compression_setting(setting: &str, for_values: bool) -> Result<Option<String>, BindingError> {
+    let compression = Compression::parse(setting)?;
+    if let (Some(c), true) = (&compression, for_values) {
+        c.check_layout(kvault::codec::Layout::Bytes)?;
+    }
+    Ok(compression.map(|c| c.to_setting()))
 }
 
 /// Adds this file's classes to the module.

@@ -238,7 +238,7 @@ fn encode_text(encoding: TextEncoding, text: &str) -> Result<Vec<u8>, BindingErr
 fn decode_text(encoding: TextEncoding, raw: &[u8]) -> Option<String> {
     match encoding {
         TextEncoding::Utf16 => {
-            if raw.len() % 2 != 0 {
+            if !raw.len().is_multiple_of(2) {
                 return None;
             }
             let units: Vec<u16> = raw

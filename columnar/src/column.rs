@@ -181,6 +181,7 @@ impl Column {
     ) -> Result<()> {
         if let Some(c) = &compression {
             c.validate()
+                .and_then(|()| c.check_layout(self.dtype.layout()))
                 .map_err(|e| Error::InvalidArgument(e.to_string()))?;
         }
         Self::ensure_schema(store)?;
@@ -330,7 +331,7 @@ impl Column {
         let Some(width) = self.dtype.fixed_width() else {
             return Ok(None);
         };
-        if raw.is_empty() || raw.len() % width != 0 || raw.len() as u64 > TAIL_BYTES {
+        if raw.is_empty() || !raw.len().is_multiple_of(width) || raw.len() as u64 > TAIL_BYTES {
             return Ok(None);
         }
         if !joins_bytes_exactly(store)? {

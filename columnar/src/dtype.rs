@@ -2,6 +2,7 @@
 //! little-endian at fixed width, or as variable-length byte strings.
 
 use crate::error::{Error, Result};
+use kvault::codec::{Layout, Numbers};
 
 /// The element type of a column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -145,7 +146,7 @@ impl FixedText {
             Some(_) => return None,
         };
         let fixed = Self { width, encoding };
-        (fixed.width() % fixed.unit() == 0).then_some(fixed)
+        fixed.width().is_multiple_of(fixed.unit()).then_some(fixed)
     }
 
     /// Appends the element for `encoded` (the text already in this column's encoding) to
@@ -402,21 +403,29 @@ impl DType {
         }
     }
 
-    /// Width of the numbers inside an element, by which compression regroups bytes (see
-    /// `kvault::codec`): the scalar width of numeric and `vec:` types, 0 (no regrouping) for
-    /// bytes, text and one-byte types.
+    /// What compression sees in this type's bytes (see `kvault::codec`): the numbers of
+    /// numeric and `vec:` types, opaque bytes for the others (bool, bytes, text).
     #[must_use]
-    pub fn shuffle_width(&self) -> usize {
+    pub fn layout(&self) -> Layout {
         let scalar = match self {
             Self::Vector(shape) => shape.elem(),
             other => *other,
         };
-        match scalar {
-            Self::I16 | Self::U16 | Self::F16 => 2,
-            Self::I32 | Self::U32 | Self::F32 => 4,
-            Self::I64 | Self::U64 | Self::F64 => 8,
-            _ => 0,
-        }
+        let numbers = match scalar {
+            Self::I8 => Numbers::I8,
+            Self::I16 => Numbers::I16,
+            Self::I32 => Numbers::I32,
+            Self::I64 => Numbers::I64,
+            Self::U8 => Numbers::U8,
+            Self::U16 => Numbers::U16,
+            Self::U32 => Numbers::U32,
+            Self::U64 => Numbers::U64,
+            Self::F16 => Numbers::F16,
+            Self::F32 => Numbers::F32,
+            Self::F64 => Numbers::F64,
+            _ => return Layout::Bytes,
+        };
+        Layout::Numbers(numbers)
     }
 
     /// Whether elements are packed Python values (`msgpack`, `json`, `cbor`): to this crate

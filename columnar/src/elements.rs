@@ -56,7 +56,7 @@ impl<'a> Elements<'a> {
                 Ok(ends.len() as u64)
             }
             (Elements::Fixed(raw), Some(w)) => {
-                if raw.len() as u64 % w != 0 {
+                if !(raw.len() as u64).is_multiple_of(w) {
                     return Err(Error::InvalidArgument(format!(
                         "{} bytes is not a whole number of {w}-byte {} elements",
                         raw.len(),

@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::packed::Packing;
 use crate::schema::{tables_exist, COLUMNS_TABLE};
 use crate::stream::{usize_of, ChunkPlan, Stream, StreamReader};
-use kvault::codec::Compression;
+use kvault::codec::{Compression, Layout};
 
 /// Bytes per index entry of a variable-width column (little-endian u64 end offset).
 pub(crate) const INDEX_WIDTH: u64 = 8;
@@ -64,7 +64,7 @@ impl ColumnMeta {
             plan: self.plan,
             packing: self.compression.map(|compression| Packing {
                 compression,
-                shuffle: self.dtype.shuffle_width(),
+                layout: self.dtype.layout(),
             }),
         }
     }
@@ -76,7 +76,7 @@ impl ColumnMeta {
             plan: self.plan,
             packing: self.compression.map(|compression| Packing {
                 compression,
-                shuffle: INDEX_WIDTH as usize,
+                layout: Layout::Offsets,
             }),
         }
     }
@@ -345,7 +345,7 @@ impl MetaRow {
             && match parsed.fixed_width() {
                 Some(w) => tail.len() % w == 0 && index_tail.is_empty(),
                 None => {
-                    index_tail.len() as u64 % INDEX_WIDTH == 0
+                    (index_tail.len() as u64).is_multiple_of(INDEX_WIDTH)
                         && index_tail.len() as u64 <= len.saturating_mul(INDEX_WIDTH)
                         && (!index_tail.is_empty() || tail.is_empty())
                 }

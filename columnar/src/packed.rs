@@ -10,7 +10,7 @@
 //! Readers look a chunk up in both tables whatever the column's setting says, so a handle
 //! that opened a column before another process compressed it still reads it right.
 
-use kvault::codec::{decompress_into, Compression};
+use kvault::codec::{decompress_into, Compression, Layout};
 use rusqlite::{params, Connection};
 
 use crate::error::{Error, Result};
@@ -24,8 +24,8 @@ pub const PACKED_TABLE: &str = "ambervault_column_packed";
 pub struct Packing {
     /// The column's compression setting.
     pub compression: Compression,
-    /// Width of the numbers inside an element, for the byte shuffle (0: none).
-    pub shuffle: usize,
+    /// What the stream's bytes are (numbers of a type, offsets, bytes).
+    pub layout: Layout,
 }
 
 impl Packing {
@@ -33,7 +33,7 @@ impl Packing {
     pub(crate) fn pack(&self, raw: &[u8]) -> Result<(i64, Vec<u8>)> {
         Ok(self
             .compression
-            .compress(raw, self.shuffle)
+            .compress(raw, self.layout)
             .map_err(|e| Error::InvalidArgument(e.to_string()))?
             .unwrap_or_else(|| (kvault::codec::CODEC_NONE, raw.to_vec())))
     }
@@ -59,6 +59,93 @@ pub(crate) fn read_into(conn: &Connection, rowid: i64, out: &mut [u8]) -> Result
     decompress_into(code, stored, out)
         .map_err(|e| Error::Corrupted(format!("packed column chunk {rowid:#x}: {e}")))?;
     Ok(true)
+}
+
+/// Fewest whole packed chunks a read must cover before their decompression is shared among
+/// threads (below it, starting threads costs more than it saves).
+pub(crate) const PARALLEL_MIN_CHUNKS: usize = 4;
+/// Chunks fetched and decompressed per round, which bounds the compressed bytes held at once.
+const PARALLEL_ROUND_CHUNKS: usize = 256;
+
+/// Threads a long read decompresses on: the machine's cores, at most 8.
+fn decode_threads() -> usize {
+    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *THREADS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get().min(8)))
+}
+
+/// Decompresses the packed chunks among `parts` (`(rowid, whole chunk's slice of the
+/// caller's buffer)`, rowids ascending and consecutive) on every core: the stored bytes are
+/// fetched on this thread, in rounds, then decoded in parallel. Returns which parts were
+/// packed (and are now filled); the others are left to the caller.
+pub(crate) fn read_many_into(
+    conn: &Connection,
+    parts: &mut [(i64, &mut [u8])],
+) -> Result<Vec<bool>> {
+    let mut filled = vec![false; parts.len()];
+    if parts.len() < PARALLEL_MIN_CHUNKS || decode_threads() < 2 {
+        return Ok(filled);
+    }
+    let mut stmt = match conn.prepare_cached(&format!(
+        "SELECT id, codec, data FROM {PACKED_TABLE} WHERE id BETWEEN ?1 AND ?2"
+    )) {
+        Ok(stmt) => stmt,
+        Err(e) if missing_table(&e) => return Ok(filled),
+        Err(e) => return Err(e.into()),
+    };
+    let mut start = 0;
+    for round in parts.chunks_mut(PARALLEL_ROUND_CHUNKS) {
+        let first = round[0].0;
+        let last = round[round.len() - 1].0;
+        let mut stored: Vec<Option<(i64, Vec<u8>)>> = vec![None; round.len()];
+        let mut rows = stmt.query(params![first, last])?;
+        while let Some(row) = rows.next()? {
+            let rowid: i64 = row.get(0)?;
+            if let Some(slot) = usize::try_from(rowid - first)
+                .ok()
+                .and_then(|i| stored.get_mut(i))
+            {
+                *slot = Some((row.get(1)?, row.get(2)?));
+            }
+        }
+        let mut jobs: Vec<(i64, i64, &[u8], &mut [u8])> = Vec::with_capacity(round.len());
+        for (i, ((rowid, part), slot)) in round.iter_mut().zip(&stored).enumerate() {
+            if let Some((code, bytes)) = slot {
+                jobs.push((*rowid, *code, bytes, &mut **part));
+                filled[start + i] = true;
+            }
+        }
+        decode_in_parallel(jobs)?;
+        start += round.len();
+    }
+    Ok(filled)
+}
+
+/// Runs the decompression jobs (`(rowid, code, stored, out)`) on up to [`decode_threads`]
+/// threads, this one included.
+fn decode_in_parallel(mut jobs: Vec<(i64, i64, &[u8], &mut [u8])>) -> Result<()> {
+    let decode = |group: &mut [(i64, i64, &[u8], &mut [u8])]| -> Result<()> {
+        for (rowid, code, stored, out) in group.iter_mut() {
+            decompress_into(*code, stored, out)
+                .map_err(|e| Error::Corrupted(format!("packed column chunk {rowid:#x}: {e}")))?;
+        }
+        Ok(())
+    };
+    let per_thread = jobs.len().div_ceil(decode_threads()).max(1);
+    std::thread::scope(|scope| {
+        let mut groups = jobs.chunks_mut(per_thread);
+        let mine = groups.next();
+        let others: Vec<_> = groups
+            .map(|group| scope.spawn(move || decode(group)))
+            .collect();
+        let mut result = mine.map_or(Ok(()), decode);
+        for handle in others {
+            let joined = handle.join().unwrap_or_else(|_| {
+                Err(Error::Corrupted("a decompression thread panicked".into()))
+            });
+            result = result.and(joined);
+        }
+        result
+    })
 }
 
 /// Whether chunk `rowid` is packed.
@@ -92,6 +179,12 @@ pub(crate) fn unpack(conn: &Connection, rowid: i64, capacity: usize) -> Result<b
 /// Stores a full chunk packed.
 pub(crate) fn insert(conn: &Connection, rowid: i64, packing: &Packing, raw: &[u8]) -> Result<()> {
     let (code, stored) = packing.pack(raw)?;
+    // A code older readers do not know raises the file's version first (a PRAGMA read when
+    // it is already raised), so they refuse the file instead of failing on the chunk.
+    let needed = kvault::codec::format_version_of(code);
+    if needed > kvault::COMPRESSION_FORMAT_VERSION {
+        kvault::require_format_version(conn, needed)?;
+    }
     conn.prepare_cached(&format!(
         "INSERT INTO {PACKED_TABLE} (id, codec, data) VALUES (?1, ?2, ?3)"
     ))?

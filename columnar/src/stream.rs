@@ -439,11 +439,24 @@ impl StreamReader<'_> {
     /// As [`Stream::read`].
     pub fn read(&mut self, offset: u64, out: &mut [u8]) -> Result<()> {
         let stream = self.stream;
+        // A long read of a compressed stream decompresses its whole packed chunks on every
+        // core first; the loop below then skips them.
+        let decoded = if stream.packing.is_some() {
+            self.decode_whole_chunks(offset, out)?
+        } else {
+            None
+        };
         let mut done = 0usize;
         while done < out.len() {
             let (chunk, within) = stream.plan.locate(offset + done as u64);
             let cap = stream.plan.capacity(chunk);
             let take = usize_of((cap - within).min((out.len() - done) as u64));
+            if let Some((first, filled)) = &decoded {
+                if chunk >= *first && filled.get(usize_of(chunk - first)) == Some(&true) {
+                    done += take;
+                    continue;
+                }
+            }
             let part = &mut out[done..done + take];
             // A compressed column's chunks are mostly packed: look there first.
             if stream.packing.is_some() && self.read_packed(chunk, within, part)? {
@@ -479,6 +492,41 @@ impl StreamReader<'_> {
             done += take;
         }
         Ok(())
+    }
+
+    /// Decompresses, in parallel, the packed chunks that `out` (read from `offset`) covers
+    /// whole, when there are at least [`packed::PARALLEL_MIN_CHUNKS`]: returns the first such
+    /// chunk and which of the chunks from it were filled, or `None` for a shorter read.
+    fn decode_whole_chunks(
+        &mut self,
+        offset: u64,
+        out: &mut [u8],
+    ) -> Result<Option<(u64, Vec<bool>)>> {
+        let stream = self.stream;
+        if (out.len() as u64) < stream.plan.min() * packed::PARALLEL_MIN_CHUNKS as u64 {
+            return Ok(None);
+        }
+        let mut parts: Vec<(i64, &mut [u8])> = Vec::new();
+        let mut first = None;
+        let mut rest = out;
+        let mut at = offset;
+        while !rest.is_empty() {
+            let (chunk, within) = stream.plan.locate(at);
+            let cap = stream.plan.capacity(chunk);
+            let take = usize_of((cap - within).min(rest.len() as u64));
+            let (part, tail) = rest.split_at_mut(take);
+            if within == 0 && take as u64 == cap {
+                first.get_or_insert(chunk);
+                parts.push((stream.rowid(chunk), part));
+            }
+            rest = tail;
+            at += take as u64;
+        }
+        let Some(first) = first else {
+            return Ok(None);
+        };
+        let filled = packed::read_many_into(self.conn, &mut parts)?;
+        Ok(Some((first, filled)))
     }
 
     /// Copies bytes `within ..` of chunk `chunk` into `part` if the chunk is packed (keeping it

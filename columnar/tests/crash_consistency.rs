@@ -13,7 +13,7 @@ use kvault::{Location, Store, StoreOptions};
 
 /// Elements in batch `b`: large and small in turn.
 fn batch_len(b: u64) -> u64 {
-    if b % 2 == 0 {
+    if b.is_multiple_of(2) {
         500
     } else {
         1 + b % 9

@@ -80,7 +80,7 @@ pub use reaper::READ_LEASE;
 pub use store::{
     require_format_version, Checkpoints, Key, Location, Store, StoreError, StoreOptions,
     Synchronous, APPLICATION_ID, BASE_FORMAT_VERSION, COMPRESSION_FORMAT_VERSION,
-    EXTERNAL_MIN_RETRIES, FORMAT_VERSION,
+    EXTERNAL_MIN_RETRIES, FORMAT_VERSION, NUMERIC_CODECS_FORMAT_VERSION,
 };
 pub use vault::{StoreGuard, TableKind, Transaction, Vault};
 pub use wal_index::CommitToken;

@@ -302,9 +302,12 @@ class ColumnVault(CacheControls):
         name is an :class:`InvalidArgument` error; an unknown dtype too, listing the accepted
         ones.
 
-        ``compression`` (``"zstd"``, ``"zstd:<level>"``, ``"lz4"``, optionally followed by
-        ``":<min_saving>"``; see ``docs/compression.md``) compresses the column's full chunks;
-        numbers are byte-shuffled first. Point reads still touch one chunk."""
+        ``compression`` (``"zstd"``, ``"zstd:<level>"``, ``"lz4"``, ``"pco"``,
+        ``"pco:<level>"``, optionally followed by ``":<min_saving>"``; see
+        ``docs/compression.md``) compresses the column's full chunks. zstd and lz4 try numbers
+        byte-shuffled too; pco (numeric and ``vec:`` dtypes only) models the numbers themselves
+        and stores measurements in about half of zstd's space. Point reads still touch one
+        chunk."""
         if not isinstance(name, str):
             raise TypeError(f"column names must be str, not {type(name).__name__}")
         if not isinstance(dtype, str):

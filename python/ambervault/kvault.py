@@ -103,7 +103,8 @@ class KVault(  # type: ignore[type-arg]
         ``"main"``; the cache policy and history arguments still apply to the table.
     :param compression: compress values larger than the inline limit, chunk by chunk:
         ``"zstd"``, ``"zstd:<level>"``, ``"lz4"`` or ``"none"`` (see :meth:`set_compression` and
-        ``docs/compression.md``); stored in the file; not given: as the file has it.
+        ``docs/compression.md``; ``"pco"`` is for numeric columns only); stored in the file; not
+        given: as the file has it.
     :param key: open (or create) an encrypted file: a ``str`` passphrase, or 32 ``bytes`` used
         as a raw 256-bit key. Every page of the file and of its write-ahead log is encrypted
         (SQLCipher). A wrong key raises :class:`~ambervault.WrongKeyError`; a build without
@@ -174,7 +175,7 @@ class KVault(  # type: ignore[type-arg]
             raise TypeError(f"compression must be a str or None, not {type(compression).__name__}")
         # Refused before the file is opened, so a bad argument creates nothing.
         KVaultCore.validate(table, chunk_size)
-        wanted_compression = None if compression is None else compression_setting(compression)
+        wanted_compression = None if compression is None else compression_setting(compression, True)
         self._file = VaultFile(
             path,
             retries=retries,

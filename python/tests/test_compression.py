@@ -123,6 +123,25 @@ def test_a_file_that_never_compresses_keeps_format_version_1(tmp_path):
     with KVault(path, compression="zstd") as kv:
         kv["z"] = log_text(50_000)
     assert inspect(str(path))["format_version"] == 2
+    with ColumnVault(path) as cv:
+        cv.create_column("f", "f64", compression="zstd").extend(np.arange(20_000.0))
+    assert inspect(str(path))["format_version"] == 2
+
+
+@pytest.mark.parametrize("dtype, setting", [("f64", "pco"), ("str", "zstd"), ("bytes", "lz4")])
+def test_codes_version_2_lacks_raise_the_file_to_version_3(tmp_path, dtype, setting):
+    # pco chunks, and the end offsets of text stored as differences, are codes a version-2
+    # reader does not know: the file says so before the first such chunk is stored.
+    path = tmp_path / "v.db"
+    with ColumnVault(path) as cv:
+        col = cv.create_column("c", dtype, compression=setting)
+        assert inspect(str(path))["format_version"] == 2
+        if dtype == "f64":
+            col.extend(np.arange(20_000.0))
+        else:
+            lines = [f"line {i}" for i in range(20_000)]
+            col.extend(lines if dtype == "str" else [line.encode() for line in lines])
+    assert inspect(str(path))["format_version"] == 3
 
 
 def test_compressed_columns_round_trip_through_numpy_and_element_writes(tmp_path):
@@ -172,3 +191,81 @@ def test_column_compression_can_be_changed_and_removed(tmp_path):
         assert cv.check() == []
     with ColumnVault(tmp_path / "c.db", read_only=True) as cv:
         assert np.array_equal(cv["n"].to_numpy(), values)
+
+
+@pytest.mark.parametrize(
+    "dtype, values",
+    [
+        ("f64", np.round(20 + np.cumsum(np.random.default_rng(2).normal(0, 0.01, 200_003)), 2)),
+        ("i32", (np.arange(200_003) // 3).astype("<i4")),
+        ("u16", (np.arange(200_003) % 1000).astype("<u2")),
+        ("f16", np.linspace(-2, 2, 200_003).astype("<f2")),
+        ("i8", (np.arange(200_003) % 100 - 50).astype("i1")),
+    ],
+)
+def test_pco_columns_round_trip_and_read_points_and_windows(tmp_path, dtype, values):
+    with ColumnVault(tmp_path / "c.db") as cv:
+        col = cv.create_column("x", dtype, compression="pco")
+        assert col.compression == "pco:8:0.05"
+        for start in range(0, len(values), 30_000):
+            col.extend(values[start : start + 30_000])
+        assert np.array_equal(col.to_numpy(), values)
+        for i in (0, 8191, 8192, 100_001, len(values) - 1):
+            assert col[i] == values[i]
+        assert np.array_equal(col[65_000:70_000], values[65_000:70_000])
+        col[10] = values[11]
+        expected = values.copy()
+        expected[10] = values[11]
+        assert np.array_equal(col.to_numpy(), expected)
+        assert cv.check() == []
+    con = sqlite3.connect(tmp_path / "c.db")
+    codecs = {r[0] & 0xFF for r in con.execute("SELECT codec FROM ambervault_column_packed")}
+    con.close()
+    assert codecs == {3}
+    with ColumnVault(tmp_path / "c.db", read_only=True) as cv:
+        assert np.array_equal(cv["x"].to_numpy(), expected)
+
+
+def test_pco_stores_sensor_readings_in_less_than_zstd(tmp_path):
+    rng = np.random.default_rng(3)
+    readings = np.round(18 + 4 * np.sin(np.arange(400_000) / 8640) + rng.normal(0, 0.05, 400_000), 2)
+    sizes = {}
+    for setting in ("zstd", "pco"):
+        with ColumnVault(tmp_path / f"{setting}.db") as cv:
+            cv.create_column("t", "f64", compression=setting).extend(readings)
+        con = sqlite3.connect(tmp_path / f"{setting}.db")
+        sizes[setting] = con.execute("SELECT total(length(data)) FROM ambervault_column_packed").fetchone()[0]
+        con.close()
+    assert sizes["pco"] < 0.7 * sizes["zstd"], sizes
+
+
+def test_pco_vectors_and_offsets_of_compressed_text(tmp_path):
+    emb = np.random.default_rng(4).normal(size=(5_000, 12)).astype("<f4")
+    lines = [f"GET /v1/items/{i} 200 {i % 97} ms" for i in range(100_000)]
+    with ColumnVault(tmp_path / "c.db") as cv:
+        vec = cv.create_column("emb", "vec:f32:12", compression="pco")
+        vec.extend(emb)
+        assert np.array_equal(vec.to_numpy(), emb)
+        # Text is not numbers: pco is refused and nothing is created.
+        with pytest.raises(InvalidArgument, match="pco compresses numbers only"):
+            cv.create_column("log", "str", compression="pco")
+        assert "log" not in cv
+        log = cv.create_column("log", "str", compression="zstd")
+        log.extend(lines)
+        with pytest.raises(InvalidArgument, match="pco compresses numbers only"):
+            log.set_compression("pco")
+        assert log.compression == "zstd:3:0.05"
+        assert log[:] == lines
+        assert cv.check() == []
+
+
+@pytest.mark.parametrize("bad", ["pco", "pco:5", "pco:13", "pco:-1"])
+def test_pco_is_refused_for_key_value_tables(tmp_path, bad):
+    path = tmp_path / "v.db"
+    with pytest.raises(InvalidArgument):
+        KVault(path, compression=bad)
+    assert not path.exists()
+    with KVault(path) as kv:
+        with pytest.raises(InvalidArgument):
+            kv.set_compression(bad)
+        assert kv.compression is None

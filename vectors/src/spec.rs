@@ -118,7 +118,7 @@ impl Spec {
             )));
         }
         match (vector_type, metric) {
-            (VectorType::Bit, Metric::Hamming) if dimensions % 8 != 0 => {
+            (VectorType::Bit, Metric::Hamming) if !dimensions.is_multiple_of(8) => {
                 return Err(Error::InvalidArgument(format!(
                     "bit vectors need dimensions divisible by 8, not {dimensions}"
                 )));
@@ -162,7 +162,7 @@ impl Spec {
     /// [`Error::InvalidArgument`] naming the first bad vector.
     pub fn check_vectors(&self, bytes: &[u8], metric: Metric) -> Result<usize> {
         let width = self.vector_bytes();
-        if bytes.len() % width != 0 {
+        if !bytes.len().is_multiple_of(width) {
             return Err(Error::InvalidArgument(format!(
                 "vector data is {} bytes, not a multiple of {width} ({} {} dimensions)",
                 bytes.len(),

@@ -12,7 +12,7 @@
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::KvTable;
-use crate::codec::{decompress_into, Compression, CODEC_NONE};
+use crate::codec::{decompress_into, Compression, Layout, CODEC_NONE};
 use crate::error::{Error, Result};
 use crate::store::{require_format_version, Store, COMPRESSION_FORMAT_VERSION};
 
@@ -44,6 +44,7 @@ impl KvTable {
         store.check_writable()?;
         if let Some(c) = &compression {
             c.validate()?;
+            c.check_layout(Layout::Bytes)?;
         }
         let name = setting_name(&self.name);
         let text = compression.map_or_else(|| "none".to_string(), |c| c.to_setting());
@@ -117,7 +118,7 @@ impl KvTable {
             blake3::hash(chunk)
         };
         let compressed = match self.runtime.compression() {
-            Some(c) => c.compress(chunk, 0)?,
+            Some(c) => c.compress(chunk, Layout::Bytes)?,
             None => None,
         };
         Ok(PreparedChunk {

@@ -31,6 +31,7 @@ pub(crate) use open::*;
 pub use options::{
     Checkpoints, Key, Location, StoreOptions, Synchronous, APPLICATION_ID, BASE_FORMAT_VERSION,
     COMPRESSION_FORMAT_VERSION, EXTERNAL_MIN_RETRIES, FORMAT_VERSION,
+    NUMERIC_CODECS_FORMAT_VERSION,
 };
 pub use run::StoreError;
 pub(crate) use run::*;

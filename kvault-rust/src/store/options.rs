@@ -11,7 +11,7 @@ pub const APPLICATION_ID: i32 = 0x414D_4256;
 /// The newest on-disk format version this build reads (`PRAGMA user_version` and the meta
 /// table). New files are written as [`BASE_FORMAT_VERSION`]; a file moves to a newer version
 /// only when it first uses what needs it, so files that do not stay readable by older builds.
-pub const FORMAT_VERSION: i64 = 2;
+pub const FORMAT_VERSION: i64 = 3;
 
 /// The format version of a new file.
 pub const BASE_FORMAT_VERSION: i64 = 1;
@@ -19,6 +19,10 @@ pub const BASE_FORMAT_VERSION: i64 = 1;
 /// The format version of a file holding compressed chunks (version 1 readers would refuse
 /// them as damaged; with it they refuse the file as newer instead).
 pub const COMPRESSION_FORMAT_VERSION: i64 = 2;
+
+/// The format version of a file holding chunks in codes version 2 did not have (pco, stored
+/// differences: see [`crate::codec`]), so that version-2 readers refuse the file as newer.
+pub const NUMERIC_CODECS_FORMAT_VERSION: i64 = 3;
 
 /// How hard SQLite syncs on commit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -303,14 +303,17 @@ COMPRESSED_FAMILIES = {
     "f64": lambda i: round(20 + (i % 1000) / 100, 2),
     "str": lambda i: f"2026-12-02 INFO request {i % 50} done",
 }
+# Scenario suffix: (dtype, compression setting).
+COMPRESSED_CASES = {"f64": ("f64", "zstd"), "str": ("str", "zstd"), "f64_pco": ("f64", "pco")}
 
 
-def compressed_column_work(dtype):
+def compressed_column_work(case):
+    dtype, setting = COMPRESSED_CASES[case]
     make = COMPRESSED_FAMILIES[dtype]
 
     def work(path, ack):
         cv = ColumnVault(path, min_chunk_bytes=256, max_chunk_bytes=4096)
-        col = cv["c"] if "c" in cv else cv.create_column("c", dtype, compression="zstd")
+        col = cv["c"] if "c" in cv else cv.create_column("c", dtype, compression=setting)
         n = 0
         op = 0
         while True:
@@ -325,7 +328,9 @@ def compressed_column_work(dtype):
     return work
 
 
-def compressed_column_check(dtype):
+def compressed_column_check(case):
+    dtype = COMPRESSED_CASES[case][0]
+
     def length_after(ops):
         n = 0
         for op in range(ops):
@@ -348,8 +353,8 @@ SCENARIOS = {
     **{f"column_{d}": (None, column_work(d), column_check(d)) for d in FAMILIES},
     "compressed_overwrites": (None, compressed_overwrites, check_compressed_overwrites),
     **{
-        f"compressed_column_{d}": (None, compressed_column_work(d), compressed_column_check(d))
-        for d in COMPRESSED_FAMILIES
+        f"compressed_column_{c}": (None, compressed_column_work(c), compressed_column_check(c))
+        for c in COMPRESSED_CASES
     },
 }
 
