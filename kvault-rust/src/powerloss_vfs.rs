@@ -104,6 +104,18 @@ pub fn mark(n: u64) -> bool {
     .unwrap_or(false)
 }
 
+/// Records that `from` was renamed to `to` (made durable with its directory at once), as
+/// the creation of an encrypted file does (see `store::open`); false when nothing is recorded.
+pub fn rename(from: &std::path::Path, to: &std::path::Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    with_recorder(|r| {
+        let mut record = name_record(b'R', from.as_os_str().as_bytes());
+        record.extend_from_slice(&name_record(b'R', to.as_os_str().as_bytes())[1..]);
+        r.log.write_all(&record).is_ok()
+    })
+    .unwrap_or(false)
+}
+
 fn inner_vfs() -> *mut ffi::sqlite3_vfs {
     INNER_VFS.load(Ordering::Acquire)
 }

@@ -196,6 +196,15 @@ def parse(log: bytes) -> List[Event]:
             at += 4
             events.append(Event("delete", log[at : at + n].decode()))
             at += n
+        elif tag == "R":
+            # A rename made durable at once (the creation of an encrypted file): the new name
+            # takes the old one's contents, written and pending.
+            (n,) = struct.unpack_from("<I", log, at)
+            source = log[at + 4 : at + 4 + n].decode()
+            at += 4 + n
+            (n,) = struct.unpack_from("<I", log, at)
+            events.append(Event("rename", log[at + 4 : at + 4 + n].decode(), data=source.encode()))
+            at += 4 + n
         elif tag == "M":
             (mark,) = struct.unpack_from("<Q", log, at)
             at += 8
@@ -255,6 +264,10 @@ def power_cuts(events: List[Event], cuts: List[int], rng: random.Random) -> Iter
         elif event.kind == "delete":
             durable.pop(event.path, None)
             pending.pop(event.path, None)
+        elif event.kind == "rename":
+            source = event.data.decode()
+            durable[event.path] = durable.pop(source, None)
+            pending[event.path] = pending.pop(source, [])
         else:
             pending.setdefault(event.path, []).append(event)
             durable.setdefault(event.path, None)

@@ -476,3 +476,37 @@ def test_migrating_into_an_encrypted_vault(tmp_path):
     assert MARKER not in (tmp_path / "new.db").read_bytes()
     with KVault(tmp_path / "new.db", key=PASSPHRASE) as new:
         assert new["secret"] == MARKER * 10
+
+
+@needs_encryption
+def test_creation_is_atomic_and_cleans_up_what_a_crash_left(tmp_path):
+    # The first page is written and synced under a temporary name, then linked in: the path
+    # never holds a partial first page (a torn one would make the file unopenable for good).
+    path = tmp_path / "new.db"
+    stale = tmp_path / ".new.db.creating-1-2"
+    stale.write_bytes(b"x" * 512)
+    an_hour_ago = time.time() - 3600
+    os.utime(stale, (an_hour_ago, an_hour_ago))
+    recent = tmp_path / ".new.db.creating-3-4"  # maybe another process creating it right now
+    recent.write_bytes(b"y")
+    with KVault(path, key=RAW_KEY) as kv:
+        kv["a"] = b"1"
+    assert sorted(p.name for p in tmp_path.iterdir() if ".creating-" in p.name) == [recent.name]
+    size = os.path.getsize(path)
+    assert size >= 4096 and size % 4096 == 0
+    with KVault(path, key=RAW_KEY) as kv:
+        assert kv["a"] == b"1" and kv.check() == []
+
+
+@needs_encryption
+def test_a_stale_wal_of_a_deleted_file_is_not_applied_to_a_new_one(tmp_path):
+    path = tmp_path / "v.db"
+    kv = KVault(path, key=RAW_KEY)
+    kv["old"] = b"1"
+    os.remove(path)  # the WAL and its index stay behind
+    kv.close()
+    with KVault(path, key=RAW_KEY) as fresh:
+        assert len(fresh) == 0 and fresh.check() == []
+        fresh["new"] = b"2"
+    with KVault(path, key=RAW_KEY) as again:
+        assert dict(again.items()) == {"new": b"2"}

@@ -47,6 +47,11 @@ pub(crate) fn open_connection(location: &Location, options: &StoreOptions) -> Re
         Location::Memory => Connection::open_in_memory_with_flags(flags)?,
         Location::File(path) => {
             check_path(path, options.read_only)?;
+            if let (Some(key), false) = (key, options.read_only) {
+                if !path.exists() {
+                    create_encrypted(path, key)?;
+                }
+            }
             let conn = open_file(path, flags, key)?;
             if options.read_only || conn.is_readonly(rusqlite::MAIN_DB)? {
                 // A WAL file needs its -shm index; in a directory we cannot write, SQLite can
@@ -71,6 +76,90 @@ pub(crate) fn open_connection(location: &Location, options: &StoreOptions) -> Re
     };
     configure(&conn, location, options)?;
     Ok(conn)
+}
+
+/// Leftovers of an interrupted [`create_encrypted`] older than this are removed by the next.
+const STALE_CREATION: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Creates the encrypted vault file `path`, which does not exist, so that a crash never
+/// leaves a torn first page there. SQLCipher keeps the key-derivation salt and an HMAC of the
+/// whole page in page 1, so a first page cut short by a power loss would make the file
+/// unopenable for good (a plain file survives it: its first page is then an empty database
+/// that still reads as one). The page is written and synced under a temporary name beside
+/// `path`, then linked to `path` and the directory synced. A link fails if another process
+/// created `path` meanwhile (its file is then used) or where the file system has no hard
+/// links (SQLite then creates the file in place, as for plain files).
+fn create_encrypted(path: &Path, key: &Key) -> Result<()> {
+    let (Some(name), Some(dir)) = (path.file_name(), path.parent()) else {
+        return Ok(());
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let prefix = format!(".{}.creating-", name.to_string_lossy());
+    remove_stale_creations(dir, &prefix);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let temp = dir.join(format!("{prefix}{}-{nanos}", std::process::id()));
+    let created = (|| -> Result<()> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = open_file(&temp, flags, Some(key))?;
+        // The switch to WAL writes page 1 (salt, header) and syncs it; the switch back leaves
+        // the header in rollback mode, as a file SQLite creates in place starts, so that a
+        // stale WAL left at `path` by a deleted file is treated as it would be there.
+        conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
+        conn.query_row("PRAGMA journal_mode = DELETE", [], |_| Ok(()))?;
+        conn.close().map_err(|(_, e)| e)?;
+        std::fs::File::open(&temp)?.sync_all()?;
+        // A WAL at `path` without its database is a leftover of a deleted file: SQLite deletes
+        // it when it finds the database empty, which this one no longer is.
+        if !path.exists() {
+            let mut wal = path.as_os_str().to_owned();
+            wal.push("-wal");
+            let _ = std::fs::remove_file(wal);
+        }
+        if std::fs::hard_link(&temp, path).is_ok() {
+            std::fs::File::open(dir)?.sync_all()?;
+            #[cfg(feature = "test-hooks")]
+            {
+                let absolute =
+                    |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+                let _ = crate::powerloss_vfs::rename(&absolute(&temp), &absolute(path));
+            }
+        }
+        Ok(())
+    })();
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let mut leftover = temp.clone().into_os_string();
+        leftover.push(suffix);
+        let _ = std::fs::remove_file(leftover);
+    }
+    created
+}
+
+/// Removes the files of creations of `dir`'s vault named by `prefix` that were interrupted
+/// (by a crash) at least [`STALE_CREATION`] ago.
+fn remove_stale_creations(dir: &Path, prefix: &str) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let stale = entry.file_name().to_string_lossy().starts_with(prefix)
+            && entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age >= STALE_CREATION);
+        if stale {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// The page size of every encrypted file (SQLCipher's default).
