@@ -109,11 +109,10 @@ fn create_encrypted(path: &Path, key: &Key) -> Result<()> {
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = open_file(&temp, flags, Some(key))?;
-        // The switch to WAL writes page 1 (salt, header) and syncs it; the switch back leaves
-        // the header in rollback mode, as a file SQLite creates in place starts, so that a
-        // stale WAL left at `path` by a deleted file is treated as it would be there.
+        // The switch to WAL writes page 1 (salt, header) and syncs it. The file stays in WAL
+        // mode: switching it at `path` would rewrite page 1 there, outside the WAL's
+        // protection, where a torn write is as fatal as at creation.
         conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
-        conn.query_row("PRAGMA journal_mode = DELETE", [], |_| Ok(()))?;
         conn.close().map_err(|(_, e)| e)?;
         std::fs::File::open(&temp)?.sync_all()?;
         // A WAL at `path` without its database is a leftover of a deleted file: SQLite deletes
