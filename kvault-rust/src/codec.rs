@@ -302,7 +302,10 @@ impl Compression {
                 Ok((CODEC_ZSTD, out?))
             }),
             Codec::Lz4 => Ok((CODEC_LZ4, lz4_flex::block::compress(input))),
-            Codec::Pco(level) => pco_compress(input, Numbers::U64, level),
+            // pco compresses numbers, never plain bytes (`compress` routes it by layout).
+            Codec::Pco(_) => Err(Error::InvalidArgument(
+                "pco compresses numbers only".to_string(),
+            )),
         }
     }
 }
