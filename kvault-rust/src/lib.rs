@@ -54,6 +54,7 @@ mod maintenance_thread;
 #[cfg(feature = "test-hooks")]
 mod powerloss_vfs;
 mod reaper;
+mod sql_functions;
 mod store;
 mod vault;
 mod vfs;
@@ -77,6 +78,7 @@ pub use kv::{
 };
 pub use kv_handle::{Kv, ValueReader, ValueWriter};
 pub use reaper::READ_LEASE;
+pub use sql_functions::take_noted;
 pub use store::{
     require_format_version, Checkpoints, Key, Location, Store, StoreError, StoreOptions,
     Synchronous, APPLICATION_ID, BASE_FORMAT_VERSION, COMPRESSION_FORMAT_VERSION,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 import pytest
 
@@ -76,6 +77,30 @@ def test_replaced_file_refuses_writes_clearly(tmp_path):
     os.replace(tmp_path / "other.db", path)
     with pytest.raises(IoError, match="deleted or replaced"):
         kv["b"] = b"2"
+    kv.close()
+
+
+@pytest.mark.parametrize("change", ["remove", "replace", "link_then_remove"])
+def test_a_change_in_a_quiet_directory_refuses_writes(tmp_path, change):
+    # Writes skip the path check while the directory's names have not changed for a while
+    # (its modification time set an hour back here): any change of a name must end that.
+    path = tmp_path / "v.db"
+    kv = KVault(path)
+    KVault(tmp_path / "other.db").close()
+    old = time.time() - 3600
+    os.utime(tmp_path, (old, old))
+    kv["a"] = b"1"
+    kv["b"] = b"2"
+    if change == "remove":
+        os.remove(path)
+    elif change == "replace":
+        os.replace(tmp_path / "other.db", path)
+    else:  # the file is kept under another name, but its WAL is found by the old one
+        os.link(path, tmp_path / "kept.db")
+        os.remove(path)
+    with pytest.raises(IoError, match="deleted or replaced"):
+        kv["c"] = b"3"
+    assert kv["b"] == b"2"
     kv.close()
 
 

@@ -47,6 +47,7 @@ impl Store {
             checkpointer.abandon();
         }
         self.conn = Some(open_connection(&self.location, &self.options)?);
+        self.file_watch = watch(&self.location);
         self.fork_generation = generation;
         Ok(())
     }

@@ -16,7 +16,9 @@ use crate::checkpoint::Checkpointer;
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::wal_index::{CommitToken, WalIndexView};
+use file_watch::FileWatch;
 
+mod file_watch;
 pub(crate) mod fork;
 mod lease;
 mod maintenance;
@@ -62,6 +64,8 @@ pub struct Store {
     wal_index: Option<WalIndexView>,
     /// The read transaction kept open between reads, if any (see [`StoreOptions::read_lease`]).
     lease: Option<ReadLease>,
+    /// Tells writes whether the file was deleted or replaced (see `file_watch.rs`).
+    file_watch: FileWatch,
 }
 
 /// A read transaction kept open between reads.
@@ -96,6 +100,7 @@ impl Store {
         with_retries(options.retries, options.backoff_base, || {
             let conn = open_connection(&location, &options)?;
             let read_only = options.read_only || conn.is_readonly(rusqlite::MAIN_DB)?;
+            let file_watch = watch(&location);
             let mut store = Self {
                 conn: Some(conn),
                 location: location.clone(),
@@ -110,6 +115,7 @@ impl Store {
                 checkpointer: None,
                 wal_index: None,
                 lease: None,
+                file_watch,
             };
             store.initialize()?;
             store.start_checkpointer()?;
@@ -217,5 +223,13 @@ impl Store {
 impl Drop for Store {
     fn drop(&mut self) {
         let _ = self.close();
+    }
+}
+
+/// The watch of `location`'s file (none for an in-memory store).
+fn watch(location: &Location) -> FileWatch {
+    match location {
+        Location::File(path) => FileWatch::new(path),
+        Location::Memory => FileWatch::default(),
     }
 }

@@ -433,6 +433,7 @@ pub(crate) fn configure(
     let first_wait = Duration::from_secs_f64(options.backoff_base.max(0.001));
     conn.busy_timeout(first_wait)?;
     conn.set_prepared_statement_cache_capacity(64);
+    crate::sql_functions::register(conn)?;
     let writable = !options.read_only && !conn.is_readonly(rusqlite::MAIN_DB)?;
     if writable {
         // Reading the header first turns a non-SQLite file (or, with a key, a file the key does

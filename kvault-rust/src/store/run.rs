@@ -97,7 +97,7 @@ impl Store {
             return Err(Error::Closed("vault"));
         }
         if let (Location::File(path), Some(conn)) = (&self.location, self.conn.as_ref()) {
-            if file_has_moved(conn) {
+            if self.file_watch.has_moved(conn) {
                 // Writing on would go to a file nobody can open any more: acknowledged writes
                 // would be lost. Refuse instead.
                 return Err(Error::Io(std::io::Error::new(
