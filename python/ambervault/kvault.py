@@ -439,16 +439,16 @@ class KVault(  # type: ignore[type-arg]
         self.put(key, value)
 
     def __setitem__(self, key: Key, value: Any) -> None:
-        cache = self._backend.cache
+        cached_put = self._backend.cached_put
         if (
-            cache is not None
+            cached_put is not None
             and type(value) is bytes
             and self._default_ttl_ms is None
             and self._clock is None
         ):
             # The bulk path (`enable_cache()` then `vault[k] = v`): straight to the native cache,
             # which checks the key, holds the write and flushes at the threshold.
-            if not cache._buffer.put(key, value):
+            if not cached_put(key, value):
                 self._backend.core.put(key, value)
             return
         self.put(key, value)

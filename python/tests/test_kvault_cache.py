@@ -313,3 +313,30 @@ def test_cache_lock_is_reentrant_and_waits_without_the_gil():
     t.start()
     t.join(5)
     assert other == [False, True]
+
+
+def test_item_assignment_follows_the_current_cache_and_default_ttl(db_path):
+    # `vault[k] = v` binds the cache's native put once per cache: a new cache, no cache, and a
+    # default TTL set while a cache is on must each still be honoured.
+    with KVault(db_path) as vault:
+        vault.enable_cache(flush_threshold=1 << 20)
+        vault["a"] = b"1"
+        first = vault._cache
+        vault.disable_cache()
+        vault.enable_cache(flush_threshold=1 << 20)
+        assert vault._cache is not first
+        vault["b"] = b"2"
+        with KVault(db_path, read_only=True) as other:
+            assert other.get("b") is None and vault["b"] == b"2"  # held by the new cache
+        vault.disable_cache()
+        vault["c"] = b"3"  # no cache: written at once
+        with KVault(db_path, read_only=True) as other:
+            assert other.get("b") == b"2" and other.get("c") == b"3"
+        vault.enable_cache(flush_threshold=1 << 20)
+        vault.default_ttl = 3600
+        vault["d"] = b"4"
+        vault.flush_cache()
+        expires = vault.expires_at("d")
+        assert expires is not None and 3500 < expires - time.time() <= 3600
+    with KVault(db_path) as vault:
+        assert [vault[k] for k in "abcd"] == [b"1", b"2", b"3", b"4"]
