@@ -252,6 +252,58 @@ fn format_markers_are_written_and_newer_versions_refused() {
     );
 }
 
+/// New files keep a map of page parents (incremental auto-vacuum), set before their first
+/// page; a SQLite file made elsewhere keeps its own mode when it becomes a vault. Range reads
+/// at every offset of a chunked value read the right bytes through the map.
+#[test]
+fn new_files_use_incremental_auto_vacuum_and_older_files_keep_their_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let auto_vacuum = |path: &std::path::Path| -> i64 {
+        rusqlite::Connection::open(path)
+            .unwrap()
+            .query_row("PRAGMA auto_vacuum", [], |r| r.get(0))
+            .unwrap()
+    };
+    let new = dir.path().join("new.db");
+    let value = pattern(3 << 20, 7);
+    {
+        let vault = Kv::open_with(&new, StoreOptions::default(), "kv", 64 << 10).unwrap();
+        vault.put(b"big", &value).unwrap();
+        let mut reader = vault.reader(b"big").unwrap().unwrap();
+        for start in [
+            0usize,
+            1,
+            4091,
+            4092,
+            65_535,
+            65_536,
+            1 << 20,
+            (3 << 20) - 10,
+        ] {
+            let mut got = vec![0u8; 9000.min(value.len() - start)];
+            reader.seek(start as u64);
+            assert_eq!(
+                reader.read(&mut vault.store(), &mut got).unwrap(),
+                got.len()
+            );
+            assert_eq!(got, value[start..start + got.len()], "at {start}");
+        }
+    }
+    assert_eq!(auto_vacuum(&new), 2, "INCREMENTAL");
+    let older = dir.path().join("older.db");
+    {
+        let conn = rusqlite::Connection::open(&older).unwrap();
+        conn.execute_batch("CREATE TABLE notes (x); INSERT INTO notes VALUES (1);")
+            .unwrap();
+    }
+    {
+        let vault = Kv::open(&older).unwrap();
+        vault.put(b"k", &value[..100_000]).unwrap();
+        assert_eq!(vault.get(b"k").unwrap().as_deref(), Some(&value[..100_000]));
+    }
+    assert_eq!(auto_vacuum(&older), 0, "NONE, as made");
+}
+
 #[test]
 fn non_sqlite_files_are_refused_without_being_modified() {
     let dir = tempfile::tempdir().unwrap();

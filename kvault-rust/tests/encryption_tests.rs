@@ -133,6 +133,14 @@ mod with_encryption {
         let kv = vault.kv("kv").unwrap();
         assert_eq!(kv.get(b"small").unwrap().unwrap(), marker);
         assert_eq!(kv.get(b"big").unwrap().unwrap().len(), marker.len() * 1000);
+        // Made like a plain file: incremental auto-vacuum from its first page.
+        let auto_vacuum: i64 = vault
+            .store()
+            .conn()
+            .unwrap()
+            .query_row("PRAGMA auto_vacuum", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(auto_vacuum, 2);
     }
 
     #[test]
