@@ -81,6 +81,15 @@ pub(crate) fn open_connection(location: &Location, options: &StoreOptions) -> Re
 /// Leftovers of an interrupted [`create_encrypted`] older than this are removed by the next.
 const STALE_CREATION: std::time::Duration = std::time::Duration::from_secs(600);
 
+/// Set on every new file, before its first page is written (SQLite fixes the mode then).
+/// Incremental auto-vacuum keeps a map of each page's parent in the file (one map page per
+/// about 800 pages), so a read at an offset inside a long value finds the overflow page it
+/// needs through the map instead of touching every page of the chain before it: random 64 KiB
+/// reads in 1 MiB chunks ran 1.2-1.4x as fast in a fresh process (`docs/performance.md`).
+/// Free pages stay in the file as without it (nothing runs `incremental_vacuum` unasked).
+/// Files made without it keep their mode.
+const NEW_FILE_AUTO_VACUUM: &str = "PRAGMA auto_vacuum = INCREMENTAL;";
+
 /// Creates the encrypted vault file `path`, which does not exist, so that a crash never
 /// leaves a torn first page there. SQLCipher keeps the key-derivation salt and an HMAC of the
 /// whole page in page 1, so a first page cut short by a power loss would make the file
@@ -89,15 +98,6 @@ const STALE_CREATION: std::time::Duration = std::time::Duration::from_secs(600);
 /// `path`, then linked to `path` and the directory synced. A link fails if another process
 /// created `path` meanwhile (its file is then used) or where the file system has no hard
 /// links (SQLite then creates the file in place, as for plain files).
-/// Set on every new file, before its first page is written (SQLite fixes the mode then).
-/// Incremental auto-vacuum keeps a map of each page's parent in the file (one map page per
-/// about 800 pages), so a read at an offset inside a long value finds the overflow page it
-/// needs through the map instead of touching every page of the chain before it: random 64 KiB
-/// reads in 1 MiB chunks ran about 1.5x faster in a fresh process (`docs/performance.md`).
-/// Free pages stay in the file as without it (nothing runs `incremental_vacuum` unasked).
-/// Files made without it keep their mode.
-const NEW_FILE_AUTO_VACUUM: &str = "PRAGMA auto_vacuum = INCREMENTAL;";
-
 fn create_encrypted(path: &Path, key: &Key) -> Result<()> {
     let (Some(name), Some(dir)) = (path.file_name(), path.parent()) else {
         return Ok(());
@@ -470,8 +470,8 @@ pub(crate) fn configure(
         if options.key.is_none() {
             // (SQLCipher keeps its page size, checked equal in `check_key`.)
             conn.execute_batch(&format!("PRAGMA page_size = {};", options.page_size))?;
-            let new_file: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
-            if new_file == 0 {
+            let pages: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+            if pages == 0 {
                 conn.execute_batch(NEW_FILE_AUTO_VACUUM)?;
             }
         }
