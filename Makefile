@@ -74,6 +74,7 @@ lint: develop
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy -p kvault --features test-hooks --all-targets -- -D warnings
+	$(CXX) -std=c++17 -Wall -Wextra -Werror -fsyntax-only -isystem vectors/third_party/hnswlib vectors/cpp/hnsw_graph.cpp
 	$(BIN)/ruff check python examples scripts benches
 	$(BIN)/ruff format --check python examples scripts benches
 	$(BIN)/mypy --strict examples

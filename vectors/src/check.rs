@@ -6,7 +6,7 @@ use kvault::{Error, Result, Store, TableKind};
 use rusqlite::Connection;
 
 use crate::schema::{self, vector_table_names, Names};
-use crate::state::{load_snapshot, State};
+use crate::state::{load_snapshot, Snapshot, State};
 
 /// Vector collections as one [`TableKind`]: attach it to a [`kvault::Vault`] so `Vault::check`
 /// covers every collection in the file.
@@ -118,8 +118,12 @@ fn check_graph(
     }
     match load_snapshot(conn, names, reg) {
         Err(err) => vec![err.to_string()],
-        Ok(None) => vec!["the registry names a stored graph, but it has no parts".into()],
-        Ok(Some(_)) => {
+        Ok(Snapshot::Missing) => {
+            vec!["the registry names a stored graph, but it has no parts".into()]
+        }
+        // Not read: the next search builds the graph from the rows and stores it again.
+        Ok(Snapshot::Foreign) => Vec::new(),
+        Ok(Snapshot::Graph(_)) => {
             let mut state = State::default();
             let outcome = state
                 .catch_up(conn, names, reg)

@@ -148,6 +148,149 @@ mod avx2 {
     }
 }
 
+/// A distance as hnswlib calls it: two vectors in the graph's form and a parameter, here a
+/// pointer to the element count (`usize`).
+pub(crate) type GraphDistance = unsafe extern "C" fn(
+    *const std::ffi::c_void,
+    *const std::ffi::c_void,
+    *const std::ffi::c_void,
+) -> f32;
+
+/// The two vectors and their length, from hnswlib's arguments.
+///
+/// # Safety
+/// `a` and `b` point to as many aligned `T`s as the `usize` at `len` says.
+#[inline(always)]
+unsafe fn graph_slices<'a, T>(
+    a: *const std::ffi::c_void,
+    b: *const std::ffi::c_void,
+    len: *const std::ffi::c_void,
+) -> (&'a [T], &'a [T], usize) {
+    let len = *len.cast::<usize>();
+    (
+        std::slice::from_raw_parts(a.cast::<T>(), len),
+        std::slice::from_raw_parts(b.cast::<T>(), len),
+        len,
+    )
+}
+
+/// Defines a graph distance twice, for the baseline and for AVX2 + FMA, from one body over the
+/// slices `a`, `b` (of `$t`) and their length: hnswlib calls it once per visited node, so the
+/// lane loop must be inlined into the function it calls (a call through [`Kernels`] would add
+/// two more, and a `target_feature` function cannot be inlined into a baseline one).
+macro_rules! graph_distance {
+    ($base:ident, $fast:ident, $t:ty, |$a:ident, $b:ident, $len:ident, $fma:ident| $body:expr) => {
+        /// # Safety
+        /// `a` and `b` point to vectors in the graph's form of the length `len` points to.
+        pub(crate) unsafe extern "C" fn $base(
+            a: *const std::ffi::c_void,
+            b: *const std::ffi::c_void,
+            len: *const std::ffi::c_void,
+        ) -> f32 {
+            let ($a, $b, $len) = graph_slices::<$t>(a, b, len);
+            const $fma: bool = false;
+            $body
+        }
+
+        /// # Safety
+        /// As the baseline version; the CPU must have AVX2 and FMA.
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2,fma")]
+        pub(crate) unsafe extern "C" fn $fast(
+            a: *const std::ffi::c_void,
+            b: *const std::ffi::c_void,
+            len: *const std::ffi::c_void,
+        ) -> f32 {
+            let ($a, $b, $len) = graph_slices::<$t>(a, b, len);
+            const $fma: bool = true;
+            $body
+        }
+    };
+}
+
+graph_distance!(
+    graph_l2_f32_base,
+    graph_l2_f32_avx2,
+    f32,
+    |a, b, _len, FMA| l2sq_f32_lanes::<FMA>(a, b)
+);
+graph_distance!(
+    graph_one_minus_dot_f32_base,
+    graph_one_minus_dot_f32_avx2,
+    f32,
+    |a, b, _len, FMA| 1.0 - dot_f32_lanes::<FMA>(a, b)
+);
+graph_distance!(
+    graph_l2_i8_base,
+    graph_l2_i8_avx2,
+    i8,
+    |a, b, _len, _FMA| l2sq_i8_lanes(a, b) as f32
+);
+graph_distance!(
+    graph_one_minus_dot_i8_base,
+    graph_one_minus_dot_i8_avx2,
+    i8,
+    |a, b, _len, _FMA| 1.0 - dot_i8_lanes(a, b) as f32
+);
+// i8 under cosine: each vector is followed by its f32 squared norm (little-endian, unaligned).
+graph_distance!(
+    graph_cosine_i8_base,
+    graph_cosine_i8_avx2,
+    i8,
+    |a, b, len, _FMA| {
+        let norm = |v: &[i8]| f32::from_le_bytes(v.as_ptr().add(len).cast::<[u8; 4]>().read());
+        let denominator = (norm(a) * norm(b)).sqrt();
+        if denominator > 0.0 {
+            1.0 - dot_i8_lanes(a, b) as f32 / denominator
+        } else {
+            1.0
+        }
+    }
+);
+
+/// # Safety
+/// `a` and `b` point to bit vectors of the byte length `len` points to.
+pub(crate) unsafe extern "C" fn graph_hamming(
+    a: *const std::ffi::c_void,
+    b: *const std::ffi::c_void,
+    len: *const std::ffi::c_void,
+) -> f32 {
+    let (a, b, _) = graph_slices::<u8>(a, b, len);
+    hamming(a, b) as f32
+}
+
+/// The graph distances for this CPU, as [`Kernels::get`] picks kernels.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct GraphDistances {
+    pub l2_f32: GraphDistance,
+    pub one_minus_dot_f32: GraphDistance,
+    pub l2_i8: GraphDistance,
+    pub one_minus_dot_i8: GraphDistance,
+    pub cosine_i8: GraphDistance,
+}
+
+impl GraphDistances {
+    pub(crate) fn get() -> GraphDistances {
+        #[cfg(target_arch = "x86_64")]
+        if Kernels::get().name == "avx2+fma" {
+            return GraphDistances {
+                l2_f32: graph_l2_f32_avx2,
+                one_minus_dot_f32: graph_one_minus_dot_f32_avx2,
+                l2_i8: graph_l2_i8_avx2,
+                one_minus_dot_i8: graph_one_minus_dot_i8_avx2,
+                cosine_i8: graph_cosine_i8_avx2,
+            };
+        }
+        GraphDistances {
+            l2_f32: graph_l2_f32_base,
+            one_minus_dot_f32: graph_one_minus_dot_f32_base,
+            l2_i8: graph_l2_i8_base,
+            one_minus_dot_i8: graph_one_minus_dot_i8_base,
+            cosine_i8: graph_cosine_i8_base,
+        }
+    }
+}
+
 /// The kernels this CPU runs best.
 #[derive(Debug, Clone, Copy)]
 pub struct Kernels {

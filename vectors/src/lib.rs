@@ -2,7 +2,7 @@
 //!
 //! A collection holds items of (vector, value, optional key, optional metadata JSON) in the
 //! vault file and finds the nearest items to a query: exactly, with SIMD kernels in parallel,
-//! or approximately through an HNSW graph (Unum's USearch) that is stored in the same file and
+//! or approximately through an HNSW graph (hnswlib's) that is stored in the same file and
 //! caught up from the rows after a crash or another process's writes. Metadata filters select
 //! by `json_extract` equality; selective ones are answered exactly.
 //!
@@ -33,6 +33,7 @@ mod check;
 mod flat;
 mod hnsw;
 mod kernels;
+mod parts;
 mod schema;
 mod search;
 mod spec;

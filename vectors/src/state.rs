@@ -3,18 +3,19 @@
 //! looked (by this or any other process), found through the change sequence, so they never
 //! answer with a deleted or uncommitted item and never need a full rebuild after a crash.
 
+use std::io::{BufRead, BufReader, Read};
+
 use rusqlite::Connection;
 
 use kvault::{Error, Result};
 
 use crate::flat::Flat;
 use crate::hnsw::Hnsw;
+use crate::parts::{uncarried, PartsReader, PartsWriter};
 use crate::schema::{Names, Registry, INDEX_PARTS, TABLES};
 
 /// Rows read per batch while loading or replaying.
 const BATCH: usize = 10_000;
-/// Bytes per stored part of an HNSW snapshot.
-const PART_BYTES: usize = 4 << 20;
 
 /// The engines of a collection and the change sequence they reflect.
 #[derive(Debug, Default)]
@@ -29,6 +30,9 @@ pub struct State {
     pub(crate) hnsw: Option<Hnsw>,
     /// Changes applied to the graph since it was last stored.
     pub(crate) unsaved: usize,
+    /// The file's snapshot is another engine's (USearch's): replaced even though it claims
+    /// the current sequence.
+    replaces_foreign: bool,
 }
 
 /// One committed change, as the engines apply it.
@@ -193,7 +197,14 @@ impl State {
         if self.hnsw.is_none() {
             let snapshot = match reg.index_seq {
                 Some(seq) if seq >= reg.pruned_seq && seq <= reg.seq => {
-                    load_snapshot(conn, names, reg)?.map(|graph| (graph, seq))
+                    match load_snapshot(conn, names, reg)? {
+                        Snapshot::Graph(graph) => Some((graph, seq)),
+                        Snapshot::Foreign => {
+                            self.replaces_foreign = true;
+                            None
+                        }
+                        Snapshot::Missing => None,
+                    }
                 }
                 _ => None,
             };
@@ -276,27 +287,25 @@ impl State {
             [&names.name],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
-        if current_uid != self.uid || stored.is_some_and(|s| s >= self.watermark) {
+        let newer_stored = stored.is_some_and(|s| s >= self.watermark) && !self.replaces_foreign;
+        if current_uid != self.uid || newer_stored {
             self.unsaved = 0;
             return Ok(false);
         }
-        let bytes = hnsw.to_bytes()?;
         conn.execute(
             &format!("DELETE FROM {INDEX_PARTS} WHERE name = ?1"),
             [&names.name],
         )?;
-        let mut insert = conn.prepare_cached(&format!(
-            "INSERT INTO {INDEX_PARTS} (name, part, data) VALUES (?1, ?2, ?3)"
-        ))?;
-        for (part, data) in bytes.chunks(PART_BYTES).enumerate() {
-            insert.execute(rusqlite::params![&names.name, part as i64, data])?;
-        }
+        let mut parts = PartsWriter::new(conn, &names.name)?;
+        hnsw.write_to(&mut parts)?;
+        parts.finish()?;
         conn.execute(
             &format!("UPDATE {TABLES} SET index_seq = ?2 WHERE name = ?1"),
             rusqlite::params![&names.name, self.watermark],
         )?;
         prune_deletions(conn, names, self.watermark)?;
         self.unsaved = 0;
+        self.replaces_foreign = false;
         Ok(true)
     }
 
@@ -336,32 +345,35 @@ pub(crate) fn prune_deletions(conn: &Connection, names: &Names, upto: i64) -> Re
     Ok(())
 }
 
-/// Reads the stored graph; None when its parts are missing (then it is rebuilt).
-pub(crate) fn load_snapshot(
-    conn: &Connection,
-    names: &Names,
-    reg: &Registry,
-) -> Result<Option<Hnsw>> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT part, data FROM {INDEX_PARTS} WHERE name = ?1 ORDER BY part"
-    ))?;
-    let mut rows = stmt.query([&names.name])?;
-    let mut bytes = Vec::new();
-    let mut expected = 0i64;
-    while let Some(row) = rows.next()? {
-        let part: i64 = row.get(0)?;
-        if part != expected {
-            return Err(Error::Corrupted(format!(
-                "vector table {:?}: HNSW snapshot part {expected} is missing",
-                names.name
-            )));
-        }
-        let data = crate::schema::blob_at(row, 1)?;
-        bytes.extend_from_slice(data);
-        expected += 1;
+/// What the file holds as a collection's graph snapshot.
+pub(crate) enum Snapshot {
+    /// No parts.
+    Missing,
+    /// Another engine's snapshot (USearch's, written by earlier versions): rebuilt from the
+    /// rows when needed, then stored in the current layout.
+    Foreign,
+    /// The graph as stored.
+    Graph(Hnsw),
+}
+
+/// Reads the stored graph, streamed from its parts into the graph's memory.
+pub(crate) fn load_snapshot(conn: &Connection, names: &Names, reg: &Registry) -> Result<Snapshot> {
+    let Some(parts) = PartsReader::open(conn, &names.name)? else {
+        return Ok(Snapshot::Missing);
+    };
+    let mut stream = BufReader::with_capacity(1 << 20, parts);
+    if !Hnsw::is_snapshot(stream.fill_buf().map_err(uncarried)?) {
+        // Another engine's (or damaged) bytes: read whole to tell which.
+        let mut bytes = Vec::new();
+        stream.read_to_end(&mut bytes).map_err(uncarried)?;
+        return Ok(Hnsw::from_bytes(reg.spec, &bytes)?.map_or(Snapshot::Foreign, Snapshot::Graph));
     }
-    if bytes.is_empty() {
-        return Ok(None);
+    let graph = Hnsw::read_from(reg.spec, &mut stream)?;
+    if !stream.fill_buf().map_err(uncarried)?.is_empty() {
+        return Err(Error::Corrupted(format!(
+            "vector table {:?}: trailing bytes after the HNSW snapshot",
+            names.name
+        )));
     }
-    Hnsw::from_bytes(reg.spec, &reg.index, &bytes).map(Some)
+    Ok(Snapshot::Graph(graph))
 }

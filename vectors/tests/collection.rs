@@ -65,6 +65,17 @@ fn open(vault: &Vault, name: &str, d: usize, kind: IndexKind) -> VectorTable {
         .unwrap()
 }
 
+/// A vault at `path` with an HNSW collection "emb" holding `data`, and the items' ids.
+fn filled(path: &std::path::Path, d: usize, data: &[Vec<f32>]) -> (Vault, VectorTable, Vec<i64>) {
+    let vault = Vault::open(path).unwrap();
+    vault.attach(Arc::new(VectorsKind));
+    let table = open(&vault, "emb", d, IndexKind::Hnsw);
+    let encoded: Vec<Vec<u8>> = data.iter().map(|v| bytes(v)).collect();
+    let items: Vec<NewItem<'_>> = encoded.iter().map(|v| item(v)).collect();
+    let ids = vault.with(|s| table.insert_many(s, &items)).unwrap();
+    (vault, table, ids)
+}
+
 fn search(vault: &Vault, table: &VectorTable, q: &[f32], options: SearchOptions<'_>) -> Vec<i64> {
     vault
         .with(|s| table.search(s, &bytes(q), &options))
@@ -276,12 +287,7 @@ fn the_graph_finds_what_brute_force_finds_and_is_stored_in_the_file() {
     let queries = dataset(50, d, 6);
     let model: Vec<(i64, Vec<f32>)>;
     {
-        let vault = Vault::open(&path).unwrap();
-        vault.attach(Arc::new(VectorsKind));
-        let table = open(&vault, "emb", d, IndexKind::Hnsw);
-        let encoded: Vec<Vec<u8>> = data.iter().map(|v| bytes(v)).collect();
-        let items: Vec<NewItem<'_>> = encoded.iter().map(|v| item(v)).collect();
-        let ids = vault.with(|s| table.insert_many(s, &items)).unwrap();
+        let (vault, table, ids) = filled(&path, d, &data);
         model = ids.into_iter().zip(data.clone()).collect();
         let mut found = 0;
         for q in &queries {
@@ -433,4 +439,65 @@ fn another_connections_writes_are_replayed_and_rollbacks_never_reach_the_engines
         .with(|s| reader.get(s, new_id))
         .unwrap()
         .is_none());
+}
+
+#[test]
+fn a_graph_stored_by_usearch_is_rebuilt_and_stored_again_in_the_current_layout() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v.db");
+    let d = 8;
+    let data = dataset(3000, d, 11);
+    let model: Vec<(i64, Vec<f32>)>;
+    {
+        let (vault, table, ids) = filled(&path, d, &data);
+        model = ids.into_iter().zip(data.clone()).collect();
+        search(&vault, &table, &data[0], SearchOptions::default());
+        // Replace the stored graph by one in USearch's layout, as earlier versions wrote it:
+        // a u32 row count, a u32 row width, the rows, then a header starting "usearch".
+        let mut old = Vec::new();
+        old.extend_from_slice(&2u32.to_le_bytes());
+        old.extend_from_slice(&4u32.to_le_bytes());
+        old.extend_from_slice(&[7; 8]);
+        old.extend_from_slice(b"usearch");
+        old.extend_from_slice(&[0; 57]);
+        vault
+            .with(|s: &mut Store| {
+                s.write(|c| {
+                    c.execute("DELETE FROM ambervault_vector_index", [])?;
+                    c.execute(
+                        "INSERT INTO ambervault_vector_index (name, part, data) VALUES ('emb', 0, ?1)",
+                        [&old],
+                    )?;
+                    Ok(())
+                })
+            })
+            .unwrap();
+        // Not damage: check() accepts it (the next search rebuilds the graph).
+        assert!(vault.check().unwrap().is_empty());
+        vault.close().unwrap();
+    }
+    let vault = Vault::open(&path).unwrap();
+    vault.attach(Arc::new(VectorsKind));
+    let table = vault.with(|s| VectorTable::open(s, "emb", None)).unwrap();
+    let q = &data[17];
+    let options = SearchOptions {
+        k: 5,
+        ef_search: Some(64),
+        ..Default::default()
+    };
+    let got = search(&vault, &table, q, options);
+    assert_eq!(got, brute_force(&model, q, 5));
+    let first: Vec<u8> = vault
+        .with(|s: &mut Store| {
+            s.read(|c| {
+                Ok(c.query_row(
+                    "SELECT substr(data, 1, 8) FROM ambervault_vector_index WHERE part = 0",
+                    [],
+                    |r| r.get(0),
+                )?)
+            })
+        })
+        .unwrap();
+    assert_eq!(first, b"AVHNSW01");
+    assert!(vault.check().unwrap().is_empty());
 }
