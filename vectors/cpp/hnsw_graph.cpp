@@ -15,6 +15,10 @@
 #include <string>
 #include <vector>
 
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
 #include "hnswlib/hnswlib.h"
 
 // Snapshots are the graph's memory as it is; the format is defined as little-endian.
@@ -121,6 +125,20 @@ class Writer {
   void* context_;
 };
 
+// Asks Linux to back the graph's level-0 table (vectors and links, the memory every search
+// walks at random) with huge pages where whole ones fit: each visited node otherwise costs a
+// TLB miss as well as a cache miss. Advice only; where it is refused nothing changes.
+void advise_huge_pages(const Index& g) {
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  const uintptr_t huge = 2u << 20;
+  uintptr_t start = ((uintptr_t)g.data_level0_memory_ + huge - 1) & ~(huge - 1);
+  uintptr_t end = ((uintptr_t)g.data_level0_memory_ + g.max_elements_ * g.size_data_per_element_) & ~(huge - 1);
+  if (end > start) madvise((void*)start, end - start, MADV_HUGEPAGE);
+#else
+  (void)g;
+#endif
+}
+
 }  // namespace
 
 struct av_graph {
@@ -167,6 +185,7 @@ av_graph* av_graph_new(size_t data_size, DistanceFn distance, const void* param,
   return guarded(err, err_len, static_cast<av_graph*>(nullptr), [&]() -> av_graph* {
     std::unique_ptr<av_graph> graph(new av_graph(data_size, distance, param));
     graph->index.reset(new Index(&graph->space, capacity, m, ef_construction));
+    advise_huge_pages(*graph->index);
     return graph.release();
   });
 }
@@ -176,7 +195,10 @@ void av_graph_free(av_graph* graph) { delete graph; }
 // Room for `capacity` elements; not safe while other calls run on the graph.
 int av_graph_reserve(av_graph* graph, size_t capacity, char* err, size_t err_len) {
   return guarded(err, err_len, -1, [&]() -> int {
-    if (capacity > graph->index->max_elements_) graph->index->resizeIndex(capacity);
+    if (capacity > graph->index->max_elements_) {
+      graph->index->resizeIndex(capacity);
+      advise_huge_pages(*graph->index);
+    }
     return 0;
   });
 }
@@ -319,6 +341,7 @@ av_graph* av_graph_load(ReadFn read, void* context, size_t data_size, DistanceFn
     size_t room = capacity > count ? capacity : count;
     graph->index.reset(new Index(&graph->space, room > 1 ? room : 1, header[M], header[EF_CONSTRUCTION]));
     Index& g = *graph->index;
+    advise_huge_pages(g);
     size_t level0 = count * g.size_data_per_element_;
     if (level0 / g.size_data_per_element_ != count) throw std::runtime_error("bad graph size");
     in.into(g.data_level0_memory_, level0);

@@ -209,10 +209,7 @@ impl Flat {
         }
         let n = self.ids.len();
         let threads = if n * width * m >= PARALLEL_MIN_WORK {
-            std::thread::available_parallelism()
-                .map_or(1, std::num::NonZeroUsize::get)
-                .clamp(1, 8)
-                .min(n.div_ceil(BLOCK_ROWS))
+            crate::cores::cores().min(n.div_ceil(BLOCK_ROWS))
         } else {
             1
         };

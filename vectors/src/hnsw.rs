@@ -235,13 +235,6 @@ impl std::fmt::Debug for Hnsw {
     }
 }
 
-/// Search threads used to build a graph.
-fn threads() -> usize {
-    std::thread::available_parallelism()
-        .map_or(1, std::num::NonZeroUsize::get)
-        .clamp(1, 8)
-}
-
 fn label(id: i64) -> Result<u64> {
     u64::try_from(id).map_err(|_| Error::InvalidArgument(format!("item id {id} is negative")))
 }
@@ -461,7 +454,7 @@ impl Hnsw {
     /// When hnswlib cannot add one.
     pub fn add_many(&mut self, items: &[(i64, &[u8])]) -> Result<()> {
         self.grow_for(items.len())?;
-        let workers = threads().min(items.len().div_ceil(256)).max(1);
+        let workers = crate::cores::cores().min(items.len().div_ceil(256)).max(1);
         if workers == 1 {
             for (id, stored) in items {
                 self.add_unchecked(*id, stored)?;

@@ -30,6 +30,7 @@
 #![warn(missing_docs)]
 
 mod check;
+mod cores;
 mod flat;
 mod hnsw;
 mod kernels;

@@ -181,11 +181,7 @@ impl VectorTable {
         let ef = options.ef_search.unwrap_or(reg.index.ef_search);
         let width = spec.vector_bytes();
         let query_list: Vec<&[u8]> = queries.chunks_exact(width).collect();
-        let workers = std::thread::available_parallelism()
-            .map_or(1, std::num::NonZeroUsize::get)
-            .clamp(1, 8)
-            .min(query_list.len() / 4)
-            .max(1);
+        let workers = crate::cores::cores().min(query_list.len() / 4).max(1);
         if workers == 1 {
             return query_list
                 .iter()
