@@ -25,7 +25,7 @@ mod ffi {
         _private: [u8; 0],
     }
 
-    pub(crate) use crate::kernels::GraphDistance as DistanceFn;
+    use crate::kernels::GraphDistance;
     pub type AcceptFn = unsafe extern "C" fn(*mut c_void, u64) -> c_int;
     pub type ReadFn = unsafe extern "C" fn(*mut c_void, *mut u8, usize) -> c_int;
     pub type WriteFn = unsafe extern "C" fn(*mut c_void, *const u8, usize) -> c_int;
@@ -33,7 +33,7 @@ mod ffi {
     extern "C" {
         pub fn av_graph_new(
             data_size: usize,
-            distance: DistanceFn,
+            distance: GraphDistance,
             param: *const c_void,
             capacity: usize,
             m: usize,
@@ -90,7 +90,7 @@ mod ffi {
             read: ReadFn,
             context: *mut c_void,
             data_size: usize,
-            distance: DistanceFn,
+            distance: GraphDistance,
             param: *const c_void,
             capacity: usize,
             err: *mut c_char,
