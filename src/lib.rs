@@ -2,12 +2,13 @@
 //! release around SQLite work, and error mapping. Storage logic lives in the pure-Rust crates
 //! (`kvault-rust/`: the vault file and key-value tables; `columnar/`: columns). One file per
 //! native class family: `vault_py` (the open file), `kvault_py` (key-value tables and their
-//! streams), `columns_py` (columns), `pending_py` (the column write cache), `write_cache_py` (the key-value write cache), `inspect_py`,
+//! streams), `columns_py` (columns), `pending_py` (the column write cache), `write_cache_py` (the key-value write cache, its writes in `cache_writes` and its background writer in `write_behind`), `inspect_py`,
 //! `raw_buffer`, `vectors_py` (vector collections), `text_py` (text tables); `element_codec` converts column elements (Python objects <-> element bytes).
 
 use pyo3::prelude::*;
 
 mod branches_py;
+mod cache_writes;
 mod columns_py;
 mod convert;
 mod element_codec;
@@ -19,6 +20,7 @@ mod raw_buffer;
 mod text_py;
 mod vault_py;
 mod vectors_py;
+mod write_behind;
 mod write_cache_py;
 
 #[pymodule]

@@ -1,22 +1,23 @@
 //! `PendingWrites` and `CacheLock`: the native half of the key-value write-back cache (the
 //! Python `WriteBackCache`). A cached put converts its key once, keeps the latest value per key
-//! in insertion order and, when a threshold is crossed, writes everything through the table's
-//! `put_many` with the GIL released, without building a Python object per item.
+//! in insertion order (`cache_writes.rs`) and, as the cache fills, hands batches to the
+//! background writer (`write_behind.rs`), which writes them through the table's `put_many` with
+//! the GIL released, without building a Python object per item.
 
-use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::ThreadId;
 
-use hashbrown::{DefaultHashBuilder, HashTable};
-use kvault::{Encoding, KeyKind, Kv};
+use kvault::Kv;
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::PyBytes;
 
+use crate::cache_writes::{Entry, Writes};
 use crate::convert::{key_from_py, value_from_py};
 use crate::errors::BindingError;
 use crate::kvault_py::PyKVault;
+use crate::write_behind::CacheState;
 
 /// Who holds a [`PyCacheLock`] and how many times.
 #[derive(Default)]
@@ -40,10 +41,15 @@ fn this_thread() -> ThreadId {
 
 /// A reentrant lock, the Python `threading.RLock` of a key-value write cache, made native so a
 /// cached put takes it without calling into Python. Waiting for it releases the GIL.
+///
+/// It also carries the cache's writes ([`CacheState`]): taking it from Python settles the
+/// batch in flight (see `write_behind.rs`), so whatever Python does under the lock (a direct
+/// write, a flush, a transaction) never interleaves with the background writer.
 #[pyclass(module = "ambervault._ambervault", name = "CacheLock", frozen)]
 pub struct PyCacheLock {
     state: Mutex<LockState>,
     freed: Condvar,
+    cache: Arc<CacheState>,
 }
 
 impl PyCacheLock {
@@ -132,16 +138,23 @@ impl PyCacheLock {
         Self {
             state: Mutex::new(LockState::default()),
             freed: Condvar::new(),
+            cache: Arc::default(),
         }
     }
 
-    /// As `threading.RLock.acquire`.
+    /// As `threading.RLock.acquire`; once taken, waits for (or takes back) the cache's batch
+    /// in flight.
     #[pyo3(signature = (blocking=true, timeout=-1.0))]
     fn acquire(&self, py: Python<'_>, blocking: bool, timeout: f64) -> bool {
-        if !blocking {
-            return self.try_take();
+        let taken = if blocking {
+            self.take(py, (timeout >= 0.0).then_some(timeout))
+        } else {
+            self.try_take()
+        };
+        if taken {
+            self.cache.settle(py);
         }
-        self.take(py, (timeout >= 0.0).then_some(timeout))
+        taken
     }
 
     /// As `threading.RLock.release`.
@@ -150,7 +163,9 @@ impl PyCacheLock {
     }
 
     fn __enter__(&self, py: Python<'_>) -> bool {
-        self.take(py, None)
+        self.take(py, None);
+        self.cache.settle(py);
+        true
     }
 
     #[pyo3(signature = (*_args))]
@@ -176,99 +191,6 @@ impl Drop for Held<'_> {
     }
 }
 
-/// One cached write.
-struct Entry {
-    raw: Box<[u8]>,
-    kind: KeyKind,
-    /// The key as the user gave it (handed back by `entry`).
-    key: Py<PyAny>,
-    value: PyBackedBytes,
-    expires_at_ms: Option<i64>,
-    encoding: u8,
-}
-
-impl Entry {
-    fn size(&self) -> usize {
-        self.raw.len() + self.value.len()
-    }
-}
-
-/// The latest write per key, in the order the keys were (last) written.
-#[derive(Default)]
-struct Writes {
-    /// Insertion order; `None` where a key was rewritten or discarded since.
-    slots: Vec<Option<Entry>>,
-    /// `(hash of the raw key, its slot)`: the hash is kept so that growing the table never
-    /// reads (or hashes) a key again.
-    index: HashTable<(u64, usize)>,
-    hasher: DefaultHashBuilder,
-    nbytes: usize,
-}
-
-impl Writes {
-    fn hash(&self, raw: &[u8]) -> u64 {
-        self.hasher.hash_one(raw)
-    }
-
-    fn find(&self, raw: &[u8]) -> Option<usize> {
-        let hash = self.hash(raw);
-        let slots = &self.slots;
-        self.index
-            .find(hash, |&(h, at)| {
-                h == hash && slots[at].as_ref().is_some_and(|e| &*e.raw == raw)
-            })
-            .map(|&(_, at)| at)
-    }
-
-    fn remove(&mut self, raw: &[u8]) -> Option<Entry> {
-        let hash = self.hash(raw);
-        let slots = &self.slots;
-        let found = self.index.find_entry(hash, |&(h, at)| {
-            h == hash && slots[at].as_ref().is_some_and(|e| &*e.raw == raw)
-        });
-        let at = found.ok()?.remove().0 .1;
-        let entry = self.slots[at].take()?;
-        self.nbytes -= entry.size();
-        if self.index.is_empty() {
-            self.slots.clear();
-        } else if self.slots.len() > 64 && self.index.len() * 2 < self.slots.len() {
-            self.compact();
-        }
-        Some(entry)
-    }
-
-    /// Drops the holes left by rewritten and discarded keys.
-    fn compact(&mut self) {
-        self.slots.retain(Option::is_some);
-        self.index.clear();
-        for at in 0..self.slots.len() {
-            let hash = self.hash(&self.slots[at].as_ref().expect("kept").raw);
-            self.index.insert_unique(hash, (hash, at), |&(h, _)| h);
-        }
-    }
-
-    /// Adds a write of a key not held.
-    fn insert(&mut self, entry: Entry) {
-        self.nbytes += entry.size();
-        let hash = self.hash(&entry.raw);
-        let at = self.slots.len();
-        self.index.insert_unique(hash, (hash, at), |&(h, _)| h);
-        self.slots.push(Some(entry));
-    }
-
-    fn get(&self, raw: &[u8]) -> Option<&Entry> {
-        self.find(raw).and_then(|at| self.slots[at].as_ref())
-    }
-
-    fn len(&self) -> usize {
-        self.index.len()
-    }
-
-    fn entries(&self) -> impl Iterator<Item = &Entry> {
-        self.slots.iter().flatten()
-    }
-}
-
 /// The pending writes of a key-value write-back cache, held natively (the Python
 /// `WriteBackCache` keeps the idle thread and the cache controls around it).
 ///
@@ -279,12 +201,15 @@ impl Writes {
 pub struct PyPendingWrites {
     kv: Kv,
     lock: Py<PyCacheLock>,
+    /// The lock's [`CacheState`]: the writes and the batch in flight.
+    cache: Arc<CacheState>,
     cap: usize,
     threshold: usize,
+    /// From this many bytes, a put hands the writes to the background writer.
+    hand_off_at: usize,
     auto_flush: bool,
     /// Called (with no argument) before a flush that `put` starts, if set.
     before_flush: Option<Py<PyAny>>,
-    writes: Mutex<Writes>,
     /// How many `acquire()`s (transactions, `lock_cache()`) hold automatic flushes off.
     locks: AtomicUsize,
     /// Set by `disable_cache` after its last flush: nothing more is cached.
@@ -295,11 +220,24 @@ pub struct PyPendingWrites {
 
 impl PyPendingWrites {
     fn writes(&self) -> MutexGuard<'_, Writes> {
-        self.writes.lock().unwrap_or_else(PoisonError::into_inner)
+        self.cache.writes()
+    }
+
+    /// Hands the writes to the background writer (the caller holds the cache lock), after
+    /// the `before_flush` hook; whether it did (not after a background failure).
+    fn hand_off(&self, py: Python<'_>) -> Result<bool, BindingError> {
+        if !self.cache.can_hand_off() {
+            return Ok(false);
+        }
+        if let Some(hook) = &self.before_flush {
+            hook.call0(py)?;
+        }
+        Ok(self.cache.hand_off(&self.kv))
     }
 
     /// `flush` from `put` (the caller holds the cache lock).
     fn flush_from_put(&self, py: Python<'_>) -> Result<usize, BindingError> {
+        self.cache.settle(py);
         if self.writes().len() == 0 {
             return Ok(0);
         }
@@ -323,14 +261,16 @@ impl PyPendingWrites {
         auto_flush: bool,
         before_flush: Option<Py<PyAny>>,
     ) -> Self {
+        let cache = Arc::clone(&lock.get().cache);
         Self {
             kv: kv.kv().clone(),
             lock,
+            cache,
             cap: cap_bytes,
             threshold: flush_threshold,
+            hand_off_at: hand_off_at(flush_threshold),
             auto_flush,
             before_flush,
-            writes: Mutex::new(Writes::default()),
             locks: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
             puts: AtomicU64::new(0),
@@ -338,8 +278,10 @@ impl PyPendingWrites {
     }
 
     /// Caches a write of `value` (bytes-like, encoded as `encoding` says) under `key`; the
-    /// latest write of a key wins. Flushes first when it would pass the cap, and after it when
-    /// it reaches the threshold (unless automatic flushes are off or held). Returns False,
+    /// latest write of a key wins. Flushes first when it would pass the cap. Unless automatic
+    /// flushes are off or held: from `hand_off_at` bytes on, hands the writes to the
+    /// background writer when it is free; at the threshold, waits for it and hands them off
+    /// (or writes them itself after a background failure). Returns False,
     /// caching nothing, when the write is larger than the whole cache (after flushing the
     /// rest) or the cache is closed: the caller then writes it directly. A bad key or value
     /// raises, with nothing cached.
@@ -375,7 +317,7 @@ impl PyPendingWrites {
         let (old, fitted) = {
             let mut writes = self.writes();
             let old = writes.remove(&entry.raw);
-            if size <= self.cap && writes.nbytes + size <= self.cap {
+            if size <= self.cap && writes.nbytes + self.cache.inflight_bytes() + size <= self.cap {
                 writes.insert(entry);
                 (old, Ok(writes.nbytes))
             } else {
@@ -387,9 +329,12 @@ impl PyPendingWrites {
             Err(entry) => {
                 // Over the cap: the rest is written first.
                 if let Err(err) = self.flush_from_put(py) {
-                    // Nothing written: the older write stays cached (last, as if rewritten).
+                    // Nothing written: the older write stays cached (last, as if rewritten;
+                    // over any of its key taken back from the batch in flight, older still).
                     if let Some(old) = old {
-                        self.writes().insert(old);
+                        let mut writes = self.writes();
+                        writes.remove(&old.raw);
+                        writes.insert(old);
                     }
                     return Err(err);
                 }
@@ -402,8 +347,16 @@ impl PyPendingWrites {
             }
         };
         drop(old);
-        if self.auto_flush && self.locks.load(Ordering::Relaxed) == 0 && nbytes >= self.threshold {
-            self.flush_from_put(py)?;
+        if self.auto_flush && self.locks.load(Ordering::Relaxed) == 0 {
+            if nbytes >= self.threshold {
+                // The caller outran the writer: wait for it, then hand everything off.
+                self.cache.settle(py);
+                if !self.hand_off(py)? {
+                    self.flush_from_put(py)?;
+                }
+            } else if nbytes >= self.hand_off_at && self.cache.can_hand_off() {
+                self.hand_off(py)?;
+            }
         }
         Ok(true)
     }
@@ -415,40 +368,39 @@ impl PyPendingWrites {
         py: Python<'_>,
         raw_key: &[u8],
     ) -> Option<(Py<PyAny>, Py<PyBytes>, Option<i64>, u8)> {
-        let writes = self.writes();
-        let entry = writes.get(raw_key)?;
-        let value = (&entry.value)
-            .into_pyobject(py)
-            .map(Bound::unbind)
-            .unwrap_or_else(|e| match e {});
-        Some((
-            entry.key.clone_ref(py),
-            value,
-            entry.expires_at_ms,
-            entry.encoding,
-        ))
+        self.cache.with_entry(raw_key, |entry| {
+            let value = (&entry.value)
+                .into_pyobject(py)
+                .map(Bound::unbind)
+                .unwrap_or_else(|e| match e {});
+            (
+                entry.key.clone_ref(py),
+                value,
+                entry.expires_at_ms,
+                entry.encoding,
+            )
+        })
     }
 
     fn __contains__(&self, raw_key: &[u8]) -> bool {
-        self.writes().get(raw_key).is_some()
+        self.cache.with_entry(raw_key, |_| ()).is_some()
     }
 
     fn __len__(&self) -> usize {
-        self.writes().len()
+        self.cache.len()
     }
 
-    /// The raw keys cached, in the order they will be written.
+    /// The raw keys cached (the batch in flight included), in the order they will be written.
     fn keys<'py>(&self, py: Python<'py>) -> Vec<Bound<'py, PyBytes>> {
-        self.writes()
-            .entries()
-            .map(|e| PyBytes::new(py, &e.raw))
-            .collect()
+        let mut keys = Vec::new();
+        self.cache.each_key(|raw| keys.push(PyBytes::new(py, raw)));
+        keys
     }
 
-    /// Bytes held (keys plus values).
+    /// Bytes held (keys plus values, the batch in flight included).
     #[getter]
     fn nbytes(&self) -> usize {
-        self.writes().nbytes
+        self.writes().nbytes + self.cache.inflight_bytes()
     }
 
     /// How many puts were made (the idle thread watches it change).
@@ -479,22 +431,28 @@ impl PyPendingWrites {
         self.closed.store(closed, Ordering::Relaxed);
     }
 
-    /// Forgets the cached write of `raw_key`; whether there was one.
-    fn discard(&self, raw_key: &[u8]) -> bool {
+    /// Forgets the cached write of `raw_key` (after settling the batch in flight); whether
+    /// there was one.
+    fn discard(&self, py: Python<'_>, raw_key: &[u8]) -> bool {
+        self.cache.settle(py);
         let old = self.writes().remove(raw_key);
         old.is_some()
     }
 
-    /// Forgets every cached write.
-    fn clear(&self) {
+    /// Forgets every cached write (after settling the batch in flight: one being written is
+    /// written).
+    fn clear(&self, py: Python<'_>) {
+        self.cache.settle(py);
         let old = std::mem::take(&mut *self.writes());
         drop(old);
     }
 
     /// Writes every cached write in one transaction (the table's `put_many`) and empties the
-    /// cache; returns how many were written. On an error nothing is written and everything
-    /// stays cached.
+    /// cache, after settling the batch in flight; returns how many were written by this call
+    /// and by the background writer since the last flush. On an error nothing more is written
+    /// and everything not written stays cached.
     fn flush(&self, py: Python<'_>) -> Result<usize, BindingError> {
+        self.cache.settle(py);
         // The mutex is taken with the GIL released: a reader waiting for it holds the GIL, so
         // this thread must not need the GIL while holding it.
         let written = py.detach(|| -> kvault::Result<Option<Writes>> {
@@ -502,22 +460,23 @@ impl PyPendingWrites {
             if writes.len() == 0 {
                 return Ok(None);
             }
-            let items: Vec<kvault::PutItem<'_>> = writes
-                .entries()
-                .map(|e| {
-                    kvault::PutItem::new(&e.raw, e.kind, &e.value)
-                        .expiring(e.expires_at_ms)
-                        .encoded(Encoding(e.encoding))
-                })
-                .collect();
+            let items = writes.items();
             let table = self.kv.table();
             self.kv.vault().with(|s| table.put_many(s, &items))?;
             drop(items);
             // Handed back to be dropped with the GIL held (it holds Python references).
             Ok(Some(std::mem::take(&mut *writes)))
         })?;
-        Ok(written.map_or(0, |w| w.len()))
+        self.cache.clear_failure();
+        Ok(written.map_or(0, |w| w.len()) + self.cache.take_written_behind())
     }
+}
+
+/// The size from which a put hands the cache's writes to the background writer: a sixteenth
+/// of the flush threshold, at least 1 MiB (batches of thousands of small values, where a
+/// transaction's fixed costs no longer show), at most the threshold.
+fn hand_off_at(flush_threshold: usize) -> usize {
+    (flush_threshold / 16).max(1 << 20).min(flush_threshold)
 }
 
 /// Adds this file's classes to the module.

@@ -108,7 +108,8 @@ class CachedBackend(DirectBackend):
     ) -> None:
         super().__init__(core, decode)
         self.cache = cache
-        self.cached_put = cache._buffer.put
+        # Bound through the cache, which binds it again when a fork child replaces its buffer.
+        cache.bind_put(self)
         self._now_ms = now_ms
 
     def _live(self, entry: Tuple[Any, bytes, Optional[int], int]) -> bool:

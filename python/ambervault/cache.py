@@ -2,8 +2,9 @@
 
 Writes are held in memory and written in one transaction when the cache reaches its flush
 threshold, when it would exceed its capacity, when the optional background thread finds it idle
-for ``flush_interval`` seconds, or when flushed explicitly. What the cache holds is lost if the
-process crashes before a flush: that is the trade it makes for speed.
+for ``flush_interval`` seconds, or when flushed explicitly. The key-value cache also hands
+batches to a background writer as it fills (see :meth:`CacheControls.enable_cache`). What the
+cache holds is lost if the process crashes before a flush: that is the trade it makes for speed.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+import weakref
 from typing import Any, Callable, Iterator, List, Optional, Tuple
 
 from ._ambervault import CacheLock, KVaultCore, PendingWrites
@@ -155,9 +157,10 @@ class WriteBackCache(BatchingCache):
 
     The writes are held natively (:class:`PendingWrites`): a cached put converts its key once,
     takes the cache's native lock (:class:`CacheLock`, reentrant, waiting with the GIL released)
-    and flushes at the cap and the threshold itself, without a Python frame per write. This
-    class keeps the idle-flush thread and the cache controls. All methods are thread-safe; a
-    flush is atomic: if it fails, nothing is written and the cache keeps every write.
+    and hands batches to the background writer (or flushes at the cap) itself, without a Python
+    frame per write. Taking the lock from Python settles the batch in flight first. This class
+    keeps the idle-flush thread and the cache controls. All methods are thread-safe; a flush is
+    atomic: if it fails, nothing is written and the cache keeps every write.
     """
 
     def __init__(
@@ -173,6 +176,8 @@ class WriteBackCache(BatchingCache):
         self._before_flush = before_flush
         # The put count the idle thread saw last (see `_idle_seconds`).
         self._seen_puts = 0
+        # Whose `cached_put` is this cache's native put (see `bind_put`).
+        self._bound: weakref.WeakSet[Any] = weakref.WeakSet()
         super().__init__(cap_bytes, flush_threshold, flush_interval, auto_flush)
 
     def _new_lock(self) -> Any:
@@ -185,11 +190,19 @@ class WriteBackCache(BatchingCache):
         self._seen_puts = 0
 
     def _forget(self) -> None:
-        # A new buffer rather than clearing the old one: after a fork the old one's mutex may
-        # have been held by a parent thread.
+        # A new buffer rather than clearing the old one: after a fork the old one's mutexes may
+        # have been held by a parent thread (its background writer among them).
         closed = self._buffer.closed
         self._init_pending()
         self._buffer.closed = closed
+        for holder in self._bound:
+            holder.cached_put = self._buffer.put
+
+    def bind_put(self, holder: Any) -> None:
+        """Set ``holder.cached_put`` to this cache's native put, now and whenever the buffer
+        is replaced (in a fork child), so a put never reaches the parent's buffer."""
+        self._bound.add(holder)
+        holder.cached_put = self._buffer.put
 
     def discard_pending(self) -> None:
         with self.lock:
@@ -262,12 +275,12 @@ class WriteBackCache(BatchingCache):
             self._buffer.clear()
 
     def flush(self) -> int:
-        """Write every cached entry in one atomic batch; returns how many were written."""
+        """Write every cached entry in one atomic batch (after the batch in flight); returns
+        how many were written, in the background since the last flush included."""
         with self.lock:
-            if not len(self._buffer):
-                return 0
-            if self._before_flush is not None:
+            if len(self._buffer) and self._before_flush is not None:
                 self._before_flush()
+            # Also when empty: the count includes what the background writer wrote.
             return self._buffer.flush()
 
 
@@ -298,6 +311,13 @@ class CacheControls:
         ``cap_bytes`` skip the cache. Reads see cached writes. **Cached writes are lost if the
         process crashes before they are flushed.** Enabling again replaces the settings
         (flushing what is cached first).
+
+        A key-value cache also writes in the background: once it holds a sixteenth of
+        ``flush_threshold`` (at least 1 MiB, at most ``flush_threshold``), a put hands what it
+        holds to a writer thread, which writes it in one transaction while the puts go on. One
+        batch is in flight at a time; a put that reaches ``flush_threshold`` waits for it.
+        :meth:`flush_cache` waits for the batch in flight and writes the rest. If a background
+        write fails, its writes stay cached and the next flush writes them or raises the error.
         """
         new = self._new_cache(cap_bytes, flush_threshold, flush_interval, auto_flush)
         if self._cache is not None:

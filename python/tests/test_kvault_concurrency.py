@@ -162,3 +162,24 @@ print(os.waitstatus_to_exitcode(status), v.flush_cache())
     result = run_python(code, str(db_path))
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["0", "1"]
+
+
+def test_a_fork_child_caches_into_its_own_cache(db_path):
+    # `vault[k] = v` reaches the native cache through a bound method: in the child it must be
+    # the child's new cache, not the parent's (whose writes the parent flushes).
+    code = """
+import os, sys, ambervault
+v = ambervault.KVault(sys.argv[1])
+v.enable_cache()
+v["k"] = b"parent-cached"
+pid = os.fork()
+if pid == 0:
+    v["c"] = b"child-cached"
+    ok = v.flush_cache() == 1 and v.get("k") is None and v.get("c") == b"child-cached"
+    os._exit(0 if ok else 1)
+_, status = os.waitpid(pid, 0)
+print(os.waitstatus_to_exitcode(status), v.flush_cache(), v.get("c"))
+"""
+    result = run_python(code, str(db_path))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["0", "1", "b'child-cached'"]
