@@ -128,16 +128,30 @@ def check_stream(tag):
     return check
 
 
-def cached(path, ack):
-    kv = KVault(path, chunk_size=CHUNK)
-    kv.enable_cache(cap_bytes=1 << 20, flush_threshold=1 << 19)
-    i = 0
-    while True:
-        for j in range(10):
-            kv[f"c{i * 10 + j}"] = val("c", i * 10 + j, 200)
-        kv.flush_cache()
-        ack(i)  # acknowledged only once flush_cache() returned
-        i += 1
+def cache_work(tag, puts_per_ack, flush_threshold):
+    """Puts of 200 B through the write-back cache, acknowledged each time ``flush_cache()``
+    returns after ``puts_per_ack`` of them."""
+
+    def work(path, ack):
+        kv = KVault(path, chunk_size=CHUNK)
+        kv.enable_cache(cap_bytes=1 << 20, flush_threshold=flush_threshold)
+        i = 0
+        while True:
+            for j in range(puts_per_ack):
+                n = i * puts_per_ack + j
+                kv[f"{tag}{n}"] = val(tag, n, 200)
+            kv.flush_cache()
+            ack(i)  # acknowledged only once flush_cache() returned
+            i += 1
+
+    return work
+
+
+# Ten puts per flush, far below the threshold: only flushes write.
+cached = cache_work("c", 10, 1 << 19)
+# A 16 KiB threshold hands a batch to the background writer about every 70 puts: about seven
+# batches land (or are in flight) between two acknowledgements.
+cached_behind = cache_work("b", 500, 16 << 10)
 
 
 def check_cached(path, acked):
@@ -146,6 +160,17 @@ def check_cached(path, acked):
             assert kv[f"c{n}"] == val("c", n, 200)
         extra = len(kv) - acked * 10
         assert extra in (0, 10)  # the in-flight flush landed whole or not at all
+
+
+def check_cached_behind(path, acked):
+    with KVault(path, chunk_size=CHUNK) as kv:
+        present = len(kv)
+        # Batches land whole and in the order the puts were made: what survived is every
+        # acknowledged put and then a prefix of the ones after it.
+        assert present >= acked * 500
+        for n in range(present):
+            assert kv[f"b{n}"] == val("b", n, 200), n
+        assert f"b{present}" not in kv
 
 
 def transactions(path, ack):
@@ -349,6 +374,7 @@ SCENARIOS = {
     "put_file": (None, streams, check_stream("s")),
     "open_wb": (None, writers, check_stream("w")),
     "cache_flush": (None, cached, check_cached),
+    "cache_write_behind": (None, cached_behind, check_cached_behind),
     "kv_and_column_transactions": (None, transactions, check_transactions),
     **{f"column_{d}": (None, column_work(d), column_check(d)) for d in FAMILIES},
     "compressed_overwrites": (None, compressed_overwrites, check_compressed_overwrites),
