@@ -43,3 +43,59 @@ def same_value(a, b) -> bool:
     if isinstance(a, dict):
         return a.keys() == b.keys() and all(same_value(a[k], b[k]) for k in a)
     return a == b
+
+
+def on_disk(path, key):
+    """Read a key through a second handle: what a crash right now would leave."""
+    from ambervault import KVault
+
+    with KVault(path) as other:
+        return other.get(key)
+
+
+def eventually(predicate, timeout: float = 30.0) -> bool:
+    """Whether ``predicate()`` becomes true within ``timeout`` seconds (polled)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True
+
+
+class WriteLock:
+    """Another process holding the vault file's write lock (a transaction left open; rolled
+    back on release), released on demand or on a timer. A process of its own: in one process,
+    SQLite's POSIX locks would not exclude each other. It opens the file as the tests do, so it
+    works on encrypted suites too."""
+
+    _HOLD = (
+        "import sys, ambervault\n"
+        "v = ambervault.KVault(sys.argv[1])\n"
+        "with v.transaction():\n"
+        "    v['held by another process'] = b'x'\n"
+        "    print('locked', flush=True)\n"
+        "    sys.stdin.readline()\n"
+        "    raise SystemExit(0)  # leaves the block by an exception: rolled back\n"
+    )
+
+    def __init__(self, path):
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", self._HOLD, str(path)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout.readline().strip() == "locked"
+
+    def release(self) -> None:
+        self.proc.communicate("go\n", timeout=30)
+
+    def release_after(self, seconds: float):
+        import threading
+
+        timer = threading.Timer(seconds, self.release)
+        timer.start()
+        return timer

@@ -9,22 +9,7 @@ import time
 import pytest
 
 from ambervault import InvalidArgument, KVault
-
-
-def on_disk(path, key):
-    """Read a key through a second connection: what a crash right now would leave."""
-    with KVault(path) as other:
-        return other.get(key)
-
-
-def eventually(predicate, timeout=30.0):
-    """Whether ``predicate()`` becomes true within ``timeout`` seconds (polled)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.005)
-    return True
+from helpers import eventually, on_disk
 
 
 def test_cached_writes_are_batched_and_visible_to_reads(db_path):

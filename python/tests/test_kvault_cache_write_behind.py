@@ -4,37 +4,13 @@ by the next flush) when their write fails."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
 import time
 
 import pytest
 
 from ambervault import DatabaseBusy, KVault
-from helpers import TEST_KEY
-
-# The lock is taken by the stdlib sqlite3, which cannot read a vault that AMBERVAULT_TEST_KEY
-# encrypts (make test-encryption); CI runs these.
-uses_plain_sqlite = pytest.mark.skipif(
-    TEST_KEY is not None, reason="the stdlib sqlite3 cannot open an encrypted vault"
-)
-
-
-def on_disk(path, key):
-    """Read a key through a second handle: what a crash right now would leave."""
-    with KVault(path) as other:
-        return other.get(key)
-
-
-def eventually(predicate, timeout=30.0):
-    """Whether ``predicate()`` becomes true within ``timeout`` seconds (polled)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.005)
-    return True
+from helpers import WriteLock, eventually, on_disk
 
 
 def value(i):
@@ -47,36 +23,13 @@ def fill_one_batch(vault):
         vault[f"k{i:02d}"] = value(i)
 
 
-class WriteLock:
-    """Another process holding the file's write lock (in one process, Python's sqlite3 and
-    ambervault's SQLite would share POSIX locks), released on demand or on a timer."""
-
-    def __init__(self, path):
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                "import sqlite3, sys\n"
-                "c = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
-                "c.execute('BEGIN IMMEDIATE')\n"
-                "print('locked', flush=True)\n"
-                "sys.stdin.readline()\n"
-                "c.execute('ROLLBACK')\n",
-                str(path),
-            ],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert self.proc.stdout.readline().strip() == "locked"
-
-    def release(self):
-        self.proc.communicate("go\n", timeout=30)
-
-    def release_after(self, seconds):
-        timer = threading.Timer(seconds, self.release)
-        timer.start()
-        return timer
+def batch_held_back(vault, path):
+    """Another process takes the file's write lock, then one batch is handed off: the writer
+    waits for the lock (until the retries run out). Returns the lock to release."""
+    lock = WriteLock(path)
+    vault.enable_cache(cap_bytes=1 << 20, flush_threshold=1000)
+    fill_one_batch(vault)
+    return lock
 
 
 def test_batches_are_written_in_the_background_and_counted_by_the_next_flush(db_path):
@@ -93,12 +46,9 @@ def test_batches_are_written_in_the_background_and_counted_by_the_next_flush(db_
             assert [other[f"k{i:03d}"] for i in range(300)] == [value(i) for i in range(300)]
 
 
-@uses_plain_sqlite
 def test_a_batch_in_flight_is_read_and_a_direct_delete_lands_after_it(db_path):
     with KVault(db_path, retries=8, backoff_base=0.02) as vault:
-        lock = WriteLock(db_path)
-        vault.enable_cache(cap_bytes=1 << 20, flush_threshold=1000)
-        fill_one_batch(vault)
+        lock = batch_held_back(vault, db_path)
         time.sleep(0.05)  # the writer now waits for the other connection's lock
         assert len(vault._cache) == 16 and vault._cache.nbytes == 16 * 63
         # Served by the cache: a read that reaches the file waits while the writer holds it.
@@ -115,12 +65,9 @@ def test_a_batch_in_flight_is_read_and_a_direct_delete_lands_after_it(db_path):
         assert vault.flush_cache() == 16  # the batch, written in the background
 
 
-@uses_plain_sqlite
 def test_a_newer_write_of_a_key_in_flight_wins(db_path):
     with KVault(db_path, retries=8, backoff_base=0.02) as vault:
-        lock = WriteLock(db_path)
-        vault.enable_cache(cap_bytes=1 << 20, flush_threshold=1000)
-        fill_one_batch(vault)
+        lock = batch_held_back(vault, db_path)
         vault["k07"] = b"newer"  # cached while the older write of k07 is in flight
         assert vault["k07"] == b"newer"
         lock.release_after(0.2).join()
@@ -128,12 +75,9 @@ def test_a_newer_write_of_a_key_in_flight_wins(db_path):
         assert on_disk(db_path, "k07") == b"newer" and on_disk(db_path, "k08") == value(8)
 
 
-@uses_plain_sqlite
 def test_a_failed_background_write_keeps_the_batch_and_the_next_flush_reports_it(db_path):
     with KVault(db_path, retries=0, backoff_base=0.001) as vault:
-        lock = WriteLock(db_path)
-        vault.enable_cache(cap_bytes=1 << 20, flush_threshold=1000)
-        fill_one_batch(vault)
+        lock = batch_held_back(vault, db_path)
         time.sleep(0.3)  # the writer gives up: the file stays locked
         vault["k07"] = b"newer"
         assert [vault[f"k{i:02d}"] for i in range(16) if i != 7] == [value(i) for i in range(16) if i != 7]
@@ -150,12 +94,9 @@ def test_a_failed_background_write_keeps_the_batch_and_the_next_flush_reports_it
         assert eventually(lambda: on_disk(db_path, "k07") == value(7))
 
 
-@uses_plain_sqlite
 def test_a_transaction_waits_for_the_batch_in_flight(db_path):
     with KVault(db_path, retries=8, backoff_base=0.02) as vault:
-        lock = WriteLock(db_path)
-        vault.enable_cache(cap_bytes=1 << 20, flush_threshold=1000)
-        fill_one_batch(vault)
+        lock = batch_held_back(vault, db_path)
         timer = lock.release_after(0.3)
         with vault.transaction():
             vault.put("k00", b"in the transaction", if_version=1)
@@ -164,12 +105,9 @@ def test_a_transaction_waits_for_the_batch_in_flight(db_path):
         assert on_disk(db_path, "k01") == value(1)
 
 
-@uses_plain_sqlite
 def test_close_waits_for_the_batch_in_flight(db_path):
     vault = KVault(db_path, retries=8, backoff_base=0.02)
-    lock = WriteLock(db_path)
-    vault.enable_cache(cap_bytes=1 << 20, flush_threshold=1000)
-    fill_one_batch(vault)
+    lock = batch_held_back(vault, db_path)
     vault["last"] = b"after the batch"
     lock.release_after(0.2)
     vault.close()
