@@ -14,6 +14,7 @@ use pyo3::types::{PyBytes, PyList, PyTuple};
 
 use crate::convert::{key_from_py, key_to_py, non_negative, raw_key, value_from_py};
 use crate::errors::{BindingError, InvalidArgument};
+use crate::filled_bytes::filled_bytes;
 use crate::vault_py::{run, PyVault};
 
 /// One page of a key scan: the keys and the raw bytes of the last one (continuation point).
@@ -724,18 +725,12 @@ fn read_chunked_quick<'py>(
     let attempt = vault.try_with(|store| {
         store.read_latest_once(|conn| -> kvault::Result<Option<Bound<'py, PyBytes>>> {
             table.verify_extent(conn, blob)?;
-            let mut failure = None;
-            let filled = PyBytes::new_with(py, len, |buf| {
-                table.read_blob_range(conn, blob, 0, buf).map_err(|err| {
-                    failure = Some(err);
-                    pyo3::exceptions::PyRuntimeError::new_err("chunk read failed")
-                })
-            });
-            match (filled, failure) {
-                (Ok(bytes), _) => Ok(Some(bytes)),
-                (Err(_), Some(err)) => Err(err),
+            match filled_bytes(py, len, |buf| {
+                table.read_blob_range_uninit(conn, blob, 0, buf)
+            }) {
+                Ok(read) => read.map(Some),
                 // The bytes object itself could not be made: let the slow path report it.
-                (Err(_), None) => Ok(None),
+                Err(_) => Ok(None),
             }
         })
     });
@@ -830,17 +825,12 @@ impl PyBlobReader {
         };
         // Read straight into the bytes object (nothing in Python can see it yet), with the GIL
         // released: one copy out of the file's pages, no intermediate buffer.
-        let mut outcome: kvault::Result<usize> = Ok(0);
-        let filled = PyBytes::new_with(py, want, |buf| {
-            outcome = py.detach(|| self.locked(|reader, store| reader.read(store, buf)));
-            Ok(())
-        })?;
-        let got = outcome?;
-        if got == want {
-            return Ok(filled.unbind());
-        }
-        // Another thread moved this reader between the two steps: return what was read.
-        Ok(PyBytes::new(py, &filled.as_bytes()[..got]).unbind())
+        // A shorter read (another thread moved this reader between the two steps) comes back
+        // as what was read.
+        let filled = filled_bytes(py, want, |buf| {
+            py.detach(|| self.locked(|reader, store| reader.read_uninit(store, buf)))
+        })??;
+        Ok(filled.unbind())
     }
 
     /// Writes the rest of the value to the open file descriptor `fd` (not closed), a piece of

@@ -13,6 +13,7 @@ mod columns_py;
 mod convert;
 mod element_codec;
 mod errors;
+mod filled_bytes;
 mod inspect_py;
 mod kvault_py;
 mod pending_py;

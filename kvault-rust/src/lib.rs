@@ -56,6 +56,7 @@ mod powerloss_vfs;
 mod reaper;
 mod sql_functions;
 mod store;
+mod uninit;
 mod vault;
 mod vfs;
 mod wal_index;

@@ -1,5 +1,7 @@
 //! Reading: locating values, whole and ranged reads, metadata, counts and scans.
 
+use std::mem::MaybeUninit;
+
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::types::{
@@ -11,6 +13,7 @@ use super::{KvTable, ScanPage};
 use crate::codec::CODEC_NONE;
 use crate::error::{Error, Result};
 use crate::store::Store;
+use crate::uninit::{as_unfilled, assume_filled, copy_into, zero};
 
 impl KvTable {
     /// Returns where key's value is and its encoding, or `None` if the key is absent or expired
@@ -243,6 +246,23 @@ impl KvTable {
         offset: u64,
         out: &mut [u8],
     ) -> Result<()> {
+        // SAFETY: the reader writes only bytes read from the file or decompressed.
+        self.read_blob_range_uninit(conn, blob, offset, unsafe { as_unfilled(out) })?;
+        Ok(())
+    }
+
+    /// [`KvTable::read_blob_range`] into memory that need not be initialised (a new bytes
+    /// object, say): returns `out`, every byte of it filled.
+    ///
+    /// # Errors
+    /// As [`KvTable::read_blob_range`]; on an error `out` may be partly filled.
+    pub fn read_blob_range_uninit<'a>(
+        &self,
+        conn: &Connection,
+        blob: &BlobRef,
+        offset: u64,
+        out: &'a mut [MaybeUninit<u8>],
+    ) -> Result<&'a mut [u8]> {
         let end = offset + out.len() as u64;
         if end > blob.size {
             return Err(Error::InvalidArgument(format!(
@@ -269,12 +289,12 @@ impl KvTable {
                 // A compressed chunk is decompressed whole; straight into the caller's buffer
                 // when the read covers all of it.
                 if take as u64 == this_chunk_len {
-                    self.read_compressed_chunk(conn, cid, code, part)?;
+                    self.read_compressed_chunk(conn, cid, code, zero(part))?;
                 } else {
                     scratch.resize(usize_of(this_chunk_len)?, 0);
                     self.read_compressed_chunk(conn, cid, code, &mut scratch)?;
                     let from = usize_of(within)?;
-                    part.copy_from_slice(&scratch[from..from + take]);
+                    copy_into(part, &scratch[from..from + take]);
                 }
                 written += take;
                 pos += take as u64;
@@ -314,11 +334,13 @@ impl KvTable {
                     h.len()
                 )));
             }
-            h.read_at_exact(part, usize_of(within)?)?;
+            h.raw_read_at_exact(part, usize_of(within)?)?;
             written += take;
             pos += take as u64;
         }
-        Ok(())
+        // SAFETY: the loop ends only once `written` covers `out`, each part filled by a blob
+        // read, a decompression or a copy.
+        Ok(unsafe { assume_filled(out) })
     }
 
     /// Whether `key` is present.

@@ -1,6 +1,8 @@
 //! Streaming: values written as chunks under a pending id and switched in at the end
 //! ([`BlobWriter`]), and values read a chunk at a time ([`BlobReader`]).
 
+use std::mem::MaybeUninit;
+
 use rusqlite::{params, Connection};
 
 use super::compression::PreparedChunk;
@@ -12,6 +14,7 @@ use super::KvTable;
 use crate::borrowed_insert::BorrowedBlobInsert;
 use crate::error::{Error, Result};
 use crate::store::Store;
+use crate::uninit::{as_unfilled, assume_filled, copy_into};
 
 /// Chunks at least this large are inserted without copying their bytes into the binding.
 const BORROWED_INSERT_MIN: usize = 256 << 10;
@@ -402,16 +405,30 @@ impl BlobReader {
     /// # Errors
     /// [`Error::ValueChanged`] if the value was replaced or deleted meanwhile; SQLite errors.
     pub fn read(&mut self, store: &mut Store, out: &mut [u8]) -> Result<usize> {
+        // SAFETY: the reader writes only bytes of the value.
+        Ok(self.read_uninit(store, unsafe { as_unfilled(out) })?.len())
+    }
+
+    /// [`BlobReader::read`] into memory that need not be initialised (a new bytes object,
+    /// say): returns the part of `out` it filled.
+    ///
+    /// # Errors
+    /// As [`BlobReader::read`].
+    pub fn read_uninit<'a>(
+        &mut self,
+        store: &mut Store,
+        out: &'a mut [MaybeUninit<u8>],
+    ) -> Result<&'a mut [u8]> {
         let size = self.size();
         if self.position >= size || out.is_empty() {
-            return Ok(0);
+            return Ok(copy_into(out, &[]));
         }
         let n = usize_of((size - self.position).min(out.len() as u64))?;
         let out = &mut out[..n];
         match &self.source {
             ValueLocation::Inline(bytes) => {
                 let start = usize_of(self.position)?;
-                out.copy_from_slice(&bytes[start..start + n]);
+                copy_into(out, &bytes[start..start + n]);
             }
             ValueLocation::Chunked(blob) => {
                 let blob = *blob;
@@ -423,15 +440,17 @@ impl BlobReader {
                     let within = usize_of(pos % blob.chunk_size)?;
                     let chunk_len = usize_of((size - seq * blob.chunk_size).min(blob.chunk_size))?;
                     let want = (chunk_len - within).min(n - done);
+                    let target = &mut out[done..done + want];
                     if self.cached_seq == Some(seq) {
-                        out[done..done + want].copy_from_slice(&self.cached[within..within + want]);
+                        copy_into(target, &self.cached[within..within + want]);
                     } else if want == chunk_len || !sequential {
                         // A whole chunk, or a range after a seek, goes straight into the
                         // caller's buffer.
                         let table = &self.table;
-                        let target = &mut out[done..done + want];
-                        store
-                            .read_latest(|conn| table.read_blob_range(conn, &blob, pos, target))?;
+                        store.read_latest(|conn| {
+                            table.read_blob_range_uninit(conn, &blob, pos, target)?;
+                            Ok(())
+                        })?;
                     } else {
                         self.cached.resize(chunk_len, 0);
                         let table = &self.table;
@@ -440,7 +459,7 @@ impl BlobReader {
                             table.read_blob_range(conn, &blob, seq * blob.chunk_size, cached)
                         })?;
                         self.cached_seq = Some(seq);
-                        out[done..done + want].copy_from_slice(&self.cached[within..within + want]);
+                        copy_into(target, &self.cached[within..within + want]);
                     }
                     done += want;
                 }
@@ -448,7 +467,9 @@ impl BlobReader {
         }
         self.position += n as u64;
         self.read_end = self.position;
-        Ok(n)
+        // SAFETY: every byte of `out` (cut to `n`) was filled above: the inline copy, or the
+        // loop, which ends once `done` reaches `n`.
+        Ok(unsafe { assume_filled(out) })
     }
 }
 
