@@ -476,6 +476,26 @@ def kv_1mib_get(system: str) -> Workload:
     return run
 
 
+def kv_large_get(system: str, size: int) -> Workload:
+    """Random gets of `n` distinct values of `size` bytes (model files, large images), read whole."""
+
+    def run(d: str, n: int) -> Result:
+        s = KV_SYSTEMS[system](d)
+        for i in range(n):
+            s.put(b"large:%d" % i, os.urandom(size))
+        if system in ("ambervault", "kohakuvault"):
+            _settle(s.v)
+        order = random_order(n)
+        with Timer() as t:
+            for i in order:
+                value = s.get(b"large:%d" % i)
+                assert len(value) == size, (system, len(value))
+        s.close()
+        return t.seconds, n
+
+    return run
+
+
 class Source:
     """An unknown-length stream of distinct 1 MiB blocks."""
 
@@ -1020,6 +1040,7 @@ WORKLOADS: Dict[str, Tuple[List[str], Callable[[str], Workload], Tuple[int, int]
     "kv_get_random_100KB": (KV_100KB, lambda s: kv_get_random(s, 100_000), (1_000, 10_000), "gets"),
     "kv_put_1MiB": (KV, kv_1mib_put, (50, 1000), "puts"),
     "kv_get_1MiB": (KV, kv_1mib_get, (50, 1000), "gets"),
+    "kv_get_16MiB": ([*KV_100KB, "kohakuvault"], lambda s: kv_large_get(s, 16 << 20), (8, 64), "gets"),
     "kv_stream_in": (STREAMERS, kv_stream_in, (128, 1024), "bytes"),
     "kv_stream_out": (STREAMERS, kv_stream_out, (128, 1024), "bytes"),
     "kv_parallel_read_100KB": (
@@ -1108,6 +1129,7 @@ SIZE_LABELS = {
     "np_array_get_1MiB": "{n:,} numpy arrays of 1 MiB, random order",
     "kv_put_cached_100B": "{n:,} puts of 100 B values through enable_cache() and flush_cache()",
     "kv_parallel_read_100KB": "{n:,} random gets of 100 KB values by 4 worker processes, aggregate",
+    "kv_get_16MiB": "{n:,} random gets of distinct 16 MiB values",
     "kv_put_single_100KB": "{n:,} distinct 100 KB values put one by one, each its own commit",
     "kv_put_batched_100KB": "{n:,} distinct 100 KB values put in one batch",
     "kv_get_random_100KB": "{n:,} random gets of distinct 100 KB values",

@@ -12,6 +12,13 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
+use crate::raw_buffer::advise_huge_pages;
+
+/// From this size a new object's memory is often fresh (glibc maps large allocations on their
+/// own), and its first touch costs a fault per 4 KiB page unless marked for huge pages: a
+/// 64 MiB get took 47-55 ms with those faults, 21-25 ms without.
+const HUGE_PAGES_FROM: usize = 4 << 20;
+
 /// A new `bytes` object of `len` bytes, filled by `fill`.
 ///
 /// `fill` gets the object's unfilled bytes and returns the part it filled, which must start
@@ -37,6 +44,9 @@ pub fn filled_bytes<'py, E>(
         let data = ffi::PyBytes_AsString(object.as_ptr()).cast::<MaybeUninit<u8>>();
         std::slice::from_raw_parts_mut(data, len)
     };
+    if len >= HUGE_PAGES_FROM {
+        advise_huge_pages(unfilled);
+    }
     let start = unfilled.as_ptr().cast::<u8>();
     let filled = match fill(unfilled) {
         Ok(filled) => filled,

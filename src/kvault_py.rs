@@ -140,15 +140,13 @@ impl PyKVault {
                 table.note_read(&key, true, now);
                 return Ok(Some(stored_to_py(py, &bytes, encoding)?));
             }
-            Some((now, Some((ValueLocation::Chunked(blob), encoding))))
-                if blob.size <= QUICK_READ_MAX =>
-            {
-                if let Some(data) = read_chunked_quick(py, self.kv.vault(), table, &blob)? {
+            Some((now, Some((ValueLocation::Chunked(blob), encoding)))) => {
+                if let Some(data) = read_chunked(py, self.kv.vault(), table, &blob)? {
                     table.note_read(&key, true, now);
                     return Ok(Some(encoded_to_py(py, data, encoding)?));
                 }
             }
-            Some((_, Some((ValueLocation::Chunked(_), _)))) | None => {}
+            None => {}
         }
         let found = run(py, self.kv.vault(), |s| table.get_value(s, &key))?;
         Ok(found.map(|v| value_to_py(py, &v)).transpose()?)
@@ -709,11 +707,16 @@ fn encoded_to_py(
 /// time re-locating the key and copying through an intermediate buffer).
 const QUICK_READ_MAX: u64 = 1 << 20;
 
-/// Reads a located chunked value into a new bytes object if the store can be had without
-/// waiting; None sends the caller down the path that releases the GIL (store busy, or the
-/// value was replaced since it was located: its chunks are immutable and never reused, so a
-/// replaced value shows as missing chunks, never as a mix).
-fn read_chunked_quick<'py>(
+/// Reads a located chunked value straight into a new bytes object; None sends the caller down
+/// the path that locates it again with the GIL released (the store was busy, or the value was
+/// replaced since it was located: its chunks are immutable and never reused, so a replaced
+/// value shows as missing chunks, never as a mix).
+///
+/// Up to [`QUICK_READ_MAX`] the read runs under the GIL if the store can be had without
+/// waiting. A larger value is checked against its last chunk before its size is allocated,
+/// then read whole with the GIL released: one copy out of the file, where reading into a `Vec`
+/// first made two (and held the value twice).
+fn read_chunked<'py>(
     py: Python<'py>,
     vault: &kvault::Vault,
     table: &kvault::KvTable,
@@ -722,22 +725,42 @@ fn read_chunked_quick<'py>(
     let Ok(len) = usize::try_from(blob.size) else {
         return Ok(None);
     };
-    let attempt = vault.try_with(|store| {
-        store.read_latest_once(|conn| -> kvault::Result<Option<Bound<'py, PyBytes>>> {
-            table.verify_extent(conn, blob)?;
-            match filled_bytes(py, len, |buf| {
-                table.read_blob_range_uninit(conn, blob, 0, buf)
-            }) {
-                Ok(read) => read.map(Some),
-                // The bytes object itself could not be made: let the slow path report it.
-                Err(_) => Ok(None),
-            }
-        })
-    });
-    match attempt {
-        None | Some(Err(kvault::Error::ValueChanged)) => Ok(None),
-        Some(Ok(found)) => Ok(found),
-        Some(Err(err)) => Err(err.into()),
+    if blob.size <= QUICK_READ_MAX {
+        let attempt = vault.try_with(|store| {
+            store.read_latest_once(|conn| -> kvault::Result<Option<Bound<'py, PyBytes>>> {
+                table.verify_extent(conn, blob)?;
+                match filled_bytes(py, len, |buf| {
+                    table.read_blob_range_uninit(conn, blob, 0, buf)
+                }) {
+                    Ok(read) => read.map(Some),
+                    // The bytes object itself could not be made: let the slow path report it.
+                    Err(_) => Ok(None),
+                }
+            })
+        });
+        return match attempt {
+            None => Ok(None),
+            Some(read) => Ok(unless_changed(read)?.flatten()),
+        };
+    }
+    let checked =
+        py.detach(|| vault.with(|store| store.read(|conn| table.verify_extent(conn, blob))));
+    if unless_changed(checked)?.is_none() {
+        return Ok(None);
+    }
+    let read = filled_bytes(py, len, |buf| {
+        py.detach(|| vault.with(|store| table.read_value_into(store, blob, buf)))
+    })?;
+    unless_changed(read)
+}
+
+/// A read's result, with a value found replaced since it was located (`ValueChanged`) as
+/// None: the caller then starts again on the path that locates it.
+fn unless_changed<T>(read: kvault::Result<T>) -> Result<Option<T>, BindingError> {
+    match read {
+        Ok(found) => Ok(Some(found)),
+        Err(kvault::Error::ValueChanged) => Ok(None),
+        Err(err) => Err(err.into()),
     }
 }
 

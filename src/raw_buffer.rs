@@ -24,7 +24,7 @@ impl RawBuffer {
     pub fn zeroed(len: usize) -> Box<[u8]> {
         // vec! of zeros maps fresh zero pages for large sizes: no memset.
         let mut bytes = vec![0u8; len].into_boxed_slice();
-        advise_huge_pages(&mut bytes);
+        advise_huge_pages(&mut bytes[..]);
         bytes
     }
 }
@@ -64,14 +64,16 @@ impl RawBuffer {
     }
 }
 
+/// Marks the whole 2 MiB pages inside a fresh buffer for transparent huge pages, so that its
+/// first touch faults a huge page at a time (a hint: the contents do not change).
 #[cfg(target_os = "linux")]
-fn advise_huge_pages(bytes: &mut [u8]) {
+pub fn advise_huge_pages<T>(buffer: &mut [T]) {
     const HUGE: usize = 2 << 20;
-    let start = bytes.as_mut_ptr() as usize;
+    let start = buffer.as_mut_ptr() as usize;
     let aligned = start.next_multiple_of(HUGE);
-    let end = (start + bytes.len()) & !(HUGE - 1);
+    let end = (start + std::mem::size_of_val(buffer)) & !(HUGE - 1);
     if end > aligned {
-        // SAFETY: the range lies inside our own allocation; MADV_HUGEPAGE is only a hint and
+        // SAFETY: the range lies inside the caller's buffer; MADV_HUGEPAGE is only a hint and
         // changes no contents. Failure (e.g. THP disabled) is harmless and ignored.
         unsafe {
             libc::madvise(
@@ -83,8 +85,9 @@ fn advise_huge_pages(bytes: &mut [u8]) {
     }
 }
 
+/// Marks a fresh buffer for huge pages: nothing to do off Linux.
 #[cfg(not(target_os = "linux"))]
-fn advise_huge_pages(_bytes: &mut [u8]) {}
+pub fn advise_huge_pages<T>(_buffer: &mut [T]) {}
 
 /// Adds `RawBuffer` to the module.
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

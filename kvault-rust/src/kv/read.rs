@@ -116,6 +116,38 @@ impl KvTable {
         Ok(found)
     }
 
+    /// Reads a located chunked value whole into `out` (exactly `blob.size` bytes, which need
+    /// not be initialised: a new bytes object, say) from one snapshot, after checking its
+    /// last chunk; returns `out`, every byte of it filled. For bindings that locate a value
+    /// first and allocate for its size (one copy instead of two through a `Vec`); check the
+    /// size with [`KvTable::verify_extent`] before allocating for it.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] if `out` is not `blob.size` bytes; [`Error::ValueChanged`] if
+    /// the value was replaced or deleted since it was located; otherwise as
+    /// [`KvTable::read_blob_range`]. On an error `out` may be partly filled.
+    pub fn read_value_into<'a>(
+        &self,
+        store: &mut Store,
+        blob: &BlobRef,
+        out: &'a mut [MaybeUninit<u8>],
+    ) -> Result<&'a mut [u8]> {
+        if out.len() as u64 != blob.size {
+            return Err(Error::InvalidArgument(format!(
+                "a {}-byte buffer for a {}-byte value",
+                out.len(),
+                blob.size
+            )));
+        }
+        store.read(|conn| {
+            self.verify_extent(conn, blob)?;
+            self.read_blob_range_uninit(conn, blob, 0, &mut *out)?;
+            Ok(())
+        })?;
+        // SAFETY: the read above returned Ok only once every byte of `out` was filled.
+        Ok(unsafe { assume_filled(out) })
+    }
+
     /// Records a read for least-recently/frequently-used eviction and the hit counters (in
     /// memory, written with the next write or by the maintenance thread; nothing when the
     /// policy does not track reads). For bindings with read paths of their own.
