@@ -117,10 +117,11 @@ impl KvTable {
     }
 
     /// Reads a located chunked value whole into `out` (exactly `blob.size` bytes, which need
-    /// not be initialised: a new bytes object, say) from one snapshot, after checking its
-    /// last chunk; returns `out`, every byte of it filled. For bindings that locate a value
-    /// first and allocate for its size (one copy instead of two through a `Vec`); check the
-    /// size with [`KvTable::verify_extent`] before allocating for it.
+    /// not be initialised: a new bytes object, say) from one snapshot; returns `out`, every
+    /// byte of it filled. For bindings that locate a value first and allocate for its size
+    /// (one copy instead of two through a `Vec`): check the size with
+    /// [`KvTable::verify_extent`] before allocating for it. The read itself checks each
+    /// chunk's length.
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] if `out` is not `blob.size` bytes; [`Error::ValueChanged`] if
@@ -140,7 +141,6 @@ impl KvTable {
             )));
         }
         store.read(|conn| {
-            self.verify_extent(conn, blob)?;
             self.read_blob_range_uninit(conn, blob, 0, &mut *out)?;
             Ok(())
         })?;
