@@ -32,7 +32,7 @@ from .exceptions import ClosedError, DatabaseBusy, InvalidArgument, NotFound
 from .history import HistoryMixin, check_history
 from .json_docs import JsonDocsMixin
 from .state_cells import StateCellsMixin
-from .streams import VaultReader, VaultWriter, file_descriptor
+from .streams import VaultReader, VaultWriter, file_descriptor, grow_pipe, source_descriptor
 from .transaction import Transaction
 from .views import ItemsView, KeysView, Range, ValuesView
 
@@ -816,7 +816,8 @@ class KVault(  # type: ignore[type-arg]
         iterable of bytes chunks) without holding it in memory. With ``size``, exactly that many
         bytes are read (a shorter stream is an error and stores nothing); without it, the
         stream is read to its end. The value becomes visible only when complete. Returns the
-        number of bytes stored.
+        number of bytes stored. A ``reader`` that is a pipe (from a child process or a shell)
+        is grown to hold 1 MiB on Linux, so its writer can run a chunk ahead.
 
         >>> import io
         >>> v = KVault(":memory:"); v.put_file("f", io.BytesIO(b"x" * 10))
@@ -832,6 +833,7 @@ class KVault(  # type: ignore[type-arg]
         try:
             remaining = size
             if hasattr(reader, "read"):
+                grow_pipe(source_descriptor(reader), step)
                 while remaining is None or remaining > 0:
                     data = reader.read(step if remaining is None else min(step, remaining))
                     if not data:
@@ -870,7 +872,8 @@ class KVault(  # type: ignore[type-arg]
     def get_to_file(self, key: Key, writer: BinaryIO, chunk_size: Optional[int] = None) -> int:
         """Stream the value of ``key`` into ``writer`` (anything with ``write(bytes)``) one
         chunk at a time. Returns the number of bytes written. Raises :class:`NotFound` for a
-        missing key.
+        missing key. A ``writer`` that is a pipe is grown to hold 1 MiB on Linux, as in
+        :meth:`put_file`.
 
         >>> import io
         >>> v = KVault(":memory:"); v["f"] = b"abc"; out = io.BytesIO()
@@ -883,6 +886,7 @@ class KVault(  # type: ignore[type-arg]
         with self.open(key) as source:
             fd = file_descriptor(writer)
             if fd is not None:
+                grow_pipe(fd, step)
                 # A file: written natively, straight from the vault's pages to the descriptor,
                 # with no bytes object per chunk. What the file object buffers goes first; its
                 # position is read from the descriptor again by tell() and by later writes.

@@ -14,7 +14,7 @@ import os
 from typing import Any, BinaryIO, Callable, Iterator, Optional
 
 from ..exceptions import InvalidArgument
-from ..streams import VaultReader, VaultWriter
+from ..streams import VaultReader, VaultWriter, file_descriptor, grow_pipe, source_descriptor
 from ._runner import ThreadRunner
 
 _END: Any = object()
@@ -95,6 +95,8 @@ async def put_file(
             "put_file reads a path, a binary file, an async file, or a (async) iterable of bytes "
             f"chunks, not {type(source).__name__} (use put() for a value in memory)"
         )
+    if kind == "read":
+        grow_pipe(source_descriptor(source), step)
     writer = await runner.call(open_writer)
     opened: Optional[BinaryIO] = None
     total = 0
@@ -180,6 +182,7 @@ async def get_to_file(
                 await dest.write(data)
                 total += len(data)
         else:
+            grow_pipe(file_descriptor(dest), step)
             while True:
                 moved = await runner.call(_copy_chunk, reader, dest.write, step)
                 if not moved:
