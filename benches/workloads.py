@@ -85,6 +85,9 @@ class Amber:
     def get(self, k: bytes) -> bytes:
         return self.v.get(k)
 
+    def get_many(self, ks: List[bytes]) -> List[bytes]:
+        return self.v.get_many(ks)
+
     def iterate(self) -> int:
         return sum(1 for _ in self.v.keys())
 
@@ -129,6 +132,9 @@ class DiskCache:
 
     def get(self, k: bytes) -> bytes:
         return self.c.get(k)
+
+    def get_many(self, ks: List[bytes]) -> List[bytes]:
+        return [self.c.get(k) for k in ks]  # no batched read in diskcache
 
     def iterate(self) -> int:
         return sum(1 for _ in self.c.iterkeys())
@@ -200,6 +206,10 @@ class Lmdb:
         with self.env.begin() as txn:
             return txn.get(k)
 
+    def get_many(self, ks: List[bytes]) -> List[bytes]:
+        with self.env.begin() as txn:
+            return [txn.get(k) for k in ks]
+
     def iterate(self) -> int:
         with self.env.begin() as txn:
             return sum(1 for _ in txn.cursor().iternext(keys=True, values=False))
@@ -229,6 +239,9 @@ class RocksDict:
 
     def get(self, k: bytes) -> bytes:
         return self.db[k]
+
+    def get_many(self, ks: List[bytes]) -> List[bytes]:
+        return self.db[ks]  # RocksDB's multi-get
 
     def iterate(self) -> int:
         return sum(1 for _ in self.db.keys())
@@ -296,6 +309,9 @@ class Files:
     def get(self, k: bytes) -> bytes:
         with open(os.path.join(self.d, k.decode()), "rb") as f:
             return f.read()
+
+    def get_many(self, ks: List[bytes]) -> List[bytes]:
+        return [self.get(k) for k in ks]
 
     def iterate(self) -> int:
         return len(os.listdir(self.d))
@@ -409,6 +425,24 @@ def kv_get_random(system: str, size: Optional[int] = None) -> Workload:
         with Timer() as t:
             for i in order:
                 s.get(ks[i])
+        s.close()
+        return t.seconds, n
+
+    return run
+
+
+def kv_get_many(system: str, size: int, batch: int) -> Workload:
+    """The values of `n` distinct keys in random order, `batch` keys per call: each system's
+    batched read (one snapshot or transaction; diskcache and files have none and loop)."""
+
+    def run(d: str, n: int) -> Result:
+        s = _populated(system, d, n, size)
+        ks = keys(n)
+        order = [ks[i] for i in random_order(n)]
+        with Timer() as t:
+            for i in range(0, n, batch):
+                values = s.get_many(order[i : i + batch])
+        assert len(values[-1]) == size, (system, len(values[-1]))
         s.close()
         return t.seconds, n
 
@@ -1038,6 +1072,7 @@ WORKLOADS: Dict[str, Tuple[List[str], Callable[[str], Workload], Tuple[int, int]
     "kv_put_single_100KB": (KV_100KB, lambda s: kv_put_single(s, 100_000), (1_000, 10_000), "puts"),
     "kv_put_batched_100KB": (KV_100KB, lambda s: kv_put_batch(s, 100_000), (1_000, 10_000), "puts"),
     "kv_get_random_100KB": (KV_100KB, lambda s: kv_get_random(s, 100_000), (1_000, 10_000), "gets"),
+    "kv_get_many_100KB": (KV_100KB, lambda s: kv_get_many(s, 100_000, 100), (1_000, 10_000), "gets"),
     "kv_put_1MiB": (KV, kv_1mib_put, (50, 1000), "puts"),
     "kv_get_1MiB": (KV, kv_1mib_get, (50, 1000), "gets"),
     "kv_get_16MiB": ([*KV_100KB, "kohakuvault"], lambda s: kv_large_get(s, 16 << 20), (8, 64), "gets"),
@@ -1133,6 +1168,7 @@ SIZE_LABELS = {
     "kv_put_single_100KB": "{n:,} distinct 100 KB values put one by one, each its own commit",
     "kv_put_batched_100KB": "{n:,} distinct 100 KB values put in one batch",
     "kv_get_random_100KB": "{n:,} random gets of distinct 100 KB values",
+    "kv_get_many_100KB": "{n:,} distinct 100 KB values read in random order, 100 keys per batched read",
     **VEC_SIZE_LABELS,
     **CACHE_SIZE_LABELS,
     **HISTORY_SIZE_LABELS,

@@ -14,7 +14,7 @@ use pyo3::types::{PyBytes, PyList, PyTuple};
 
 use crate::convert::{key_from_py, key_to_py, non_negative, raw_key, value_from_py};
 use crate::errors::{BindingError, InvalidArgument};
-use crate::filled_bytes::filled_bytes;
+use crate::filled_bytes::{filled_bytes, UnfilledBytes};
 use crate::vault_py::{run, PyVault};
 
 /// One page of a key scan: the keys and the raw bytes of the last one (continuation point).
@@ -254,7 +254,16 @@ impl PyKVault {
             raw.push(key_from_py(key)?.0);
         }
         let table = self.kv.table();
-        let values = run(py, self.kv.vault(), |s| table.get_many_values(s, &raw))?;
+        let vault = self.kv.vault();
+        let (now, located) = run(py, vault, |s| table.locate_many(s, &raw))?;
+        if let Some(values) = read_located(py, vault, table, &located)? {
+            for (key, found) in raw.iter().zip(&located) {
+                table.note_read(key, found.is_some(), now);
+            }
+            return Ok(values);
+        }
+        // A value was replaced between locating and reading: all again, from one snapshot.
+        let values = run(py, vault, |s| table.get_many_values(s, &raw))?;
         let values = values
             .iter()
             .map(|v| v.as_ref().map(|v| value_to_py(py, v)).transpose())
@@ -752,6 +761,55 @@ fn read_chunked<'py>(
         py.detach(|| vault.with(|store| table.read_value_into(store, blob, buf)))
     })?;
     unless_changed(read)
+}
+
+/// Located values as Python objects (`get`'s form; None where absent), chunked ones read
+/// straight into their bytes objects from one snapshot with the GIL released: one copy, where
+/// reading into `Vec`s first made two and zeroed each (a `get_many` of 100 KB values took
+/// 3.5x as long as the same `get`s). None if a value was replaced since it was located.
+fn read_located(
+    py: Python<'_>,
+    vault: &kvault::Vault,
+    table: &kvault::KvTable,
+    located: &[Option<kvault::Located>],
+) -> Result<Option<Vec<Option<Py<PyAny>>>>, BindingError> {
+    let mut unfilled = Vec::new();
+    for found in located {
+        if let Some((ValueLocation::Chunked(blob), _)) = found {
+            let Ok(len) = usize::try_from(blob.size) else {
+                return Ok(None);
+            };
+            unfilled.push((blob, UnfilledBytes::new(py, len)?));
+        }
+    }
+    if !unfilled.is_empty() {
+        let mut reads: Vec<_> = unfilled
+            .iter_mut()
+            .map(|(blob, bytes)| (*blob, bytes.buffer()))
+            .collect();
+        let read = py.detach(|| vault.with(|store| table.read_values_into(store, &mut reads)));
+        if unless_changed(read)?.is_none() {
+            return Ok(None);
+        }
+    }
+    // SAFETY: `read_values_into` returned Ok: it filled every byte of every buffer.
+    let mut filled = unfilled
+        .into_iter()
+        .map(|(_, bytes)| unsafe { bytes.assume_filled() });
+    let values = located
+        .iter()
+        .map(|found| match found {
+            None => Ok(None),
+            Some((ValueLocation::Inline(bytes), encoding)) => {
+                stored_to_py(py, bytes, *encoding).map(Some)
+            }
+            Some((ValueLocation::Chunked(_), encoding)) => match filled.next() {
+                Some(data) => encoded_to_py(py, data, *encoding).map(Some),
+                None => unreachable!("one bytes object per chunked value"),
+            },
+        })
+        .collect::<PyResult<Vec<_>>>()?;
+    Ok(Some(values))
 }
 
 /// A read's result, with a value found replaced since it was located (`ValueChanged`) as

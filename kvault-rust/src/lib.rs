@@ -72,10 +72,10 @@ pub use kv::{
     validate_chunk_size, validate_key, validate_table_name, BlobReader, BlobRef, BlobWriter,
     BranchInfo, CacheCounters, CachePolicy, Change, Condition, Dedup, DiffCursor, DiffEntry,
     DiffSummary, Encoding, EntryInfo, Eviction, History, HistoryEntry, KeyKind, KeyRange, KvTable,
-    MergeReport, MergeStrategy, PolicyChange, PutItem, PutOptions, ScanPage, Staged, StagedOwned,
-    StoredValue, TableStats, TupleItem, ValueLocation, VersionEnd, ACCESS_FLUSH_INTERVAL,
-    DEFAULT_CHUNK_SIZE, INLINE_MAX, MAIN_BRANCH, MAX_CHUNK_SIZE, MAX_INT_BYTES, MAX_KEY_LEN,
-    MAX_RECORDED_KEYS, MAX_TUPLE_DEPTH,
+    Located, MergeReport, MergeStrategy, PolicyChange, PutItem, PutOptions, ScanPage, Staged,
+    StagedOwned, StoredValue, TableStats, TupleItem, ValueLocation, VersionEnd,
+    ACCESS_FLUSH_INTERVAL, DEFAULT_CHUNK_SIZE, INLINE_MAX, MAIN_BRANCH, MAX_CHUNK_SIZE,
+    MAX_INT_BYTES, MAX_KEY_LEN, MAX_RECORDED_KEYS, MAX_TUPLE_DEPTH,
 };
 pub use kv_handle::{Kv, ValueReader, ValueWriter};
 pub use reaper::READ_LEASE;

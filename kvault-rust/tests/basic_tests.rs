@@ -761,3 +761,58 @@ fn the_encoding_is_stored_beside_the_value_on_every_write_path_and_returned_by_e
         Encoding::RAW
     );
 }
+
+#[test]
+fn located_values_read_into_caller_buffers_from_one_snapshot() {
+    use kvault::ValueLocation;
+    use std::mem::MaybeUninit;
+
+    let vault = Kv::open_with(":memory:", StoreOptions::default(), "kv", 16).unwrap();
+    let (a, b) = (pattern(40, 1), pattern(17, 2));
+    vault.put(b"a", &a).unwrap();
+    vault.put(b"b", &b).unwrap();
+    vault.put(b"small", b"tiny").unwrap();
+    let table = vault.table();
+    let mut store = vault.store();
+    let s = &mut *store;
+    let (_, located) = table
+        .locate_many(s, &[&b"a"[..], b"missing", b"small", b"b"])
+        .unwrap();
+    assert!(located[1].is_none());
+    assert_eq!(
+        located[2],
+        Some((ValueLocation::Inline(b"tiny".to_vec()), Encoding::RAW))
+    );
+    let blob = |i: usize| match &located[i] {
+        Some((ValueLocation::Chunked(blob), _)) => *blob,
+        other => panic!("not chunked: {other:?}"),
+    };
+    let (blob_a, blob_b) = (blob(0), blob(3));
+    let mut out_a = vec![MaybeUninit::new(0xAA); 40];
+    let mut out_b = vec![MaybeUninit::new(0xAA); 17];
+    table
+        .read_values_into(
+            s,
+            &mut [(&blob_a, &mut out_a[..]), (&blob_b, &mut out_b[..])],
+        )
+        .unwrap();
+    // SAFETY: initialised when made, and filled by the read.
+    let filled = |out: &[MaybeUninit<u8>]| -> Vec<u8> {
+        out.iter().map(|b| unsafe { b.assume_init() }).collect()
+    };
+    assert_eq!((filled(&out_a), filled(&out_b)), (a.clone(), b));
+    // A buffer of the wrong size is refused before anything is read.
+    let mut short = vec![MaybeUninit::new(0); 39];
+    assert!(matches!(
+        table.read_values_into(s, &mut [(&blob_a, &mut short[..])]),
+        Err(Error::InvalidArgument(_))
+    ));
+    // Once the value is replaced, its located chunks are gone: the read says so.
+    drop(store);
+    vault.put(b"a", &pattern(40, 3)).unwrap();
+    let mut store = vault.store();
+    assert!(matches!(
+        table.read_values_into(&mut store, &mut [(&blob_a, &mut out_a[..])]),
+        Err(Error::ValueChanged)
+    ));
+}

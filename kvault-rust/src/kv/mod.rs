@@ -58,9 +58,9 @@ pub use schema::{kv_table_names, validate_chunk_size, validate_key, validate_tab
 pub use stream::{BlobReader, BlobWriter, Staged, StagedOwned};
 pub use tuple_key::{decode_tuple, encode_tuple, TupleItem, MAX_INT_BYTES, MAX_TUPLE_DEPTH};
 pub use types::{
-    inline_max_for_page, BlobRef, Condition, Encoding, EntryInfo, KeyKind, KeyRange, PutItem,
-    PutOptions, ScanPage, StoredValue, TableStats, ValueLocation, DEFAULT_CHUNK_SIZE, INLINE_MAX,
-    MAX_CHUNK_SIZE, MAX_KEY_LEN,
+    inline_max_for_page, BlobRef, Condition, Encoding, EntryInfo, KeyKind, KeyRange, Located,
+    PutItem, PutOptions, ScanPage, StoredValue, TableStats, ValueLocation, DEFAULT_CHUNK_SIZE,
+    INLINE_MAX, MAX_CHUNK_SIZE, MAX_KEY_LEN,
 };
 
 use sql::Sql;

@@ -5,7 +5,7 @@ use std::mem::MaybeUninit;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::types::{
-    usize_of, BlobRef, Encoding, EntryInfo, KeyKind, KeyRange, StoredValue, ValueLocation,
+    usize_of, BlobRef, Encoding, EntryInfo, KeyKind, KeyRange, Located, StoredValue, ValueLocation,
     MAX_CHUNKS_PER_BLOB, MAX_CHUNK_SIZE,
 };
 // Through the re-export, which lib.rs does not name yet.
@@ -133,19 +133,66 @@ impl KvTable {
         blob: &BlobRef,
         out: &'a mut [MaybeUninit<u8>],
     ) -> Result<&'a mut [u8]> {
-        if out.len() as u64 != blob.size {
-            return Err(Error::InvalidArgument(format!(
-                "a {}-byte buffer for a {}-byte value",
-                out.len(),
-                blob.size
-            )));
-        }
-        store.read(|conn| {
-            self.read_blob_range_uninit(conn, blob, 0, &mut *out)?;
-            Ok(())
-        })?;
+        self.read_values_into(store, &mut [(blob, &mut *out)])?;
         // SAFETY: the read above returned Ok only once every byte of `out` was filled.
         Ok(unsafe { assume_filled(out) })
+    }
+
+    /// Locates many values from one snapshot: `None` where a key is absent or expired at the
+    /// returned time (ms). Each chunked value's recorded size is checked against its last
+    /// chunk ([`KvTable::verify_extent`]), so a binding may allocate for it and fill the
+    /// buffers with [`KvTable::read_values_into`]: chunks are never rewritten, so what that
+    /// reads later is the value located here, or [`Error::ValueChanged`]. Reads are not noted
+    /// (see [`KvTable::note_read`]).
+    ///
+    /// # Errors
+    /// As [`KvTable::locate`] and [`KvTable::verify_extent`].
+    pub fn locate_many<K: AsRef<[u8]>>(
+        &self,
+        store: &mut Store,
+        keys: &[K],
+    ) -> Result<(i64, Vec<Option<Located>>)> {
+        let now = store.now_ms();
+        let located = store.read(|conn| {
+            keys.iter()
+                .map(|key| {
+                    let found = self.locate(conn, key.as_ref(), now)?;
+                    if let Some((ValueLocation::Chunked(blob), _)) = &found {
+                        self.verify_extent(conn, blob)?;
+                    }
+                    Ok(found)
+                })
+                .collect::<Result<Vec<_>>>()
+        })?;
+        Ok((now, located))
+    }
+
+    /// Reads located chunked values whole into their buffers (each exactly its value's
+    /// `size` bytes, which need not be initialised) from one snapshot. On `Ok` every byte of
+    /// every buffer is filled.
+    ///
+    /// # Errors
+    /// As [`KvTable::read_value_into`]; on an error the buffers may be partly filled.
+    pub fn read_values_into(
+        &self,
+        store: &mut Store,
+        reads: &mut [(&BlobRef, &mut [MaybeUninit<u8>])],
+    ) -> Result<()> {
+        for (blob, out) in reads.iter() {
+            if out.len() as u64 != blob.size {
+                return Err(Error::InvalidArgument(format!(
+                    "a {}-byte buffer for a {}-byte value",
+                    out.len(),
+                    blob.size
+                )));
+            }
+        }
+        store.read(|conn| {
+            for (blob, out) in reads.iter_mut() {
+                self.read_blob_range_uninit(conn, blob, 0, out)?;
+            }
+            Ok(())
+        })
     }
 
     /// Records a read for least-recently/frequently-used eviction and the hit counters (in

@@ -105,6 +105,9 @@ pub enum ValueLocation {
     Chunked(BlobRef),
 }
 
+/// A located value: where its bytes are, and how they are encoded.
+pub type Located = (ValueLocation, Encoding);
+
 /// A chunked blob: enough to read any byte range of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BlobRef {

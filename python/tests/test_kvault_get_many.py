@@ -1,0 +1,140 @@
+"""get_many: every value located from one snapshot, chunked ones then read straight into their
+bytes objects (one copy). Results equal one get per key; damage gets the typed error; values
+replaced while a get_many runs come back whole and from one moment."""
+
+from __future__ import annotations
+
+import sqlite3
+import sys
+import threading
+from pathlib import Path
+from typing import Optional
+
+import pytest
+
+import ambervault
+from ambervault import CorruptionError, ValueChangedError
+from helpers import REPO
+
+sys.path.insert(0, str(REPO / "scripts"))
+
+from hostile_files import row_mutations
+
+MIB = 1 << 20
+
+
+def _value(size: int, seed: int) -> bytes:
+    block = bytes((seed * 31 + i * 7) % 251 for i in range(4096))
+    return block * (size // 4096) + block[: size % 4096]
+
+
+def _damage(path: Path, sql: str) -> None:
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("BEGIN")
+    with row_mutations._triggers_dropped(conn):
+        conn.execute(sql)
+    conn.execute("COMMIT")
+    conn.close()
+
+
+@pytest.mark.parametrize("compression", [None, "zstd"])
+def test_get_many_returns_what_one_get_per_key_returns(tmp_path: Path, compression: Optional[str]) -> None:
+    values = {
+        "empty": b"",
+        "inline": b"small value",
+        "one-chunk": _value(100_000, 1),
+        "chunks": _value(3 * MIB + 17, 2),
+        "exactly-a-chunk": _value(MIB, 3),
+        "large": _value(9 * MIB + 1, 4),
+    }
+    with ambervault.KVault(tmp_path / "v.db", compression=compression) as kv:
+        for key, value in values.items():
+            kv[key] = value
+        kv.put("typed", {"blob": values["chunks"], "n": 7})  # encoded and chunked
+        kv.put("typed-inline", [1, "two"])
+        keys = ["missing", *values, "typed", "again-missing", "typed-inline", "chunks"]
+        got = kv.get_many(keys)
+        assert got == [kv.get(k) for k in keys]
+        assert got[1 : 1 + len(values)] == list(values.values())
+        assert got[0] is None and got[-3] is None
+        assert got[-4] == {"blob": values["chunks"], "n": 7}
+        assert got[-2] == [1, "two"]
+        assert got[-1] == values["chunks"]
+        assert all(type(v) is bytes for v in got[1 : 1 + len(values)])
+        assert kv.get_many([]) == []
+
+
+def test_get_many_counts_hits_and_misses(tmp_path: Path) -> None:
+    with ambervault.KVault(tmp_path / "v.db", max_bytes=1 << 30, eviction="least-recently-used") as kv:
+        kv["a"] = _value(200_000, 1)
+        kv["b"] = b"inline"
+        before = kv.stats()
+        kv.get_many(["a", "b", "nope", "a"])
+        after = kv.stats()
+        assert after["hits"] - before["hits"] == 3
+        assert after["misses"] - before["misses"] == 1
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        ("size = size + 1", "last chunk of blob \\d+ has 100 bytes, its size implies 101"),
+        ("size = 1 << 50", "fewer chunks than its size needs"),
+    ],
+)
+def test_get_many_refuses_a_damaged_size_before_allocating(tmp_path: Path, damage: str, message: str) -> None:
+    path = tmp_path / "v.db"
+    with ambervault.KVault(path) as kv:
+        kv["big"] = _value(3 * MIB + 100, 5)
+        kv["fine"] = _value(2 * MIB, 6)
+    _damage(path, f"UPDATE kvault SET {damage} WHERE key = CAST('big' AS BLOB)")
+    with ambervault.KVault(path) as kv:
+        with pytest.raises(CorruptionError, match=message):
+            kv.get_many(["fine", "big"])
+        assert kv.get_many(["fine"]) == [_value(2 * MIB, 6)]
+
+
+def test_get_many_refuses_a_value_with_a_missing_chunk(tmp_path: Path) -> None:
+    path = tmp_path / "v.db"
+    with ambervault.KVault(path) as kv:
+        kv["big"] = _value(3 * MIB, 7)
+        kv["other"] = _value(200_000, 8)
+    conn = sqlite3.connect(path)
+    (blob,) = conn.execute("SELECT blob_id FROM kvault WHERE key = CAST('big' AS BLOB)").fetchone()
+    conn.close()
+    _damage(path, f"DELETE FROM kvault__chunks WHERE id = {int(blob) << 32 | 1}")
+    with ambervault.KVault(path) as kv:
+        with pytest.raises(ValueChangedError):
+            kv.get_many(["other", "big"])
+        assert kv.get_many(["other"]) == [_value(200_000, 8)]
+
+
+def test_get_many_sees_values_written_together_from_one_moment(tmp_path: Path) -> None:
+    """A writer replaces two chunked values in one transaction, over and over; every get_many
+    returns both from the same transaction, each whole (a replacement between locating and
+    reading sends the call back to one snapshot for everything)."""
+    versions = [(_value(300_000 + seed, seed), _value(2 * MIB + seed, seed + 50)) for seed in range(4)]
+    with ambervault.KVault(tmp_path / "v.db") as kv:
+        kv["a"], kv["b"] = versions[0]
+        stop = threading.Event()
+
+        def replace() -> None:
+            i = 0
+            while not stop.is_set():
+                i += 1
+                with kv.transaction():
+                    kv["a"], kv["b"] = versions[i % len(versions)]
+
+        writer = threading.Thread(target=replace)
+        writer.start()
+        try:
+            seen = set()
+            for _ in range(200):
+                a, b = kv.get_many(["a", "b"])
+                pair = (a, b)
+                assert pair in versions  # whole values, both from one transaction
+                seen.add(versions.index(pair))
+        finally:
+            stop.set()
+            writer.join()
+        assert len(seen) > 1  # the reads did overlap the replacements
