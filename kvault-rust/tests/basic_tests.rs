@@ -802,7 +802,7 @@ fn located_values_read_into_caller_buffers_from_one_snapshot() {
     };
     assert_eq!((filled(&out_a), filled(&out_b)), (a.clone(), b));
     // A buffer of the wrong size is refused before anything is read.
-    let mut short = vec![MaybeUninit::new(0); 39];
+    let mut short = [MaybeUninit::new(0); 39];
     assert!(matches!(
         table.read_values_into(s, &mut [(&blob_a, &mut short[..])]),
         Err(Error::InvalidArgument(_))

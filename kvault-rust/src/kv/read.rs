@@ -561,6 +561,54 @@ impl KvTable {
         limit: usize,
         max_bytes: usize,
     ) -> Result<ScanPage> {
+        self.page_of(store, range, limit, max_bytes, |conn, key, now| {
+            Ok(self.get_in(conn, key, now)?.map(|value| {
+                let len = value.bytes.len() as u64;
+                (value, len)
+            }))
+        })
+    }
+
+    /// As [`KvTable::scan_items`], with each value located instead of read (and, if chunked,
+    /// its size checked against its last chunk), for bindings that read the values into
+    /// buffers of their own with [`KvTable::read_values_into`] (see
+    /// [`KvTable::locate_many`]).
+    ///
+    /// # Errors
+    /// As [`KvTable::locate_many`].
+    pub fn locate_items(
+        &self,
+        store: &mut Store,
+        range: &KeyRange,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<ScanPage<Located>> {
+        self.page_of(store, range, limit, max_bytes, |conn, key, now| {
+            let Some(found) = self.locate(conn, key, now)? else {
+                return Ok(None);
+            };
+            let len = match &found.0 {
+                ValueLocation::Inline(bytes) => bytes.len() as u64,
+                ValueLocation::Chunked(blob) => {
+                    self.verify_extent(conn, blob)?;
+                    blob.size
+                }
+            };
+            Ok(Some((found, len)))
+        })
+    }
+
+    /// One page of `range` (see [`KvTable::scan_items`]), each item made by `item` (the item
+    /// and its value's length, or `None` for a key gone since the keys were taken) from one
+    /// snapshot.
+    fn page_of<V>(
+        &self,
+        store: &mut Store,
+        range: &KeyRange,
+        limit: usize,
+        max_bytes: usize,
+        mut item: impl FnMut(&Connection, &[u8], i64) -> Result<Option<(V, u64)>>,
+    ) -> Result<ScanPage<V>> {
         let keys = self.scan_keys(store, range, limit.max(1))?;
         let now = store.now_ms();
         store.read(|conn| {
@@ -568,14 +616,14 @@ impl KvTable {
                 items: Vec::with_capacity(keys.len()),
                 last_key: None,
             };
-            let mut bytes = 0usize;
+            let mut bytes = 0u64;
             for (key, kind) in &keys {
                 // The byte budget is checked before each item, so the first always fits.
-                if bytes >= max_bytes && !page.items.is_empty() {
+                if bytes >= max_bytes as u64 && !page.items.is_empty() {
                     break;
                 }
-                if let Some(value) = self.get_in(conn, key, now)? {
-                    bytes += value.bytes.len();
+                if let Some((value, len)) = item(conn, key, now)? {
+                    bytes = bytes.saturating_add(len);
                     page.items.push((key.clone(), *kind, value));
                 }
                 page.last_key = Some(key.clone());

@@ -316,11 +316,12 @@ pub enum Condition {
     IfVersion(i64),
 }
 
-/// One page of [`KvTable::scan_items`](super::KvTable::scan_items).
+/// One page of [`KvTable::scan_items`](super::KvTable::scan_items) (values read), or of
+/// [`KvTable::locate_items`](super::KvTable::locate_items) (values located).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ScanPage {
+pub struct ScanPage<V = StoredValue> {
     /// Key, key kind and value of each live item, in scan order.
-    pub items: Vec<(Vec<u8>, KeyKind, StoredValue)>,
+    pub items: Vec<(Vec<u8>, KeyKind, V)>,
     /// The last key examined (returned or found deleted), where the next page continues
     /// (as [`KeyRange::after`]); `None` when the range held no more keys.
     pub last_key: Option<Vec<u8>>,

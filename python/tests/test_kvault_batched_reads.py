@@ -1,6 +1,7 @@
-"""get_many: every value located from one snapshot, chunked ones then read straight into their
-bytes objects (one copy). Results equal one get per key; damage gets the typed error; values
-replaced while a get_many runs come back whole and from one moment."""
+"""Batched reads, get_many and item scans (items(), values()): every value of a batch or page
+located from one snapshot, chunked ones then read straight into their bytes objects (one copy).
+Results equal one get per key; damage gets the typed error; values replaced while a batch is
+read come back whole and from one moment."""
 
 from __future__ import annotations
 
@@ -138,3 +139,69 @@ def test_get_many_sees_values_written_together_from_one_moment(tmp_path: Path) -
             stop.set()
             writer.join()
         assert len(seen) > 1  # the reads did overlap the replacements
+
+
+@pytest.mark.parametrize("compression", [None, "zstd"])
+def test_item_scans_return_what_one_get_per_key_returns(tmp_path: Path, compression: Optional[str]) -> None:
+    """Values of every kind, over more than one page (pages stop after 16 MiB of values)."""
+    with ambervault.KVault(tmp_path / "v.db", compression=compression) as kv:
+        expected = {}
+        for i in range(9):
+            expected[f"big:{i}"] = _value(3 * MIB + i, i)
+        expected["mid:0"] = _value(100_000, 20)
+        expected["mid:1"] = b""
+        expected["mid:2"] = b"inline"
+        for key, value in expected.items():
+            kv[key] = value
+        kv.put("typed", {"blob": _value(2 * MIB, 30)})
+        expected["typed"] = {"blob": _value(2 * MIB, 30)}
+        items = list(kv.items())
+        assert [k for k, _ in items] == sorted(expected)
+        assert items == [(k, kv[k]) for k in sorted(expected)]
+        assert dict(items) == expected
+        assert list(kv.values()) == [expected[k] for k in sorted(expected)]
+        assert list(kv.items(prefix="mid:")) == [(k, expected[k]) for k in ("mid:0", "mid:1", "mid:2")]
+        assert [k for k, _ in kv.items(prefix="big:", reverse=True)] == [
+            f"big:{i}" for i in reversed(range(9))
+        ]
+
+
+def test_item_scans_refuse_a_damaged_size(tmp_path: Path) -> None:
+    path = tmp_path / "v.db"
+    with ambervault.KVault(path) as kv:
+        kv["a"] = _value(2 * MIB, 1)
+        kv["b"] = _value(3 * MIB + 100, 2)
+    _damage(path, "UPDATE kvault SET size = 1 << 50 WHERE key = CAST('b' AS BLOB)")
+    with ambervault.KVault(path) as kv:
+        with pytest.raises(CorruptionError, match="fewer chunks than its size needs"):
+            list(kv.items())
+        assert list(kv.items(prefix="a")) == [("a", _value(2 * MIB, 1))]
+
+
+def test_a_page_of_items_comes_from_one_moment(tmp_path: Path) -> None:
+    """Two chunked values replaced together, over and over: each scan (one page) returns both
+    whole and from the same transaction."""
+    versions = [(_value(300_000 + seed, seed), _value(MIB + seed, seed + 50)) for seed in range(4)]
+    with ambervault.KVault(tmp_path / "v.db") as kv:
+        kv["a"], kv["b"] = versions[0]
+        stop = threading.Event()
+
+        def replace() -> None:
+            i = 0
+            while not stop.is_set():
+                i += 1
+                with kv.transaction():
+                    kv["a"], kv["b"] = versions[i % len(versions)]
+
+        writer = threading.Thread(target=replace)
+        writer.start()
+        try:
+            seen = set()
+            for _ in range(200):
+                pair = tuple(kv.values())
+                assert pair in versions
+                seen.add(versions.index(pair))
+        finally:
+            stop.set()
+            writer.join()
+        assert len(seen) > 1
