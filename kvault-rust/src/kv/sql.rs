@@ -22,6 +22,11 @@ pub(super) struct Sql {
     pub(super) touch: String,
     pub(super) prune: String,
     pub(super) insert_content: String,
+    /// A content row not stored before, with its one reference counted, under the id
+    /// [`Sql::next_content_id`] gave (see `store_prepared`).
+    pub(super) insert_new_content: String,
+    /// The id the next content row gets: the one SQLite would choose (one past the largest).
+    pub(super) next_content_id: String,
     pub(super) find_content: String,
     pub(super) insert_chunk: String,
     pub(super) chunk_content: String,
@@ -186,12 +191,18 @@ impl Sql {
                 "INSERT INTO \"{t}__content\" (hash, refs, data) VALUES (?1, 0, ?2) \
                  ON CONFLICT(hash) DO NOTHING"
             ),
+            insert_new_content: format!(
+                "INSERT INTO \"{t}__content\" (cid, hash, refs, data) \
+                 VALUES ((SELECT coalesce(max(cid), 0) + 1 FROM \"{t}__content\"), ?1, 1, ?2)"
+            ),
+            next_content_id: format!("SELECT coalesce(max(cid), 0) + 1 FROM \"{t}__content\""),
             find_content: format!("SELECT cid, length(data) FROM \"{t}__content\" WHERE hash = ?1"),
             insert_chunk: format!("INSERT INTO \"{c}\" (id, cid) VALUES (?1, ?2)"),
             chunk_content: format!("SELECT cid FROM \"{c}\" WHERE id = ?1"),
             insert_content_coded: format!(
-                "INSERT INTO \"{t}__content\" (hash, refs, data, codec, raw_size) \
-                 VALUES (?1, 0, ?2, ?3, ?4) ON CONFLICT(hash) DO NOTHING"
+                "INSERT INTO \"{t}__content\" (cid, hash, refs, data, codec, raw_size) \
+                 VALUES ((SELECT coalesce(max(cid), 0) + 1 FROM \"{t}__content\"), \
+                 ?1, 1, ?2, ?3, ?4)"
             ),
             find_content_coded: format!(
                 "SELECT cid, {} FROM \"{t}__content\" WHERE hash = ?1",

@@ -3,7 +3,7 @@
 
 use std::mem::MaybeUninit;
 
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OptionalExtension};
 
 use super::compression::PreparedChunk;
 use super::types::{
@@ -254,6 +254,37 @@ impl KvTable {
         let sql = &self.sql;
         let hash = chunk.hash.as_bytes().as_slice();
         let raw_len = chunk.raw.len();
+        let find = if self.runtime.coded() {
+            &sql.find_content_coded
+        } else {
+            &sql.find_content
+        };
+        let stored: Option<(i64, i64)> = conn
+            .prepare_cached(find)?
+            .query_row([hash], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        if let Some((cid, len)) = stored {
+            // Stored before (deduplicated): the chunk row's trigger counts one more reference.
+            if usize::try_from(len).ok() != Some(raw_len) {
+                return Err(Error::Corrupted(format!(
+                    "stored content {cid} has {len} bytes but its hash names {raw_len} bytes"
+                )));
+            }
+            conn.prepare_cached(&sql.insert_chunk)?
+                .execute(params![rowid, cid])?;
+            return Ok(());
+        }
+        // New content: the chunk row goes in first, naming the id the content row then gets,
+        // so its reference-count trigger finds no row to update, and the content row is
+        // inserted with its reference counted. Inserted after the content, the chunk row's
+        // trigger rewrote the whole content row to add one to `refs`: SQLite re-reads and
+        // re-encodes every column of a row it updates, a megabyte per 1 MiB chunk, and that was
+        // a quarter of a streaming writer's time.
+        let cid: i64 = conn
+            .prepare_cached(&sql.next_content_id)?
+            .query_row([], |r| r.get(0))?;
+        conn.prepare_cached(&sql.insert_chunk)?
+            .execute(params![rowid, cid])?;
         match &chunk.compressed {
             Some((code, bytes)) => {
                 conn.prepare_cached(&sql.insert_content_coded)?
@@ -262,34 +293,27 @@ impl KvTable {
                         bytes,
                         code,
                         i64::try_from(raw_len).unwrap_or(i64::MAX)
-                    ])?
+                    ])?;
             }
             // A large chunk is bound without the copy rusqlite's binding makes (a statement
             // prepared per chunk costs far less than copying a megabyte).
             None if raw_len >= BORROWED_INSERT_MIN => {
-                BorrowedBlobInsert::prepare(conn, &sql.insert_content)?
+                BorrowedBlobInsert::prepare(conn, &sql.insert_new_content)?
                     .execute_keyed(hash, chunk.raw)?;
-                0
             }
-            None => conn
-                .prepare_cached(&sql.insert_content)?
-                .execute(params![hash, chunk.raw])?,
-        };
-        let find = if self.runtime.coded() {
-            &sql.find_content_coded
-        } else {
-            &sql.find_content
-        };
-        let (cid, len): (i64, i64) = conn
-            .prepare_cached(find)?
-            .query_row([hash], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        if usize::try_from(len).ok() != Some(raw_len) {
+            None => {
+                conn.prepare_cached(&sql.insert_new_content)?
+                    .execute(params![hash, chunk.raw])?;
+            }
+        }
+        // Both statements chose the id inside this write transaction, so they agree; a
+        // mismatch would leave a chunk naming missing content, so it fails the write.
+        if conn.last_insert_rowid() != cid {
             return Err(Error::Corrupted(format!(
-                "stored content {cid} has {len} bytes but its hash names {raw_len} bytes"
+                "new content was stored under id {} instead of {cid}",
+                conn.last_insert_rowid()
             )));
         }
-        conn.prepare_cached(&sql.insert_chunk)?
-            .execute(params![rowid, cid])?;
         Ok(())
     }
 
