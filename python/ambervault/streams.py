@@ -179,17 +179,24 @@ class VaultWriter(io.RawIOBase):
             pass
 
 
-def source_descriptor(reader: Any) -> Optional[int]:
-    """The descriptor of ``reader`` if it is a plain binary file open for reading (an unbuffered
-    ``io.FileIO`` or a buffered reader over one); ``None`` for anything else."""
-    buffered = type(reader) in (io.BufferedReader, io.BufferedRandom)
-    raw = reader.raw if buffered else reader
-    if type(raw) is not io.FileIO or raw.closed or not raw.readable():
+def _plain_file_descriptor(f: Any, buffered_types: tuple[type, ...], reading: bool) -> Optional[int]:
+    """The descriptor of ``f`` if it is an open ``io.FileIO`` (or one of ``buffered_types`` over
+    one) that can be read (``reading``) or written; ``None`` for anything else."""
+    raw = f.raw if type(f) in buffered_types else f
+    if type(raw) is not io.FileIO or raw.closed:
+        return None
+    if not (raw.readable() if reading else raw.writable()):
         return None
     try:
         return raw.fileno()
     except (OSError, ValueError):
         return None
+
+
+def source_descriptor(reader: Any) -> Optional[int]:
+    """The descriptor of ``reader`` if it is a plain binary file open for reading (an unbuffered
+    ``io.FileIO`` or a buffered reader over one); ``None`` for anything else."""
+    return _plain_file_descriptor(reader, (io.BufferedReader, io.BufferedRandom), reading=True)
 
 
 #: The most a pipe is grown to: the default limit for unprivileged processes on Linux
@@ -224,11 +231,4 @@ def file_descriptor(writer: Any) -> Optional[int]:
     """The descriptor of ``writer`` if it is a plain binary file open for writing (an unbuffered
     ``io.FileIO`` or a buffered writer over one), which can be written to directly; ``None`` for
     anything else (in-memory buffers, subclasses that may intercept writes, compressed files)."""
-    buffered = type(writer) in (io.BufferedWriter, io.BufferedRandom)
-    raw = writer.raw if buffered else writer
-    if type(raw) is not io.FileIO or raw.closed or not raw.writable():
-        return None
-    try:
-        return raw.fileno()
-    except (OSError, ValueError):
-        return None
+    return _plain_file_descriptor(writer, (io.BufferedWriter, io.BufferedRandom), reading=False)

@@ -99,3 +99,26 @@ class WriteLock:
         timer = threading.Timer(seconds, self.release)
         timer.start()
         return timer
+
+
+def patterned(size: int, seed: int) -> bytes:
+    """``size`` reproducible bytes (a 4 KiB block of the seed, repeated); a negative seed gives
+    a random block."""
+    block = os.urandom(4096) if seed < 0 else bytes((seed * 31 + i * 7) % 251 for i in range(4096))
+    return block * (size // 4096) + block[: size % 4096]
+
+
+def damage_rows(path, sql: str) -> None:
+    """Run ``sql`` on the closed vault file at ``path`` with its guarding triggers dropped for
+    the statement (as a damaged or hostile file would be)."""
+    import sqlite3
+
+    sys.path.insert(0, str(REPO / "scripts"))
+    from hostile_files import row_mutations
+
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("BEGIN")
+    with row_mutations._triggers_dropped(conn):
+        conn.execute(sql)
+    conn.execute("COMMIT")
+    conn.close()

@@ -5,8 +5,6 @@ read come back whole and from one moment."""
 
 from __future__ import annotations
 
-import sqlite3
-import sys
 import threading
 from pathlib import Path
 from typing import Optional
@@ -14,28 +12,10 @@ from typing import Optional
 import pytest
 
 import ambervault
-from ambervault import CorruptionError, ValueChangedError
-from helpers import REPO
-
-sys.path.insert(0, str(REPO / "scripts"))
-
-from hostile_files import row_mutations
+from ambervault import CorruptionError
+from helpers import damage_rows, patterned
 
 MIB = 1 << 20
-
-
-def _value(size: int, seed: int) -> bytes:
-    block = bytes((seed * 31 + i * 7) % 251 for i in range(4096))
-    return block * (size // 4096) + block[: size % 4096]
-
-
-def _damage(path: Path, sql: str) -> None:
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("BEGIN")
-    with row_mutations._triggers_dropped(conn):
-        conn.execute(sql)
-    conn.execute("COMMIT")
-    conn.close()
 
 
 @pytest.mark.parametrize("compression", [None, "zstd"])
@@ -43,10 +23,10 @@ def test_get_many_returns_what_one_get_per_key_returns(tmp_path: Path, compressi
     values = {
         "empty": b"",
         "inline": b"small value",
-        "one-chunk": _value(100_000, 1),
-        "chunks": _value(3 * MIB + 17, 2),
-        "exactly-a-chunk": _value(MIB, 3),
-        "large": _value(9 * MIB + 1, 4),
+        "one-chunk": patterned(100_000, 1),
+        "chunks": patterned(3 * MIB + 17, 2),
+        "exactly-a-chunk": patterned(MIB, 3),
+        "large": patterned(9 * MIB + 1, 4),
     }
     with ambervault.KVault(tmp_path / "v.db", compression=compression) as kv:
         for key, value in values.items():
@@ -67,7 +47,7 @@ def test_get_many_returns_what_one_get_per_key_returns(tmp_path: Path, compressi
 
 def test_get_many_counts_hits_and_misses(tmp_path: Path) -> None:
     with ambervault.KVault(tmp_path / "v.db", max_bytes=1 << 30, eviction="least-recently-used") as kv:
-        kv["a"] = _value(200_000, 1)
+        kv["a"] = patterned(200_000, 1)
         kv["b"] = b"inline"
         before = kv.stats()
         kv.get_many(["a", "b", "nope", "a"])
@@ -86,35 +66,25 @@ def test_get_many_counts_hits_and_misses(tmp_path: Path) -> None:
 def test_get_many_refuses_a_damaged_size_before_allocating(tmp_path: Path, damage: str, message: str) -> None:
     path = tmp_path / "v.db"
     with ambervault.KVault(path) as kv:
-        kv["big"] = _value(3 * MIB + 100, 5)
-        kv["fine"] = _value(2 * MIB, 6)
-    _damage(path, f"UPDATE kvault SET {damage} WHERE key = CAST('big' AS BLOB)")
+        kv["big"] = patterned(3 * MIB + 100, 5)
+        kv["fine"] = patterned(2 * MIB, 6)
+    damage_rows(path, f"UPDATE kvault SET {damage} WHERE key = CAST('big' AS BLOB)")
     with ambervault.KVault(path) as kv:
         with pytest.raises(CorruptionError, match=message):
             kv.get_many(["fine", "big"])
-        assert kv.get_many(["fine"]) == [_value(2 * MIB, 6)]
+        assert kv.get_many(["fine"]) == [patterned(2 * MIB, 6)]
 
 
-def test_get_many_refuses_a_value_with_a_missing_chunk(tmp_path: Path) -> None:
-    path = tmp_path / "v.db"
-    with ambervault.KVault(path) as kv:
-        kv["big"] = _value(3 * MIB, 7)
-        kv["other"] = _value(200_000, 8)
-    conn = sqlite3.connect(path)
-    (blob,) = conn.execute("SELECT blob_id FROM kvault WHERE key = CAST('big' AS BLOB)").fetchone()
-    conn.close()
-    _damage(path, f"DELETE FROM kvault__chunks WHERE id = {int(blob) << 32 | 1}")
-    with ambervault.KVault(path) as kv:
-        with pytest.raises(ValueChangedError):
-            kv.get_many(["other", "big"])
-        assert kv.get_many(["other"]) == [_value(200_000, 8)]
-
-
-def test_get_many_sees_values_written_together_from_one_moment(tmp_path: Path) -> None:
-    """A writer replaces two chunked values in one transaction, over and over; every get_many
-    returns both from the same transaction, each whole (a replacement between locating and
-    reading sends the call back to one snapshot for everything)."""
-    versions = [(_value(300_000 + seed, seed), _value(2 * MIB + seed, seed + 50)) for seed in range(4)]
+@pytest.mark.parametrize(
+    "read",
+    [lambda kv: tuple(kv.get_many(["a", "b"])), lambda kv: tuple(kv.values())],
+    ids=["get_many", "values"],
+)
+def test_values_written_together_are_read_from_one_moment(tmp_path: Path, read) -> None:
+    """A writer replaces two chunked values in one transaction, over and over; every get_many,
+    and every scan (one page), returns both from the same transaction, each whole (a
+    replacement between locating and reading sends the call back to one snapshot)."""
+    versions = [(patterned(300_000 + seed, seed), patterned(2 * MIB + seed, seed + 50)) for seed in range(4)]
     with ambervault.KVault(tmp_path / "v.db") as kv:
         kv["a"], kv["b"] = versions[0]
         stop = threading.Event()
@@ -131,8 +101,7 @@ def test_get_many_sees_values_written_together_from_one_moment(tmp_path: Path) -
         try:
             seen = set()
             for _ in range(200):
-                a, b = kv.get_many(["a", "b"])
-                pair = (a, b)
+                pair = read(kv)
                 assert pair in versions  # whole values, both from one transaction
                 seen.add(versions.index(pair))
         finally:
@@ -147,14 +116,14 @@ def test_item_scans_return_what_one_get_per_key_returns(tmp_path: Path, compress
     with ambervault.KVault(tmp_path / "v.db", compression=compression) as kv:
         expected = {}
         for i in range(9):
-            expected[f"big:{i}"] = _value(3 * MIB + i, i)
-        expected["mid:0"] = _value(100_000, 20)
+            expected[f"big:{i}"] = patterned(3 * MIB + i, i)
+        expected["mid:0"] = patterned(100_000, 20)
         expected["mid:1"] = b""
         expected["mid:2"] = b"inline"
         for key, value in expected.items():
             kv[key] = value
-        kv.put("typed", {"blob": _value(2 * MIB, 30)})
-        expected["typed"] = {"blob": _value(2 * MIB, 30)}
+        kv.put("typed", {"blob": patterned(2 * MIB, 30)})
+        expected["typed"] = {"blob": patterned(2 * MIB, 30)}
         items = list(kv.items())
         assert [k for k, _ in items] == sorted(expected)
         assert items == [(k, kv[k]) for k in sorted(expected)]
@@ -169,39 +138,10 @@ def test_item_scans_return_what_one_get_per_key_returns(tmp_path: Path, compress
 def test_item_scans_refuse_a_damaged_size(tmp_path: Path) -> None:
     path = tmp_path / "v.db"
     with ambervault.KVault(path) as kv:
-        kv["a"] = _value(2 * MIB, 1)
-        kv["b"] = _value(3 * MIB + 100, 2)
-    _damage(path, "UPDATE kvault SET size = 1 << 50 WHERE key = CAST('b' AS BLOB)")
+        kv["a"] = patterned(2 * MIB, 1)
+        kv["b"] = patterned(3 * MIB + 100, 2)
+    damage_rows(path, "UPDATE kvault SET size = 1 << 50 WHERE key = CAST('b' AS BLOB)")
     with ambervault.KVault(path) as kv:
         with pytest.raises(CorruptionError, match="fewer chunks than its size needs"):
             list(kv.items())
-        assert list(kv.items(prefix="a")) == [("a", _value(2 * MIB, 1))]
-
-
-def test_a_page_of_items_comes_from_one_moment(tmp_path: Path) -> None:
-    """Two chunked values replaced together, over and over: each scan (one page) returns both
-    whole and from the same transaction."""
-    versions = [(_value(300_000 + seed, seed), _value(MIB + seed, seed + 50)) for seed in range(4)]
-    with ambervault.KVault(tmp_path / "v.db") as kv:
-        kv["a"], kv["b"] = versions[0]
-        stop = threading.Event()
-
-        def replace() -> None:
-            i = 0
-            while not stop.is_set():
-                i += 1
-                with kv.transaction():
-                    kv["a"], kv["b"] = versions[i % len(versions)]
-
-        writer = threading.Thread(target=replace)
-        writer.start()
-        try:
-            seen = set()
-            for _ in range(200):
-                pair = tuple(kv.values())
-                assert pair in versions
-                seen.add(versions.index(pair))
-        finally:
-            stop.set()
-            writer.join()
-        assert len(seen) > 1
+        assert list(kv.items(prefix="a")) == [("a", patterned(2 * MIB, 1))]

@@ -5,9 +5,7 @@ refused, and a value replaced while it is read is never returned mixed."""
 
 from __future__ import annotations
 
-import os
 import sqlite3
-import sys
 import threading
 from pathlib import Path
 
@@ -15,33 +13,14 @@ import pytest
 
 import ambervault
 from ambervault import CorruptionError, ValueChangedError
-from helpers import REPO
-
-sys.path.insert(0, str(REPO / "scripts"))
-
-from hostile_files import row_mutations
+from helpers import damage_rows, patterned
 
 MIB = 1 << 20
 
 
-def _value(size: int, seed: int) -> bytes:
-    """Incompressible-looking but reproducible bytes."""
-    block = os.urandom(4096) if seed < 0 else bytes((seed * 31 + i * 7) % 251 for i in range(4096))
-    return block * (size // 4096) + block[: size % 4096]
-
-
-def _damage(path: Path, sql: str) -> None:
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("BEGIN")
-    with row_mutations._triggers_dropped(conn):
-        conn.execute(sql)
-    conn.execute("COMMIT")
-    conn.close()
-
-
 @pytest.mark.parametrize("size", [MIB + 1, 3 * MIB + 12345, 9 * MIB])
 def test_large_values_read_back_exactly(tmp_path: Path, size: int) -> None:
-    value = _value(size, 3)
+    value = patterned(size, 3)
     with ambervault.KVault(tmp_path / "v.db") as kv:
         kv["big"] = value
         kv.put("typed", {"blob": value[:MIB], "n": 1})
@@ -77,9 +56,9 @@ def test_damaged_size_of_a_large_value_is_refused(
 ) -> None:
     path = tmp_path / "v.db"
     with ambervault.KVault(path) as kv:
-        kv["big"] = _value(3 * MIB + 100, 5)
+        kv["big"] = patterned(3 * MIB + 100, 5)
         kv["small"] = b"fine"
-    _damage(path, f"UPDATE kvault SET {damage} WHERE key = CAST('big' AS BLOB)")
+    damage_rows(path, f"UPDATE kvault SET {damage} WHERE key = CAST('big' AS BLOB)")
     with ambervault.KVault(path) as kv:
         with pytest.raises(error, match=message):
             kv["big"]
@@ -89,18 +68,22 @@ def test_damaged_size_of_a_large_value_is_refused(
 def test_large_value_with_a_missing_chunk_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "v.db"
     with ambervault.KVault(path) as kv:
-        kv["big"] = _value(3 * MIB, 7)
+        kv["big"] = patterned(3 * MIB, 7)
+        kv["other"] = patterned(200_000, 8)
     conn = sqlite3.connect(path)
     (blob,) = conn.execute("SELECT blob_id FROM kvault WHERE key = CAST('big' AS BLOB)").fetchone()
     conn.close()
-    _damage(path, f"DELETE FROM kvault__chunks WHERE id = {int(blob) << 32 | 1}")
+    damage_rows(path, f"DELETE FROM kvault__chunks WHERE id = {int(blob) << 32 | 1}")
     with ambervault.KVault(path) as kv:
         with pytest.raises(ValueChangedError):
             kv["big"]
+        with pytest.raises(ValueChangedError):  # a batched read too, after the others
+            kv.get_many(["other", "big"])
+        assert kv.get_many(["other"]) == [patterned(200_000, 8)]
 
 
 def test_large_values_replaced_while_read_are_never_mixed(tmp_path: Path) -> None:
-    versions = [_value(2 * MIB + 100, seed) for seed in range(4)]
+    versions = [patterned(2 * MIB + 100, seed) for seed in range(4)]
     with ambervault.KVault(tmp_path / "v.db") as kv:
         kv["big"] = versions[0]
         stop = threading.Event()
