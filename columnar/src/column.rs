@@ -13,12 +13,13 @@ use rusqlite::params;
 use crate::dtype::DType;
 use crate::elements::{Elements, ReadOut};
 use crate::error::{Error, Result};
-use crate::meta::{self, ColumnMeta, INDEX_TAIL_BYTES, TAIL_BYTES, VAR_TAIL_BYTES};
+use crate::meta::{self, ColumnMeta, INDEX_TAIL_BYTES, INDEX_WIDTH, TAIL_BYTES, VAR_TAIL_BYTES};
 use crate::ops;
 use crate::read_cache::{read_if_current, with_cache, Wanted, CACHED_READ};
 use crate::schema::{self, COLUMNS_TABLE};
 use crate::slice::{resolve_index, resolve_slice};
 use crate::stream::{usize_of, ChunkPlan};
+use crate::tail_room::{self, Room};
 
 /// Column ids must fit in the upper bits of a chunk rowid.
 const MAX_COLUMN_ID: i64 = (1 << 30) - 1;
@@ -317,16 +318,20 @@ impl Column {
         if let Some(len) = fast {
             return Ok(vec![len]);
         }
-        store.write_with(|conn| {
-            let mut lengths = Vec::with_capacity(batches.len());
+        let appended = store.write_with(|conn| {
+            let mut appended = Vec::with_capacity(batches.len());
             for (column, elements) in batches {
                 let mut meta = meta::load(conn, column.id, &column.name)?;
                 ops::append(conn, &mut meta, *elements)?;
                 meta::save(conn, &meta, now)?;
-                lengths.push(meta.len);
+                appended.push((meta.len, Room::left_in(&meta)));
             }
-            Ok(lengths)
-        })
+            Ok::<_, Error>(appended)
+        })?;
+        for ((column, _), (_, room)) in batches.iter().zip(&appended) {
+            tail_room::note(store, column.id, *room);
+        }
+        Ok(appended.into_iter().map(|(len, _)| len).collect())
     }
 
     /// The common durable append, of a few fixed-width elements that fit the column's tail:
@@ -342,7 +347,9 @@ impl Column {
         if raw.is_empty() || !raw.len().is_multiple_of(width) || raw.len() as u64 > TAIL_BYTES {
             return Ok(None);
         }
-        if !joins_bytes_exactly(store)? {
+        if !joins_bytes_exactly(store)?
+            || tail_room::known_full(store, self.id, raw.len() as u64, 0)
+        {
             return Ok(None);
         }
         let (w, added) = (width as i64, raw.len() as i64);
@@ -362,6 +369,9 @@ impl Column {
             ];
             Ok(run_noting(&mut statement, params)?)
         })?;
+        if appended.is_some() {
+            tail_room::take(store, self.id, raw.len() as u64, 0);
+        }
         Ok(appended.and_then(|len| u64::try_from(len).ok()))
     }
 
@@ -373,6 +383,7 @@ impl Column {
         if self.dtype.fixed_width().is_some()
             || item.len() as u64 > VAR_TAIL_BYTES
             || !joins_bytes_exactly(store)?
+            || tail_room::known_full(store, self.id, item.len() as u64, INDEX_WIDTH)
         {
             return Ok(None);
         }
@@ -391,6 +402,9 @@ impl Column {
             ];
             Ok(run_noting(&mut statement, params)?)
         })?;
+        if appended.is_some() {
+            tail_room::take(store, self.id, item.len() as u64, INDEX_WIDTH);
+        }
         Ok(appended.and_then(|len| u64::try_from(len).ok()))
     }
 

@@ -41,6 +41,7 @@ mod read_cache;
 mod schema;
 mod slice;
 mod stream;
+mod tail_room;
 
 pub use column::Column;
 pub use dtype::{

@@ -29,13 +29,21 @@ fn small_appends_stay_in_the_tail_until_it_is_full() {
         panic!()
     };
     assert_eq!(raw, i64s(&[model[model.len() - 1]]));
-    // One more element does not fit: the tail moves into the chunks with it.
+    // One more element does not fit: the tail moves into the chunks, and the element starts
+    // the next tail.
     col.append(&mut s, Elements::Fixed(&i64s(&[-1]))).unwrap();
     model.push(-1);
     let meta = col.meta(&mut s).unwrap();
-    assert!(meta.tail.is_empty());
+    assert_eq!(&meta.tail[..], &i64s(&[-1])[..]);
+    assert_eq!(meta.data_bytes, TAIL_BYTES + 8);
     let stored: i64 = chunk_sizes(&mut s).iter().sum();
-    assert!(stored as u64 >= TAIL_BYTES + 8);
+    assert!(stored as u64 >= TAIL_BYTES);
+    assert_eq!(read_i64s(&mut s, &col), model);
+    // Elements larger than a tail go to the chunks, after the tail.
+    let large: Vec<i64> = (0..TAIL_BYTES as i64 / 8 + 1).map(|v| -v).collect();
+    col.append(&mut s, Elements::Fixed(&i64s(&large))).unwrap();
+    model.extend(&large);
+    assert!(col.meta(&mut s).unwrap().tail.is_empty());
     assert_eq!(read_i64s(&mut s, &col), model);
     // The next small append starts a new tail after the sealed bytes.
     col.append(&mut s, Elements::Fixed(&i64s(&[7, 8]))).unwrap();
@@ -44,7 +52,10 @@ fn small_appends_stay_in_the_tail_until_it_is_full() {
     let ReadOut::Fixed(raw) = col.read(&mut s, per_tail - 2, per_tail + 3).unwrap() else {
         panic!()
     };
-    assert_eq!(raw, i64s(&model[per_tail as usize - 2..]));
+    assert_eq!(
+        raw,
+        i64s(&model[per_tail as usize - 2..per_tail as usize + 3])
+    );
     assert_eq!(Column::check(&mut s).unwrap(), Vec::<String>::new());
 }
 
@@ -112,26 +123,40 @@ fn small_variable_appends_stay_in_the_tails_until_one_is_full() {
     assert_eq!(chunk_sizes(&mut s), Vec::<i64>::new());
     assert_eq!(read_var(&mut s, &col, 0, u64::MAX), model);
     assert_eq!(read_var(&mut s, &col, 3, 5), model[3..5].to_vec());
-    // Data that does not fit moves both tails into the chunks.
+    // Data that does not fit moves both tails into the chunks; the element starts the next
+    // tails.
     let big = vec![0xAB; VAR_TAIL_BYTES as usize - 100];
     col.append(&mut s, Elements::Var(&[&big])).unwrap();
-    model.push(big);
+    model.push(big.clone());
     let meta = col.meta(&mut s).unwrap();
-    assert!(meta.tail.is_empty() && meta.index_tail.is_empty());
+    assert_eq!(&meta.tail[..], &big[..]);
+    assert_eq!(
+        &meta.index_tail[..],
+        &(200 + big.len() as u64).to_le_bytes()[..]
+    );
+    // 200 data bytes and 80 index bytes were sealed.
+    assert_eq!(chunk_sizes(&mut s), vec![64, 128, 256, 64, 128]);
     assert_eq!(read_var(&mut s, &col, 0, u64::MAX), model);
     // So do index entries that do not fit, even of empty elements.
     let per_index_tail = INDEX_TAIL_BYTES / 8;
-    for _ in 0..per_index_tail {
+    for _ in 1..per_index_tail {
         col.append(&mut s, Elements::Var(&[b""])).unwrap();
         model.push(Vec::new());
     }
     let meta = col.meta(&mut s).unwrap();
     assert_eq!(meta.index_tail.len() as u64, INDEX_TAIL_BYTES);
-    assert!(meta.tail.is_empty());
+    assert_eq!(&meta.tail[..], &big[..]);
     col.append(&mut s, Elements::Var(&[b"last"])).unwrap();
     model.push(b"last".to_vec());
     let meta = col.meta(&mut s).unwrap();
-    assert!(meta.index_tail.is_empty());
+    assert_eq!((&meta.tail[..], meta.index_tail.len()), (&b"last"[..], 8));
+    assert_eq!(read_var(&mut s, &col, 0, u64::MAX), model);
+    // An element larger than a tail goes to the chunks with the tails before it.
+    let huge = vec![0xCD; VAR_TAIL_BYTES as usize + 1];
+    col.append(&mut s, Elements::Var(&[&huge])).unwrap();
+    model.push(huge);
+    let meta = col.meta(&mut s).unwrap();
+    assert!(meta.tail.is_empty() && meta.index_tail.is_empty());
     assert_eq!(read_var(&mut s, &col, 0, u64::MAX), model);
     // Middle operations move the tails first.
     col.append(&mut s, Elements::Var(&[b"x", b"yz"])).unwrap();
