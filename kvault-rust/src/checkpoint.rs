@@ -14,7 +14,8 @@
 //! most [`FINISH_INLINE_FRAMES`] uncopied (or the WAL reached twice [`CHECKPOINT_FRAMES`]),
 //! copies the rest inline: the next write then rewinds. The committing thread copies a few
 //! hundred frames instead of a thousand; on this machine's disk durable log-line appends spent
-//! half as long in those commits (0.5-0.8 s against 1.2-1.5 s per 200,000, alternated).
+//! less than half as long in those commits (0.27-0.80 s against 1.21-1.55 s per 200,000,
+//! alternated).
 //!
 //! The bound: when the WAL already held [`INLINE_CHECKPOINT_FRAMES`] before a commit (the
 //! thread is falling behind a series of bulk writes), that commit waits for the thread's pass
@@ -195,7 +196,7 @@ enum AfterCommit {
     Nothing,
     /// Wait for the thread's pass, then checkpoint inline (the WAL's bound).
     WaitThenCopy,
-    /// Ask the thread for a pass (a bulk commit).
+    /// Ask the thread for a pass (a bulk commit, or a small one on a long WAL).
     Request,
     /// Checkpoint inline (a small commit on a long WAL the thread has mostly copied).
     Copy,
