@@ -68,7 +68,8 @@ struct State {
     running: bool,
     /// The thread must end (or could not start).
     stop: bool,
-    /// WAL frames the thread's last pass left copied (SQLite's count; stale after a rewind).
+    /// WAL frames the thread's last pass left copied (SQLite's count); reset by a rewind, unless
+    /// the pass records it just after one (then more than the new WAL holds, or an early copy).
     copied: c_int,
     thread: Option<JoinHandle<()>>,
 }
@@ -129,12 +130,14 @@ impl Checkpointer {
             frames_after_last_commit = frames;
             if rewound {
                 small_pass_from = None;
+                // The last pass's count was of the WAL before the rewind.
+                hook_shared.lock().copied = 0;
             }
             let decision = after_commit(frames, frames_before, small_pass_from, || {
                 thread_state(&hook_shared)
             });
             small_pass_from = match decision {
-                AfterCommit::Request if frames - frames_before < BULK_COMMIT_FRAMES => Some(frames),
+                AfterCommit::RequestForSmall => Some(frames),
                 AfterCommit::Nothing => small_pass_from,
                 _ => None,
             };
@@ -147,7 +150,9 @@ impl Checkpointer {
                     let _ = wal.checkpoint_v2(CheckpointMode::PASSIVE);
                 }
                 // Requests while a pass runs merge into one more pass.
-                AfterCommit::Request => request(&hook_shared, &path, synchronous, key.as_ref()),
+                AfterCommit::Request | AfterCommit::RequestForSmall => {
+                    request(&hook_shared, &path, synchronous, key.as_ref());
+                }
                 // Busy is fine: the next commit tries again.
                 AfterCommit::Copy => {
                     let _ = wal.checkpoint_v2(CheckpointMode::PASSIVE);
@@ -196,8 +201,11 @@ enum AfterCommit {
     Nothing,
     /// Wait for the thread's pass, then checkpoint inline (the WAL's bound).
     WaitThenCopy,
-    /// Ask the thread for a pass (a bulk commit, or a small one on a long WAL).
+    /// Ask the thread for a pass (a bulk commit).
     Request,
+    /// Ask the thread for a pass (a small commit on a long WAL); small commits wait for it if
+    /// the WAL grows by another [`CHECKPOINT_FRAMES`] meanwhile.
+    RequestForSmall,
     /// Checkpoint inline (a small commit on a long WAL the thread has mostly copied).
     Copy,
 }
@@ -250,7 +258,7 @@ fn after_commit(
             }
             // Passes that never catch up (syncs slower than the commits) still end in a rewind.
             ThreadState::Idle { .. } if frames >= 2 * CHECKPOINT_FRAMES => AfterCommit::Copy,
-            ThreadState::Idle { .. } => AfterCommit::Request,
+            ThreadState::Idle { .. } => AfterCommit::RequestForSmall,
         }
     }
 }
@@ -395,7 +403,7 @@ mod tests {
         // A small commit on a long WAL the thread has not copied asks the thread too...
         assert_eq!(
             after_commit(1500, 1499, None, idle(0)),
-            AfterCommit::Request
+            AfterCommit::RequestForSmall
         );
         // ...and copies inline only the little a pass left behind.
         let left = FINISH_INLINE_FRAMES;
@@ -405,12 +413,12 @@ mod tests {
         );
         assert_eq!(
             after_commit(1500, 1499, None, idle(1500 - left - 1)),
-            AfterCommit::Request
+            AfterCommit::RequestForSmall
         );
         // A count from before a rewind (more than the WAL holds) tells nothing.
         assert_eq!(
             after_commit(1200, 1199, None, idle(1500)),
-            AfterCommit::Request
+            AfterCommit::RequestForSmall
         );
         // Passes that never catch up end in an inline copy all the same.
         let long = 2 * CHECKPOINT_FRAMES;
