@@ -412,8 +412,11 @@ fn run(shared: &Shared, path: &Path, synchronous: Synchronous, key: Option<Key>)
             state.running = false;
             state.copied = copied;
             // Linux reports a failed write-back once per open file: this connection's next
-            // sync could succeed without the lost pages. The thread ends, and checkpoints are
-            // made inline by connections that will still see the error.
+            // sync could succeed without the lost pages, so the thread ends rather than go on.
+            // Checkpoints are then made inline, and each writer's connection gets the error
+            // from its own next sync. Pages whose write-back failed after a pass recorded them
+            // as copied are not copied again within the process, with or without this thread
+            // (SQLite's inline checkpoints behave the same); see docs/design.md.
             state.stop |= sync_failed;
         }
         shared.wake.notify_all();
