@@ -44,6 +44,7 @@ fn _ambervault(m: &Bound<'_, PyModule>) -> PyResult<()> {
     text_py::register(m)?;
     write_cache_py::register(m)?;
     m.add_function(wrap_pyfunction!(powerloss_mark, m)?)?;
+    m.add_function(wrap_pyfunction!(powerloss_fail_db_syncs, m)?)?;
     Ok(())
 }
 
@@ -52,6 +53,13 @@ fn _ambervault(m: &Bound<'_, PyModule>) -> PyResult<()> {
 #[pyfunction]
 fn powerloss_mark(n: u64) -> bool {
     kvault::powerloss_mark(n)
+}
+
+/// Makes every sync of a database file fail while `on` (the power-loss test VFS, test builds
+/// only); False when that VFS is not installed (always in release builds).
+#[pyfunction]
+fn powerloss_fail_db_syncs(on: bool) -> bool {
+    kvault::powerloss_fail_db_syncs(on)
 }
 
 fn rusqlite_version() -> String {

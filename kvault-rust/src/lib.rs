@@ -88,6 +88,22 @@ pub use store::{
 pub use vault::{StoreGuard, TableKind, Transaction, Vault};
 pub use wal_index::CommitToken;
 
+/// Makes every sync of a database file fail while `on`, in the power-loss test VFS (test
+/// builds with `AMBERVAULT_TEST_POWERLOSS_LOG` set); false when that VFS is not installed
+/// (always in builds without the `test-hooks` feature).
+#[must_use]
+pub fn powerloss_fail_db_syncs(on: bool) -> bool {
+    #[cfg(feature = "test-hooks")]
+    {
+        powerloss_vfs::fail_db_syncs(on)
+    }
+    #[cfg(not(feature = "test-hooks"))]
+    {
+        let _ = on;
+        false
+    }
+}
+
 /// Adds application event `n` (an acknowledged operation) to the power-loss test log; false
 /// when nothing is recorded (always in builds without the `test-hooks` feature). See the
 /// `AMBERVAULT_TEST_POWERLOSS_LOG` variable in `docs/reliability.md`.

@@ -14,6 +14,8 @@
 //! Compiled only with the `test-hooks` feature, and active only when the environment variable
 //! `AMBERVAULT_TEST_POWERLOSS_LOG` names a log file when the first vault of the process opens.
 //! [`mark`] adds an application event (an acknowledged operation) to the log.
+//! [`fail_db_syncs`] makes every sync of a database file fail (`SQLITE_IOERR_FSYNC`, nothing
+//! synced) until it is turned off, for tests of what a failed sync does.
 //!
 //! Log records (little-endian): `O id:u32 len:u32 name` (a file opened), `W id:u32 offset:i64
 //! len:u32 bytes`, `T id:u32 size:i64`, `S id:u32`, `D len:u32 name` (a file deleted), `M n:u64`.
@@ -21,7 +23,7 @@
 use std::ffi::{c_char, c_int, c_void, CStr};
 use std::fs::File;
 use std::io::Write;
-use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 use std::sync::{Mutex, OnceLock, PoisonError};
 
 use rusqlite::ffi;
@@ -42,12 +44,17 @@ static RECORDER: Mutex<Option<Recorder>> = Mutex::new(None);
 /// The VFS the recorder forwards to.
 static INNER_VFS: AtomicPtr<ffi::sqlite3_vfs> = AtomicPtr::new(std::ptr::null_mut());
 
+/// Whether syncs of database files fail (see [`fail_db_syncs`]).
+static FAIL_DB_SYNCS: AtomicBool = AtomicBool::new(false);
+
 /// Our part of an open file; the inner VFS's file follows at [`INNER_OFFSET`].
 #[repr(C)]
 struct RecordedFile {
     base: ffi::sqlite3_file,
     /// The file's id in the log (0: not recorded, e.g. a temporary file).
     id: u32,
+    /// A main database file (not its WAL).
+    main_db: bool,
 }
 
 const INNER_OFFSET: usize = std::mem::size_of::<RecordedFile>().next_multiple_of(16);
@@ -102,6 +109,13 @@ pub fn mark(n: u64) -> bool {
         r.log.write_all(&record).is_ok()
     })
     .unwrap_or(false)
+}
+
+/// Makes every sync of a database file fail with `SQLITE_IOERR_FSYNC`, without syncing, while
+/// `on` (a disk whose write-back failed); false when the recorder is not installed.
+pub fn fail_db_syncs(on: bool) -> bool {
+    FAIL_DB_SYNCS.store(on, Ordering::SeqCst);
+    with_recorder(|_| ()).is_some()
 }
 
 /// Records that `from` was renamed to `to` (made durable with its directory at once), as
@@ -181,6 +195,7 @@ unsafe extern "C" fn open(
             0
         };
         (*file.cast::<RecordedFile>()).id = id;
+        (*file.cast::<RecordedFile>()).main_db = flags & ffi::SQLITE_OPEN_MAIN_DB != 0;
         (*file).pMethods = &RECORDED_METHODS;
         ffi::SQLITE_OK
     }
@@ -261,6 +276,9 @@ unsafe extern "C" fn sync(file: *mut ffi::sqlite3_file, flags: c_int) -> c_int {
         let Some(inner_sync) = methods(wrapped).xSync else {
             return ffi::SQLITE_IOERR_FSYNC;
         };
+        if (*file.cast::<RecordedFile>()).main_db && FAIL_DB_SYNCS.load(Ordering::SeqCst) {
+            return ffi::SQLITE_IOERR_FSYNC;
+        }
         let id = file_id(file);
         let mut guard = RECORDER.lock().unwrap_or_else(PoisonError::into_inner);
         let rc = inner_sync(wrapped, flags);

@@ -229,6 +229,7 @@ class ColumnCore:
     def pop(self, index: int) -> Any: ...
 
 def powerloss_mark(n: int) -> bool: ...
+def powerloss_fail_db_syncs(on: bool) -> bool: ...
 
 __all__ = [
     "ACCEPTED_DTYPES",
@@ -255,6 +256,7 @@ __all__ = [
     "compression_setting",
     "encryption_available",
     "inspect",
+    "powerloss_fail_db_syncs",
     "powerloss_mark",
     "raw_key_bytes",
     "value_snapshot",

@@ -128,3 +128,85 @@ print(sorted(outcomes))
     outcomes = eval(result.stdout)
     assert outcomes and set(outcomes) <= {"ok", "CorruptionError", "IoError", "VaultError"}
     assert issubclass(IoError, VaultError)
+
+
+SNAPSHOT_READER = r"""
+import sqlite3, sys
+c = sqlite3.connect(sys.argv[1], isolation_level=None)
+c.execute("BEGIN")
+c.execute("SELECT count(*) FROM sqlite_master").fetchall()
+print("ready", flush=True)
+sys.stdin.read()
+"""
+
+FAILED_SYNC = r"""
+import json, os, subprocess, sys, time
+import ambervault
+from ambervault._ambervault import powerloss_fail_db_syncs
+
+def checkpoint_thread_alive():
+    names = []
+    for task in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{task}/comm") as f:
+                names.append(f.read().strip())
+        except FileNotFoundError:
+            pass
+    return "amber-ckpt" in names
+
+def wait_until(condition, seconds=30):
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return condition()
+
+def value(prefix, i):
+    return f"{prefix}{i}:".encode() * 80
+
+path, reader_code = sys.argv[1], sys.argv[2]
+kv = ambervault.KVault(path)
+kv.put_many({f"bulk{i}": value("bulk", i) for i in range(10000)})  # starts the thread
+started = wait_until(checkpoint_thread_alive)  # it names itself once it runs
+kv.checkpoint()  # an empty WAL: the small commits below stay in it (too few to copy)
+for i in range(300):
+    kv[f"s{i}"] = value("s", i)
+# A reader in another process holds the snapshot of those commits: the next bulk write's pass
+# stops short of it, so SQLite syncs nothing of the database itself, and the thread's own sync
+# of what the pass copied is the one that fails.
+reader = subprocess.Popen([sys.executable, "-c", reader_code, path], stdin=subprocess.PIPE,
+                          stdout=subprocess.PIPE, text=True)
+assert reader.stdout.readline().strip() == "ready"
+if not powerloss_fail_db_syncs(True):
+    raise SystemExit("the power-loss recorder is not active (needs a test-hooks build)")
+kv.put_many({f"more{i}": value("more", i) for i in range(10000)})
+ended = wait_until(lambda: not checkpoint_thread_alive())
+# Writes go on while syncs fail, and are read back.
+for i in range(300):
+    kv[f"after{i}"] = value("after", i)
+during = all(kv[f"after{i}"] == value("after", i) for i in range(300))
+reader.stdin.close()
+reader.wait()
+powerloss_fail_db_syncs(False)
+kv.put_many({f"last{i}": value("last", i) for i in range(10000)})
+kv.close()
+kv = ambervault.KVault(path)
+expected = {("bulk", 10000), ("s", 300), ("more", 10000), ("after", 300), ("last", 10000)}
+reopened = all(kv[f"{p}{i}"] == value(p, i) for p, n in expected for i in range(n))
+print(json.dumps({"started": started, "ended": ended, "during": during, "reopened": reopened,
+                  "len": len(kv), "check": kv.check()}))
+"""
+
+
+def test_a_failed_sync_of_the_checkpoint_thread_ends_it_and_loses_nothing(tmp_path):
+    """Linux reports a failed write-back once per open file, so the checkpoint thread must not
+    go on syncing through its connection after one; writes carry on and survive a reopen."""
+    path = tmp_path / "v.db"
+    env = {"AMBERVAULT_TEST_POWERLOSS_LOG": str(tmp_path / "events.log")}
+    result = run_python(FAILED_SYNC, str(path), SNAPSHOT_READER, env=env)
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["started"], "the bulk write did not start the checkpoint thread"
+    assert out["ended"], "the checkpoint thread went on after its sync failed"
+    assert out["during"] and out["reopened"], out
+    assert out["len"] == 30600
+    assert out["check"] == []
