@@ -8,7 +8,8 @@ interleaved) and sorts its slowest 2% by cause:
   into the chunks;
 - WAL cycle: the operation whose commit finished a checkpoint inline (the WAL is rewound by the
   next one: the checkpoint sequence in the WAL's header changes) and the one that rewound it;
-- other: most are operations that ran beside a pass of the checkpoint thread.
+- other: with checkpoint passes, these bunch up in the few hundred operations before the WAL's
+  cycle, while the pass a small commit asked for runs.
 
 Each repetition runs once with the default checkpoints and once with ``checkpoints="external"``
 (no pass ever runs, the WAL only grows), alternated, so the difference is what the passes
