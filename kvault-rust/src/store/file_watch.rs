@@ -51,7 +51,13 @@ impl FileWatch {
             return file_has_moved(conn);
         };
         if let Some(known) = self.identity.get() {
-            return lookup(dir, name) != Some(known);
+            return match lookup(dir, name) {
+                Lookup::Found(now) => now != known,
+                Lookup::Gone => true,
+                // A lookup that failed otherwise (a network filesystem's hiccup, say) proves
+                // nothing either way: SQLite's check decides.
+                Lookup::Failed => file_has_moved(conn),
+            };
         }
         // The first time, SQLite's check says whether the name leads to its file. What the
         // name led to is kept only if it led there both before and after that check.
@@ -59,11 +65,24 @@ impl FileWatch {
         if file_has_moved(conn) {
             return true;
         }
-        if before.is_some() && lookup(dir, name) == before {
-            self.identity.set(before);
+        if let Lookup::Found(identity) = before {
+            if lookup(dir, name) == before {
+                self.identity.set(Some(identity));
+            }
         }
         false
     }
+}
+
+/// What a name in a directory leads to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lookup {
+    /// A file, by its device and inode.
+    Found(Identity),
+    /// Nothing: no such name (or a part of it is not a directory).
+    Gone,
+    /// The lookup failed for another reason.
+    Failed,
 }
 
 #[cfg(target_os = "linux")]
@@ -86,10 +105,9 @@ fn open_entry(_path: &Path) -> Option<(File, CString)> {
     None
 }
 
-/// What `name` in `dir` leads to (`fstatat`, following a symlink as SQLite's `stat` does), or
-/// none if nothing.
+/// What `name` in `dir` leads to (`fstatat`, following a symlink as SQLite's `stat` does).
 #[cfg(target_os = "linux")]
-fn lookup(dir: &File, name: &CString) -> Option<Identity> {
+fn lookup(dir: &File, name: &CString) -> Lookup {
     let mut stat = std::mem::MaybeUninit::<libc::stat>::uninit();
     // SAFETY: the descriptor is open while `dir` lives, `name` is NUL-terminated; fstatat
     // fills the buffer on success.
@@ -102,17 +120,20 @@ fn lookup(dir: &File, name: &CString) -> Option<Identity> {
         )
     };
     if rc != 0 {
-        return None;
+        return match std::io::Error::last_os_error().raw_os_error() {
+            Some(libc::ENOENT | libc::ENOTDIR) => Lookup::Gone,
+            _ => Lookup::Failed,
+        };
     }
     // SAFETY: initialized by the successful call above.
     let stat = unsafe { stat.assume_init() };
     #[allow(clippy::useless_conversion)] // the field types differ between architectures
-    Some((u64::from(stat.st_dev), u64::from(stat.st_ino)))
+    Lookup::Found((u64::from(stat.st_dev), u64::from(stat.st_ino)))
 }
 
 #[cfg(not(target_os = "linux"))]
-fn lookup(_dir: &File, _name: &CString) -> Option<Identity> {
-    None
+fn lookup(_dir: &File, _name: &CString) -> Lookup {
+    Lookup::Failed
 }
 
 #[cfg(test)]
