@@ -336,7 +336,8 @@ def stream_out(system: str) -> Callable[[str, int], Result]:
     return run
 
 
-def _drain(f: Any) -> int:
+def drain(f: Any) -> int:
+    """Reads the file object `f` to its end 1 MiB at a time; the bytes read."""
     total = 0
     while True:
         block = f.read(MIB)
@@ -351,10 +352,10 @@ def stream_read(system: str) -> Callable[[str, int], Result]:
         with _Timer() as t:
             if system == "ambervault":
                 with store.open(KEY) as f:
-                    total = _drain(f)
+                    total = drain(f)
             elif system == "diskcache":
                 with store.get(KEY, read=True) as f:
-                    total = _drain(f)
+                    total = drain(f)
             elif system == "lmdb":
                 with store.begin(buffers=True) as txn:
                     view = txn.get(KEY)
@@ -363,7 +364,7 @@ def stream_read(system: str) -> Callable[[str, int], Result]:
                         total += len(bytes(view[i : i + MIB]))  # bytes, as read() gives
             else:  # plain-read
                 with open(src, "rb") as f:
-                    total = _drain(f)
+                    total = drain(f)
         assert total == n * MIB, (system, total)
         _close(system, store)
         return t.seconds, n * MIB

@@ -30,26 +30,16 @@ import media_workloads
 MIB = 1 << 20
 
 
-def drain(f: Any) -> int:
-    """Reads `f` to its end 1 MiB at a time; the bytes read."""
-    total = 0
-    while True:
-        block = f.read(MIB)
-        if not block:
-            return total
-        total += len(block)
-
-
 def read_vault(vault: Any, _: str) -> int:
     """Reads the stored value whole through `vault`."""
     with vault.open(b"value") as f:
-        return drain(f)
+        return media_workloads.drain(f)
 
 
 def read_plain(_: Any, src: str) -> int:
     """Reads the plain file whole."""
     with open(src, "rb") as f:
-        return drain(f)
+        return media_workloads.drain(f)
 
 
 def timed(read: Callable[[Any, str], int], vault: Any, src: str, expected: int) -> Tuple[float, int]:
